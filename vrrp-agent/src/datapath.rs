@@ -1,0 +1,220 @@
+//! The XDP fast path as seen from userspace: load the object, attach the
+//! program to interfaces, pin its maps, and read peers and counters back.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
+use aya::programs::{Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use vrrp_common::Verdict;
+use vrrp_common::maps::{
+    COUNTERS_MAP, CounterKey, PEERS_MAP, PeerKey, PeerState, XDP_PROGRAM,
+};
+
+/// Errors of the datapath, each naming what it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    /// The object is missing or unreadable.
+    #[error(transparent)]
+    Object(#[from] crate::object::ObjectError),
+    /// The kernel refused the object (verifier, BTF, permissions).
+    #[error("loading the XDP object failed: {source}")]
+    Load {
+        /// aya's error.
+        #[source]
+        source: aya::EbpfError,
+    },
+    /// The object lacks a program or map this agent expects.
+    #[error("the XDP object has no {what} named {name}: it does not match this agent")]
+    Missing {
+        /// "program" or "map".
+        what: &'static str,
+        /// Its name.
+        name: &'static str,
+    },
+    /// Program load or attach failed.
+    #[error("{action} XDP program on {iface}: {source}")]
+    Program {
+        /// What was attempted.
+        action: &'static str,
+        /// Interface name, or "-" for the load.
+        iface: String,
+        /// aya's error.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A map could not be read or converted.
+    #[error("map {name}: {source}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// aya's error.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// Pinning failed.
+    #[error("pinning {name} at {path}: {reason}")]
+    Pin {
+        /// Map name.
+        name: &'static str,
+        /// Pin path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// How to attach: the kernel's choice, or forced generic / native.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native if the driver supports it, else generic (the kernel decides).
+    #[default]
+    Auto,
+    /// Generic (skb) XDP.
+    Generic,
+    /// Native (driver) XDP; fails on drivers without it.
+    Native,
+}
+
+impl From<AttachMode> for XdpMode {
+    fn from(m: AttachMode) -> Self {
+        match m {
+            AttachMode::Auto => XdpMode::Default,
+            AttachMode::Generic => XdpMode::Skb,
+            AttachMode::Native => XdpMode::Driver,
+        }
+    }
+}
+
+/// A loaded XDP program with its maps; dropping it detaches the program
+/// from every interface and removes the pins it made.
+pub struct Datapath {
+    ebpf: Ebpf,
+    pins: Vec<PathBuf>,
+    attached: Vec<(String, u32)>,
+}
+
+/// One row of `VRRP_PEERS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerRow {
+    /// Map key.
+    pub key: PeerKey,
+    /// Map value.
+    pub state: PeerState,
+}
+
+impl Datapath {
+    /// Load the object (from `object`, else the embedded one) into the
+    /// kernel. Nothing is attached yet.
+    pub fn load(object: Option<&Path>) -> Result<Self, DatapathError> {
+        let bytes = crate::object::load_bytes(object)?;
+        let mut ebpf = EbpfLoader::new().load(&bytes).map_err(|source| DatapathError::Load { source })?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
+            .try_into()
+            .map_err(|source| DatapathError::Program { action: "loading", iface: "-".into(), source })?;
+        prog.load().map_err(|source| DatapathError::Program { action: "loading", iface: "-".into(), source })?;
+        for name in [PEERS_MAP, COUNTERS_MAP] {
+            if ebpf.map(name).is_none() {
+                return Err(DatapathError::Missing { what: "map", name });
+            }
+        }
+        Ok(Datapath { ebpf, pins: Vec::new(), attached: Vec::new() })
+    }
+
+    /// Attach the program to `iface`. Refuses (EBUSY from the kernel) when
+    /// another XDP program is already attached there.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<u32, DatapathError> {
+        let ifindex = nix::net::if_::if_nametoindex(iface).map_err(|e| DatapathError::Program {
+            action: "attaching",
+            iface: iface.into(),
+            source: aya::programs::ProgramError::IOError(std::io::Error::from(e)),
+        })?;
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
+            .try_into()
+            .map_err(|source| DatapathError::Program { action: "attaching", iface: iface.into(), source })?;
+        prog.attach_to_if_index(ifindex, mode.into())
+            .map_err(|source| DatapathError::Program { action: "attaching", iface: iface.into(), source })?;
+        self.attached.push((iface.to_owned(), ifindex));
+        Ok(ifindex)
+    }
+
+    /// Interfaces the program is attached to, with their indexes.
+    pub fn attached(&self) -> &[(String, u32)] {
+        &self.attached
+    }
+
+    /// Pin the maps as `dir/VRRP_PEERS` and `dir/VRRP_COUNTERS` (on a
+    /// bpffs), replacing stale pins a dead agent of the same name left.
+    pub fn pin_maps(&mut self, dir: &Path) -> Result<(), DatapathError> {
+        for name in [PEERS_MAP, COUNTERS_MAP] {
+            let path = dir.join(name);
+            let pin_err = |reason: String| DatapathError::Pin { name, path: path.display().to_string(), reason };
+            fs::create_dir_all(dir).map_err(|e| pin_err(e.to_string()))?;
+            match fs::remove_file(&path) {
+                Ok(()) => log::warn!("removed stale pin {}", path.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(pin_err(e.to_string())),
+            }
+            let map = self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?;
+            map.pin(&path).map_err(|e| pin_err(e.to_string()))?;
+            self.pins.push(path);
+        }
+        Ok(())
+    }
+
+    /// Where the maps are pinned, if they are.
+    pub fn pins(&self) -> &[PathBuf] {
+        &self.pins
+    }
+
+    /// Every peer the kernel has recorded.
+    pub fn peers(&self) -> Result<Vec<PeerRow>, DatapathError> {
+        let map = self.ebpf.map(PEERS_MAP).ok_or(DatapathError::Missing { what: "map", name: PEERS_MAP })?;
+        let peers: BpfHashMap<&MapData, PeerKey, PeerState> =
+            BpfHashMap::try_from(map).map_err(|source| DatapathError::Map { name: PEERS_MAP, source })?;
+        peers
+            .iter()
+            .map(|r| r.map(|(key, state)| PeerRow { key, state }))
+            .collect::<Result<_, _>>()
+            .map_err(|source| DatapathError::Map { name: PEERS_MAP, source })
+    }
+
+    /// Verdict counters summed over CPUs, per (ifindex, verdict).
+    pub fn counters(&self) -> Result<BTreeMap<(u32, Verdict), u64>, DatapathError> {
+        let name = COUNTERS_MAP;
+        let map = self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?;
+        let counters: PerCpuHashMap<&MapData, CounterKey, u64> =
+            PerCpuHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+        let mut out = BTreeMap::new();
+        for row in counters.iter() {
+            let (key, per_cpu) = row.map_err(|source| DatapathError::Map { name, source })?;
+            // A verdict number this agent does not know comes from a newer
+            // kernel object; it is skipped rather than misfiled.
+            if let Some(v) = Verdict::from_u32(key.verdict) {
+                *out.entry((key.ifindex, v)).or_insert(0) += per_cpu.iter().sum::<u64>();
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        // Pins outlive the process; a clean exit leaves nothing behind.
+        for p in &self.pins {
+            if let Err(e) = fs::remove_file(p) {
+                log::warn!("cannot remove pin {}: {e}", p.display());
+            }
+        }
+        if let Some(dir) = self.pins.first().and_then(|p| p.parent()) {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! vrrp-agent: the userspace side of the eBPF-accelerated VRRP agent.
+//!
+//! `datapath` loads the XDP program, attaches it and reads its maps;
+//! `bpffs` makes sure there is a BPF filesystem to pin the maps in.
+
+pub mod bpffs;
+pub mod datapath;
+pub mod instance_lock;
+pub mod object;

@@ -1,0 +1,197 @@
+//! The checks a receiver applies to an IP protocol-112 packet before it
+//! looks at any instance state: what the XDP program runs per packet and
+//! what the agent's userspace receive path runs too.
+//!
+//! Works on the 8-byte fixed header (copied out of the frame by the caller)
+//! plus facts from the IP header, so the kernel needs no variable-length
+//! access here and the host unit tests see exactly the kernel's logic.
+
+use crate::Verdict;
+use crate::maps::{FAMILY_IPV4, FAMILY_IPV6};
+
+/// Length of the fixed VRRP header shared by v2 and v3.
+///
+/// ```text
+///  0                   1                   2                   3
+///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |Version| Type  | Virtual Rtr ID|   Priority    | Count IP Addrs|
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// v2: |   Auth Type   |   Adver Int   |          Checksum             |
+/// v3: |(rsvd) |     Max Adver Int     |          Checksum             |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+pub const HEADER_LEN: usize = 8;
+/// v2 carries 8 bytes of authentication data after the addresses.
+pub const V2_AUTH_LEN: usize = 8;
+/// A CARP packet is always 36 bytes (OpenBSD ip_carp.h).
+const CARP_LEN: u16 = 36;
+/// CARP's byte 3 is `carp_authlen`, always 7 (in 32-bit words).
+const CARP_AUTHLEN: u8 = 7;
+
+/// What the IP layer says about the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpMeta {
+    /// `FAMILY_IPV4` or `FAMILY_IPV6`.
+    pub family: u8,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// Length of the VRRP message according to the IP header (IPv4 total
+    /// length minus header; IPv6 payload length).
+    pub vrrp_len: u16,
+    /// Whether the IPv4 packet is a fragment (MF set or offset non-zero).
+    pub fragment: bool,
+    /// Source address; for IPv4 the first four bytes.
+    pub src: [u8; 16],
+}
+
+/// The header fields of an advert that passed the checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Advert {
+    /// 2 or 3.
+    pub version: u8,
+    /// 1-255.
+    pub vrid: u8,
+    /// 0 (resigning) to 255 (address owner).
+    pub priority: u8,
+    /// Count of addresses.
+    pub count: u8,
+    /// Interval in centiseconds: v3 Max Adver Int, v2 Adver Int x 100.
+    pub interval_cs: u16,
+    /// v2 authentication type; 0 for v3.
+    pub auth_type: u8,
+}
+
+/// Expected message length for `version`, `family` and `count` addresses.
+pub const fn expected_len(version: u8, family: u8, count: u8) -> usize {
+    let addr_len = if family == FAMILY_IPV6 { 16 } else { 4 };
+    let auth = if version == 2 { V2_AUTH_LEN } else { 0 };
+    HEADER_LEN + addr_len * count as usize + auth
+}
+
+/// Check the fixed header of one protocol-112 packet.
+///
+/// `hdr` is the first 8 bytes of the message; the caller has already
+/// checked that the frame holds them, and returns `TooShort` itself when it
+/// does not.
+pub fn check_header(hdr: &[u8; HEADER_LEN], ip: &IpMeta) -> Result<Advert, Verdict> {
+    if ip.fragment {
+        return Err(Verdict::Fragment);
+    }
+    if (ip.vrrp_len as usize) < HEADER_LEN {
+        return Err(Verdict::TooShort);
+    }
+    let version = hdr[0] >> 4;
+    let kind = hdr[0] & 0x0f;
+    let count = hdr[3];
+    // CARP shares protocol 112 and a first byte of 0x21 with VRRPv2. Its
+    // length is fixed at 36 with authlen 7 in byte 3, which a VRRPv2
+    // packet cannot have: with 7 addresses it would be 44 bytes long.
+    if ip.family == FAMILY_IPV4 && ip.vrrp_len == CARP_LEN && count == CARP_AUTHLEN {
+        return Err(Verdict::Carp);
+    }
+    // RFC 5798 5.1.1.3 / 5.1.2.3: the sender sets 255; a router that
+    // forwarded it would have decremented it (RFC 5798 7.1).
+    if ip.ttl != 255 {
+        return Err(Verdict::BadTtl);
+    }
+    match (version, ip.family) {
+        (2, FAMILY_IPV4) | (3, FAMILY_IPV4) | (3, FAMILY_IPV6) => {}
+        _ => return Err(Verdict::BadVersion),
+    }
+    // RFC 5798 5.2.2: only type 1 is defined.
+    if kind != 1 {
+        return Err(Verdict::BadType);
+    }
+    let vrid = hdr[1];
+    if vrid == 0 {
+        return Err(Verdict::BadVrid);
+    }
+    if ip.vrrp_len as usize != expected_len(version, ip.family, count) {
+        return Err(Verdict::LengthMismatch);
+    }
+    // RFC 5798 5.1.2.1: IPv6 adverts come from the link-local address.
+    if ip.family == FAMILY_IPV6 && !(ip.src[0] == 0xfe && ip.src[1] & 0xc0 == 0x80) {
+        return Err(Verdict::NotLinkLocal);
+    }
+    let (interval_cs, auth_type) = if version == 2 {
+        (hdr[5] as u16 * 100, hdr[4])
+    } else {
+        (u16::from_be_bytes([hdr[4], hdr[5]]) & 0x0fff, 0)
+    };
+    Ok(Advert { version, vrid, priority: hdr[2], count, interval_cs, auth_type })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(ttl: u8, len: u16) -> IpMeta {
+        let mut src = [0; 16];
+        src[..4].copy_from_slice(&[192, 0, 2, 1]);
+        IpMeta { family: FAMILY_IPV4, ttl, vrrp_len: len, fragment: false, src }
+    }
+
+    fn v6(src0: u8, len: u16) -> IpMeta {
+        let mut src = [0; 16];
+        src[0] = src0;
+        src[1] = 0x80;
+        IpMeta { family: FAMILY_IPV6, ttl: 255, vrrp_len: len, fragment: false, src }
+    }
+
+    #[test]
+    fn v2_advert_with_one_address() {
+        // v2, type 1, VRID 51, prio 150, 1 address, PASS auth, 1 s.
+        let hdr = [0x21, 51, 150, 1, 1, 1, 0xab, 0xcd];
+        let a = check_header(&hdr, &v4(255, 20)).expect("valid");
+        assert_eq!(
+            a,
+            Advert { version: 2, vrid: 51, priority: 150, count: 1, interval_cs: 100, auth_type: 1 }
+        );
+    }
+
+    #[test]
+    fn v3_interval_is_12_bits() {
+        // Reserved nibble set: it must be ignored, 0xf00a -> 10 cs.
+        let hdr = [0x31, 7, 100, 2, 0xf0, 0x0a, 0, 0];
+        let a = check_header(&hdr, &v4(255, 16)).expect("valid");
+        assert_eq!(a.interval_cs, 10);
+        assert_eq!(a.version, 3);
+    }
+
+    #[test]
+    fn rejections() {
+        let good = [0x21, 51, 150, 1, 1, 1, 0, 0];
+        assert_eq!(check_header(&good, &v4(64, 20)), Err(Verdict::BadTtl));
+        assert_eq!(check_header(&good, &v4(255, 24)), Err(Verdict::LengthMismatch));
+        assert_eq!(check_header(&good, &v4(255, 7)), Err(Verdict::TooShort));
+        let mut frag = v4(255, 20);
+        frag.fragment = true;
+        assert_eq!(check_header(&good, &frag), Err(Verdict::Fragment));
+        let bad_type = [0x22, 51, 150, 1, 1, 1, 0, 0];
+        assert_eq!(check_header(&bad_type, &v4(255, 20)), Err(Verdict::BadType));
+        let bad_version = [0x41, 51, 150, 1, 1, 1, 0, 0];
+        assert_eq!(check_header(&bad_version, &v4(255, 20)), Err(Verdict::BadVersion));
+        let vrid0 = [0x21, 0, 150, 1, 1, 1, 0, 0];
+        assert_eq!(check_header(&vrid0, &v4(255, 20)), Err(Verdict::BadVrid));
+        // v2 over IPv6 does not exist.
+        assert_eq!(check_header(&good, &v6(0xfe, 28)), Err(Verdict::BadVersion));
+    }
+
+    #[test]
+    fn v3_ipv6_needs_link_local_source() {
+        let hdr = [0x31, 9, 100, 1, 0, 100, 0, 0];
+        assert!(check_header(&hdr, &v6(0xfe, 24)).is_ok());
+        assert_eq!(check_header(&hdr, &v6(0x20, 24)), Err(Verdict::NotLinkLocal));
+    }
+
+    #[test]
+    fn carp_is_told_apart() {
+        // CARP: version 2, type 1, vhid 1, advskew 0, authlen 7, 36 bytes.
+        let carp = [0x21, 1, 0, 7, 0, 1, 0, 0];
+        assert_eq!(check_header(&carp, &v4(255, 36)), Err(Verdict::Carp));
+        // A VRRPv2 advert with 5 addresses is also 36 bytes: still VRRP.
+        let vrrp5 = [0x21, 1, 100, 5, 0, 1, 0, 0];
+        assert!(check_header(&vrrp5, &v4(255, 36)).is_ok());
+    }
+}

