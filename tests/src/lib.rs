@@ -9,5 +9,6 @@
 pub mod advert;
 pub mod netns;
 pub mod privilege;
+pub mod process;
 
 pub use netns::Netns;

@@ -84,6 +84,21 @@ impl Netns {
         Ok(())
     }
 
+    /// Add a bridge `name`, up, in this namespace.
+    pub fn bridge(&self, name: &str) -> Result<()> {
+        self.ip(&["link", "add", name, "type", "bridge"])?;
+        self.ip(&["link", "set", name, "up"])?;
+        Ok(())
+    }
+
+    /// Connect `node` to bridge `bridge` here: a veth with end `port` here,
+    /// enslaved to the bridge, and end `iface` in `node`.
+    pub fn plug(&self, bridge: &str, port: &str, node: &Netns, iface: &str) -> Result<()> {
+        self.veth_to(port, node, iface)?;
+        self.ip(&["link", "set", port, "master", bridge])?;
+        Ok(())
+    }
+
     /// The interface index of `iface` in this namespace.
     pub fn ifindex(&self, iface: &str) -> Result<u32> {
         let out = self.ip(&["-o", "link", "show", "dev", iface])?;

@@ -16,8 +16,8 @@ pub fn require_root(test: &str) -> bool {
 
 /// Fail (under CI) or skip when `tool` is not on PATH.
 pub fn require_tool(test: &str, tool: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    let found =
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
     if found {
         return true;
     }

@@ -90,7 +90,8 @@ fn bpftool_prints_typed_peer_fields() -> Result<()> {
     let b = Netns::new("vtb")?;
     a.veth_to("va0", &b, "vb0")?;
     a.ip(&["addr", "add", "198.51.100.1/24", "dev", "va0"])?;
-    let pin_dir = std::path::PathBuf::from(format!("/sys/fs/bpf/vrrp-agent-test-{}", vrrp_tests::netns::unique("p")));
+    let pin_dir =
+        std::path::PathBuf::from(format!("/sys/fs/bpf/vrrp-agent-test-{}", vrrp_tests::netns::unique("p")));
     vrrp_agent::bpffs::ensure(std::path::Path::new("/sys/fs/bpf"))?;
     let dir = pin_dir.clone();
     let dp = b.run_in(move || {

@@ -34,7 +34,8 @@ pub fn ensure(mount_point: &Path) -> Result<bool, BpffsError> {
         return Ok(false);
     }
     let err = |source| BpffsError::Mount { path: mount_point.display().to_string(), source };
-    std::fs::create_dir_all(mount_point).map_err(|e| err(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    std::fs::create_dir_all(mount_point)
+        .map_err(|e| err(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
     mount(Some("bpf"), mount_point, Some("bpf"), MsFlags::empty(), None::<&str>).map_err(err)?;
     Ok(true)
 }

@@ -9,9 +9,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use vrrp_common::Verdict;
-use vrrp_common::maps::{
-    COUNTERS_MAP, CounterKey, PEERS_MAP, PeerKey, PeerState, XDP_PROGRAM,
-};
+use vrrp_common::maps::{COUNTERS_MAP, CounterKey, PEERS_MAP, PeerKey, PeerState, XDP_PROGRAM};
 
 /// Errors of the datapath, each naming what it was doing.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +114,11 @@ impl Datapath {
             .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
             .try_into()
             .map_err(|source| DatapathError::Program { action: "loading", iface: "-".into(), source })?;
-        prog.load().map_err(|source| DatapathError::Program { action: "loading", iface: "-".into(), source })?;
+        prog.load().map_err(|source| DatapathError::Program {
+            action: "loading",
+            iface: "-".into(),
+            source,
+        })?;
         for name in [PEERS_MAP, COUNTERS_MAP] {
             if ebpf.map(name).is_none() {
                 return Err(DatapathError::Missing { what: "map", name });
@@ -139,8 +141,11 @@ impl Datapath {
             .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
             .try_into()
             .map_err(|source| DatapathError::Program { action: "attaching", iface: iface.into(), source })?;
-        prog.attach_to_if_index(ifindex, mode.into())
-            .map_err(|source| DatapathError::Program { action: "attaching", iface: iface.into(), source })?;
+        prog.attach_to_if_index(ifindex, mode.into()).map_err(|source| DatapathError::Program {
+            action: "attaching",
+            iface: iface.into(),
+            source,
+        })?;
         self.attached.push((iface.to_owned(), ifindex));
         Ok(ifindex)
     }
@@ -155,7 +160,8 @@ impl Datapath {
     pub fn pin_maps(&mut self, dir: &Path) -> Result<(), DatapathError> {
         for name in [PEERS_MAP, COUNTERS_MAP] {
             let path = dir.join(name);
-            let pin_err = |reason: String| DatapathError::Pin { name, path: path.display().to_string(), reason };
+            let pin_err =
+                |reason: String| DatapathError::Pin { name, path: path.display().to_string(), reason };
             fs::create_dir_all(dir).map_err(|e| pin_err(e.to_string()))?;
             match fs::remove_file(&path) {
                 Ok(()) => log::warn!("removed stale pin {}", path.display()),

@@ -79,7 +79,8 @@ fn main() -> Result<()> {
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
         log::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
@@ -107,11 +108,18 @@ async fn watch(args: WatchArgs, shutdown: impl std::future::Future<Output = ()>)
     if !args.no_pin {
         let fs_root = args.pin_root.parent().unwrap_or(&args.pin_root);
         if bpffs::ensure(fs_root)? {
-            log::warn!("{} was not a BPF filesystem (ip netns exec hides the host's): mounted one", fs_root.display());
+            log::warn!(
+                "{} was not a BPF filesystem (ip netns exec hides the host's): mounted one",
+                fs_root.display()
+            );
         }
         let dir = args.pin_root.join(&args.name);
         dp.pin_maps(&dir)?;
-        log::info!("maps pinned under {} (bpftool map dump pinned {}/VRRP_PEERS)", dir.display(), dir.display());
+        log::info!(
+            "maps pinned under {} (bpftool map dump pinned {}/VRRP_PEERS)",
+            dir.display(),
+            dir.display()
+        );
     }
     let names: BTreeMap<u32, String> = dp.attached().iter().map(|(n, i)| (*i, n.clone())).collect();
     let mut seen: BTreeMap<_, PeerRow> = BTreeMap::new();

@@ -77,11 +77,7 @@ impl Verdict {
 
     /// The verdict with number `n`, if there is one.
     pub const fn from_u32(n: u32) -> Option<Verdict> {
-        if (n as usize) < Self::COUNT {
-            Some(Self::ALL[n as usize])
-        } else {
-            None
-        }
+        if (n as usize) < Self::COUNT { Some(Self::ALL[n as usize]) } else { None }
     }
 
     /// Short snake_case name, used in logs and metrics.

@@ -15,8 +15,7 @@ use aya_ebpf::macros::{btf_map, xdp};
 use aya_ebpf::programs::XdpContext;
 use vrrp_common::classify::{self, HEADER_LEN, IpMeta};
 use vrrp_common::maps::{
-    COUNTERS_MAX_ENTRIES, CounterKey, FAMILY_IPV4, FAMILY_IPV6, PEERS_MAX_ENTRIES, PeerKey,
-    PeerState,
+    COUNTERS_MAX_ENTRIES, CounterKey, FAMILY_IPV4, FAMILY_IPV6, PEERS_MAX_ENTRIES, PeerKey, PeerState,
 };
 use vrrp_common::{IPPROTO_VRRP, Verdict};
 

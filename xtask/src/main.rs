@@ -1,1 +1,96 @@
-fn main(){}
+//! `cargo xtask <task>`: the project's build, test and demo entry points.
+//!
+//! Every task that needs a tool first checks for it; on Debian as root it
+//! installs what is missing (apt packages, bpf-linker), otherwise it stops
+//! with one screen saying what to install.
+
+mod demo;
+mod ebpf;
+mod prereqs;
+mod sh;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "vrrp-agent build, test and demo tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Check the build and test prerequisites; install the missing ones
+    /// (Debian, as root) or say how.
+    Prereqs {
+        /// Only report, install nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build the XDP program (vrrp-ebpf) for bpfel-unknown-none with BTF.
+    BuildEbpf,
+    /// Build the XDP program, then the agent with the program embedded.
+    Build {
+        /// Build the userspace crates in release mode.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Lint, unit tests, then the integration tests that need root.
+    Test,
+    /// Build everything and run a two-node lab in network namespaces.
+    Demo,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Prereqs { check } => {
+            let set = if check { prereqs::Need::check_only() } else { prereqs::Need::all() };
+            prereqs::ensure(&set).map(|_| ())
+        }
+        Task::BuildEbpf => ebpf::build(&prereqs::ensure(&prereqs::Need::build())?),
+        Task::Build { release } => build(release),
+        Task::Test => test(),
+        Task::Demo => demo::run(),
+    }
+}
+
+/// The eBPF object first, then the userspace crates, which embed it.
+pub fn build(release: bool) -> Result<()> {
+    let tools = prereqs::ensure(&prereqs::Need::build())?;
+    ebpf::build(&tools)?;
+    let mut cmd = sh::cargo();
+    cmd.args(["build", "--workspace", "--bins", "--locked"]);
+    if release {
+        cmd.arg("--release");
+    }
+    sh::run(&mut cmd)
+}
+
+fn test() -> Result<()> {
+    let tools = prereqs::ensure(&prereqs::Need::all())?;
+    ebpf::build(&tools)?;
+    sh::step("format check");
+    sh::run(sh::cargo().args(["fmt", "--all", "--check"]))?;
+    sh::run(sh::cargo().args(["fmt", "--check", "--manifest-path", "vrrp-ebpf/Cargo.toml"]))?;
+    sh::step("clippy");
+    sh::run(sh::cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    sh::step("unit tests");
+    sh::run(sh::cargo().args(["test", "--workspace", "--locked", "--lib", "--bins"]))?;
+    sh::step("integration tests (network namespaces, XDP; need root)");
+    if !prereqs::is_root() {
+        println!("not root: the integration tests will print SKIPPED (run as root to run them)");
+    }
+    sh::run(sh::cargo().args(["test", "--locked", "-p", "vrrp-tests", "--tests", "--", "--test-threads=2"]))?;
+    sh::step("all tests passed");
+    Ok(())
+}
