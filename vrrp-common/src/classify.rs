@@ -8,26 +8,11 @@
 
 use crate::Verdict;
 use crate::maps::{FAMILY_IPV4, FAMILY_IPV6};
+use crate::units::Centis;
+use crate::wire::vrrp::check_fixed;
+use crate::wire::{Family, Packet, Version};
 
-/// Length of the fixed VRRP header shared by v2 and v3.
-///
-/// ```text
-///  0                   1                   2                   3
-///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |Version| Type  | Virtual Rtr ID|   Priority    | Count IP Addrs|
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// v2: |   Auth Type   |   Adver Int   |          Checksum             |
-/// v3: |(rsvd) |     Max Adver Int     |          Checksum             |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// ```
-pub const HEADER_LEN: usize = 8;
-/// v2 carries 8 bytes of authentication data after the addresses.
-pub const V2_AUTH_LEN: usize = 8;
-/// A CARP packet is always 36 bytes (OpenBSD ip_carp.h).
-const CARP_LEN: u16 = 36;
-/// CARP's byte 3 is `carp_authlen`, always 7 (in 32-bit words).
-const CARP_AUTHLEN: u8 = 7;
+pub use crate::wire::vrrp::HEADER_LEN;
 
 /// What the IP layer says about the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,13 +47,6 @@ pub struct Advert {
     pub auth_type: u8,
 }
 
-/// Expected message length for `version`, `family` and `count` addresses.
-pub const fn expected_len(version: u8, family: u8, count: u8) -> usize {
-    let addr_len = if family == FAMILY_IPV6 { 16 } else { 4 };
-    let auth = if version == 2 { V2_AUTH_LEN } else { 0 };
-    HEADER_LEN + addr_len * count as usize + auth
-}
-
 /// Check the fixed header of one protocol-112 packet.
 ///
 /// `hdr` is the first 8 bytes of the message; the caller has already
@@ -78,16 +56,18 @@ pub fn check_header(hdr: &[u8; HEADER_LEN], ip: &IpMeta) -> Result<Advert, Verdi
     if ip.fragment {
         return Err(Verdict::Fragment);
     }
-    if (ip.vrrp_len as usize) < HEADER_LEN {
+    let family = match ip.family {
+        FAMILY_IPV4 => Family::V4,
+        FAMILY_IPV6 => Family::V6,
+        _ => return Err(Verdict::BadVersion),
+    };
+    let p = Packet::new_unchecked(&hdr[..]);
+    let len = ip.vrrp_len as usize;
+    if len < HEADER_LEN {
         return Err(Verdict::TooShort);
     }
-    let version = hdr[0] >> 4;
-    let kind = hdr[0] & 0x0f;
-    let count = hdr[3];
-    // CARP shares protocol 112 and a first byte of 0x21 with VRRPv2. Its
-    // length is fixed at 36 with authlen 7 in byte 3, which a VRRPv2
-    // packet cannot have: with 7 addresses it would be 44 bytes long.
-    if ip.family == FAMILY_IPV4 && ip.vrrp_len == CARP_LEN && count == CARP_AUTHLEN {
+    // CARP is judged before the TTL: it is not ours to judge at all.
+    if let Err(Verdict::Carp) = check_fixed(&p, family, len) {
         return Err(Verdict::Carp);
     }
     // RFC 5798 5.1.1.3 / 5.1.2.3: the sender sets 255; a router that
@@ -95,31 +75,23 @@ pub fn check_header(hdr: &[u8; HEADER_LEN], ip: &IpMeta) -> Result<Advert, Verdi
     if ip.ttl != 255 {
         return Err(Verdict::BadTtl);
     }
-    match (version, ip.family) {
-        (2, FAMILY_IPV4) | (3, FAMILY_IPV4) | (3, FAMILY_IPV6) => {}
-        _ => return Err(Verdict::BadVersion),
-    }
-    // RFC 5798 5.2.2: only type 1 is defined.
-    if kind != 1 {
-        return Err(Verdict::BadType);
-    }
-    let vrid = hdr[1];
-    if vrid == 0 {
-        return Err(Verdict::BadVrid);
-    }
-    if ip.vrrp_len as usize != expected_len(version, ip.family, count) {
-        return Err(Verdict::LengthMismatch);
-    }
+    let version = check_fixed(&p, family, len)?;
     // RFC 5798 5.1.2.1: IPv6 adverts come from the link-local address.
-    if ip.family == FAMILY_IPV6 && !(ip.src[0] == 0xfe && ip.src[1] & 0xc0 == 0x80) {
+    if family == Family::V6 && !(ip.src[0] == 0xfe && ip.src[1] & 0xc0 == 0x80) {
         return Err(Verdict::NotLinkLocal);
     }
-    let (interval_cs, auth_type) = if version == 2 {
-        (hdr[5] as u16 * 100, hdr[4])
-    } else {
-        (u16::from_be_bytes([hdr[4], hdr[5]]) & 0x0fff, 0)
+    let (interval_cs, auth_type) = match version {
+        Version::V2 => (Centis::from_secs(p.adver_int()).0, p.auth_type()),
+        Version::V3 => (p.max_adver_int().0, 0),
     };
-    Ok(Advert { version, vrid, priority: hdr[2], count, interval_cs, auth_type })
+    Ok(Advert {
+        version: version as u8,
+        vrid: p.vrid(),
+        priority: p.priority(),
+        count: p.count(),
+        interval_cs,
+        auth_type,
+    })
 }
 
 #[cfg(test)]

@@ -13,8 +13,12 @@ extern crate std;
 pub mod checksum;
 pub mod classify;
 pub mod maps;
+pub mod rx;
+pub mod units;
 pub mod verdict;
+pub mod wire;
 
+pub use units::Centis;
 pub use verdict::Verdict;
 
 /// IP protocol number of VRRP (RFC 5798 5.1.1.3, RFC 3768 5.2.4).
