@@ -28,6 +28,8 @@ pub struct IpMeta {
     pub fragment: bool,
     /// Source address; for IPv4 the first four bytes.
     pub src: [u8; 16],
+    /// Whether the destination is a multicast address (the VRRP group).
+    pub dst_multicast: bool,
 }
 
 /// The header fields of an advert that passed the checks.
@@ -72,7 +74,7 @@ pub fn check_header(hdr: &[u8; HEADER_LEN], ip: &IpMeta) -> Result<Advert, Verdi
     }
     // RFC 5798 5.1.1.3 / 5.1.2.3: the sender sets 255; a router that
     // forwarded it would have decremented it (RFC 5798 7.1).
-    if ip.ttl != 255 {
+    if crate::rx::ttl_applies(ip.dst_multicast) && ip.ttl != 255 {
         return Err(Verdict::BadTtl);
     }
     let version = check_fixed(&p, family, len)?;
@@ -101,14 +103,14 @@ mod tests {
     fn v4(ttl: u8, len: u16) -> IpMeta {
         let mut src = [0; 16];
         src[..4].copy_from_slice(&[192, 0, 2, 1]);
-        IpMeta { family: FAMILY_IPV4, ttl, vrrp_len: len, fragment: false, src }
+        IpMeta { family: FAMILY_IPV4, ttl, vrrp_len: len, fragment: false, src, dst_multicast: true }
     }
 
     fn v6(src0: u8, len: u16) -> IpMeta {
         let mut src = [0; 16];
         src[0] = src0;
         src[1] = 0x80;
-        IpMeta { family: FAMILY_IPV6, ttl: 255, vrrp_len: len, fragment: false, src }
+        IpMeta { family: FAMILY_IPV6, ttl: 255, vrrp_len: len, fragment: false, src, dst_multicast: true }
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub fn is_link_local_v6(a: &IpAddr) -> bool {
     matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
+/// Whether the TTL-255 rule applies: to adverts sent to the VRRP group.
+/// A unicast advert to one of our addresses is only accepted from a
+/// configured peer, which is the check that replaces it.
+pub const fn ttl_applies(to_group: bool) -> bool {
+    to_group
+}
+
 /// Check a received message against the envelope rules and the instance
 /// `lookup(vrid, family)` returns; the decoded advert on success.
 pub fn admit<'a, 'e>(
@@ -50,8 +57,13 @@ pub fn admit<'a, 'e>(
     env: &Envelope,
     lookup: impl FnOnce(u8, Family) -> Option<Expect<'e>>,
 ) -> Result<(Repr<'a>, ChecksumForm), Verdict> {
+    let to_group = env.dst == IpAddr::V4(GROUP_V4) || env.dst == IpAddr::V6(GROUP_V6);
     // RFC 5798 7.1: TTL / hop limit must be 255, else it crossed a router.
-    if env.ttl != 255 {
+    // Unicast adverts are keepalived's extension, which it lets cross
+    // routers (`unicast_ttl`) and which keepalived 2.2.7 sends over IPv6
+    // with hop limit 64 (fixture v3-unicast-ipv6): for those the peer list
+    // does the source check instead. See `ttl_applies`.
+    if ttl_applies(to_group) && env.ttl != 255 {
         return Err(Verdict::BadTtl);
     }
     let ip = RxIp { src: env.src, dst: env.dst };
@@ -66,7 +78,6 @@ pub fn admit<'a, 'e>(
     if inst.own.contains(&env.src) {
         return Err(Verdict::OwnAdvert);
     }
-    let to_group = env.dst == IpAddr::V4(GROUP_V4) || env.dst == IpAddr::V6(GROUP_V6);
     if !to_group && !inst.own.contains(&env.dst) {
         return Err(Verdict::BadDestination);
     }

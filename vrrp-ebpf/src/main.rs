@@ -93,6 +93,7 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
                 // MF flag or a non-zero fragment offset.
                 fragment: frag & 0x3fff != 0,
                 src,
+                dst_multicast: read::<u8>(ctx, l3 + 16)? & 0xf0 == 0xe0,
             };
             (l3 + ihl, meta)
         }
@@ -106,6 +107,7 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
                 vrrp_len: be16(ctx, l3 + 4)?,
                 fragment: false,
                 src: read(ctx, l3 + 8)?,
+                dst_multicast: read::<u8>(ctx, l3 + 24)? == 0xff,
             };
             (l3 + IPV6_HLEN, meta)
         }
