@@ -167,5 +167,8 @@ mod tests {
         // A VRRPv2 advert with 5 addresses is also 36 bytes: still VRRP.
         let vrrp5 = [0x21, 1, 100, 5, 0, 1, 0, 0];
         assert!(check_header(&vrrp5, &v4(255, 36)).is_ok());
+        // So is a VRRPv3 advert with 7 IPv4 addresses (found by proptest).
+        let v3_7 = [0x31, 1, 100, 7, 0, 100, 0, 0];
+        assert!(check_header(&v3_7, &v4(255, 36)).is_ok());
     }
 }

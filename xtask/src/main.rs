@@ -84,13 +84,14 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    sh::step("unit tests");
-    sh::run(sh::cargo().args(["test", "--workspace", "--locked", "--lib", "--bins"]))?;
+    sh::step("unit and property tests (no privileges needed)");
+    sh::run(sh::cargo().args(["test", "--workspace", "--locked", "--exclude", "vrrp-tests"]))?;
+    sh::run(sh::cargo().args(["test", "--locked", "-p", "vrrp-tests", "--lib"]))?;
     sh::step("integration tests (network namespaces, XDP; need root)");
     if !prereqs::is_root() {
         println!("not root: the integration tests will print SKIPPED (run as root to run them)");
     }
-    sh::run(sh::cargo().args(["test", "--locked", "-p", "vrrp-tests", "--tests", "--", "--test-threads=2"]))?;
+    sh::run(sh::cargo().args(["test", "--locked", "-p", "vrrp-tests", "--test", "*", "--", "--test-threads=2"]))?;
     sh::step("all tests passed");
     Ok(())
 }

@@ -497,8 +497,9 @@ pub fn check_fixed<T: AsRef<[u8]>>(
     }
     // CARP shares protocol 112 and a first byte of 0x21 with VRRPv2. It is
     // always 36 bytes with authlen 7 in byte 3; a VRRPv2 advert with 7
-    // addresses would be 44 bytes, so this shape is never VRRP.
-    if family == Family::V4 && msg_len == CARP_LEN && p.count() == CARP_AUTHLEN {
+    // addresses would be 44 bytes, so this shape is never VRRPv2. (A VRRPv3
+    // advert with 7 IPv4 addresses is 36 bytes too, hence the version.)
+    if family == Family::V4 && p.version() == 2 && msg_len == CARP_LEN && p.count() == CARP_AUTHLEN {
         return Err(Verdict::Carp);
     }
     let version = match (p.version(), family) {
