@@ -91,7 +91,16 @@ fn test() -> Result<()> {
     if !prereqs::is_root() {
         println!("not root: the integration tests will print SKIPPED (run as root to run them)");
     }
-    sh::run(sh::cargo().args(["test", "--locked", "-p", "vrrp-tests", "--test", "*", "--", "--test-threads=2"]))?;
+    sh::run(sh::cargo().args([
+        "test",
+        "--locked",
+        "-p",
+        "vrrp-tests",
+        "--test",
+        "*",
+        "--",
+        "--test-threads=2",
+    ]))?;
     sh::step("all tests passed");
     Ok(())
 }
