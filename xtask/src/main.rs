@@ -6,6 +6,7 @@
 
 mod demo;
 mod ebpf;
+mod fuzz;
 mod prereqs;
 mod sh;
 
@@ -40,6 +41,12 @@ enum Task {
     Test,
     /// Build everything and run a two-node lab in network namespaces.
     Demo,
+    /// Fuzz the VRRP parsers (libFuzzer via cargo-fuzz, nightly toolchain).
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -53,6 +60,7 @@ fn main() -> Result<()> {
         Task::Build { release } => build(release),
         Task::Test => test(),
         Task::Demo => demo::run(),
+        Task::Fuzz { seconds } => fuzz::run(seconds),
     }
 }
 

@@ -250,6 +250,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn set_checksum(&mut self, v: u16) {
         self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&v.to_be_bytes());
     }
+
+    /// Compute and set the checksum of the whole buffer for `version`
+    /// sent with `ip` (pseudo-header for v3, unless v3 over IPv4 with
+    /// `v3_checksum_as_v2`).
+    pub fn fill_checksum(&mut self, version: Version, ip: &TxIp) {
+        self.set_checksum(0);
+        let msg = self.buffer.as_ref();
+        let sum = match (version, ip.src, ip.dst) {
+            (Version::V3, IpAddr::V6(s), IpAddr::V6(d)) => pseudo_v6(s, d, msg),
+            (Version::V3, IpAddr::V4(s), IpAddr::V4(d)) if !ip.v3_checksum_as_v2 => pseudo_v4(s, d, msg),
+            _ => checksum::of(msg),
+        };
+        self.set_checksum(sum);
+    }
 }
 
 /// Which checksum verified a received advert.
@@ -612,7 +626,6 @@ impl<'a> Repr<'a> {
                 p.set_max_adver_int(self.interval);
             }
         }
-        p.set_checksum(0);
         let alen = family.addr_len();
         for (i, a) in self.addrs.iter().enumerate() {
             let slot = &mut out[HEADER_LEN + i * alen..HEADER_LEN + (i + 1) * alen];
@@ -628,12 +641,7 @@ impl<'a> Repr<'a> {
             let start = HEADER_LEN + count * alen;
             out[start..start + AUTH_LEN].fill(0);
         }
-        let sum = match (self.version, ip.src, ip.dst) {
-            (Version::V3, IpAddr::V6(s), IpAddr::V6(d)) => pseudo_v6(s, d, out),
-            (Version::V3, IpAddr::V4(s), IpAddr::V4(d)) if !ip.v3_checksum_as_v2 => pseudo_v4(s, d, out),
-            _ => checksum::of(out),
-        };
-        out[field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
+        Packet::new_unchecked(out).fill_checksum(self.version, ip);
         Ok(need)
     }
 }
