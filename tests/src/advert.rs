@@ -1,33 +1,42 @@
-//! Crafted VRRP adverts for tests and the demo, sent through a raw IP
-//! socket so the kernel writes the IP header (with the TTL we choose).
+//! Crafted VRRP adverts for tests and the demo, built with the project's
+//! codec and sent through a raw IP socket so the kernel writes the IP
+//! header (with the TTL we choose).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use vrrp_common::IPPROTO_VRRP;
-use vrrp_common::checksum;
+use vrrp_common::wire::vrrp::{GROUP_V4, TxIp};
+use vrrp_common::wire::{AddrList, Auth, Repr, Version};
+use vrrp_common::{Centis, IPPROTO_VRRP};
 
 /// The VRRP IPv4 multicast group, 224.0.0.18 (RFC 5798 5.1.1.2).
-pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+pub const VRRP_GROUP_V4: Ipv4Addr = GROUP_V4;
 
-/// A VRRPv2 advert: type 1, `vrid`, `priority`, `addrs`, auth type 1 with
-/// `password` (zero padded to 8 bytes) or type 0 when `None`, and
-/// `interval_s`, with a correct checksum.
-pub fn v2(vrid: u8, priority: u8, interval_s: u8, addrs: &[Ipv4Addr], password: Option<&str>) -> Vec<u8> {
-    let mut m = vec![0x21, vrid, priority, addrs.len() as u8, u8::from(password.is_some()), interval_s, 0, 0];
-    for a in addrs {
-        m.extend_from_slice(&a.octets());
-    }
-    let mut auth = [0u8; 8];
-    if let Some(p) = password {
-        let n = p.len().min(8);
-        auth[..n].copy_from_slice(&p.as_bytes()[..n]);
-    }
-    m.extend_from_slice(&auth);
-    let c = checksum::of(&m);
-    m[6..8].copy_from_slice(&c.to_be_bytes());
-    m
+/// A VRRPv2 advert from `src` to `dst`: `vrid`, `priority`, `addrs`, a
+/// simple `password` (auth type 1) or none, and `interval_s`.
+pub fn v2(
+    vrid: u8,
+    priority: u8,
+    interval_s: u8,
+    addrs: &[Ipv4Addr],
+    password: Option<&str>,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+) -> Result<Vec<u8>> {
+    let repr = Repr {
+        version: Version::V2,
+        vrid,
+        priority,
+        interval: Centis::from_secs(interval_s),
+        auth: password.map_or(Auth::None, |p| Auth::simple(p.as_bytes())),
+        addrs: AddrList::V4(addrs),
+    };
+    let mut buf = vec![0u8; repr.buffer_len()];
+    let tx = TxIp { src: IpAddr::V4(src), dst: IpAddr::V4(dst), v3_checksum_as_v2: false };
+    let n = repr.emit(&mut buf, &tx).map_err(|e| anyhow!("emit: {e}"))?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// A raw protocol-112 socket bound to `iface`, for the current thread's
@@ -55,11 +64,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn v2_advert_layout_and_checksum() {
-        let m = v2(51, 150, 1, &[Ipv4Addr::new(192, 0, 2, 100)], Some("secretpassword"));
+    fn v2_advert_layout_and_checksum() -> Result<()> {
+        let m = v2(
+            51,
+            150,
+            1,
+            &[Ipv4Addr::new(192, 0, 2, 100)],
+            Some("secretpassword"),
+            Ipv4Addr::new(192, 0, 2, 1),
+            VRRP_GROUP_V4,
+        )?;
         assert_eq!(m.len(), 20);
         assert_eq!(&m[..6], &[0x21, 51, 150, 1, 1, 1]);
         assert_eq!(&m[12..20], b"secretpa");
-        assert_eq!(checksum::of(&m), 0);
+        assert_eq!(vrrp_common::checksum::of(&m), 0);
+        Ok(())
     }
 }

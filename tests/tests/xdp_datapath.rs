@@ -45,7 +45,15 @@ fn xdp_records_a_crossing_advert_and_drops_a_bad_ttl() -> Result<()> {
         Ok(dp)
     })?;
 
-    let good = advert::v2(51, 150, 1, &[Ipv4Addr::new(192, 0, 2, 100)], Some("secret"));
+    let good = advert::v2(
+        51,
+        150,
+        1,
+        &[Ipv4Addr::new(192, 0, 2, 100)],
+        Some("secret"),
+        Ipv4Addr::new(192, 0, 2, 1),
+        advert::VRRP_GROUP_V4,
+    )?;
     a.run_in(move || {
         let s255 = advert::socket_v4("va0", 255)?;
         let s64 = advert::socket_v4("va0", 64)?;
@@ -100,7 +108,15 @@ fn bpftool_prints_typed_peer_fields() -> Result<()> {
         dp.pin_maps(&dir)?;
         Ok(dp)
     })?;
-    let good = advert::v2(7, 200, 1, &[Ipv4Addr::new(198, 51, 100, 10)], None);
+    let good = advert::v2(
+        7,
+        200,
+        1,
+        &[Ipv4Addr::new(198, 51, 100, 10)],
+        None,
+        Ipv4Addr::new(198, 51, 100, 1),
+        advert::VRRP_GROUP_V4,
+    )?;
     a.run_in(move || advert::send(&advert::socket_v4("va0", 255)?, &good, advert::VRRP_GROUP_V4))?;
     wait_for(Duration::from_secs(5), || Ok((!dp.peers()?.is_empty()).then_some(())))?;
 

@@ -13,7 +13,7 @@ impl Centis {
     /// Whole seconds, as VRRPv2 carries them, if this is a whole number
     /// of seconds that fits the 8-bit v2 field.
     pub const fn as_v2_seconds(self) -> Option<u8> {
-        if self.0 % 100 == 0 && self.0 / 100 <= 255 { Some((self.0 / 100) as u8) } else { None }
+        if self.0.is_multiple_of(100) && self.0 / 100 <= 255 { Some((self.0 / 100) as u8) } else { None }
     }
 
     /// From v2's whole seconds.

@@ -61,7 +61,8 @@ pub fn run() -> Result<()> {
         "each node sends {ADVERTS} VRRPv2 adverts (VRID {VRID}, VIP {VIP}, PASS auth); node-b also {BAD_TTL} with TTL 64"
     ));
     for n in &nodes {
-        let msg = advert::v2(VRID, n.priority, 1, &[VIP], Some("secret"));
+        let src: Ipv4Addr = n.addr.split('/').next().unwrap_or_default().parse().context("node address")?;
+        let msg = advert::v2(VRID, n.priority, 1, &[VIP], Some("secret"), src, advert::VRRP_GROUP_V4)?;
         let bad = msg.clone();
         let with_bad = n.label == "node-b";
         n.ns.run_in(move || {
