@@ -7,7 +7,7 @@
 //! access here and the host unit tests see exactly the kernel's logic.
 
 use crate::Verdict;
-use crate::maps::{FAMILY_IPV4, FAMILY_IPV6};
+use crate::maps::{FAMILY_IPV4, FAMILY_IPV6, INST_UNICAST, InstanceConfig};
 use crate::units::Centis;
 use crate::wire::vrrp::check_fixed;
 use crate::wire::{Family, Packet, Version};
@@ -94,6 +94,60 @@ pub fn check_header(hdr: &[u8; HEADER_LEN], ip: &IpMeta) -> Result<Advert, Verdi
         interval_cs,
         auth_type,
     })
+}
+
+/// Facts about the envelope that need map lookups, gathered by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facts {
+    /// The source is one of our own addresses on the interface.
+    pub src_is_own: bool,
+    /// The destination is one of our own addresses on the interface.
+    pub dst_is_own: bool,
+    /// The destination is a multicast address (the VRRP group).
+    pub dst_multicast: bool,
+    /// The source is an allowed unicast peer of the instance.
+    pub peer_allowed: bool,
+}
+
+/// The checks against the instance configured for the advert's VRID, in
+/// the order both receive paths apply them (cheap before expensive; the
+/// checksum comes after these).
+pub fn check_instance(
+    adv: &Advert,
+    cfg: &InstanceConfig,
+    facts: &Facts,
+    auth_data: &[u8; 8],
+) -> Result<(), Verdict> {
+    // Looped back to us (some switches and bonds reflect multicast).
+    if facts.src_is_own {
+        return Err(Verdict::OwnAdvert);
+    }
+    // RFC 5798 5.1.1.2: to the group; keepalived's unicast mode sends to
+    // our own address.
+    if !facts.dst_multicast && !facts.dst_is_own {
+        return Err(Verdict::BadDestination);
+    }
+    if cfg.flags & INST_UNICAST != 0 && !facts.peer_allowed {
+        return Err(Verdict::NotAPeer);
+    }
+    if adv.version != cfg.version {
+        return Err(Verdict::BadVersion);
+    }
+    if adv.version == 2 {
+        // RFC 3768 7.1: the authentication type must match ours ...
+        if adv.auth_type != cfg.auth_type {
+            return Err(Verdict::AuthTypeMismatch);
+        }
+        // ... and so must a simple password (RFC 2338 5.3.6.1).
+        if adv.auth_type == crate::wire::vrrp::AUTH_SIMPLE && *auth_data != cfg.password {
+            return Err(Verdict::AuthFailure);
+        }
+        // RFC 3768 7.1: discard if the Adver Interval differs from ours.
+        if adv.interval_cs != cfg.interval_cs {
+            return Err(Verdict::IntervalMismatch);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

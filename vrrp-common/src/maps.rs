@@ -13,6 +13,103 @@ pub const COUNTERS_MAP: &str = "VRRP_COUNTERS";
 /// Name of the XDP program in the object file.
 pub const XDP_PROGRAM: &str = "vrrp_xdp";
 
+/// Name of the instance map: `InstanceKey` -> `InstanceConfig`, written by
+/// the agent: which VRIDs are configured where, and what they expect.
+pub const INSTANCES_MAP: &str = "VRRP_INSTANCES";
+/// Name of the address map: `PeerKey` -> `AddrInfo`, written by the agent:
+/// our own addresses (rows with `vrid` 0) and each unicast instance's
+/// allowed peers (rows with its VRID).
+pub const ADDRS_MAP: &str = "VRRP_ADDRS";
+/// Name of the event ring buffer: `PeerEvent` records, only on change.
+pub const EVENTS_MAP: &str = "VRRP_EVENTS";
+/// Name of the per-CPU array counting which checksum form verified
+/// (index `ChecksumForm as u32`).
+pub const CSUM_FORMS_MAP: &str = "VRRP_CSUM_FORMS";
+
+/// Capacity of the instance map: 255 VRIDs x 2 families x a few interfaces.
+pub const INSTANCES_MAX_ENTRIES: u32 = 2048;
+/// Capacity of the address map.
+pub const ADDRS_MAX_ENTRIES: u32 = 4096;
+/// Bytes of the event ring buffer (a power of two, page multiple).
+pub const EVENTS_BYTES: u32 = 64 * 1024;
+
+/// `InstanceConfig::flags`: the instance has unicast peers; adverts are
+/// accepted only from addresses in `VRRP_ADDRS` under its VRID.
+pub const INST_UNICAST: u32 = 1;
+/// `InstanceConfig::flags`: pass valid adverts up the stack (for tcpdump
+/// while debugging) instead of consuming them in XDP.
+pub const INST_PASS_UP: u32 = 2;
+
+/// `AddrInfo::flags`: one of our own addresses on the interface.
+pub const ADDR_OWN: u32 = 1;
+/// `AddrInfo::flags`: an allowed unicast peer of the instance.
+pub const ADDR_PEER: u32 = 2;
+
+/// `PeerEvent::kind` bits.
+pub const EVENT_NEW_PEER: u32 = 1;
+/// The peer's priority changed.
+pub const EVENT_PRIORITY: u32 = 2;
+/// The peer advertised priority 0: the master is resigning.
+pub const EVENT_RESIGN: u32 = 4;
+/// The peer's advertised interval changed.
+pub const EVENT_INTERVAL: u32 = 8;
+
+/// Which virtual router on which interface and family.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct InstanceKey {
+    /// Interface index (host byte order).
+    pub ifindex: u32,
+    /// `FAMILY_IPV4` or `FAMILY_IPV6`.
+    pub family: u8,
+    /// Virtual router ID, 1-255.
+    pub vrid: u8,
+    /// Always zero.
+    pub _pad: [u8; 2],
+}
+
+/// What an instance expects of the adverts it receives.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct InstanceConfig {
+    /// `INST_*` bits (host byte order).
+    pub flags: u32,
+    /// 2 or 3.
+    pub version: u8,
+    /// v2 auth type: 0 none, 1 simple password.
+    pub auth_type: u8,
+    /// Our advert interval in centiseconds (host byte order); v2 adverts
+    /// must carry the same (RFC 3768 7.1).
+    pub interval_cs: u16,
+    /// v2 simple password, zero padded.
+    pub password: [u8; 8],
+}
+
+/// A row of `VRRP_ADDRS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct AddrInfo {
+    /// `ADDR_*` bits (host byte order).
+    pub flags: u32,
+}
+
+/// A ring-buffer record: a peer changed in a way the state machine must
+/// see. Steady adverts produce none.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct PeerEvent {
+    /// The peer.
+    pub key: PeerKey,
+    /// Its state after the advert that caused the event.
+    pub state: PeerState,
+    /// `EVENT_*` bits (host byte order).
+    pub kind: u32,
+    /// The priority before, for `EVENT_PRIORITY`.
+    pub old_priority: u8,
+    /// Always zero.
+    pub _pad: [u8; 3],
+}
+
 /// Capacity of the peer map: 255 VRIDs x 2 families x a few interfaces.
 /// Entries are never evicted, so it is a plain hash map, not an LRU one
 /// (measured: an LRU update costs ~200 ns against ~80 ns for an in-place
@@ -90,11 +187,15 @@ impl PeerKey {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY (all three): repr(C), every bit pattern valid, no padding;
+    // SAFETY (all): repr(C), every bit pattern valid, no padding;
     // bytemuck's derive(Pod) above checks exactly this at compile time.
     unsafe impl aya::Pod for super::PeerKey {}
     unsafe impl aya::Pod for super::PeerState {}
     unsafe impl aya::Pod for super::CounterKey {}
+    unsafe impl aya::Pod for super::InstanceKey {}
+    unsafe impl aya::Pod for super::InstanceConfig {}
+    unsafe impl aya::Pod for super::AddrInfo {}
+    unsafe impl aya::Pod for super::PeerEvent {}
 }
 
 #[cfg(test)]
@@ -109,6 +210,10 @@ mod tests {
         assert_eq!(align_of::<PeerKey>(), 4);
         assert_eq!(size_of::<PeerState>(), 24);
         assert_eq!(size_of::<CounterKey>(), 8);
+        assert_eq!(size_of::<InstanceKey>(), 8);
+        assert_eq!(size_of::<InstanceConfig>(), 16);
+        assert_eq!(size_of::<AddrInfo>(), 4);
+        assert_eq!(size_of::<PeerEvent>(), 56);
     }
 
     #[test]

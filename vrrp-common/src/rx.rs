@@ -6,8 +6,10 @@
 use core::net::IpAddr;
 
 use crate::Verdict;
+use crate::classify::{self, Facts, HEADER_LEN, IpMeta};
+use crate::maps::{INST_UNICAST, InstanceConfig};
 use crate::units::Centis;
-use crate::wire::vrrp::{GROUP_V4, GROUP_V6};
+use crate::wire::vrrp::{AUTH_NONE, AUTH_SIMPLE, addr_bytes};
 use crate::wire::{Auth, ChecksumForm, Family, Packet, Repr, RxIp, Version};
 
 /// The IP envelope of a received message.
@@ -43,62 +45,63 @@ pub fn is_link_local_v6(a: &IpAddr) -> bool {
     matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
-/// Whether the TTL-255 rule applies: to adverts sent to the VRRP group.
+/// Whether the TTL-255 rule applies: to adverts sent to a multicast group.
 /// A unicast advert to one of our addresses is only accepted from a
 /// configured peer, which is the check that replaces it.
-pub const fn ttl_applies(to_group: bool) -> bool {
-    to_group
+pub const fn ttl_applies(dst_multicast: bool) -> bool {
+    dst_multicast
+}
+
+impl Expect<'_> {
+    /// The kernel's form of these expectations.
+    pub fn config(&self) -> InstanceConfig {
+        let (auth_type, password) = match self.auth {
+            Auth::None => (AUTH_NONE, [0; 8]),
+            Auth::Simple(p) => (AUTH_SIMPLE, p),
+        };
+        InstanceConfig {
+            flags: if self.peers.is_empty() { 0 } else { INST_UNICAST },
+            version: self.version as u8,
+            auth_type,
+            interval_cs: self.interval.0,
+            password,
+        }
+    }
 }
 
 /// Check a received message against the envelope rules and the instance
 /// `lookup(vrid, family)` returns; the decoded advert on success.
+///
+/// The rules run in the XDP program's order (`classify::check_header`,
+/// then `classify::check_instance`, then the checksum), so both receive
+/// paths name the same reason for a packet.
 pub fn admit<'a, 'e>(
     msg: &'a [u8],
     env: &Envelope,
     lookup: impl FnOnce(u8, Family) -> Option<Expect<'e>>,
 ) -> Result<(Repr<'a>, ChecksumForm), Verdict> {
-    let to_group = env.dst == IpAddr::V4(GROUP_V4) || env.dst == IpAddr::V6(GROUP_V6);
-    // RFC 5798 7.1: TTL / hop limit must be 255, else it crossed a router.
-    // Unicast adverts are keepalived's extension, which it lets cross
-    // routers (`unicast_ttl`) and which keepalived 2.2.7 sends over IPv6
-    // with hop limit 64 (fixture v3-unicast-ipv6): for those the peer list
-    // does the source check instead. See `ttl_applies`.
-    if ttl_applies(to_group) && env.ttl != 255 {
-        return Err(Verdict::BadTtl);
-    }
     let ip = RxIp { src: env.src, dst: env.dst };
     let family = ip.family();
+    let len = u16::try_from(msg.len()).map_err(|_| Verdict::LengthMismatch)?;
+    let meta = IpMeta {
+        family: family.code(),
+        ttl: env.ttl,
+        vrrp_len: len,
+        fragment: false,
+        src: addr_bytes(&env.src),
+        dst_multicast: env.dst.is_multicast(),
+    };
+    let hdr: &[u8; HEADER_LEN] = msg.first_chunk().ok_or(Verdict::TooShort)?;
+    let adv = classify::check_header(hdr, &meta)?;
+    let inst = lookup(adv.vrid, family).ok_or(Verdict::UnknownVrid)?;
+    let facts = Facts {
+        src_is_own: inst.own.contains(&env.src),
+        dst_is_own: inst.own.contains(&env.dst),
+        dst_multicast: meta.dst_multicast,
+        peer_allowed: inst.peers.contains(&env.src),
+    };
     let packet = Packet::new_checked(msg)?;
-    let (repr, form) = Repr::parse(&packet, &ip)?;
-    // RFC 5798 5.1.2.1: v3 over IPv6 is sent from the link-local address.
-    if family == Family::V6 && !is_link_local_v6(&env.src) {
-        return Err(Verdict::NotLinkLocal);
-    }
-    let inst = lookup(repr.vrid, family).ok_or(Verdict::UnknownVrid)?;
-    if inst.own.contains(&env.src) {
-        return Err(Verdict::OwnAdvert);
-    }
-    if !to_group && !inst.own.contains(&env.dst) {
-        return Err(Verdict::BadDestination);
-    }
-    if !inst.peers.is_empty() && !inst.peers.contains(&env.src) {
-        return Err(Verdict::NotAPeer);
-    }
-    if repr.version != inst.version {
-        return Err(Verdict::BadVersion);
-    }
-    if repr.version == Version::V2 {
-        // RFC 3768 7.1: authentication type must match, then the data.
-        match (repr.auth, inst.auth) {
-            (Auth::None, Auth::None) => {}
-            (Auth::Simple(got), Auth::Simple(want)) if got == want => {}
-            (Auth::Simple(_), Auth::Simple(_)) => return Err(Verdict::AuthFailure),
-            _ => return Err(Verdict::AuthTypeMismatch),
-        }
-        // RFC 3768 7.1: discard if Adver Interval differs from ours.
-        if repr.interval != inst.interval {
-            return Err(Verdict::IntervalMismatch);
-        }
-    }
-    Ok((repr, form))
+    let auth = if adv.version == 2 { packet.auth_data().ok_or(Verdict::LengthMismatch)? } else { [0; 8] };
+    classify::check_instance(&adv, &inst.config(), &facts, &auth)?;
+    Repr::parse(&packet, &ip)
 }

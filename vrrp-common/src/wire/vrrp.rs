@@ -187,29 +187,71 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Some(out)
     }
 
-    /// Which checksum form verifies, if any: v2 and v3 both start from
-    /// the plain sum; v3 adds the pseudo-header (always over IPv6; over
-    /// IPv4 as RFC 5798 and keepalived do, while RFC 9568 and keepalived's
-    /// `v3_checksum_as_v2` leave it out, so both are accepted).
+    /// Which checksum form verifies, if any (see `checksum_form`).
     pub fn verify_checksum(&self, version: Version, ip: &RxIp) -> Option<ChecksumForm> {
         let msg = self.buffer.as_ref();
-        match (version, ip.src, ip.dst) {
-            (Version::V2, _, _) => (checksum::of(msg) == 0).then_some(ChecksumForm::Plain),
-            (Version::V3, IpAddr::V6(s), IpAddr::V6(d)) => {
-                (pseudo_v6(s, d, msg) == 0).then_some(ChecksumForm::PseudoHeader)
+        let (family, src, dst) = (ip.family(), addr_bytes(&ip.src), addr_bytes(&ip.dst));
+        if family != addr_family(&ip.dst) {
+            return None;
+        }
+        checksum_form(version, family, &src, &dst, msg.len(), checksum::add(0, msg))
+    }
+}
+
+fn addr_family(a: &IpAddr) -> Family {
+    match a {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    }
+}
+
+/// An address as the kernel side carries it: IPv4 in the first 4 bytes.
+pub fn addr_bytes(a: &IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            b
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Which checksum form verifies a message of `msg_len` bytes whose
+/// one's-complement sum (`checksum::add(0, msg)`) is `msg_sum`. v2 sums
+/// the message only; v3 adds the pseudo-header (always over IPv6; over
+/// IPv4 as RFC 5798 and keepalived do, while RFC 9568 and keepalived's
+/// `v3_checksum_as_v2` leave it out, so both are accepted, and so is
+/// keepalived < 1.3.6's group address in a unicast advert's pseudo-header).
+///
+/// Takes the sum rather than the bytes so the XDP program, which sums
+/// packet memory itself, shares this decision.
+pub fn checksum_form(
+    version: Version,
+    family: Family,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    msg_len: usize,
+    msg_sum: u32,
+) -> Option<ChecksumForm> {
+    // Both sums are folded below 0x20000, so adding them cannot overflow.
+    let ok = |pseudo: u32| checksum::finish(pseudo + msg_sum) == 0;
+    match (version, family) {
+        (Version::V2, _) => ok(0).then_some(ChecksumForm::Plain),
+        (Version::V3, Family::V6) => {
+            ok(pseudo_v6_sum(src, dst, msg_len)).then_some(ChecksumForm::PseudoHeader)
+        }
+        (Version::V3, Family::V4) => {
+            let d4 = [dst[0], dst[1], dst[2], dst[3]];
+            if ok(pseudo_v4_sum(src, &d4, msg_len)) {
+                Some(ChecksumForm::PseudoHeader)
+            } else if ok(0) {
+                Some(ChecksumForm::Plain)
+            } else if d4[0] & 0xf0 != 0xe0 && ok(pseudo_v4_sum(src, &GROUP_V4.octets(), msg_len)) {
+                Some(ChecksumForm::PseudoHeaderGroup)
+            } else {
+                None
             }
-            (Version::V3, IpAddr::V4(s), IpAddr::V4(d)) => {
-                if pseudo_v4(s, d, msg) == 0 {
-                    Some(ChecksumForm::PseudoHeader)
-                } else if checksum::of(msg) == 0 {
-                    Some(ChecksumForm::Plain)
-                } else if !d.is_multicast() && pseudo_v4(s, GROUP_V4, msg) == 0 {
-                    Some(ChecksumForm::PseudoHeaderGroup)
-                } else {
-                    None
-                }
-            }
-            _ => None,
         }
     }
 }
@@ -257,11 +299,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn fill_checksum(&mut self, version: Version, ip: &TxIp) {
         self.set_checksum(0);
         let msg = self.buffer.as_ref();
-        let sum = match (version, ip.src, ip.dst) {
-            (Version::V3, IpAddr::V6(s), IpAddr::V6(d)) => pseudo_v6(s, d, msg),
-            (Version::V3, IpAddr::V4(s), IpAddr::V4(d)) if !ip.v3_checksum_as_v2 => pseudo_v4(s, d, msg),
-            _ => checksum::of(msg),
+        let (src, dst) = (addr_bytes(&ip.src), addr_bytes(&ip.dst));
+        let pseudo = match (version, ip.src, ip.dst) {
+            (Version::V3, IpAddr::V6(_), IpAddr::V6(_)) => pseudo_v6_sum(&src, &dst, msg.len()),
+            (Version::V3, IpAddr::V4(_), IpAddr::V4(_)) if !ip.v3_checksum_as_v2 => {
+                pseudo_v4_sum(&src, &[dst[0], dst[1], dst[2], dst[3]], msg.len())
+            }
+            _ => 0,
         };
+        let sum = checksum::finish(checksum::add(pseudo, msg));
         self.set_checksum(sum);
     }
 }
@@ -281,22 +327,22 @@ pub enum ChecksumForm {
     PseudoHeaderGroup,
 }
 
-fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, msg: &[u8]) -> u16 {
-    let mut sum = checksum::add(0, &src.octets());
-    sum = checksum::add(sum, &dst.octets());
+/// One's-complement sum of the IPv4 pseudo-header (RFC 768 layout):
+/// source, destination, zero, protocol, length.
+fn pseudo_v4_sum(src: &[u8; 16], dst: &[u8; 4], len: usize) -> u32 {
+    let mut sum = checksum::add(0, &src[..4]);
+    sum = checksum::add(sum, dst);
     sum = checksum::add(sum, &[0, IPPROTO_VRRP]);
-    sum = checksum::add(sum, &(msg.len() as u16).to_be_bytes());
-    checksum::finish(checksum::add(sum, msg))
+    checksum::add(sum, &(len as u16).to_be_bytes())
 }
 
-fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
-    // RFC 8200 8.1: source, destination, 32-bit length, 3 zero bytes,
-    // next header.
-    let mut sum = checksum::add(0, &src.octets());
-    sum = checksum::add(sum, &dst.octets());
-    sum = checksum::add(sum, &(msg.len() as u32).to_be_bytes());
-    sum = checksum::add(sum, &[0, 0, 0, IPPROTO_VRRP]);
-    checksum::finish(checksum::add(sum, msg))
+/// RFC 8200 8.1: source, destination, 32-bit length, 3 zero bytes, next
+/// header.
+fn pseudo_v6_sum(src: &[u8; 16], dst: &[u8; 16], len: usize) -> u32 {
+    let mut sum = checksum::add(0, src);
+    sum = checksum::add(sum, dst);
+    sum = checksum::add(sum, &(len as u32).to_be_bytes());
+    checksum::add(sum, &[0, 0, 0, IPPROTO_VRRP])
 }
 
 /// The IP addresses a message arrived with (for the v3 checksum).
