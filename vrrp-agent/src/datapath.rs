@@ -108,7 +108,12 @@ impl Datapath {
     /// kernel. Nothing is attached yet.
     pub fn load(object: Option<&Path>) -> Result<Self, DatapathError> {
         let bytes = crate::object::load_bytes(object)?;
-        let mut ebpf = EbpfLoader::new().load(&bytes).map_err(|source| DatapathError::Load { source })?;
+        let mut loader = EbpfLoader::new();
+        // VRRP_VERIFIER_LOG=1 asks the kernel for the verifier's full trace.
+        if std::env::var_os("VRRP_VERIFIER_LOG").is_some() {
+            loader.verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
+        }
+        let mut ebpf = loader.load(&bytes).map_err(|source| DatapathError::Load { source })?;
         let prog: &mut Xdp = ebpf
             .program_mut(XDP_PROGRAM)
             .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?

@@ -16,10 +16,13 @@ pub fn add(mut sum: u32, data: &[u8]) -> u32 {
 }
 
 /// Fold the carries and complement: the value to put in the checksum field.
-pub fn finish(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
+///
+/// Two folds suffice for any u32 (the first leaves at most 0x1fffe, the
+/// second at most 0xffff); a fixed count rather than a loop, because the
+/// BPF verifier cannot see that a fold-until-done loop ends.
+pub fn finish(sum: u32) -> u16 {
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
     !(sum as u16)
 }
 
@@ -45,6 +48,13 @@ mod tests {
         let c = of(&msg);
         msg[6..8].copy_from_slice(&c.to_be_bytes());
         assert_eq!(of(&msg), 0);
+    }
+
+    #[test]
+    fn finish_folds_any_u32() {
+        assert_eq!(finish(u32::MAX), !0xffff_u16);
+        assert_eq!(finish(0x0001_ffff), !0x0001_u16);
+        assert_eq!(finish(0), 0xffff);
     }
 
     #[test]

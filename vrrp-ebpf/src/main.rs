@@ -1,6 +1,11 @@
 //! The XDP fast path: find IP protocol-112 packets, check them with the
-//! rules in `vrrp-common`, drop the invalid ones, record valid adverts in
-//! `VRRP_PEERS` and count every verdict per interface in `VRRP_COUNTERS`.
+//! rules in `vrrp-common` against the instances the agent configured in
+//! `VRRP_INSTANCES` / `VRRP_ADDRS`, drop the invalid ones, record valid
+//! adverts in `VRRP_PEERS` (an event in `VRRP_EVENTS` only on change), and
+//! count every verdict per interface in `VRRP_COUNTERS`. Valid adverts are
+//! consumed here (the agent reads the maps), so the kernel never answers a
+//! unicast advert with ICMP protocol-unreachable; `INST_PASS_UP` passes
+//! them on for tcpdump.
 //!
 //! Fails open: any frame this program cannot make sense of is passed.
 #![no_std]
@@ -9,14 +14,18 @@
 use core::mem::size_of;
 
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
-use aya_ebpf::btf_maps::{HashMap, PerCpuHashMap};
-use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
+use aya_ebpf::btf_maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya_ebpf::helpers::generated::{bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_load_bytes};
 use aya_ebpf::macros::{btf_map, xdp};
 use aya_ebpf::programs::XdpContext;
-use vrrp_common::classify::{self, HEADER_LEN, IpMeta};
+use vrrp_common::classify::{self, Facts, HEADER_LEN, IpMeta};
 use vrrp_common::maps::{
-    COUNTERS_MAX_ENTRIES, CounterKey, FAMILY_IPV4, FAMILY_IPV6, PEERS_MAX_ENTRIES, PeerKey, PeerState,
+    ADDR_OWN, ADDR_PEER, ADDRS_MAX_ENTRIES, AddrInfo, COUNTERS_MAX_ENTRIES, CounterKey, EVENT_INTERVAL,
+    EVENT_NEW_PEER, EVENT_PRIORITY, EVENT_RESIGN, EVENTS_BYTES, FAMILY_IPV4, FAMILY_IPV6, INST_PASS_UP,
+    INSTANCES_MAX_ENTRIES, InstanceConfig, InstanceKey, PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
 };
+use vrrp_common::wire::Family;
+use vrrp_common::wire::vrrp::{Version, checksum_form};
 use vrrp_common::{IPPROTO_VRRP, Verdict};
 
 #[btf_map]
@@ -25,6 +34,35 @@ static VRRP_PEERS: HashMap<PeerKey, PeerState, { PEERS_MAX_ENTRIES as usize }> =
 #[btf_map]
 static VRRP_COUNTERS: PerCpuHashMap<CounterKey, u64, { COUNTERS_MAX_ENTRIES as usize }> =
     PerCpuHashMap::new();
+
+#[btf_map]
+static VRRP_INSTANCES: HashMap<InstanceKey, InstanceConfig, { INSTANCES_MAX_ENTRIES as usize }> =
+    HashMap::new();
+
+#[btf_map]
+static VRRP_ADDRS: HashMap<PeerKey, AddrInfo, { ADDRS_MAX_ENTRIES as usize }> = HashMap::new();
+
+#[btf_map]
+static VRRP_EVENTS: RingBuf<PeerEvent, { EVENTS_BYTES as usize }> = RingBuf::new();
+
+/// Index `ChecksumForm as u32`: which checksum form verified.
+#[btf_map]
+static VRRP_CSUM_FORMS: PerCpuArray<u64, 3> = PerCpuArray::new();
+
+/// The longest message whose checksum the program sums: a v3 advert with
+/// 255 IPv6 addresses is 4088 bytes.
+const MAX_MSG: usize = 4096;
+/// Bytes summed per `bpf_csum_diff` call (its limit is 512).
+const SCRATCH: usize = 512;
+
+/// Per-CPU scratch for map keys and the event being built, kept off the
+/// 512-byte BPF stack.
+#[btf_map]
+static VRRP_TMP: PerCpuArray<PeerEvent, 1> = PerCpuArray::new();
+
+/// Per-CPU scratch space for `message_sum`.
+#[btf_map]
+static VRRP_SCRATCH: PerCpuArray<[u8; SCRATCH], 1> = PerCpuArray::new();
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
@@ -68,6 +106,7 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
         ethertype = be16(ctx, 16)?;
         l3 += 4;
     }
+    let mut dst = [0u8; 16];
     let (l4, meta) = match ethertype {
         ETH_P_IPV4 => {
             let vihl: u8 = read(ctx, l3)?;
@@ -95,6 +134,8 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
                 src,
                 dst_multicast: read::<u8>(ctx, l3 + 16)? & 0xf0 == 0xe0,
             };
+            let d: [u8; 4] = read(ctx, l3 + 16)?;
+            dst[..4].copy_from_slice(&d);
             (l3 + ihl, meta)
         }
         ETH_P_IPV6 => {
@@ -109,60 +150,182 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
                 src: read(ctx, l3 + 8)?,
                 dst_multicast: read::<u8>(ctx, l3 + 24)? == 0xff,
             };
+            dst = read(ctx, l3 + 24)?;
             (l3 + IPV6_HLEN, meta)
         }
         _ => return Some(XDP_PASS),
     };
     let ifindex = ctx.ingress_ifindex() as u32;
-    let verdict = match read::<[u8; HEADER_LEN]>(ctx, l4) {
-        None => Verdict::TooShort,
-        Some(hdr) => match classify::check_header(&hdr, &meta) {
-            Ok(advert) => {
-                let key = if meta.family == FAMILY_IPV4 {
-                    PeerKey::v4(ifindex, advert.vrid, [meta.src[0], meta.src[1], meta.src[2], meta.src[3]])
-                } else {
-                    PeerKey::v6(ifindex, advert.vrid, meta.src)
-                };
-                record_peer(&key, &advert);
-                Verdict::Accepted
-            }
-            Err(v) => v,
-        },
+    let tmp = VRRP_TMP.get_ptr_mut(0)?;
+    let (verdict, action) = match check(ctx, tmp, ifindex, l4, &meta, &dst) {
+        Ok(pass_up) => (Verdict::Accepted, if pass_up { XDP_PASS } else { XDP_DROP }),
+        Err(v) => (v, if v.passes() { XDP_PASS } else { XDP_DROP }),
     };
     count(ifindex, verdict);
-    Some(if verdict.passes() { XDP_PASS } else { XDP_DROP })
+    Some(action)
+}
+
+/// All checks on one protocol-112 packet, in the shared order; records an
+/// accepted advert. Ok(true) asks to pass it up the stack.
+#[inline(always)]
+fn check(
+    ctx: &XdpContext,
+    tmp: *mut PeerEvent,
+    ifindex: u32,
+    l4: usize,
+    meta: &IpMeta,
+    dst: &[u8; 16],
+) -> Result<bool, Verdict> {
+    let hdr: [u8; HEADER_LEN] = read(ctx, l4).ok_or(Verdict::TooShort)?;
+    let adv = classify::check_header(&hdr, meta)?;
+    let ikey = InstanceKey { ifindex, family: meta.family, vrid: adv.vrid, _pad: [0; 2] };
+    // SAFETY: a plain copy out of the map value.
+    let cfg = VRRP_INSTANCES.get_ptr(&ikey).map(|p| unsafe { *p }).ok_or(Verdict::UnknownVrid)?;
+    let facts = Facts {
+        src_is_own: has_addr(tmp, ifindex, meta.family, 0, &meta.src, ADDR_OWN),
+        dst_is_own: !meta.dst_multicast && has_addr(tmp, ifindex, meta.family, 0, dst, ADDR_OWN),
+        dst_multicast: meta.dst_multicast,
+        peer_allowed: has_addr(tmp, ifindex, meta.family, adv.vrid, &meta.src, ADDR_PEER),
+    };
+    let auth: [u8; 8] = if adv.version == 2 {
+        // v2 is IPv4 only: 4-byte addresses, the auth data after them.
+        read(ctx, l4 + HEADER_LEN + (adv.count as usize) * 4).ok_or(Verdict::TooShort)?
+    } else {
+        [0; 8]
+    };
+    classify::check_instance(&adv, &cfg, &facts, &auth)?;
+
+    let len = meta.vrrp_len as usize;
+    let sum = message_sum(ctx, l4, len).ok_or(Verdict::TooShort)?;
+    let version = if adv.version == 2 { Version::V2 } else { Version::V3 };
+    let family = if meta.family == FAMILY_IPV4 { Family::V4 } else { Family::V6 };
+    let form = checksum_form(version, family, &meta.src, dst, len, sum).ok_or(Verdict::BadChecksum)?;
+    if let Some(c) = VRRP_CSUM_FORMS.get_ptr_mut(form as u32) {
+        // SAFETY: this CPU's slot.
+        unsafe { *c += 1 };
+    }
+
+    set_key(tmp, ifindex, meta.family, adv.vrid, &meta.src);
+    record_peer(tmp, &adv);
+    Ok(cfg.flags & INST_PASS_UP != 0)
+}
+
+/// Write the lookup key into the scratch record.
+#[inline(always)]
+fn set_key(tmp: *mut PeerEvent, ifindex: u32, family: u8, vrid: u8, addr: &[u8; 16]) {
+    // SAFETY: `tmp` is this CPU's scratch value, valid for the program run.
+    unsafe {
+        (*tmp).key.ifindex = ifindex;
+        (*tmp).key.family = family;
+        (*tmp).key.vrid = vrid;
+        (*tmp).key._pad = [0; 2];
+        (*tmp).key.addr = *addr;
+    }
+}
+
+#[inline(always)]
+fn has_addr(tmp: *mut PeerEvent, ifindex: u32, family: u8, vrid: u8, addr: &[u8; 16], flag: u32) -> bool {
+    set_key(tmp, ifindex, family, vrid, addr);
+    // SAFETY: the key lives in the scratch value; a plain read of the result.
+    unsafe { VRRP_ADDRS.get_ptr(&(*tmp).key).is_some_and(|p| (*p).flags & flag != 0) }
+}
+
+/// One's-complement sum of the `len`-byte message at `l4`, folded to 16
+/// bits in network byte order; None if the frame is shorter than the IP
+/// header says. The message is copied in 512-byte chunks into a per-CPU
+/// scratch buffer and summed by `bpf_csum_diff`: no per-word loop for the
+/// verifier to walk. A valid message's length is a multiple of 4, which
+/// `bpf_csum_diff` requires (`check_fixed` has checked the length).
+#[inline(always)]
+fn message_sum(ctx: &XdpContext, l4: usize, len: usize) -> Option<u32> {
+    if len > MAX_MSG || len % 4 != 0 {
+        return None;
+    }
+    let buf = VRRP_SCRATCH.get_ptr_mut(0)?;
+    let mut csum: u32 = 0;
+    let mut off: usize = 0;
+    let mut chunk = 0;
+    while chunk < MAX_MSG / SCRATCH {
+        if off >= len {
+            break;
+        }
+        let n = if len - off > SCRATCH { SCRATCH } else { len - off };
+        // Spelled so the verifier sees 1..=SCRATCH (the helpers refuse a
+        // size that might be zero); n is already in that range.
+        let n = ((n - 1) & (SCRATCH - 1)) + 1;
+        // SAFETY: `buf` is this CPU's SCRATCH-byte map value; n <= SCRATCH.
+        let r = unsafe { bpf_xdp_load_bytes(ctx.ctx, (l4 + off) as u32, buf.cast(), n as u32) };
+        if r != 0 {
+            return None;
+        }
+        // SAFETY: as above; a null `from` with size 0 sums `to` only.
+        let r = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, buf.cast(), n as u32, csum) };
+        if r < 0 {
+            return None;
+        }
+        csum = r as u32;
+        off += n;
+        chunk += 1;
+    }
+    let mut s = (csum & 0xffff) + (csum >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    // bpf_csum_diff sums little-endian words on this (bpfel) target; the
+    // one's-complement sum of byte-swapped words is the byte-swapped sum.
+    Some(((s & 0xffff) as u16).swap_bytes() as u32)
 }
 
 /// Note the advert in the peer map: in place for a known peer (the cheap
 /// path every steady-state advert takes), an insert only for a new one.
+/// Emits an event only when something the state machine reacts to changed.
 #[inline(always)]
-fn record_peer(key: &PeerKey, advert: &classify::Advert) {
+fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert) {
     // SAFETY: a helper without arguments or side effects.
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(p) = VRRP_PEERS.get_ptr_mut(key) {
-        // SAFETY: the map returned a valid, aligned pointer to the value;
-        // concurrent writers on other CPUs only race on equal-or-newer data.
-        unsafe {
+    let mut kind = 0;
+    // SAFETY: `tmp` is this CPU's scratch value holding the peer's key;
+    // map value pointers are valid and aligned while the program runs.
+    unsafe {
+        let key = &(*tmp).key;
+        if let Some(p) = VRRP_PEERS.get_ptr_mut(key) {
+            (*tmp).old_priority = (*p).priority;
+            if (*p).priority != adv.priority {
+                kind |= EVENT_PRIORITY;
+            }
+            if (*p).interval_cs != adv.interval_cs {
+                kind |= EVENT_INTERVAL;
+            }
             (*p).last_seen_ns = now;
-            (*p).priority = advert.priority;
-            (*p).interval_cs = advert.interval_cs;
-            (*p).version = advert.version;
+            (*p).priority = adv.priority;
+            (*p).interval_cs = adv.interval_cs;
+            (*p).version = adv.version;
             // Not atomic (the BPF target has no fetch_add in core): one
             // peer's adverts arrive on one RX queue, so races are rare and
             // lose at most a count.
             (*p).adverts += 1;
+            (*tmp).state = *p;
+        } else {
+            (*tmp).old_priority = 0;
+            (*tmp).state = PeerState {
+                last_seen_ns: now,
+                adverts: 1,
+                interval_cs: adv.interval_cs,
+                priority: adv.priority,
+                version: adv.version,
+                flags: 0,
+            };
+            // A full map only loses this record; the next advert tries again.
+            let _ = VRRP_PEERS.insert(key, &(*tmp).state, 0);
+            kind |= EVENT_NEW_PEER;
         }
-    } else {
-        let v = PeerState {
-            last_seen_ns: now,
-            adverts: 1,
-            interval_cs: advert.interval_cs,
-            priority: advert.priority,
-            version: advert.version,
-            flags: 0,
-        };
-        // A full map only loses this record; the next advert tries again.
-        let _ = VRRP_PEERS.insert(key, &v, 0);
+        if adv.priority == 0 && (kind & (EVENT_NEW_PEER | EVENT_PRIORITY)) != 0 {
+            kind |= EVENT_RESIGN;
+        }
+        if kind != 0 {
+            (*tmp).kind = kind;
+            (*tmp)._pad = [0; 3];
+            // A full ring loses the event; the agent also reads the peer map.
+            let _ = VRRP_EVENTS.output(&*tmp, 0);
+        }
     }
 }
 
