@@ -7,6 +7,7 @@
 //! 2001:db8::/32.
 
 pub mod advert;
+pub mod frame;
 pub mod netns;
 pub mod privilege;
 pub mod process;

@@ -1,17 +1,30 @@
-//! The XDP program on a real veth in namespaces: a crafted advert crosses
-//! the link, and the maps show what the kernel saw.
+//! The XDP program on a real veth in namespaces: crafted frames cross the
+//! link, and the maps, counters and events show what the kernel decided.
 
-use std::net::Ipv4Addr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use vrrp_agent::datapath::{AttachMode, Datapath};
-use vrrp_common::Verdict;
-use vrrp_common::maps::PeerKey;
+use vrrp_agent::datapath::{AttachMode, Datapath, Events};
+use vrrp_common::maps::{EVENT_INTERVAL, EVENT_NEW_PEER, EVENT_PRIORITY, EVENT_RESIGN, PeerEvent, PeerKey};
+use vrrp_common::rx::Expect;
+use vrrp_common::wire::vrrp::{GROUP_V4, GROUP_V6, TxIp};
+use vrrp_common::wire::{AddrList, Auth, Family, Repr, Version};
+use vrrp_common::{Centis, Verdict, checksum};
+use vrrp_tests::frame::{self, FrameSocket, V4};
 use vrrp_tests::netns::run;
 use vrrp_tests::privilege::{require_root, require_tool};
 use vrrp_tests::{Netns, advert};
+
+const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const VIP: [Ipv4Addr; 1] = [Ipv4Addr::new(192, 0, 2, 100)];
+
+fn ll(n: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, n)
+}
 
 /// Poll `f` until it returns Some or `limit` passes (no fixed sleeps).
 fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
@@ -23,68 +36,358 @@ fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Res
         if start.elapsed() > limit {
             bail!("condition not met within {limit:?}");
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
-#[test]
-fn xdp_records_a_crossing_advert_and_drops_a_bad_ttl() -> Result<()> {
-    if !require_root("xdp_records_a_crossing_advert_and_drops_a_bad_ttl") {
-        return Ok(());
+/// Two namespaces joined by a veth; the program on `vb0` in `b`, a frame
+/// socket on `va0` in `a`. Namespaces go away on drop, with everything in
+/// them.
+struct Lab {
+    a: Netns,
+    b: Netns,
+    dp: Datapath,
+    ifindex: u32,
+    tx: FrameSocket,
+}
+
+impl Lab {
+    fn new() -> Result<Lab> {
+        let a = Netns::new("vta")?;
+        let b = Netns::new("vtb")?;
+        a.veth_to("va0", &b, "vb0")?;
+        a.ip(&["addr", "add", "192.0.2.1/24", "dev", "va0"])?;
+        b.ip(&["link", "set", "vb0", "address", "02:00:00:00:00:02"])?;
+        b.ip(&["addr", "add", "192.0.2.2/24", "dev", "vb0"])?;
+        let ifindex = b.ifindex("vb0")?;
+        let dp = b.run_in(|| {
+            let mut dp = Datapath::load(None).context("the verifier must accept the program")?;
+            dp.attach("vb0", AttachMode::Auto)?;
+            Ok(dp)
+        })?;
+        let tx = a.run_in(|| FrameSocket::open("va0"))?;
+        Ok(Lab { a, b, dp, ifindex, tx })
     }
-    let a = Netns::new("vta")?;
-    let b = Netns::new("vtb")?;
-    a.veth_to("va0", &b, "vb0")?;
-    a.ip(&["addr", "add", "192.0.2.1/24", "dev", "va0"])?;
-    b.ip(&["addr", "add", "192.0.2.2/24", "dev", "vb0"])?;
-    let ifindex = b.ifindex("vb0")?;
 
-    let dp = b.run_in(|| {
-        let mut dp = Datapath::load(None)?;
-        dp.attach("vb0", AttachMode::Auto)?;
-        Ok(dp)
-    })?;
+    /// The instances every test here uses, on vb0.
+    fn configure_all(&mut self) -> Result<()> {
+        let own4 = [IpAddr::V4(B)];
+        let own6 = [IpAddr::V6(ll(2))];
+        let peer = [IpAddr::V4(A)];
+        let v2pass = Expect {
+            version: Version::V2,
+            auth: Auth::simple(b"secret"),
+            interval: Centis(100),
+            own: &own4,
+            peers: &[],
+        };
+        self.dp.configure(self.ifindex, Family::V4, 51, &v2pass, false)?;
+        let v2uni = Expect {
+            version: Version::V2,
+            auth: Auth::None,
+            interval: Centis(100),
+            own: &own4,
+            peers: &peer,
+        };
+        self.dp.configure(self.ifindex, Family::V4, 52, &v2uni, false)?;
+        let v3 =
+            Expect { version: Version::V3, auth: Auth::None, interval: Centis(10), own: &own4, peers: &[] };
+        self.dp.configure(self.ifindex, Family::V4, 53, &v3, false)?;
+        let v3v6 =
+            Expect { version: Version::V3, auth: Auth::None, interval: Centis(100), own: &own6, peers: &[] };
+        self.dp.configure(self.ifindex, Family::V6, 54, &v3v6, false)?;
+        Ok(())
+    }
 
-    let good = advert::v2(
-        51,
-        150,
-        1,
-        &[Ipv4Addr::new(192, 0, 2, 100)],
-        Some("secret"),
-        Ipv4Addr::new(192, 0, 2, 1),
-        advert::VRRP_GROUP_V4,
-    )?;
-    a.run_in(move || {
-        let s255 = advert::socket_v4("va0", 255)?;
-        let s64 = advert::socket_v4("va0", 64)?;
-        for _ in 0..3 {
-            advert::send(&s255, &good, advert::VRRP_GROUP_V4)?;
-        }
-        for _ in 0..2 {
-            advert::send(&s64, &good, advert::VRRP_GROUP_V4)?;
+    fn counters(&self) -> Result<BTreeMap<Verdict, u64>> {
+        Ok(self
+            .dp
+            .counters()?
+            .into_iter()
+            .filter(|((i, _), _)| *i == self.ifindex)
+            .map(|((_, v), n)| (v, n))
+            .collect())
+    }
+
+    /// Send `frame`; wait until exactly one more packet is counted under
+    /// `want` and nothing else moved.
+    fn expect_verdict(&self, what: &str, frame: &[u8], want: Verdict) -> Result<()> {
+        let before = self.counters()?;
+        self.tx.send(frame)?;
+        let after = wait_for(Duration::from_secs(5), || {
+            let now = self.counters()?;
+            let total = |m: &BTreeMap<Verdict, u64>| m.values().sum::<u64>();
+            Ok((total(&now) > total(&before)).then_some(now))
+        })
+        .with_context(|| format!("{what}: nothing counted"))?;
+        for v in Verdict::ALL {
+            let d = after.get(&v).copied().unwrap_or(0) - before.get(&v).copied().unwrap_or(0);
+            let expected = u64::from(v == want);
+            assert_eq!(d, expected, "{what}: verdict {v:?} moved by {d} (wanted one {want:?})");
         }
         Ok(())
-    })?;
+    }
 
-    let counts = wait_for(Duration::from_secs(5), || {
-        let c = dp.counters()?;
-        let acc = c.get(&(ifindex, Verdict::Accepted)).copied().unwrap_or(0);
-        let ttl = c.get(&(ifindex, Verdict::BadTtl)).copied().unwrap_or(0);
-        Ok((acc >= 3 && ttl >= 2).then_some(c))
-    })?;
-    assert_eq!(counts.get(&(ifindex, Verdict::Accepted)), Some(&3), "{counts:?}");
-    assert_eq!(counts.get(&(ifindex, Verdict::BadTtl)), Some(&2), "{counts:?}");
-    assert_eq!(counts.len(), 2, "no other verdicts expected: {counts:?}");
+    fn peer(&self, vrid: u8, src: IpAddr) -> Result<Option<vrrp_common::maps::PeerState>> {
+        let key = match src {
+            IpAddr::V4(a) => PeerKey::v4(self.ifindex, vrid, a.octets()),
+            IpAddr::V6(a) => PeerKey::v6(self.ifindex, vrid, a.octets()),
+        };
+        Ok(self.dp.peers()?.into_iter().find(|r| r.key == key).map(|r| r.state))
+    }
+}
 
-    let peers = dp.peers()?;
-    assert_eq!(peers.len(), 1, "{peers:?}");
-    let p = peers[0];
-    assert_eq!(p.key, PeerKey::v4(ifindex, 51, [192, 0, 2, 1]));
-    assert_eq!(p.state.priority, 150);
-    assert_eq!(p.state.version, 2);
-    assert_eq!(p.state.interval_cs, 100);
-    assert_eq!(p.state.adverts, 3);
-    assert!(p.state.last_seen_ns > 0);
+struct Msg {
+    version: Version,
+    vrid: u8,
+    priority: u8,
+    interval: u16,
+    auth: Auth,
+    as_v2: bool,
+}
+
+fn v2(vrid: u8, priority: u8, auth: Auth) -> Msg {
+    Msg { version: Version::V2, vrid, priority, interval: 100, auth, as_v2: false }
+}
+
+/// The VRRP message of `m` as sent from `src` to `dst`.
+fn msg(m: &Msg, src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    let v6 = [Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100)];
+    let addrs = if src.is_ipv4() { AddrList::V4(&VIP) } else { AddrList::V6(&v6) };
+    let r = Repr {
+        version: m.version,
+        vrid: m.vrid,
+        priority: m.priority,
+        interval: Centis(m.interval),
+        auth: m.auth,
+        addrs,
+    };
+    let mut b = vec![0u8; r.buffer_len()];
+    let n = r.emit(&mut b, &TxIp { src, dst, v3_checksum_as_v2: m.as_v2 }).expect("valid message");
+    b.truncate(n);
+    b
+}
+
+/// vb0's MAC, set by `Lab::new`.
+const B_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+fn v4_frame(m: &Msg, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8) -> Vec<u8> {
+    let dst_mac = (dst == B).then_some(B_MAC);
+    let o = V4 { src, dst, ttl, fragment: false, vlan: None, dst_mac };
+    frame::ipv4(&o, &msg(m, IpAddr::V4(src), IpAddr::V4(dst)))
+}
+
+fn fix_checksum(m: &mut [u8]) {
+    m[6..8].fill(0);
+    let c = checksum::of(m);
+    m[6..8].copy_from_slice(&c.to_be_bytes());
+}
+
+/// A valid v2 advert for instance 51 with one byte changed (checksum
+/// repaired unless `keep_checksum`).
+fn patched(byte: usize, value: u8, keep_checksum: bool) -> Vec<u8> {
+    let mut m = msg(&v2(51, 150, Auth::simple(b"secret")), IpAddr::V4(A), IpAddr::V4(GROUP_V4));
+    m[byte] = value;
+    if !keep_checksum {
+        fix_checksum(&mut m);
+    }
+    m
+}
+
+fn group_frame(m: &[u8]) -> Vec<u8> {
+    frame::ipv4(&V4 { src: A, dst: GROUP_V4, ttl: 255, fragment: false, vlan: None, dst_mac: None }, m)
+}
+
+#[test]
+fn crafted_packets_get_their_verdicts() -> Result<()> {
+    if !require_root("crafted_packets_get_their_verdicts") {
+        return Ok(());
+    }
+    let mut lab = Lab::new()?;
+    lab.configure_all()?;
+    let secret = Auth::simple(b"secret");
+    let group = IpAddr::V4(GROUP_V4);
+
+    // Valid adverts, recorded as peers.
+    lab.expect_verdict("v2 multicast", &v4_frame(&v2(51, 150, secret), A, GROUP_V4, 255), Verdict::Accepted)?;
+    let p = lab.peer(51, IpAddr::V4(A))?.context("v2 peer recorded")?;
+    assert_eq!((p.priority, p.version, p.interval_cs, p.adverts), (150, 2, 100, 1));
+    let tagged = frame::ipv4(
+        &V4 { src: A, dst: GROUP_V4, ttl: 255, fragment: false, vlan: Some(7), dst_mac: None },
+        &msg(&v2(51, 150, secret), IpAddr::V4(A), group),
+    );
+    lab.expect_verdict("v2 multicast, 802.1Q tag", &tagged, Verdict::Accepted)?;
+    assert_eq!(lab.peer(51, IpAddr::V4(A))?.map(|p| p.adverts), Some(2));
+    // Unicast from the configured peer; TTL 64 as after a router.
+    lab.expect_verdict(
+        "v2 unicast from the peer",
+        &v4_frame(&v2(52, 100, Auth::None), A, B, 64),
+        Verdict::Accepted,
+    )?;
+    assert_eq!(lab.peer(52, IpAddr::V4(A))?.map(|p| p.priority), Some(100));
+    let v3 =
+        Msg { version: Version::V3, vrid: 53, priority: 200, interval: 10, auth: Auth::None, as_v2: false };
+    let forms0 = lab.dp.checksum_forms()?;
+    lab.expect_verdict("v3 IPv4 multicast", &v4_frame(&v3, A, GROUP_V4, 255), Verdict::Accepted)?;
+    let v3_9568 = Msg { as_v2: true, ..v3 };
+    lab.expect_verdict(
+        "v3 IPv4, RFC 9568 checksum",
+        &v4_frame(&v3_9568, A, GROUP_V4, 255),
+        Verdict::Accepted,
+    )?;
+    let forms = lab.dp.checksum_forms()?;
+    assert_eq!(
+        (forms[0] - forms0[0], forms[1] - forms0[1]),
+        (1, 1),
+        "one plain, one pseudo-header: {forms:?}"
+    );
+    let p = lab.peer(53, IpAddr::V4(A))?.context("v3 peer recorded")?;
+    assert_eq!((p.priority, p.version, p.interval_cs), (200, 3, 10));
+    let v6 =
+        Msg { version: Version::V3, vrid: 54, priority: 120, interval: 100, auth: Auth::None, as_v2: false };
+    let v6_frame =
+        frame::ipv6(ll(1), GROUP_V6, 255, None, &msg(&v6, IpAddr::V6(ll(1)), IpAddr::V6(GROUP_V6)));
+    lab.expect_verdict("v3 IPv6 multicast", &v6_frame, Verdict::Accepted)?;
+    assert_eq!(lab.peer(54, IpAddr::V6(ll(1)))?.map(|p| p.priority), Some(120));
+
+    // One frame per rejection reason.
+    let good = msg(&v2(51, 150, secret), IpAddr::V4(A), group);
+    lab.expect_verdict("too short", &group_frame(&good[..4]), Verdict::TooShort)?;
+    lab.expect_verdict("version 4", &group_frame(&patched(0, 0x41, false)), Verdict::BadVersion)?;
+    lab.expect_verdict("type 2", &group_frame(&patched(0, 0x22, false)), Verdict::BadType)?;
+    lab.expect_verdict("VRID 0", &group_frame(&patched(1, 0, false)), Verdict::BadVrid)?;
+    lab.expect_verdict("TTL 254", &v4_frame(&v2(51, 150, secret), A, GROUP_V4, 254), Verdict::BadTtl)?;
+    let mut long = good.clone();
+    long.extend_from_slice(&[0; 4]);
+    lab.expect_verdict("length vs count", &group_frame(&long), Verdict::LengthMismatch)?;
+    lab.expect_verdict("checksum", &group_frame(&patched(2, 151, true)), Verdict::BadChecksum)?;
+    let none = v4_frame(&v2(51, 150, Auth::None), A, GROUP_V4, 255);
+    lab.expect_verdict("no auth at a PASS instance", &none, Verdict::AuthTypeMismatch)?;
+    let wrong = v4_frame(&v2(51, 150, Auth::simple(b"wrong")), A, GROUP_V4, 255);
+    lab.expect_verdict("wrong password", &wrong, Verdict::AuthFailure)?;
+    lab.expect_verdict("auth type AH", &group_frame(&patched(4, 2, false)), Verdict::AuthAhUnsupported)?;
+    let slow = Msg { interval: 200, ..v2(51, 150, secret) };
+    lab.expect_verdict("interval 2 s vs 1 s", &v4_frame(&slow, A, GROUP_V4, 255), Verdict::IntervalMismatch)?;
+    let elsewhere = Ipv4Addr::new(192, 0, 2, 77);
+    lab.expect_verdict(
+        "to a stranger",
+        &v4_frame(&v2(51, 150, secret), A, elsewhere, 255),
+        Verdict::BadDestination,
+    )?;
+    let global = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    let v6_global =
+        frame::ipv6(global, GROUP_V6, 255, None, &msg(&v6, IpAddr::V6(global), IpAddr::V6(GROUP_V6)));
+    lab.expect_verdict("IPv6 from a global address", &v6_global, Verdict::NotLinkLocal)?;
+    lab.expect_verdict("VRID 99", &v4_frame(&v2(99, 150, secret), A, GROUP_V4, 255), Verdict::UnknownVrid)?;
+    let stranger = Ipv4Addr::new(192, 0, 2, 3);
+    lab.expect_verdict(
+        "unicast from a non-peer",
+        &v4_frame(&v2(52, 100, Auth::None), stranger, B, 255),
+        Verdict::NotAPeer,
+    )?;
+    lab.expect_verdict(
+        "our own advert",
+        &v4_frame(&v2(51, 150, secret), B, GROUP_V4, 255),
+        Verdict::OwnAdvert,
+    )?;
+    let mut carp = vec![0x21, 1, 0, 7, 0, 1, 0, 0];
+    carp.extend_from_slice(&[0x11; 28]);
+    fix_checksum(&mut carp);
+    lab.expect_verdict("CARP", &group_frame(&carp), Verdict::Carp)?;
+    let frag = frame::ipv4(
+        &V4 { src: A, dst: GROUP_V4, ttl: 255, fragment: true, vlan: None, dst_mac: None },
+        &good,
+    );
+    lab.expect_verdict("fragment", &frag, Verdict::Fragment)?;
+
+    // Rejected packets left the peer table alone.
+    assert_eq!(lab.dp.peers()?.len(), 4, "{:?}", lab.dp.peers()?);
+    Ok(())
+}
+
+/// Read `Icmp: OutDestUnreachs` from /proc/net/snmp inside `ns`.
+fn icmp_unreachables_sent(ns: &Netns) -> Result<u64> {
+    let out = run(Command::new("ip").args(["netns", "exec", ns.name(), "cat", "/proc/net/snmp"]))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (lines.next().context("Icmp header")?, lines.next().context("Icmp values")?);
+    let i = names.split_whitespace().position(|n| n == "OutDestUnreachs").context("OutDestUnreachs")?;
+    values.split_whitespace().nth(i).context("value")?.parse().context("number")
+}
+
+#[test]
+fn consumed_unicast_adverts_draw_no_icmp_and_passed_up_ones_do() -> Result<()> {
+    if !require_root("consumed_unicast_adverts_draw_no_icmp_and_passed_up_ones_do") {
+        return Ok(());
+    }
+    let mut lab = Lab::new()?;
+    lab.configure_all()?;
+    let uni = v4_frame(&v2(52, 100, Auth::None), A, B, 255);
+    let before = icmp_unreachables_sent(&lab.b)?;
+    for i in 0..5 {
+        lab.expect_verdict(&format!("unicast advert {i}"), &uni, Verdict::Accepted)?;
+    }
+    // Consumed in XDP: the stack never saw them, so no protocol-unreachable.
+    assert_eq!(icmp_unreachables_sent(&lab.b)?, before);
+
+    // With pass-up (for tcpdump), the stack sees them and, with no socket
+    // for protocol 112, answers: the check above can fail.
+    let own = [IpAddr::V4(B)];
+    let peer = [IpAddr::V4(A)];
+    let e = Expect { version: Version::V2, auth: Auth::None, interval: Centis(100), own: &own, peers: &peer };
+    lab.dp.configure(lab.ifindex, Family::V4, 52, &e, true)?;
+    lab.expect_verdict("passed-up unicast advert", &uni, Verdict::Accepted)?;
+    wait_for(Duration::from_secs(5), || Ok((icmp_unreachables_sent(&lab.b)? > before).then_some(())))
+        .context("a passed-up unicast advert reaches the stack, which answers with ICMP")?;
+    drop(lab.a);
+    Ok(())
+}
+
+fn next_event(events: &mut Events, limit: Duration) -> Result<PeerEvent> {
+    wait_for(limit, || Ok(events.next()))
+}
+
+#[test]
+fn events_only_on_change() -> Result<()> {
+    if !require_root("events_only_on_change") {
+        return Ok(());
+    }
+    let mut lab = Lab::new()?;
+    lab.configure_all()?;
+    let mut events = lab.dp.take_events()?;
+    let secret = Auth::simple(b"secret");
+    let advert = v4_frame(&v2(51, 150, secret), A, GROUP_V4, 255);
+
+    lab.expect_verdict("first advert", &advert, Verdict::Accepted)?;
+    let ev = next_event(&mut events, Duration::from_secs(5))?;
+    assert_eq!(ev.kind, EVENT_NEW_PEER);
+    assert_eq!((ev.key, ev.state.priority), (PeerKey::v4(lab.ifindex, 51, A.octets()), 150));
+    let first_seen = ev.state.last_seen_ns;
+
+    for _ in 0..1000 {
+        lab.tx.send(&advert)?;
+    }
+    let p =
+        wait_for(Duration::from_secs(10), || Ok(lab.peer(51, IpAddr::V4(A))?.filter(|p| p.adverts == 1001)))?;
+    assert!(p.last_seen_ns > first_seen, "last-seen moves with every advert");
+    assert!(events.next().is_none(), "1,000 identical adverts must not raise events");
+
+    lab.expect_verdict("priority 140", &v4_frame(&v2(51, 140, secret), A, GROUP_V4, 255), Verdict::Accepted)?;
+    let ev = next_event(&mut events, Duration::from_secs(5))?;
+    assert_eq!((ev.kind, ev.old_priority, ev.state.priority), (EVENT_PRIORITY, 150, 140));
+    lab.expect_verdict("priority 0", &v4_frame(&v2(51, 0, secret), A, GROUP_V4, 255), Verdict::Accepted)?;
+    let ev = next_event(&mut events, Duration::from_secs(5))?;
+    assert_eq!((ev.kind, ev.state.priority), (EVENT_PRIORITY | EVENT_RESIGN, 0));
+
+    // v3 learns the master's interval: a change is an event too.
+    let v3 =
+        Msg { version: Version::V3, vrid: 53, priority: 200, interval: 10, auth: Auth::None, as_v2: false };
+    lab.expect_verdict("v3 new peer", &v4_frame(&v3, A, GROUP_V4, 255), Verdict::Accepted)?;
+    assert_eq!(next_event(&mut events, Duration::from_secs(5))?.kind, EVENT_NEW_PEER);
+    let slower = Msg { interval: 20, ..v3 };
+    lab.expect_verdict("v3 interval 20 cs", &v4_frame(&slower, A, GROUP_V4, 255), Verdict::Accepted)?;
+    assert_eq!(next_event(&mut events, Duration::from_secs(5))?.kind, EVENT_INTERVAL);
+    assert!(events.next().is_none());
     Ok(())
 }
 
@@ -94,40 +397,30 @@ fn bpftool_prints_typed_peer_fields() -> Result<()> {
     if !require_root(name) || !require_tool(name, "bpftool") {
         return Ok(());
     }
-    let a = Netns::new("vta")?;
-    let b = Netns::new("vtb")?;
-    a.veth_to("va0", &b, "vb0")?;
-    a.ip(&["addr", "add", "198.51.100.1/24", "dev", "va0"])?;
+    let mut lab = Lab::new()?;
+    lab.configure_all()?;
     let pin_dir =
         std::path::PathBuf::from(format!("/sys/fs/bpf/vrrp-agent-test-{}", vrrp_tests::netns::unique("p")));
     vrrp_agent::bpffs::ensure(std::path::Path::new("/sys/fs/bpf"))?;
-    let dir = pin_dir.clone();
-    let dp = b.run_in(move || {
-        let mut dp = Datapath::load(None)?;
-        dp.attach("vb0", AttachMode::Auto)?;
-        dp.pin_maps(&dir)?;
-        Ok(dp)
-    })?;
-    let good = advert::v2(
-        7,
-        200,
-        1,
-        &[Ipv4Addr::new(198, 51, 100, 10)],
-        None,
-        Ipv4Addr::new(198, 51, 100, 1),
-        advert::VRRP_GROUP_V4,
-    )?;
-    a.run_in(move || advert::send(&advert::socket_v4("va0", 255)?, &good, advert::VRRP_GROUP_V4))?;
-    wait_for(Duration::from_secs(5), || Ok((!dp.peers()?.is_empty()).then_some(())))?;
+    lab.dp.pin_maps(&pin_dir)?;
+    // Through the kernel's own stack this time: a raw IP socket in `a`.
+    let good = advert::v2(51, 200, 1, &VIP, Some("secret"), A, advert::VRRP_GROUP_V4)?;
+    lab.a.run_in(move || advert::send(&advert::socket_v4("va0", 255)?, &good, advert::VRRP_GROUP_V4))?;
+    wait_for(Duration::from_secs(5), || Ok(lab.peer(51, IpAddr::V4(A))?))?;
 
     let pinned = pin_dir.join("VRRP_PEERS");
     let out = run(Command::new("bpftool").args(["-j", "map", "dump", "pinned"]).arg(&pinned))?;
     let text = String::from_utf8(out.stdout).context("bpftool output")?;
     // With BTF, bpftool names the fields; without it, it prints hex bytes.
-    for field in ["\"ifindex\"", "\"vrid\":7", "\"priority\":200", "\"interval_cs\":100", "\"adverts\":1"] {
+    for field in ["\"ifindex\"", "\"vrid\":51", "\"priority\":200", "\"interval_cs\":100", "\"adverts\":1"] {
         assert!(text.contains(field), "bpftool output lacks {field}: {text}");
     }
-    drop(dp);
+    let out = run(Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(pin_dir.join("VRRP_INSTANCES")))?;
+    let text = String::from_utf8(out.stdout).context("bpftool output")?;
+    assert!(text.contains("\"password\"") && text.contains("\"vrid\":52"), "{text}");
+    drop(lab);
     assert!(!pinned.exists(), "pins must be removed when the datapath is dropped");
     Ok(())
 }

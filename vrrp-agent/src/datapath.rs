@@ -5,11 +5,20 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
+use std::net::IpAddr;
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use vrrp_common::Verdict;
-use vrrp_common::maps::{COUNTERS_MAP, CounterKey, PEERS_MAP, PeerKey, PeerState, XDP_PROGRAM};
+use vrrp_common::maps::{
+    ADDR_OWN, ADDR_PEER, ADDRS_MAP, AddrInfo, COUNTERS_MAP, CSUM_FORMS_MAP, CounterKey, EVENTS_MAP,
+    INST_PASS_UP, INSTANCES_MAP, InstanceConfig, InstanceKey, PEERS_MAP, PeerEvent, PeerKey, PeerState,
+    XDP_PROGRAM,
+};
+use vrrp_common::rx::Expect;
+use vrrp_common::wire::Family;
+use vrrp_common::wire::vrrp::addr_bytes;
 
 /// Errors of the datapath, each naming what it was doing.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +72,11 @@ pub enum DatapathError {
         reason: String,
     },
 }
+
+/// Maps the agent uses; the object must have them all.
+const ALL_MAPS: [&str; 6] = [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, EVENTS_MAP, CSUM_FORMS_MAP];
+/// Maps pinned for bpftool (the ring buffer has no use outside the agent).
+const PINNED_MAPS: [&str; 5] = [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, CSUM_FORMS_MAP];
 
 /// How to attach: the kernel's choice, or forced generic / native.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,7 +138,7 @@ impl Datapath {
             iface: "-".into(),
             source,
         })?;
-        for name in [PEERS_MAP, COUNTERS_MAP] {
+        for name in ALL_MAPS {
             if ebpf.map(name).is_none() {
                 return Err(DatapathError::Missing { what: "map", name });
             }
@@ -163,7 +177,7 @@ impl Datapath {
     /// Pin the maps as `dir/VRRP_PEERS` and `dir/VRRP_COUNTERS` (on a
     /// bpffs), replacing stale pins a dead agent of the same name left.
     pub fn pin_maps(&mut self, dir: &Path) -> Result<(), DatapathError> {
-        for name in [PEERS_MAP, COUNTERS_MAP] {
+        for name in PINNED_MAPS {
             let path = dir.join(name);
             let pin_err =
                 |reason: String| DatapathError::Pin { name, path: path.display().to_string(), reason };
@@ -183,6 +197,86 @@ impl Datapath {
     /// Where the maps are pinned, if they are.
     pub fn pins(&self) -> &[PathBuf] {
         &self.pins
+    }
+
+    /// Tell the kernel what the instance `vrid` on `ifindex` expects: its
+    /// version, auth and interval, our own addresses there and its unicast
+    /// peers. `pass_up` lets valid adverts continue up the stack (tcpdump).
+    pub fn configure(
+        &mut self,
+        ifindex: u32,
+        family: Family,
+        vrid: u8,
+        expect: &Expect<'_>,
+        pass_up: bool,
+    ) -> Result<(), DatapathError> {
+        let family = family.code();
+        let mut cfg = expect.config();
+        if pass_up {
+            cfg.flags |= INST_PASS_UP;
+        }
+        let key = InstanceKey { ifindex, family, vrid, _pad: [0; 2] };
+        self.hash_map::<InstanceKey, InstanceConfig>(INSTANCES_MAP)?
+            .insert(key, cfg, 0)
+            .map_err(|source| DatapathError::Map { name: INSTANCES_MAP, source })?;
+        for a in expect.own {
+            self.add_addr(ifindex, 0, a, ADDR_OWN)?;
+        }
+        for a in expect.peers {
+            self.add_addr(ifindex, vrid, a, ADDR_PEER)?;
+        }
+        Ok(())
+    }
+
+    /// Add an address row: one of ours (`vrid` 0, `ADDR_OWN`) or a unicast
+    /// peer of `vrid` (`ADDR_PEER`).
+    pub fn add_addr(
+        &mut self,
+        ifindex: u32,
+        vrid: u8,
+        addr: &IpAddr,
+        flags: u32,
+    ) -> Result<(), DatapathError> {
+        let family =
+            if addr.is_ipv4() { vrrp_common::maps::FAMILY_IPV4 } else { vrrp_common::maps::FAMILY_IPV6 };
+        let key = PeerKey { ifindex, family, vrid, _pad: [0; 2], addr: addr_bytes(addr) };
+        let mut map = self.hash_map::<PeerKey, AddrInfo>(ADDRS_MAP)?;
+        let old = map.get(&key, 0).map(|a| a.flags).unwrap_or(0);
+        map.insert(key, AddrInfo { flags: old | flags }, 0)
+            .map_err(|source| DatapathError::Map { name: ADDRS_MAP, source })
+    }
+
+    fn hash_map<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<BpfHashMap<&mut MapData, K, V>, DatapathError> {
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::Missing { what: "map", name })?;
+        BpfHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })
+    }
+
+    /// The event ring buffer, handed over to the caller (once).
+    pub fn take_events(&mut self) -> Result<Events, DatapathError> {
+        let map =
+            self.ebpf.take_map(EVENTS_MAP).ok_or(DatapathError::Missing { what: "map", name: EVENTS_MAP })?;
+        let ring =
+            RingBuf::try_from(map).map_err(|source| DatapathError::Map { name: EVENTS_MAP, source })?;
+        Ok(Events { ring })
+    }
+
+    /// How many accepted adverts verified with each checksum form, indexed
+    /// by `ChecksumForm as usize` (plain, pseudo-header, pseudo-header with
+    /// the group address), summed over CPUs.
+    pub fn checksum_forms(&self) -> Result<[u64; 3], DatapathError> {
+        let name = CSUM_FORMS_MAP;
+        let map = self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?;
+        let arr: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+        let mut out = [0u64; 3];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot =
+                arr.get(&(i as u32), 0).map_err(|source| DatapathError::Map { name, source })?.iter().sum();
+        }
+        Ok(out)
     }
 
     /// Every peer the kernel has recorded.
@@ -227,5 +321,34 @@ impl Drop for Datapath {
         if let Some(dir) = self.pins.first().and_then(|p| p.parent()) {
             let _ = fs::remove_dir(dir);
         }
+    }
+}
+
+/// The kernel's change events (`VRRP_EVENTS`). Poll its fd for readability
+/// (it implements `AsRawFd`), then drain with `next`.
+pub struct Events {
+    ring: RingBuf<aya::maps::MapData>,
+}
+
+impl Events {
+    /// The next event, if one is waiting. A record of the wrong size (an
+    /// object from another build) is skipped.
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "a draining poll, not an Iterator: None means 'not now'"
+    )]
+    pub fn next(&mut self) -> Option<PeerEvent> {
+        loop {
+            let item = self.ring.next()?;
+            if let Ok(ev) = bytemuck::try_pod_read_unaligned::<PeerEvent>(&item) {
+                return Some(ev);
+            }
+        }
+    }
+}
+
+impl std::os::fd::AsRawFd for Events {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.ring.as_raw_fd()
     }
 }
