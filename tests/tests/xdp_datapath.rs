@@ -406,7 +406,7 @@ fn bpftool_prints_typed_peer_fields() -> Result<()> {
     // Through the kernel's own stack this time: a raw IP socket in `a`.
     let good = advert::v2(51, 200, 1, &VIP, Some("secret"), A, advert::VRRP_GROUP_V4)?;
     lab.a.run_in(move || advert::send(&advert::socket_v4("va0", 255)?, &good, advert::VRRP_GROUP_V4))?;
-    wait_for(Duration::from_secs(5), || Ok(lab.peer(51, IpAddr::V4(A))?))?;
+    wait_for(Duration::from_secs(5), || lab.peer(51, IpAddr::V4(A)))?;
 
     let pinned = pin_dir.join("VRRP_PEERS");
     let out = run(Command::new("bpftool").args(["-j", "map", "dump", "pinned"]).arg(&pinned))?;

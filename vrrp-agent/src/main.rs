@@ -1,15 +1,21 @@
 //! The `vrrp-agent` command.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use vrrp_agent::datapath::{AttachMode, Datapath, PeerRow};
+use tokio::io::unix::AsyncFd;
+use vrrp_agent::datapath::{AttachMode, Datapath};
 use vrrp_agent::{bpffs, instance_lock, object};
-use vrrp_common::Verdict;
-use vrrp_common::maps::FAMILY_IPV4;
+use vrrp_common::maps::{
+    EVENT_INTERVAL, EVENT_NEW_PEER, EVENT_PRIORITY, EVENT_RESIGN, FAMILY_IPV4, PeerEvent, PeerKey,
+};
+use vrrp_common::rx::Expect;
+use vrrp_common::wire::{Auth, Family, Version};
+use vrrp_common::{Centis, Verdict};
 
 /// eBPF-accelerated VRRP agent, compatible with keepalived's VRRP side.
 #[derive(Parser, Debug)]
@@ -48,9 +54,30 @@ struct WatchArgs {
     /// Load the XDP object from this file instead of the embedded one.
     #[arg(long)]
     ebpf_object: Option<PathBuf>,
-    /// Seconds between reports.
+    /// Seconds between counter reports.
     #[arg(long, default_value_t = 1.0)]
     report_interval: f64,
+    /// Virtual router ID to accept adverts for (repeatable, 1-255).
+    #[arg(long = "vrid", required = true, value_parser = clap::value_parser!(u8).range(1..))]
+    vrids: Vec<u8>,
+    /// VRRP version of those instances.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    version: u8,
+    /// IPv6 instances (VRRPv3 only); IPv4 otherwise.
+    #[arg(long)]
+    ipv6: bool,
+    /// v2 simple password (auth_type PASS); first 8 bytes, as keepalived.
+    #[arg(long)]
+    auth_pass: Option<String>,
+    /// Advertisement interval in seconds (v2 checks it; fractional for v3).
+    #[arg(long, default_value_t = 1.0)]
+    advert_int: f64,
+    /// Unicast peer (repeatable): accept adverts only from these.
+    #[arg(long = "peer")]
+    peers: Vec<std::net::IpAddr>,
+    /// Let valid adverts continue up the stack (to see them in tcpdump).
+    #[arg(long)]
+    pass_up: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -90,10 +117,49 @@ async fn shutdown_signal() {
     }
 }
 
+/// Our own addresses on `iface` in `family`, from getifaddrs(3).
+fn own_addresses(iface: &str, ipv6: bool) -> Result<Vec<IpAddr>> {
+    let mut out = Vec::new();
+    for ifa in nix::ifaddrs::getifaddrs().context("getifaddrs")? {
+        if ifa.interface_name != iface {
+            continue;
+        }
+        let Some(addr) = ifa.address else { continue };
+        if let (false, Some(a)) = (ipv6, addr.as_sockaddr_in()) {
+            out.push(IpAddr::V4(a.ip()));
+        } else if let (true, Some(a)) = (ipv6, addr.as_sockaddr_in6()) {
+            out.push(IpAddr::V6(a.ip()));
+        }
+    }
+    Ok(out)
+}
+
 async fn watch(args: WatchArgs, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     if !(0.05..=3600.0).contains(&args.report_interval) {
         bail!("--report-interval must be between 0.05 and 3600 seconds");
     }
+    if !args.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || args.name.starts_with('.')
+    {
+        bail!("--name may hold letters, digits, '-', '_' and '.' only (it names a directory)");
+    }
+    let version = if args.version == 2 { Version::V2 } else { Version::V3 };
+    let centis = (args.advert_int * 100.0).round();
+    if !(1.0..=4095.0).contains(&centis) || (version == Version::V2 && centis % 100.0 != 0.0) {
+        bail!("--advert-int: v2 takes whole seconds 1-40, v3 0.01-40.95 seconds");
+    }
+    if args.ipv6 && version == Version::V2 {
+        bail!("--ipv6 needs --version 3 (VRRPv2 is IPv4 only)");
+    }
+    if args.auth_pass.is_some() && version == Version::V3 {
+        bail!("--auth-pass is VRRPv2 only (RFC 5798 removed authentication)");
+    }
+    if let Some(p) = args.peers.iter().find(|p| p.is_ipv6() != args.ipv6) {
+        bail!("--peer {p} is not of the instances' address family");
+    }
+    let auth = args.auth_pass.as_deref().map_or(Auth::None, |p| Auth::simple(p.as_bytes()));
+    let family = if args.ipv6 { Family::V6 } else { Family::V4 };
+
     let _lock = instance_lock::acquire(&args.name)?;
     let mut dp = Datapath::load(args.ebpf_object.as_deref()).context("loading the XDP program")?;
     let mode = match args.xdp_mode {
@@ -102,8 +168,18 @@ async fn watch(args: WatchArgs, shutdown: impl std::future::Future<Output = ()>)
         Mode::Native => AttachMode::Native,
     };
     for iface in &args.interfaces {
+        let own = own_addresses(iface, args.ipv6)?;
         let ifindex = dp.attach(iface, mode).with_context(|| format!("attaching to {iface}"))?;
-        log::info!("XDP program attached to {iface} (ifindex {ifindex})");
+        let expect = Expect { version, auth, interval: Centis(centis as u16), own: &own, peers: &args.peers };
+        for vrid in &args.vrids {
+            dp.configure(ifindex, family, *vrid, &expect, args.pass_up)?;
+        }
+        log::info!(
+            "XDP program attached to {iface} (ifindex {ifindex}), accepting VRID {:?} v{} from {}",
+            args.vrids,
+            args.version,
+            if args.peers.is_empty() { "any sender".to_owned() } else { format!("{:?}", args.peers) }
+        );
     }
     if !args.no_pin {
         let fs_root = args.pin_root.parent().unwrap_or(&args.pin_root);
@@ -122,28 +198,26 @@ async fn watch(args: WatchArgs, shutdown: impl std::future::Future<Output = ()>)
         );
     }
     let names: BTreeMap<u32, String> = dp.attached().iter().map(|(n, i)| (*i, n.clone())).collect();
-    let mut seen: BTreeMap<_, PeerRow> = BTreeMap::new();
+    // SAFETY: `Events` owns the ring buffer's fd, and the AsyncFd owns the
+    // `Events`, so the fd stays open and the same for the AsyncFd's life.
+    let mut events =
+        unsafe { AsyncFd::register_with_interest(dp.take_events()?, tokio::io::Interest::READABLE) }
+            .map_err(std::io::Error::from)
+            .context("polling the event ring")?;
     let mut last_counts: BTreeMap<(u32, Verdict), u64> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.report_interval));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tick.tick() => {
-                for row in dp.peers()? {
-                    let k = (row.key.ifindex, row.key.family, row.key.vrid, row.key.addr);
-                    let changed = seen.get(&k).is_none_or(|old| {
-                        old.state.priority != row.state.priority || old.state.interval_cs != row.state.interval_cs
-                    });
-                    if changed {
-                        println!(
-                            "peer {} on {}: vrid {} version {} priority {} interval {} cs",
-                            addr_string(&row), iface_name(&names, row.key.ifindex), row.key.vrid,
-                            row.state.version, row.state.priority, row.state.interval_cs
-                        );
-                    }
-                    seen.insert(k, row);
+            ready = events.readable_mut() => {
+                let mut guard = ready.context("event ring")?;
+                while let Some(ev) = guard.get_inner_mut().next() {
+                    println!("{}", describe(&ev, &names));
                 }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
                 let counts = dp.counters()?;
                 for ((ifindex, verdict), n) in &counts {
                     let before = last_counts.get(&(*ifindex, *verdict)).copied().unwrap_or(0);
@@ -156,17 +230,44 @@ async fn watch(args: WatchArgs, shutdown: impl std::future::Future<Output = ()>)
         }
     }
     log::info!("shutting down: detaching XDP and removing pins");
+    drop(events);
     drop(dp);
     Ok(())
+}
+
+fn describe(ev: &PeerEvent, names: &BTreeMap<u32, String>) -> String {
+    let mut what = Vec::new();
+    if ev.kind & EVENT_NEW_PEER != 0 {
+        what.push("new peer".to_owned());
+    }
+    if ev.kind & EVENT_PRIORITY != 0 {
+        what.push(format!("priority {} -> {}", ev.old_priority, ev.state.priority));
+    }
+    if ev.kind & EVENT_RESIGN != 0 {
+        what.push("resigning (priority 0)".to_owned());
+    }
+    if ev.kind & EVENT_INTERVAL != 0 {
+        what.push("interval changed".to_owned());
+    }
+    format!(
+        "peer {} on {} vrid {}: {} (version {}, priority {}, interval {} cs)",
+        addr_string(&ev.key),
+        iface_name(names, ev.key.ifindex),
+        ev.key.vrid,
+        what.join(", "),
+        ev.state.version,
+        ev.state.priority,
+        ev.state.interval_cs
+    )
 }
 
 fn iface_name(names: &BTreeMap<u32, String>, ifindex: u32) -> String {
     names.get(&ifindex).cloned().unwrap_or_else(|| format!("ifindex {ifindex}"))
 }
 
-fn addr_string(row: &PeerRow) -> String {
-    let a = row.key.addr;
-    if row.key.family == FAMILY_IPV4 {
+fn addr_string(key: &PeerKey) -> String {
+    let a = key.addr;
+    if key.family == FAMILY_IPV4 {
         std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()
     } else {
         std::net::Ipv6Addr::from(a).to_string()

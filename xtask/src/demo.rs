@@ -52,6 +52,7 @@ pub fn run() -> Result<()> {
     for (n, name) in nodes.iter().zip(&names) {
         let mut cmd = n.ns.command(agent.to_str().context("agent path")?);
         cmd.args(["watch", "-i", "eth0", "--name", name, "--report-interval", "0.2"]);
+        cmd.args(["--vrid", &VRID.to_string(), "--auth-pass", "secret", "--advert-int", "1"]);
         let mut p = Process::spawn(n.label, &mut cmd, true)?;
         p.wait_for_line("maps pinned", Duration::from_secs(15))?;
         agents.push(p);
