@@ -281,32 +281,70 @@ impl Datapath {
 
     /// Every peer the kernel has recorded.
     pub fn peers(&self) -> Result<Vec<PeerRow>, DatapathError> {
-        let map = self.ebpf.map(PEERS_MAP).ok_or(DatapathError::Missing { what: "map", name: PEERS_MAP })?;
-        let peers: BpfHashMap<&MapData, PeerKey, PeerState> =
-            BpfHashMap::try_from(map).map_err(|source| DatapathError::Map { name: PEERS_MAP, source })?;
-        peers
-            .iter()
-            .map(|r| r.map(|(key, state)| PeerRow { key, state }))
-            .collect::<Result<_, _>>()
-            .map_err(|source| DatapathError::Map { name: PEERS_MAP, source })
+        read_peers(self.ebpf.map(PEERS_MAP).ok_or(DatapathError::Missing { what: "map", name: PEERS_MAP })?)
     }
 
     /// Verdict counters summed over CPUs, per (ifindex, verdict).
     pub fn counters(&self) -> Result<BTreeMap<(u32, Verdict), u64>, DatapathError> {
-        let name = COUNTERS_MAP;
-        let map = self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?;
-        let counters: PerCpuHashMap<&MapData, CounterKey, u64> =
-            PerCpuHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
-        let mut out = BTreeMap::new();
-        for row in counters.iter() {
-            let (key, per_cpu) = row.map_err(|source| DatapathError::Map { name, source })?;
-            // A verdict number this agent does not know comes from a newer
-            // kernel object; it is skipped rather than misfiled.
-            if let Some(v) = Verdict::from_u32(key.verdict) {
-                *out.entry((key.ifindex, v)).or_insert(0) += per_cpu.iter().sum::<u64>();
-            }
+        read_counters(
+            self.ebpf.map(COUNTERS_MAP).ok_or(DatapathError::Missing { what: "map", name: COUNTERS_MAP })?,
+        )
+    }
+}
+
+/// Rows of a `VRRP_PEERS` map.
+pub fn read_peers(map: &aya::maps::Map) -> Result<Vec<PeerRow>, DatapathError> {
+    let peers: BpfHashMap<&MapData, PeerKey, PeerState> =
+        BpfHashMap::try_from(map).map_err(|source| DatapathError::Map { name: PEERS_MAP, source })?;
+    peers
+        .iter()
+        .map(|r| r.map(|(key, state)| PeerRow { key, state }))
+        .collect::<Result<_, _>>()
+        .map_err(|source| DatapathError::Map { name: PEERS_MAP, source })
+}
+
+/// A `VRRP_COUNTERS` map summed over CPUs, per (ifindex, verdict).
+pub fn read_counters(map: &aya::maps::Map) -> Result<BTreeMap<(u32, Verdict), u64>, DatapathError> {
+    let name = COUNTERS_MAP;
+    let counters: PerCpuHashMap<&MapData, CounterKey, u64> =
+        PerCpuHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+    let mut out = BTreeMap::new();
+    for row in counters.iter() {
+        let (key, per_cpu) = row.map_err(|source| DatapathError::Map { name, source })?;
+        // A verdict number this agent does not know comes from a newer
+        // kernel object; it is skipped rather than misfiled.
+        if let Some(v) = Verdict::from_u32(key.verdict) {
+            *out.entry((key.ifindex, v)).or_insert(0) += per_cpu.iter().sum::<u64>();
         }
-        Ok(out)
+    }
+    Ok(out)
+}
+
+/// The maps a running agent pinned, opened by path (`vrrp-agent stats`).
+pub struct Pinned {
+    peers: aya::maps::Map,
+    counters: aya::maps::Map,
+}
+
+impl Pinned {
+    /// Open the pins under `dir`.
+    pub fn open(dir: &Path) -> Result<Pinned, DatapathError> {
+        let open = |name: &'static str| {
+            let path = dir.join(name);
+            let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map { name, source })?;
+            aya::maps::Map::from_map_data(data).map_err(|source| DatapathError::Map { name, source })
+        };
+        Ok(Pinned { peers: open(PEERS_MAP)?, counters: open(COUNTERS_MAP)? })
+    }
+
+    /// As `Datapath::peers`.
+    pub fn peers(&self) -> Result<Vec<PeerRow>, DatapathError> {
+        read_peers(&self.peers)
+    }
+
+    /// As `Datapath::counters`.
+    pub fn counters(&self) -> Result<BTreeMap<(u32, Verdict), u64>, DatapathError> {
+        read_counters(&self.counters)
     }
 }
 

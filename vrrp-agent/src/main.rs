@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::io::unix::AsyncFd;
-use vrrp_agent::datapath::{AttachMode, Datapath};
+use vrrp_agent::datapath::{AttachMode, Datapath, Pinned};
 use vrrp_agent::{bpffs, instance_lock, object};
 use vrrp_common::maps::{
     EVENT_INTERVAL, EVENT_NEW_PEER, EVENT_PRIORITY, EVENT_RESIGN, FAMILY_IPV4, PeerEvent, PeerKey,
@@ -30,8 +30,21 @@ enum Command {
     /// Attach the XDP fast path to interfaces and report the VRRP speakers
     /// and verdicts it sees, until interrupted.
     Watch(WatchArgs),
+    /// Print the verdict counters and peers a running `watch` pinned, one
+    /// `key=value` record per line.
+    Stats(StatsArgs),
     /// Say whether this binary carries its XDP program.
     Info,
+}
+
+#[derive(clap::Args, Debug)]
+struct StatsArgs {
+    /// Name of the agent instance (its `--name`).
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// bpffs directory the per-instance pin directories are under.
+    #[arg(long, default_value = "/sys/fs/bpf/vrrp-agent")]
+    pin_root: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -96,6 +109,7 @@ fn main() -> Result<()> {
             println!("XDP object embedded: {}", if object::embedded() { "yes" } else { "no" });
             Ok(())
         }
+        Command::Stats(args) => stats(&args),
         Command::Watch(args) => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(watch(args, shutdown_signal()))
@@ -232,6 +246,52 @@ async fn watch(args: WatchArgs, shutdown: impl std::future::Future<Output = ()>)
     log::info!("shutting down: detaching XDP and removing pins");
     drop(events);
     drop(dp);
+    Ok(())
+}
+
+fn stats(args: &StatsArgs) -> Result<()> {
+    let dir = args.pin_root.join(&args.name);
+    let pinned = Pinned::open(&dir).with_context(|| {
+        format!(
+            "opening the maps pinned under {} (is `vrrp-agent watch --name {}` running?)",
+            dir.display(),
+            args.name
+        )
+    })?;
+    let name_of = |ifindex: u32| {
+        let mut buf = [0u8; libc::IF_NAMESIZE];
+        // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+        let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr().cast()) };
+        if p.is_null() {
+            "?".to_owned()
+        } else {
+            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+            String::from_utf8_lossy(&buf[..end]).into_owned()
+        }
+    };
+    for ((ifindex, verdict), n) in pinned.counters()? {
+        println!(
+            "counter interface={} ifindex={ifindex} verdict={} packets={n}",
+            name_of(ifindex),
+            verdict.name()
+        );
+    }
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).context("clock_gettime")?;
+    let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
+    for row in pinned.peers()? {
+        println!(
+            "peer interface={} ifindex={} vrid={} address={} version={} priority={} interval_cs={} adverts={} last_seen_ms_ago={}",
+            name_of(row.key.ifindex),
+            row.key.ifindex,
+            row.key.vrid,
+            addr_string(&row.key),
+            row.state.version,
+            row.state.priority,
+            row.state.interval_cs,
+            row.state.adverts,
+            now_ns.saturating_sub(row.state.last_seen_ns) / 1_000_000
+        );
+    }
     Ok(())
 }
 

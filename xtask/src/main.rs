@@ -4,6 +4,7 @@
 //! installs what is missing (apt packages, bpf-linker), otherwise it stops
 //! with one screen saying what to install.
 
+mod bench;
 mod demo;
 mod ebpf;
 mod fuzz;
@@ -41,6 +42,12 @@ enum Task {
     Test,
     /// Build everything and run a two-node lab in network namespaces.
     Demo,
+    /// Run the benchmark scenarios; results in bench-results/.
+    Bench {
+        /// Seconds per flood run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Fuzz the VRRP parsers (libFuzzer via cargo-fuzz, nightly toolchain).
     Fuzz {
         /// How long to run.
@@ -61,6 +68,7 @@ fn main() -> Result<()> {
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Fuzz { seconds } => fuzz::run(seconds),
+        Task::Bench { seconds } => bench::run(seconds),
     }
 }
 
