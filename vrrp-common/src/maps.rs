@@ -185,6 +185,47 @@ impl PeerKey {
     }
 }
 
+impl PeerState {
+    /// The state of a peer first seen now with `adv`.
+    pub fn first(adv: &crate::classify::Advert, now_ns: u64) -> PeerState {
+        PeerState {
+            last_seen_ns: now_ns,
+            adverts: 1,
+            interval_cs: adv.interval_cs,
+            priority: adv.priority,
+            version: adv.version,
+            flags: 0,
+        }
+    }
+
+    /// Take in another advert from this peer; returns the `EVENT_*` bits
+    /// it raises (0 for the steady state: only last-seen and the count
+    /// move). Shared by the XDP program and the userspace receive path.
+    pub fn observe(&mut self, adv: &crate::classify::Advert, now_ns: u64) -> u32 {
+        let mut kind = 0;
+        if self.priority != adv.priority {
+            kind |= EVENT_PRIORITY;
+            if adv.priority == 0 {
+                kind |= EVENT_RESIGN;
+            }
+        }
+        if self.interval_cs != adv.interval_cs {
+            kind |= EVENT_INTERVAL;
+        }
+        self.last_seen_ns = now_ns;
+        self.priority = adv.priority;
+        self.interval_cs = adv.interval_cs;
+        self.version = adv.version;
+        self.adverts = self.adverts.wrapping_add(1);
+        kind
+    }
+
+    /// The event bits of a first advert.
+    pub fn first_kind(adv: &crate::classify::Advert) -> u32 {
+        if adv.priority == 0 { EVENT_NEW_PEER | EVENT_RESIGN } else { EVENT_NEW_PEER }
+    }
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY (all): repr(C), every bit pattern valid, no padding;
@@ -214,6 +255,27 @@ mod tests {
         assert_eq!(size_of::<InstanceConfig>(), 16);
         assert_eq!(size_of::<AddrInfo>(), 4);
         assert_eq!(size_of::<PeerEvent>(), 56);
+    }
+
+    #[test]
+    fn observe_raises_events_only_on_change() {
+        let adv = |priority, interval_cs| crate::classify::Advert {
+            version: 3,
+            vrid: 1,
+            priority,
+            count: 1,
+            interval_cs,
+            auth_type: 0,
+        };
+        let mut s = PeerState::first(&adv(100, 10), 1);
+        assert_eq!(PeerState::first_kind(&adv(100, 10)), EVENT_NEW_PEER);
+        assert_eq!(s.observe(&adv(100, 10), 2), 0);
+        assert_eq!((s.adverts, s.last_seen_ns), (2, 2));
+        assert_eq!(s.observe(&adv(90, 10), 3), EVENT_PRIORITY);
+        assert_eq!(s.observe(&adv(90, 20), 4), EVENT_INTERVAL);
+        assert_eq!(s.observe(&adv(0, 20), 5), EVENT_PRIORITY | EVENT_RESIGN);
+        assert_eq!(s.observe(&adv(0, 20), 6), 0);
+        assert_eq!(PeerState::first_kind(&adv(0, 10)), EVENT_NEW_PEER | EVENT_RESIGN);
     }
 
     #[test]

@@ -20,9 +20,9 @@ use aya_ebpf::macros::{btf_map, xdp};
 use aya_ebpf::programs::XdpContext;
 use vrrp_common::classify::{self, Facts, HEADER_LEN, IpMeta};
 use vrrp_common::maps::{
-    ADDR_OWN, ADDR_PEER, ADDRS_MAX_ENTRIES, AddrInfo, COUNTERS_MAX_ENTRIES, CounterKey, EVENT_INTERVAL,
-    EVENT_NEW_PEER, EVENT_PRIORITY, EVENT_RESIGN, EVENTS_BYTES, FAMILY_IPV4, FAMILY_IPV6, INST_PASS_UP,
-    INSTANCES_MAX_ENTRIES, InstanceConfig, InstanceKey, PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
+    ADDR_OWN, ADDR_PEER, ADDRS_MAX_ENTRIES, AddrInfo, COUNTERS_MAX_ENTRIES, CounterKey, EVENTS_BYTES,
+    FAMILY_IPV4, FAMILY_IPV6, INST_PASS_UP, INSTANCES_MAX_ENTRIES, InstanceConfig, InstanceKey,
+    PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
 };
 use vrrp_common::wire::Family;
 use vrrp_common::wire::vrrp::{Version, checksum_form};
@@ -281,45 +281,24 @@ fn message_sum(ctx: &XdpContext, l4: usize, len: usize) -> Option<u32> {
 fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert) {
     // SAFETY: a helper without arguments or side effects.
     let now = unsafe { bpf_ktime_get_ns() };
-    let mut kind = 0;
     // SAFETY: `tmp` is this CPU's scratch value holding the peer's key;
     // map value pointers are valid and aligned while the program runs.
+    // Concurrent writers on other CPUs race only on equal-or-newer data and
+    // at worst lose a count: one peer's adverts arrive on one RX queue.
     unsafe {
         let key = &(*tmp).key;
-        if let Some(p) = VRRP_PEERS.get_ptr_mut(key) {
+        let kind = if let Some(p) = VRRP_PEERS.get_ptr_mut(key) {
             (*tmp).old_priority = (*p).priority;
-            if (*p).priority != adv.priority {
-                kind |= EVENT_PRIORITY;
-            }
-            if (*p).interval_cs != adv.interval_cs {
-                kind |= EVENT_INTERVAL;
-            }
-            (*p).last_seen_ns = now;
-            (*p).priority = adv.priority;
-            (*p).interval_cs = adv.interval_cs;
-            (*p).version = adv.version;
-            // Not atomic (the BPF target has no fetch_add in core): one
-            // peer's adverts arrive on one RX queue, so races are rare and
-            // lose at most a count.
-            (*p).adverts += 1;
+            let kind = (*p).observe(adv, now);
             (*tmp).state = *p;
+            kind
         } else {
             (*tmp).old_priority = 0;
-            (*tmp).state = PeerState {
-                last_seen_ns: now,
-                adverts: 1,
-                interval_cs: adv.interval_cs,
-                priority: adv.priority,
-                version: adv.version,
-                flags: 0,
-            };
+            (*tmp).state = PeerState::first(adv, now);
             // A full map only loses this record; the next advert tries again.
             let _ = VRRP_PEERS.insert(key, &(*tmp).state, 0);
-            kind |= EVENT_NEW_PEER;
-        }
-        if adv.priority == 0 && (kind & (EVENT_NEW_PEER | EVENT_PRIORITY)) != 0 {
-            kind |= EVENT_RESIGN;
-        }
+            PeerState::first_kind(adv)
+        };
         if kind != 0 {
             (*tmp).kind = kind;
             (*tmp)._pad = [0; 3];
