@@ -5,5 +5,6 @@
 
 pub mod bpffs;
 pub mod datapath;
+pub mod fallback;
 pub mod instance_lock;
 pub mod object;

@@ -126,7 +126,7 @@ pub const FAMILY_IPV6: u8 = 6;
 /// One VRRP speaker as seen on one interface: who sent adverts for which
 /// virtual router.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Pod, Zeroable)]
 pub struct PeerKey {
     /// Interface index the advert arrived on (host byte order).
     pub ifindex: u32,

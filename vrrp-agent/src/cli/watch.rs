@@ -1,0 +1,325 @@
+//! `vrrp-agent watch`: the receive path on its own. Attaches the XDP
+//! program (or, where it cannot attach, raw sockets running the same
+//! checks) and reports each peer change and the verdict counters.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::ErrorKind;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::task::Poll;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use vrrp_agent::datapath::{AttachMode, Datapath, Events};
+use vrrp_agent::fallback::{Instance, Receiver};
+use vrrp_agent::{bpffs, instance_lock};
+use vrrp_common::rx::Expect;
+use vrrp_common::wire::{Auth, Family, Version};
+use vrrp_common::{Centis, Verdict};
+
+use super::{describe, iface_name};
+
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    /// Interface to listen on (repeatable).
+    #[arg(short, long = "interface", required = true)]
+    interfaces: Vec<String>,
+    /// Name of this agent instance: its pin directory and lock file.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// bpffs directory the per-instance pin directories go under.
+    #[arg(long, default_value = "/sys/fs/bpf/vrrp-agent")]
+    pin_root: PathBuf,
+    /// Do not pin the maps (bpftool can then only find them by id).
+    #[arg(long)]
+    no_pin: bool,
+    /// Receive path: XDP, raw sockets, or XDP falling back to sockets
+    /// (with a warning) where it cannot attach.
+    #[arg(long, value_enum, default_value_t = Receive::Auto)]
+    receive: Receive,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    xdp_mode: Mode,
+    /// Load the XDP object from this file instead of the embedded one.
+    #[arg(long)]
+    ebpf_object: Option<PathBuf>,
+    /// Seconds between counter reports.
+    #[arg(long, default_value_t = 1.0)]
+    report_interval: f64,
+    /// Virtual router ID to accept adverts for (repeatable, 1-255).
+    #[arg(long = "vrid", required = true, value_parser = clap::value_parser!(u8).range(1..))]
+    vrids: Vec<u8>,
+    /// VRRP version of those instances.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    version: u8,
+    /// IPv6 instances (VRRPv3 only); IPv4 otherwise.
+    #[arg(long)]
+    ipv6: bool,
+    /// v2 simple password (auth_type PASS); first 8 bytes, as keepalived.
+    #[arg(long)]
+    auth_pass: Option<String>,
+    /// Advertisement interval in seconds (v2 checks it; fractional for v3).
+    #[arg(long, default_value_t = 1.0)]
+    advert_int: f64,
+    /// Unicast peer (repeatable): accept adverts only from these.
+    #[arg(long = "peer")]
+    peers: Vec<IpAddr>,
+    /// Let valid adverts continue up the stack (to see them in tcpdump).
+    #[arg(long)]
+    pass_up: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Receive {
+    Auto,
+    Xdp,
+    Socket,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    Auto,
+    Generic,
+    Native,
+}
+
+/// The validated instance options.
+struct Options {
+    family: Family,
+    instance: Instance,
+}
+
+fn options(args: &WatchArgs) -> Result<Options> {
+    if !(0.05..=3600.0).contains(&args.report_interval) {
+        bail!("--report-interval must be between 0.05 and 3600 seconds");
+    }
+    if !args.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || args.name.starts_with('.')
+    {
+        bail!("--name may hold letters, digits, '-', '_' and '.' only (it names a directory)");
+    }
+    let version = if args.version == 2 { Version::V2 } else { Version::V3 };
+    let centis = (args.advert_int * 100.0).round();
+    if !(1.0..=4095.0).contains(&centis) || (version == Version::V2 && centis % 100.0 != 0.0) {
+        bail!("--advert-int: v2 takes whole seconds 1-40, v3 0.01-40.95 seconds");
+    }
+    if args.ipv6 && version == Version::V2 {
+        bail!("--ipv6 needs --version 3 (VRRPv2 is IPv4 only)");
+    }
+    if args.auth_pass.is_some() && version == Version::V3 {
+        bail!("--auth-pass is VRRPv2 only (RFC 5798 removed authentication)");
+    }
+    if let Some(p) = args.peers.iter().find(|p| p.is_ipv6() != args.ipv6) {
+        bail!("--peer {p} is not of the instances' address family");
+    }
+    let auth = args.auth_pass.as_deref().map_or(Auth::None, |p| Auth::simple(p.as_bytes()));
+    Ok(Options {
+        family: if args.ipv6 { Family::V6 } else { Family::V4 },
+        instance: Instance {
+            version,
+            auth,
+            interval: Centis(centis as u16),
+            own: Vec::new(),
+            peers: args.peers.clone(),
+        },
+    })
+}
+
+/// Our own addresses on `iface` in `family`, from getifaddrs(3).
+fn own_addresses(iface: &str, family: Family) -> Result<Vec<IpAddr>> {
+    let mut out = Vec::new();
+    for ifa in nix::ifaddrs::getifaddrs().context("getifaddrs")? {
+        if ifa.interface_name != iface {
+            continue;
+        }
+        let Some(addr) = ifa.address else { continue };
+        match (family, addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+            (Family::V4, Some(a), _) => out.push(IpAddr::V4(a.ip())),
+            (Family::V6, _, Some(a)) => out.push(IpAddr::V6(a.ip())),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// `vrrp-agent watch`, until `shutdown` resolves.
+pub async fn run(args: WatchArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let opts = options(&args)?;
+    let _lock = instance_lock::acquire(&args.name)?;
+    let xdp = match args.receive {
+        Receive::Socket => None,
+        Receive::Xdp => Some(start_xdp(&args, &opts)?),
+        Receive::Auto => match start_xdp(&args, &opts) {
+            Ok(dp) => Some(dp),
+            Err(e) => {
+                log::warn!("XDP unavailable ({e:#}); receiving on raw sockets instead (more CPU per packet)");
+                None
+            }
+        },
+    };
+    match xdp {
+        Some(dp) => run_xdp(dp, &args, shutdown).await,
+        None => run_sockets(&args, &opts, shutdown).await,
+    }
+}
+
+fn start_xdp(args: &WatchArgs, opts: &Options) -> Result<Datapath> {
+    let mut dp = Datapath::load(args.ebpf_object.as_deref()).context("loading the XDP program")?;
+    let mode = match args.xdp_mode {
+        Mode::Auto => AttachMode::Auto,
+        Mode::Generic => AttachMode::Generic,
+        Mode::Native => AttachMode::Native,
+    };
+    for iface in &args.interfaces {
+        let own = own_addresses(iface, opts.family)?;
+        let ifindex = dp.attach(iface, mode).with_context(|| format!("attaching to {iface}"))?;
+        let i = &opts.instance;
+        let expect =
+            Expect { version: i.version, auth: i.auth, interval: i.interval, own: &own, peers: &i.peers };
+        for vrid in &args.vrids {
+            dp.configure(ifindex, opts.family, *vrid, &expect, args.pass_up)?;
+        }
+        log::info!(
+            "XDP program attached to {iface} (ifindex {ifindex}), accepting VRID {:?} v{} from {}",
+            args.vrids,
+            args.version,
+            if i.peers.is_empty() { "any sender".to_owned() } else { format!("{:?}", i.peers) }
+        );
+    }
+    if !args.no_pin {
+        let fs_root = args.pin_root.parent().unwrap_or(&args.pin_root);
+        if bpffs::ensure(fs_root)? {
+            log::warn!(
+                "{} was not a BPF filesystem (ip netns exec hides the host's): mounted one",
+                fs_root.display()
+            );
+        }
+        let dir = args.pin_root.join(&args.name);
+        dp.pin_maps(&dir)?;
+        log::info!(
+            "maps pinned under {} (bpftool map dump pinned {}/VRRP_PEERS)",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(dp)
+}
+
+/// Print the counters that moved since `last`.
+fn report(
+    counts: &BTreeMap<(u32, Verdict), u64>,
+    last: &mut BTreeMap<(u32, Verdict), u64>,
+    names: &BTreeMap<u32, String>,
+) {
+    for ((ifindex, verdict), n) in counts {
+        let before = last.get(&(*ifindex, *verdict)).copied().unwrap_or(0);
+        if *n != before {
+            println!("counter {} {}: {} (+{})", iface_name(names, *ifindex), verdict.name(), n, n - before);
+        }
+    }
+    *last = counts.clone();
+}
+
+async fn run_xdp(mut dp: Datapath, args: &WatchArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let names: BTreeMap<u32, String> = dp.attached().iter().map(|(n, i)| (*i, n.clone())).collect();
+    // SAFETY: `Events` owns the ring buffer's fd, and the AsyncFd owns the
+    // `Events`, so the fd stays open and the same for the AsyncFd's life.
+    let mut events: AsyncFd<Events> =
+        unsafe { AsyncFd::register_with_interest(dp.take_events()?, Interest::READABLE) }
+            .map_err(std::io::Error::from)
+            .context("polling the event ring")?;
+    let mut last = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(args.report_interval));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            ready = events.readable_mut() => {
+                let mut guard = ready.context("event ring")?;
+                while let Some(ev) = guard.get_inner_mut().next() {
+                    println!("{}", describe(&ev, &names));
+                }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => report(&dp.counters()?, &mut last, &names),
+        }
+    }
+    log::info!("shutting down: detaching XDP and removing pins");
+    drop(events);
+    drop(dp);
+    Ok(())
+}
+
+/// CLOCK_MONOTONIC in ns, the clock the kernel path stamps peers with.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+async fn run_sockets(args: &WatchArgs, opts: &Options, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let mut rxs: Vec<AsyncFd<Receiver>> = Vec::new();
+    let mut names = BTreeMap::new();
+    for iface in &args.interfaces {
+        let mut rx = Receiver::open(iface, opts.family).with_context(|| format!("raw socket on {iface}"))?;
+        let inst = Instance { own: own_addresses(iface, opts.family)?, ..opts.instance.clone() };
+        for vrid in &args.vrids {
+            rx.add_instance(*vrid, inst.clone());
+        }
+        names.insert(rx.ifindex(), iface.clone());
+        log::info!("receiving on a raw socket on {iface}, accepting VRID {:?} v{}", args.vrids, args.version);
+        // SAFETY: the Receiver owns its socket, and the AsyncFd owns the
+        // Receiver, so the fd stays open and the same for the AsyncFd's life.
+        let rx = unsafe { AsyncFd::register_with_interest(rx, Interest::READABLE) }
+            .map_err(std::io::Error::from)
+            .context("registering the socket")?;
+        rxs.push(rx);
+    }
+    let mut last = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(args.report_interval));
+    tokio::pin!(shutdown);
+    loop {
+        // The first receiver with data waiting.
+        let ready = std::future::poll_fn(|cx| {
+            for (i, rx) in rxs.iter().enumerate() {
+                if rx.poll_read_ready(cx).is_ready() {
+                    return Poll::Ready(i);
+                }
+            }
+            Poll::Pending
+        });
+        tokio::select! {
+            _ = &mut shutdown => break,
+            i = ready => {
+                let mut guard = rxs[i].readable_mut().await.context("socket")?;
+                loop {
+                    match guard.get_inner_mut().recv_one(monotonic_ns()) {
+                        Ok(Some(ev)) => println!("{}", describe(&ev, &names)),
+                        Ok(None) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            guard.clear_ready();
+                            break;
+                        }
+                        Err(e) => {
+                            log::warn!("receive error: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let mut counts = BTreeMap::new();
+                for rx in &rxs {
+                    counts.extend(rx.get_ref().counters().iter().map(|(k, v)| (*k, *v)));
+                }
+                report(&counts, &mut last, &names);
+            }
+        }
+    }
+    log::info!("shutting down");
+    Ok(())
+}
