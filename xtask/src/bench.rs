@@ -17,8 +17,9 @@ use vrrp_tests::{Netns, frame, netns};
 
 use crate::{prereqs, sh};
 
-/// Result of the flood scenario.
+/// Result of the flood scenario, one arm.
 struct Flood {
+    arm: &'static str,
     seconds: f64,
     rejected: u64,
     verdict: &'static str,
@@ -43,44 +44,56 @@ pub fn run(seconds: u64) -> Result<()> {
             "netsniff-ng",
         ]))?;
     }
-    let flood = flood(seconds)?;
+    let arms = [flood(seconds, "xdp")?, flood(seconds, "socket")?];
     let out = sh::root().join("bench-results");
     std::fs::create_dir_all(&out)?;
     let machine = machine();
-    let pps = flood.rejected as f64 / flood.seconds;
+    let rows: Vec<String> = arms
+        .iter()
+        .map(|f| {
+            format!(
+                "    {{ \"arm\": \"{}\", \"seconds\": {:.2}, \"verdict\": \"{}\", \"rejected\": {}, \"rejected_pps\": {:.0}, \"accepted\": {}, \"agent_cpu_pct\": {:.2}, \"agent_rss_kib\": {} }}",
+                f.arm,
+                f.seconds,
+                f.verdict,
+                f.rejected,
+                f.rejected as f64 / f.seconds,
+                f.accepted,
+                f.agent_cpu_pct,
+                f.agent_rss_kib
+            )
+        })
+        .collect();
     let json = format!(
-        "{{\n  \"machine\": {{ \"cores\": {}, \"kernel\": \"{}\" }},\n  \"flood\": {{ \"seconds\": {:.2}, \"verdict\": \"{}\", \"rejected\": {}, \"rejected_pps\": {:.0}, \"accepted\": {}, \"agent_cpu_pct\": {:.2}, \"agent_rss_kib\": {} }}\n}}\n",
+        "{{\n  \"machine\": {{ \"cores\": {}, \"kernel\": \"{}\" }},\n  \"flood\": [\n{}\n  ]\n}}\n",
         machine.0,
         machine.1,
-        flood.seconds,
-        flood.verdict,
-        flood.rejected,
-        pps,
-        flood.accepted,
-        flood.agent_cpu_pct,
-        flood.agent_rss_kib
+        rows.join(",\n")
     );
     std::fs::write(out.join("results.json"), &json)?;
     let mut md = String::new();
     writeln!(md, "# vrrp-agent benchmarks\n")?;
     writeln!(md, "Machine: {} cores, kernel {}.\n", machine.0, machine.1)?;
     writeln!(md, "## Flood: invalid adverts (wrong password, from a stranger) at the agent's interface\n")?;
+    writeln!(md, "trafgen on one core in the sender namespace; {seconds} s per arm.\n")?;
     writeln!(
         md,
-        "trafgen on one core in the sender namespace, {:.1} s, XDP on the receiving veth.\n",
-        flood.seconds
+        "| receive path | rejected ({}) | per second | accepted | agent CPU (% of one core) | agent RSS |",
+        arms[0].verdict
     )?;
-    writeln!(
-        md,
-        "| dropped in XDP ({}) | per second | accepted | agent CPU (% of one core) | agent RSS |",
-        flood.verdict
-    )?;
-    writeln!(md, "|---|---|---|---|---|")?;
-    writeln!(
-        md,
-        "| {} | {:.0} | {} | {:.2} | {} KiB |",
-        flood.rejected, pps, flood.accepted, flood.agent_cpu_pct, flood.agent_rss_kib
-    )?;
+    writeln!(md, "|---|---|---|---|---|---|")?;
+    for f in &arms {
+        writeln!(
+            md,
+            "| {} | {} | {:.0} | {} | {:.2} | {} KiB |",
+            f.arm,
+            f.rejected,
+            f.rejected as f64 / f.seconds,
+            f.accepted,
+            f.agent_cpu_pct,
+            f.agent_rss_kib
+        )?;
+    }
     std::fs::write(out.join("report.md"), &md)?;
     println!("\n{md}");
     println!("written: {}/results.json, {}/report.md", out.display(), out.display());
@@ -113,16 +126,22 @@ fn cpu_ticks_and_rss(pid: u32) -> Result<(u64, u64)> {
     Ok((ticks, rss))
 }
 
-/// The `packets=` count of `verdict` in `vrrp-agent stats` output.
-fn stat(text: &str, verdict: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with("counter ") && l.contains(&format!(" verdict={verdict} ")))
-        .filter_map(|l| l.rsplit_once("packets=").and_then(|(_, n)| n.trim().parse::<u64>().ok()))
-        .sum()
+/// The last cumulative count the agent printed for `verdict`
+/// (`counter IFACE VERDICT: N (+k)`).
+fn printed(lines: &[String], verdict: &str) -> u64 {
+    lines
+        .iter()
+        .rev()
+        .find_map(|l| {
+            let rest = l.strip_prefix("counter ")?;
+            let (_, tail) = rest.split_once(&format!(" {verdict}: "))?;
+            tail.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
-fn flood(seconds: u64) -> Result<Flood> {
-    sh::step(&format!("flood: invalid adverts at the agent for {seconds} s"));
+fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
+    sh::step(&format!("flood: invalid adverts at the agent ({receive} receive path) for {seconds} s"));
     let agent = sh::root().join("target/release/vrrp-agent");
     let agent = agent.to_str().context("agent path")?;
     let a = Netns::new("vba")?;
@@ -133,9 +152,10 @@ fn flood(seconds: u64) -> Result<Flood> {
     let name = netns::unique("bench-flood-");
     let mut watch = b.command(agent);
     watch.args(["watch", "-i", "vb0", "--name", &name, "--vrid", "51", "--auth-pass", "secret"]);
-    watch.args(["--report-interval", "3600"]);
+    watch.args(["--report-interval", "3600", "--receive", receive]);
     let mut p = Process::spawn("agent", &mut watch, false)?;
-    p.wait_for_line("maps pinned", Duration::from_secs(15))?;
+    let ready = if receive == "xdp" { "maps pinned" } else { "receiving on a raw socket" };
+    p.wait_for_line(ready, Duration::from_secs(15))?;
     let pid = p.pid();
 
     // A well-formed v2 advert with the wrong password from a stranger.
@@ -160,11 +180,6 @@ fn flood(seconds: u64) -> Result<Flood> {
     let bytes: Vec<String> = f.iter().map(|b| format!("0x{b:02x}")).collect();
     std::fs::write(&conf, format!("{{ {} }}\n", bytes.join(", ")))?;
 
-    let stats = |b: &Netns| -> Result<String> {
-        let out = netns::run(b.command(agent).args(["stats", "--name", &name]))?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let before = stats(&b)?;
     let (t0, _) = cpu_ticks_and_rss(pid)?;
     let start = Instant::now();
     let status = Command::new("timeout")
@@ -177,7 +192,6 @@ fn flood(seconds: u64) -> Result<Flood> {
         .context("running trafgen")?;
     let elapsed = start.elapsed().as_secs_f64();
     let (t1, rss) = cpu_ticks_and_rss(pid)?;
-    let after = stats(&b)?;
     let _ = std::fs::remove_file(&conf);
     // timeout exits 124 when it had to stop trafgen, as intended.
     if !(status.success() || status.code() == Some(124)) {
@@ -185,15 +199,20 @@ fn flood(seconds: u64) -> Result<Flood> {
     }
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // The agent prints its totals when it stops.
+    let status = p.stop(Duration::from_secs(10))?;
+    if !status.success() {
+        bail!("the agent exited with {status}");
+    }
+    let lines = p.lines();
     let verdict = "auth_failure";
-    let result = Flood {
+    Ok(Flood {
+        arm: receive,
         seconds: elapsed,
-        rejected: stat(&after, verdict) - stat(&before, verdict),
+        rejected: printed(&lines, verdict),
         verdict,
-        accepted: stat(&after, "accepted") - stat(&before, "accepted"),
+        accepted: printed(&lines, "accepted"),
         agent_cpu_pct: (t1 - t0) as f64 / hz / elapsed * 100.0,
         agent_rss_kib: rss,
-    };
-    p.stop(Duration::from_secs(10))?;
-    Ok(result)
+    })
 }

@@ -248,6 +248,8 @@ async fn run_xdp(mut dp: Datapath, args: &WatchArgs, shutdown: impl Future<Outpu
             _ = tick.tick() => report(&dp.counters()?, &mut last, &names),
         }
     }
+    // A last report, so the totals are on record.
+    report(&dp.counters()?, &mut last, &names);
     log::info!("shutting down: detaching XDP and removing pins");
     drop(events);
     drop(dp);
@@ -320,6 +322,11 @@ async fn run_sockets(args: &WatchArgs, opts: &Options, shutdown: impl Future<Out
             }
         }
     }
+    let mut counts = BTreeMap::new();
+    for rx in &rxs {
+        counts.extend(rx.get_ref().counters().iter().map(|(k, v)| (*k, *v)));
+    }
+    report(&counts, &mut last, &names);
     log::info!("shutting down");
     Ok(())
 }
