@@ -7,4 +7,5 @@ pub mod bpffs;
 pub mod datapath;
 pub mod fallback;
 pub mod instance_lock;
+pub mod machine;
 pub mod object;

@@ -1,0 +1,372 @@
+//! Golden scenarios for the state machine on a virtual clock: inputs and
+//! timer expiries in, the exact actions out, at the exact microsecond.
+
+use std::net::IpAddr;
+
+use vrrp_agent::machine::{Action, Input, Machine, Micros, Note, Params, State};
+use vrrp_common::Centis;
+use vrrp_common::wire::Version;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address")
+}
+
+fn params(version: Version, priority: u8, advert_cs: u16) -> Params {
+    Params {
+        name: "VI_1".into(),
+        version,
+        priority,
+        advert_int: Centis(advert_cs),
+        primary: ip("192.0.2.2"),
+        preempt: true,
+        preempt_delay: Micros(0),
+    }
+}
+
+/// A machine, a virtual clock, and every action with the time it came.
+struct Sim {
+    m: Machine,
+    now: Micros,
+    log: Vec<(Micros, Action)>,
+}
+
+impl Sim {
+    fn new(p: Params) -> Sim {
+        let mut s = Sim { m: Machine::new(p), now: Micros(0), log: Vec::new() };
+        let mut out = Vec::new();
+        s.m.start(s.now, &mut out);
+        s.record(out);
+        s
+    }
+
+    fn record(&mut self, out: Vec<Action>) {
+        self.log.extend(out.into_iter().map(|a| (self.now, a)));
+    }
+
+    /// Run the clock to `t`, firing each timer at its deadline.
+    fn run_to(&mut self, t: Micros) {
+        while let Some(d) = self.m.poll_timeout().filter(|d| *d <= t) {
+            self.now = d.max(self.now);
+            let mut out = Vec::new();
+            self.m.handle_timeout(self.now, &mut out);
+            self.record(out);
+        }
+        self.now = t;
+    }
+
+    fn input(&mut self, i: Input) {
+        let mut out = Vec::new();
+        self.m.handle(self.now, i, &mut out);
+        self.record(out);
+    }
+
+    fn advert(&mut self, src: &str, priority: u8, interval_cs: u16) {
+        self.input(Input::Advert { src: ip(src), priority, interval: Centis(interval_cs) });
+    }
+
+    /// When the machine entered `state` (last time).
+    fn entered(&self, state: State) -> Option<Micros> {
+        self.log.iter().rev().find_map(|(t, a)| match a {
+            Action::Transition { to, .. } if *to == state => Some(*t),
+            _ => None,
+        })
+    }
+
+    fn adverts_sent(&self) -> Vec<(Micros, u8)> {
+        self.log
+            .iter()
+            .filter_map(|(t, a)| match a {
+                Action::SendAdvert { priority } => Some((*t, *priority)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn take(&mut self) -> Vec<(Micros, Action)> {
+        std::mem::take(&mut self.log)
+    }
+}
+
+#[test]
+fn skew_and_master_down_interval_are_integer_microseconds() {
+    // v3, priority 100, 1 s: Skew = 156 * 1 s / 256 = 609375 us.
+    let m = Machine::new(params(Version::V3, 100, 100));
+    assert_eq!(m.skew_time(), Micros(609_375));
+    assert_eq!(m.master_down_interval(), Micros(3_609_375));
+    // v3 at 10 ms: one priority step moves Skew_Time by 10000/256 us.
+    let a = Machine::new(params(Version::V3, 200, 1));
+    let b = Machine::new(params(Version::V3, 201, 1));
+    assert_eq!(a.skew_time().0 - b.skew_time().0, 39);
+    assert_eq!(a.master_down_interval(), Micros(30_000 + 56 * 10_000 / 256));
+    // v2: (256 - priority) / 256 seconds, whatever the interval.
+    let v2 = Machine::new(params(Version::V2, 150, 300));
+    assert_eq!(v2.skew_time(), Micros(106 * 1_000_000 / 256));
+    assert_eq!(v2.master_down_interval(), Micros(9_000_000 + 414_062));
+}
+
+#[test]
+fn startup_enters_backup_then_master_after_master_down_interval() {
+    let mut s = Sim::new(params(Version::V2, 150, 100));
+    let mdi = s.m.master_down_interval();
+    assert_eq!(
+        s.take(),
+        vec![
+            (Micros(0), Action::Log(Note::EnteringBackupInit)),
+            (Micros(0), Action::Transition { from: State::Init, to: State::Backup }),
+        ]
+    );
+    s.run_to(Micros(10_000_000));
+    let t = mdi;
+    let log = s.take();
+    assert_eq!(
+        log[..5],
+        [
+            (t, Action::Log(Note::EnteringMaster)),
+            (t, Action::Transition { from: State::Backup, to: State::Master }),
+            (t, Action::AddVips),
+            (t, Action::SendAdvert { priority: 150 }),
+            (t, Action::Announce),
+        ]
+    );
+    // Then an advert every Advertisement_Interval.
+    let later: Vec<Micros> = log[5..].iter().map(|(t, _)| *t).collect();
+    let want: Vec<Micros> = (1..).map(|k| t.after(Micros(k * 1_000_000))).take(later.len()).collect();
+    assert_eq!(later, want);
+    assert!(log[5..].iter().all(|(_, a)| *a == Action::SendAdvert { priority: 150 }));
+}
+
+#[test]
+fn the_address_owner_takes_over_at_once() {
+    let s = Sim::new(params(Version::V3, 255, 100));
+    assert_eq!(s.m.state(), State::Master);
+    assert_eq!(s.entered(State::Master), Some(Micros(0)));
+    assert_eq!(s.adverts_sent(), vec![(Micros(0), 255)]);
+}
+
+#[test]
+fn a_backup_stays_while_the_master_advertises_and_takes_over_one_interval_after_silence() {
+    let mut s = Sim::new(params(Version::V3, 100, 100));
+    for k in 0..10u64 {
+        s.run_to(Micros(k * 1_000_000 + 500_000));
+        s.advert("192.0.2.1", 150, 100);
+    }
+    assert_eq!(s.m.state(), State::Backup);
+    let last = s.now;
+    s.run_to(Micros(60_000_000));
+    assert_eq!(s.entered(State::Master), Some(last.after(s.m.master_down_interval())));
+    // Equal priority keeps a backup a backup too (RFC 5798 6.4.2).
+    let mut s = Sim::new(params(Version::V3, 100, 100));
+    s.run_to(Micros(3_000_000));
+    s.advert("192.0.2.1", 100, 100);
+    s.run_to(Micros(6_000_000));
+    assert_eq!(s.m.state(), State::Backup);
+}
+
+#[test]
+fn priority_zero_from_the_master_means_takeover_after_skew_time() {
+    let mut s = Sim::new(params(Version::V3, 100, 100));
+    s.run_to(Micros(1_000_000));
+    s.advert("192.0.2.1", 150, 100);
+    s.run_to(Micros(2_000_000));
+    s.advert("192.0.2.1", 0, 100);
+    s.run_to(Micros(10_000_000));
+    assert_eq!(s.entered(State::Master), Some(Micros(2_000_000).after(Micros(609_375))));
+    assert!(s.log.iter().any(|(_, a)| *a == Action::Log(Note::BackupPriorityZero)));
+}
+
+#[test]
+fn a_lower_priority_master_is_preempted_unless_nopreempt() {
+    // Preempt: its adverts are discarded; the down timer makes us master.
+    let mut s = Sim::new(params(Version::V3, 150, 100));
+    s.run_to(Micros(1_000_000));
+    s.advert("192.0.2.1", 200, 100); // a real master first
+    let reset = s.now;
+    for k in 2..8u64 {
+        s.run_to(Micros(k * 1_000_000));
+        s.advert("192.0.2.1", 100, 100); // it lowered its priority
+    }
+    s.run_to(Micros(20_000_000));
+    assert_eq!(s.entered(State::Master), Some(reset.after(s.m.master_down_interval())));
+
+    // nopreempt: the lower-priority master keeps the role.
+    let mut s = Sim::new(Params { preempt: false, ..params(Version::V3, 150, 100) });
+    for k in 1..20u64 {
+        s.run_to(Micros(k * 1_000_000));
+        s.advert("192.0.2.1", 100, 100);
+    }
+    assert_eq!(s.m.state(), State::Backup);
+    assert_eq!(s.entered(State::Master), None);
+}
+
+#[test]
+fn preempt_delay_tolerates_a_lower_master_for_the_delay() {
+    let mut s = Sim::new(Params { preempt_delay: Micros(5_000_000), ..params(Version::V2, 150, 100) });
+    for k in 1..30u64 {
+        s.run_to(Micros(k * 1_000_000));
+        if s.m.state() == State::Backup {
+            s.advert("192.0.2.1", 100, 100);
+        }
+    }
+    // Tolerated from 1 s to 6 s (the advert at 6 s is the first past the
+    // delay and is discarded); master one Master_Down_Interval after the
+    // last tolerated advert, at 5 s.
+    assert_eq!(s.entered(State::Master), Some(Micros(5_000_000).after(s.m.master_down_interval())));
+    assert!(s.log.iter().any(|(_, a)| matches!(a, Action::Log(Note::PreemptDelayStarted(_)))));
+}
+
+fn master_at(version: Version, priority: u8) -> Sim {
+    let mut s = Sim::new(params(version, priority, 100));
+    s.run_to(Micros(5_000_000));
+    assert_eq!(s.m.state(), State::Master);
+    s.take();
+    s
+}
+
+#[test]
+fn a_master_yields_to_higher_priority_and_to_a_higher_address_at_equal_priority() {
+    let mut s = master_at(Version::V3, 150);
+    s.advert("192.0.2.9", 200, 100);
+    let t = s.now;
+    assert_eq!(
+        s.take(),
+        vec![
+            (t, Action::Log(Note::MasterHigherPriority { src: ip("192.0.2.9"), theirs: 200, ours: 150 })),
+            (t, Action::Log(Note::EnteringBackup)),
+            (t, Action::Transition { from: State::Master, to: State::Backup }),
+            (t, Action::RemoveVips),
+        ]
+    );
+    // Equal priority: the higher primary address wins (ours is .2).
+    let mut s = master_at(Version::V3, 150);
+    s.advert("192.0.2.1", 150, 100);
+    assert_eq!(s.m.state(), State::Master, "a lower address does not win a tie");
+    assert!(s.adverts_sent().contains(&(s.now, 150)), "and is answered at once");
+    s.advert("192.0.2.3", 150, 100);
+    assert_eq!(s.m.state(), State::Backup, "a higher address wins a tie");
+}
+
+#[test]
+fn a_master_answers_lower_priority_and_priority_zero_at_once() {
+    let mut s = master_at(Version::V2, 150);
+    let t = s.now;
+    s.advert("192.0.2.1", 100, 100);
+    assert_eq!(
+        s.take(),
+        vec![
+            (t, Action::Log(Note::LowerPriorityElection { src: ip("192.0.2.1"), theirs: 100, ours: 150 })),
+            (t, Action::SendAdvert { priority: 150 }),
+        ]
+    );
+    s.advert("192.0.2.1", 0, 100);
+    assert_eq!(
+        s.take(),
+        vec![(t, Action::Log(Note::MasterPriorityZero)), (t, Action::SendAdvert { priority: 150 })]
+    );
+    // The Adver_Timer restarted from the answer.
+    s.run_to(t.after(Micros(999_999)));
+    assert!(s.take().is_empty());
+    s.run_to(t.after(Micros(1_000_000)));
+    assert_eq!(s.take(), vec![(t.after(Micros(1_000_000)), Action::SendAdvert { priority: 150 })]);
+}
+
+#[test]
+fn shutdown_as_master_resigns_then_removes_the_vips() {
+    let mut s = master_at(Version::V3, 150);
+    let t = s.now;
+    s.input(Input::Shutdown);
+    assert_eq!(
+        s.take(),
+        vec![
+            (t, Action::SendAdvert { priority: 0 }),
+            (t, Action::Log(Note::SentPriorityZero)),
+            (t, Action::RemoveVips),
+            (t, Action::Transition { from: State::Master, to: State::Init }),
+        ]
+    );
+    assert_eq!(s.m.poll_timeout(), None);
+    // A backup just stops.
+    let mut s = Sim::new(params(Version::V3, 100, 100));
+    s.take();
+    s.input(Input::Shutdown);
+    assert_eq!(s.take(), vec![(Micros(0), Action::Transition { from: State::Backup, to: State::Init })]);
+}
+
+#[test]
+fn v3_learns_the_masters_interval_and_v2_does_not() {
+    let mut s = Sim::new(params(Version::V3, 100, 100));
+    s.run_to(Micros(100_000));
+    s.advert("192.0.2.1", 200, 1); // the master advertises every 10 ms
+    assert_eq!(s.m.master_adver_int(), Centis(1));
+    let t = s.now;
+    s.run_to(Micros(1_000_000));
+    // 3 x 10 ms + (156 x 10 ms) / 256.
+    assert_eq!(s.entered(State::Master), Some(t.after(Micros(30_000 + 6_093))));
+
+    let mut s = Sim::new(params(Version::V2, 100, 100));
+    s.advert("192.0.2.1", 200, 300);
+    assert_eq!(s.m.master_adver_int(), Centis(100));
+}
+
+#[test]
+fn a_new_effective_priority_goes_out_at_once_as_master() {
+    let mut s = master_at(Version::V3, 150);
+    let t = s.now;
+    s.input(Input::Priority(50));
+    assert_eq!(
+        s.take(),
+        vec![
+            (t, Action::Log(Note::PriorityChanged { from: 150, to: 50 })),
+            (t, Action::SendAdvert { priority: 50 }),
+        ]
+    );
+    // Clamped to 1..=254 unless the owner.
+    s.input(Input::Priority(0));
+    assert_eq!(s.m.priority(), 1);
+    s.input(Input::Priority(255));
+    assert_eq!(s.m.priority(), 254);
+}
+
+#[test]
+fn fault_takes_the_instance_out_and_recovery_brings_it_back_as_backup() {
+    let mut s = master_at(Version::V3, 150);
+    let t = s.now;
+    s.input(Input::Fault(true));
+    assert_eq!(
+        s.take(),
+        vec![
+            (t, Action::SendAdvert { priority: 0 }),
+            (t, Action::Log(Note::EnteringFault)),
+            (t, Action::Transition { from: State::Master, to: State::Fault }),
+            (t, Action::RemoveVips),
+        ]
+    );
+    s.run_to(Micros(20_000_000));
+    assert!(s.take().is_empty(), "silent in FAULT");
+    s.input(Input::Fault(false));
+    assert_eq!(s.m.state(), State::Backup);
+    let back = s.now;
+    s.run_to(Micros(40_000_000));
+    assert_eq!(s.entered(State::Master), Some(back.after(s.m.master_down_interval())));
+}
+
+#[test]
+fn ipv6_tie_break_compares_addresses() {
+    let p = Params { primary: ip("fe80::2"), ..params(Version::V3, 100, 100) };
+    let mut s = Sim::new(p);
+    s.run_to(Micros(5_000_000));
+    s.advert("fe80::1", 100, 100);
+    assert_eq!(s.m.state(), State::Master);
+    s.advert("fe80::10", 100, 100);
+    assert_eq!(s.m.state(), State::Backup);
+}
+
+#[test]
+fn note_lines_read_like_keepalived() {
+    let n = Note::MasterHigherPriority { src: ip("192.0.2.1"), theirs: 150, ours: 100 };
+    assert_eq!(n.to_string(), "Master received advert from 192.0.2.1 with higher priority 150, ours 100");
+    assert_eq!(Note::EnteringBackupInit.to_string(), "Entering BACKUP STATE (init)");
+    assert_eq!(
+        Note::PriorityChanged { from: 150, to: 50 }.to_string(),
+        "Changing effective priority from 150 to 50"
+    );
+}
