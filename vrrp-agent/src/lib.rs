@@ -4,6 +4,7 @@
 //! `bpffs` makes sure there is a BPF filesystem to pin the maps in.
 
 pub mod bpffs;
+pub mod config;
 pub mod datapath;
 pub mod fallback;
 pub mod instance_lock;

@@ -24,6 +24,14 @@ enum Command {
     /// Print the verdict counters and peers a running `watch` pinned, one
     /// `key=value` record per line.
     Stats(StatsArgs),
+    /// Check a keepalived.conf: print the instances it defines, or every
+    /// error with file:line:column and a hint (exit status 1).
+    CheckConfig {
+        /// The file (default: /etc/vrrp-agent/vrrp-agent.conf if present,
+        /// else /etc/keepalived/keepalived.conf).
+        #[arg(short = 'f', long = "config")]
+        config: Option<std::path::PathBuf>,
+    },
     /// Say whether this binary carries its XDP program.
     Info,
 }
@@ -38,6 +46,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Stats(args) => cli::stats::run(&args),
+        Command::CheckConfig { config } => cli::check::run(config.as_deref()),
         Command::Watch(args) => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(cli::watch::run(args, shutdown_signal()))

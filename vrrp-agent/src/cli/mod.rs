@@ -1,5 +1,6 @@
 //! The subcommands and what they share.
 
+pub mod check;
 pub mod stats;
 pub mod watch;
 

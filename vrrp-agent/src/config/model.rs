@@ -1,0 +1,833 @@
+//! The configuration's meaning: global settings, VRRP instances and
+//! scripts, checked value by value. Errors refuse the file; anything
+//! accepted but ignored or adjusted is a warning. Never silent.
+
+use std::net::IpAddr;
+
+use vrrp_common::Centis;
+use vrrp_common::wire::{Family, Version};
+
+use super::diag::Diag;
+use super::lexer::Loc;
+use super::tree::Stmt;
+
+/// keepalived's `state`: the initial wish (see `machine::Machine::start`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitialState {
+    /// `state MASTER`.
+    Master,
+    /// `state BACKUP` (the default).
+    Backup,
+}
+
+/// v2 authentication as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthConf {
+    /// `auth_type PASS` with its password (keepalived uses 8 bytes).
+    Pass(String),
+}
+
+/// One address of `virtual_ipaddress`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vip {
+    /// The address.
+    pub addr: IpAddr,
+    /// Prefix length (default /32 or /128, as keepalived).
+    pub prefix: u8,
+    /// `dev IFACE` (default: the instance's interface).
+    pub dev: Option<String>,
+    /// `label LABEL`.
+    pub label: Option<String>,
+    /// `scope SCOPE`.
+    pub scope: Option<String>,
+}
+
+/// A `track_script` or `track_interface` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Track {
+    /// Script or interface name.
+    pub name: String,
+    /// `weight W`, if given.
+    pub weight: Option<i32>,
+    /// `reverse`.
+    pub reverse: bool,
+}
+
+/// `vrrp_script NAME { ... }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Script {
+    /// Name.
+    pub name: String,
+    /// The command line.
+    pub script: String,
+    /// Seconds between runs (default 1).
+    pub interval: u32,
+    /// Seconds before a run is killed (default: the interval).
+    pub timeout: Option<u32>,
+    /// Weight (default 0) and `reverse`.
+    pub weight: i32,
+    /// `weight W reverse`.
+    pub reverse: bool,
+    /// Successes to become good (default 1).
+    pub rise: u32,
+    /// Failures to become bad (default 1).
+    pub fall: u32,
+    /// `user USER [GROUP]`.
+    pub user: Option<(String, Option<String>)>,
+    /// `init_fail`.
+    pub init_fail: bool,
+    /// Where it is defined.
+    pub loc: Loc,
+}
+
+/// `vrrp_instance NAME { ... }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// Name (`VI_1`).
+    pub name: String,
+    /// Where it is defined.
+    pub loc: Loc,
+    /// `state`.
+    pub state: InitialState,
+    /// `interface`.
+    pub interface: String,
+    /// `virtual_router_id`.
+    pub vrid: u8,
+    /// `priority` (default 100).
+    pub priority: u8,
+    /// `advert_int` (default 1 s).
+    pub advert_int: Centis,
+    /// `version` (default: `vrrp_version` in global_defs, else 2).
+    pub version: Version,
+    /// The address family of the VIPs.
+    pub family: Family,
+    /// `unicast_src_ip`.
+    pub unicast_src_ip: Option<IpAddr>,
+    /// `unicast_peer { ... }`.
+    pub unicast_peers: Vec<IpAddr>,
+    /// `authentication { ... }`.
+    pub auth: Option<AuthConf>,
+    /// `virtual_ipaddress { ... }`.
+    pub vips: Vec<Vip>,
+    /// `virtual_ipaddress_excluded { ... }`: added and removed, not advertised.
+    pub vips_excluded: Vec<Vip>,
+    /// Preempt_Mode (`nopreempt` clears it).
+    pub preempt: bool,
+    /// `preempt_delay` in centiseconds.
+    pub preempt_delay: Centis,
+    /// `garp_master_delay` seconds (default: global, else 5).
+    pub garp_master_delay: u32,
+    /// `garp_master_repeat` (default: global, else 5).
+    pub garp_master_repeat: u32,
+    /// `garp_master_refresh` seconds, 0 = off (default: global, else 0).
+    pub garp_master_refresh: u32,
+    /// `track_interface { ... }`.
+    pub track_interface: Vec<Track>,
+    /// `track_script { ... }`.
+    pub track_script: Vec<Track>,
+    /// `notify`, `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`.
+    pub notify: Notify,
+    /// `v3_checksum_as_v2`: send the RFC 9568 checksum (no pseudo-header).
+    pub v3_checksum_as_v2: bool,
+}
+
+/// Notify scripts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notify {
+    /// `notify`.
+    pub any: Option<String>,
+    /// `notify_master`.
+    pub master: Option<String>,
+    /// `notify_backup`.
+    pub backup: Option<String>,
+    /// `notify_fault`.
+    pub fault: Option<String>,
+    /// `notify_stop`.
+    pub stop: Option<String>,
+}
+
+/// `global_defs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Global {
+    /// `router_id`.
+    pub router_id: Option<String>,
+    /// `vrrp_version`.
+    pub vrrp_version: Version,
+    /// `vrrp_garp_master_delay`.
+    pub garp_master_delay: u32,
+    /// `vrrp_garp_master_repeat`.
+    pub garp_master_repeat: u32,
+    /// `vrrp_garp_master_refresh`.
+    pub garp_master_refresh: u32,
+    /// `enable_script_security`.
+    pub enable_script_security: bool,
+    /// `script_user USER [GROUP]`.
+    pub script_user: Option<(String, Option<String>)>,
+    /// `v3_checksum_as_v2` in global_defs: the default for instances.
+    pub v3_checksum_as_v2: bool,
+}
+
+impl Default for Global {
+    fn default() -> Global {
+        Global {
+            router_id: None,
+            vrrp_version: Version::V2,
+            garp_master_delay: 5,
+            garp_master_repeat: 5,
+            garp_master_refresh: 0,
+            enable_script_security: false,
+            script_user: None,
+            v3_checksum_as_v2: false,
+        }
+    }
+}
+
+/// A whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// `global_defs`.
+    pub global: Global,
+    /// Instances, in file order.
+    pub instances: Vec<Instance>,
+    /// Scripts, in file order.
+    pub scripts: Vec<Script>,
+}
+
+/// Collects diagnostics while building the model.
+#[derive(Default)]
+pub struct Report {
+    /// Everything found, in file order.
+    pub diags: Vec<Diag>,
+}
+
+impl Report {
+    fn error(&mut self, loc: &Loc, msg: impl Into<String>, hint: impl Into<String>) {
+        self.diags.push(Diag::error(loc, msg, hint));
+    }
+    fn warn(&mut self, loc: &Loc, msg: impl Into<String>, hint: impl Into<String>) {
+        self.diags.push(Diag::warning(loc, msg, hint));
+    }
+    /// Whether any error was found.
+    pub fn has_errors(&self) -> bool {
+        self.diags.iter().any(|d| d.severity == super::diag::Severity::Error)
+    }
+}
+
+/// Keywords of keepalived that this agent knows and deliberately ignores.
+const IGNORED_TOP: &[(&str, &str)] = &[
+    (
+        "virtual_server",
+        "LVS is not part of vrrp-agent; run keepalived's checker or another load balancer for it",
+    ),
+    ("virtual_server_group", "LVS is not part of vrrp-agent"),
+    ("vrrp_sync_group", "sync groups are not supported yet: each instance fails over on its own"),
+    (
+        "static_ipaddress",
+        "static addresses are not managed by vrrp-agent: configure them with your network tooling",
+    ),
+    ("static_routes", "static routes are not managed by vrrp-agent"),
+    ("static_rules", "static rules are not managed by vrrp-agent"),
+    ("linkbeat_interfaces", "link state comes from netlink events"),
+];
+
+const IGNORED_GLOBAL: &[&str] = &[
+    "notification_email",
+    "notification_email_from",
+    "smtp_server",
+    "smtp_connect_timeout",
+    "smtp_helo_name",
+    "lvs_id",
+    "vrrp_skip_check_adv_addr",
+    "vrrp_strict",
+    "vrrp_garp_interval",
+    "vrrp_gna_interval",
+    "dynamic_interfaces",
+    "vrrp_startup_delay",
+    "script_security",
+];
+
+fn arg<'a>(s: &'a Stmt, r: &mut Report, hint: &str) -> Option<&'a (String, Loc)> {
+    let a = s.args.first();
+    if a.is_none() {
+        r.error(&s.loc, format!("`{}` needs a value", s.key), hint);
+    }
+    a
+}
+
+fn int<T: std::str::FromStr>(
+    s: &Stmt,
+    r: &mut Report,
+    range: std::ops::RangeInclusive<i64>,
+    hint: &str,
+) -> Option<T> {
+    let (v, loc) = arg(s, r, hint)?;
+    match v.parse::<i64>() {
+        Ok(n) if range.contains(&n) => v.parse().ok(),
+        _ => {
+            r.error(
+                loc,
+                format!("`{} {v}`: expected a whole number in {}..={}", s.key, range.start(), range.end()),
+                hint,
+            );
+            None
+        }
+    }
+}
+
+/// Seconds, possibly fractional, as centiseconds.
+fn seconds(s: &Stmt, r: &mut Report, hint: &str) -> Option<Centis> {
+    let (v, loc) = arg(s, r, hint)?;
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && (0.0..=655.0).contains(&x) => Some(Centis((x * 100.0).round() as u16)),
+        _ => {
+            r.error(loc, format!("`{} {v}`: expected seconds, such as 1 or 0.5", s.key), hint);
+            None
+        }
+    }
+}
+
+fn user(s: &Stmt) -> Option<(String, Option<String>)> {
+    s.args.first().map(|(u, _)| (u.clone(), s.args.get(1).map(|(g, _)| g.clone())))
+}
+
+/// Build the model from statements; diagnostics go to `r`.
+pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
+    let mut cfg = Config::default();
+    // global_defs first, whatever its position: instances default to it.
+    for s in stmts.iter().filter(|s| s.key == "global_defs") {
+        global(s, &mut cfg.global, r);
+    }
+    for s in stmts {
+        match s.key.as_str() {
+            "global_defs" => {}
+            "vrrp_instance" => {
+                if let Some(i) = instance(s, &cfg.global, r) {
+                    if let Some(other) = cfg.instances.iter().find(|o| o.name == i.name) {
+                        r.error(
+                            &s.loc,
+                            format!("instance {} is defined twice (first at {})", i.name, other.loc),
+                            "rename one of them",
+                        );
+                    } else if let Some(other) = cfg
+                        .instances
+                        .iter()
+                        .find(|o| o.vrid == i.vrid && o.interface == i.interface && o.family == i.family)
+                    {
+                        r.error(
+                            &s.loc,
+                            format!(
+                                "VRID {} on {} is already used by {} ({})",
+                                i.vrid, i.interface, other.name, other.loc
+                            ),
+                            "each virtual router needs its own virtual_router_id per interface and family",
+                        );
+                    } else {
+                        cfg.instances.push(i);
+                    }
+                }
+            }
+            "vrrp_script" => {
+                if let Some(sc) = script(s, r) {
+                    cfg.scripts.push(sc);
+                }
+            }
+            k => match IGNORED_TOP.iter().find(|(name, _)| *name == k) {
+                Some((_, why)) => r.warn(&s.loc, format!("`{k}` block ignored"), *why),
+                None => r.warn(
+                    &s.loc,
+                    format!("unknown keyword `{k}` ignored"),
+                    "check the spelling against keepalived.conf(5)",
+                ),
+            },
+        }
+    }
+    for i in &cfg.instances {
+        for t in &i.track_script {
+            if !cfg.scripts.iter().any(|s| s.name == t.name) {
+                r.error(
+                    &i.loc,
+                    format!("instance {} tracks script `{}`, which no vrrp_script defines", i.name, t.name),
+                    "define it with `vrrp_script NAME { script ... }`",
+                );
+            }
+        }
+    }
+    cfg
+}
+
+fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
+    for st in s.block.as_deref().unwrap_or_default() {
+        match st.key.as_str() {
+            "router_id" => g.router_id = st.args.first().map(|(v, _)| v.clone()),
+            "vrrp_version" => match int::<u8>(st, r, 2..=3, "2 or 3") {
+                Some(3) => g.vrrp_version = Version::V3,
+                Some(_) => g.vrrp_version = Version::V2,
+                None => {}
+            },
+            "vrrp_garp_master_delay" => {
+                g.garp_master_delay = int(st, r, 0..=3600, "seconds").unwrap_or(g.garp_master_delay)
+            }
+            "vrrp_garp_master_repeat" => {
+                g.garp_master_repeat = int(st, r, 0..=1000, "a count").unwrap_or(g.garp_master_repeat)
+            }
+            "vrrp_garp_master_refresh" => {
+                g.garp_master_refresh =
+                    int(st, r, 0..=86400, "seconds, 0 for off").unwrap_or(g.garp_master_refresh)
+            }
+            "enable_script_security" => g.enable_script_security = true,
+            "script_user" => g.script_user = user(st),
+            "v3_checksum_as_v2" | "vrrp_v3_checksum_as_v2" => g.v3_checksum_as_v2 = true,
+            "max_auto_priority" => r.warn(
+                &st.loc,
+                "`max_auto_priority` accepted and not needed",
+                "vrrp-agent's timers do not depend on scheduling priority",
+            ),
+            k if IGNORED_GLOBAL.contains(&k) => {
+                r.warn(&st.loc, format!("`{k}` ignored"), "it has no meaning for vrrp-agent")
+            }
+            k => r.warn(
+                &st.loc,
+                format!("unknown global_defs keyword `{k}` ignored"),
+                "check the spelling against keepalived.conf(5)",
+            ),
+        }
+    }
+}
+
+fn parse_addr(v: &str, loc: &Loc, r: &mut Report, what: &str) -> Option<IpAddr> {
+    match v.parse::<IpAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.error(
+                loc,
+                format!("`{v}` is not an IP address ({what})"),
+                "write an IPv4 or IPv6 address, such as 192.0.2.10 or 2001:db8::10",
+            );
+            None
+        }
+    }
+}
+
+fn vip(s: &Stmt, r: &mut Report) -> Option<Vip> {
+    let (addr, prefix) = match s.key.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s.key.as_str(), None),
+    };
+    let addr = parse_addr(addr, &s.loc, r, "virtual_ipaddress")?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => match p.parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ => {
+                r.error(
+                    &s.loc,
+                    format!("`{}`: prefix length must be 0-{max}", s.key),
+                    "write ADDRESS/PREFIX, such as 192.0.2.130/24",
+                );
+                return None;
+            }
+        },
+    };
+    let mut v = Vip { addr, prefix, dev: None, label: None, scope: None };
+    let mut it = s.args.iter();
+    while let Some((k, loc)) = it.next() {
+        let val = |it: &mut std::slice::Iter<'_, (String, Loc)>, r: &mut Report| {
+            let v = it.next().map(|(v, _)| v.clone());
+            if v.is_none() {
+                r.error(loc, format!("`{k}` needs a value"), "as in `192.0.2.130/24 dev eth0 label eth0:1`");
+            }
+            v
+        };
+        match k.as_str() {
+            "dev" => v.dev = val(&mut it, r),
+            "label" => v.label = val(&mut it, r),
+            "scope" => v.scope = val(&mut it, r),
+            "brd" | "broadcast" | "preferred_lft" | "metric" => {
+                let _ = val(&mut it, r);
+                r.warn(
+                    loc,
+                    format!("`{k}` on a virtual address ignored"),
+                    "vrrp-agent adds addresses with address, prefix, dev, label and scope",
+                );
+            }
+            "no_track" | "home" | "noprefixroute" | "nodad" | "autojoin" => {
+                r.warn(
+                    loc,
+                    format!("`{k}` on a virtual address ignored"),
+                    "vrrp-agent adds addresses with address, prefix, dev, label and scope",
+                );
+            }
+            other => r.error(
+                loc,
+                format!("unknown option `{other}` on a virtual address"),
+                "options are dev, label, scope",
+            ),
+        }
+    }
+    Some(v)
+}
+
+fn tracks(s: &Stmt, r: &mut Report) -> Vec<Track> {
+    let mut out = Vec::new();
+    for st in s.block.as_deref().unwrap_or_default() {
+        let mut t = Track { name: st.key.clone(), weight: None, reverse: false };
+        let mut it = st.args.iter();
+        while let Some((k, loc)) = it.next() {
+            match k.as_str() {
+                "weight" => match it.next().map(|(v, _)| v.parse::<i32>()) {
+                    Some(Ok(w)) if (-253..=253).contains(&w) => t.weight = Some(w),
+                    _ => r.error(
+                        loc,
+                        "`weight` needs a number in -253..=253",
+                        "as in `check_nginx weight 100`",
+                    ),
+                },
+                "reverse" => t.reverse = true,
+                other => {
+                    r.error(loc, format!("unknown option `{other}`"), "options are `weight W` and `reverse`")
+                }
+            }
+        }
+        out.push(t);
+    }
+    out
+}
+
+fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
+    let Some((name, _)) = s.args.first() else {
+        r.error(&s.loc, "vrrp_instance needs a name", "as in `vrrp_instance VI_1 {`");
+        return None;
+    };
+    let errors_before = r.diags.len();
+    let mut interface = None;
+    let mut vrid = None;
+    let mut i = Instance {
+        name: name.clone(),
+        loc: s.loc.clone(),
+        state: InitialState::Backup,
+        interface: String::new(),
+        vrid: 0,
+        priority: 100,
+        advert_int: Centis(100),
+        version: g.vrrp_version,
+        family: Family::V4,
+        unicast_src_ip: None,
+        unicast_peers: Vec::new(),
+        auth: None,
+        vips: Vec::new(),
+        vips_excluded: Vec::new(),
+        preempt: true,
+        preempt_delay: Centis(0),
+        garp_master_delay: g.garp_master_delay,
+        garp_master_repeat: g.garp_master_repeat,
+        garp_master_refresh: g.garp_master_refresh,
+        track_interface: Vec::new(),
+        track_script: Vec::new(),
+        notify: Notify::default(),
+        v3_checksum_as_v2: g.v3_checksum_as_v2,
+    };
+    let mut advert_loc = None;
+    let mut auth_loc = None;
+    let mut version_set = false;
+    for st in s.block.as_deref().unwrap_or_default() {
+        match st.key.as_str() {
+            "state" => match st.args.first().map(|(v, l)| (v.as_str(), l)) {
+                Some(("MASTER", _)) => i.state = InitialState::Master,
+                Some(("BACKUP", _)) => i.state = InitialState::Backup,
+                Some((v, l)) => r.error(
+                    l,
+                    format!("`state {v}`: expected MASTER or BACKUP"),
+                    "keepalived's states are MASTER and BACKUP",
+                ),
+                None => r.error(&st.loc, "`state` needs a value", "MASTER or BACKUP"),
+            },
+            "interface" => interface = st.args.first().map(|(v, _)| v.clone()),
+            "virtual_router_id" => {
+                vrid = int::<u8>(st, r, 1..=255, "VRID 1-255, the same on every node of the virtual router")
+            }
+            "priority" => {
+                if let Some(p) = int::<u8>(st, r, 1..=255, "1-255; 255 is the address owner") {
+                    i.priority = p;
+                }
+            }
+            "advert_int" => {
+                if let Some(c) = seconds(st, r, "seconds; fractions (down to 0.01) need version 3") {
+                    i.advert_int = c;
+                    advert_loc = Some(st.loc.clone());
+                }
+            }
+            "version" => match int::<u8>(st, r, 2..=3, "2 or 3") {
+                Some(3) => {
+                    i.version = Version::V3;
+                    version_set = true;
+                }
+                Some(_) => {
+                    i.version = Version::V2;
+                    version_set = true;
+                }
+                None => {}
+            },
+            "unicast_src_ip" | "mcast_src_ip" => {
+                if let Some((v, l)) = arg(st, r, "an address of this node") {
+                    i.unicast_src_ip = parse_addr(v, l, r, &st.key);
+                }
+            }
+            "unicast_peer" => {
+                for p in st.block.as_deref().unwrap_or_default() {
+                    if let Some(a) = parse_addr(&p.key, &p.loc, r, "unicast_peer") {
+                        i.unicast_peers.push(a);
+                    }
+                    if !p.args.is_empty() {
+                        r.warn(
+                            &p.loc,
+                            format!("options after unicast peer {} ignored", p.key),
+                            "vrrp-agent takes the peer address only",
+                        );
+                    }
+                }
+            }
+            "authentication" => {
+                let mut kind = None;
+                let mut pass = None;
+                for a in st.block.as_deref().unwrap_or_default() {
+                    match a.key.as_str() {
+                        "auth_type" => kind = a.args.first().cloned(),
+                        "auth_pass" => pass = a.args.first().map(|(p, _)| p.clone()),
+                        k => r.error(
+                            &a.loc,
+                            format!("unknown keyword `{k}` in authentication"),
+                            "auth_type and auth_pass",
+                        ),
+                    }
+                }
+                match kind {
+                    Some((k, _)) if k == "PASS" => match pass {
+                        Some(p) => {
+                            if p.len() > 8 {
+                                r.warn(
+                                    &st.loc,
+                                    "auth_pass longer than 8 characters: only the first 8 are used",
+                                    "keepalived does the same",
+                                );
+                            }
+                            i.auth = Some(AuthConf::Pass(p));
+                            auth_loc = Some(st.loc.clone());
+                        }
+                        None => {
+                            r.error(&st.loc, "auth_type PASS without auth_pass", "add `auth_pass SECRET`")
+                        }
+                    },
+                    Some((k, l)) if k == "AH" => r.error(
+                        &l,
+                        "auth_type AH (IPsec AH) is not supported",
+                        "use PASS, or no authentication",
+                    ),
+                    Some((k, l)) => r.error(&l, format!("unknown auth_type `{k}`"), "PASS or AH"),
+                    None => r.error(&st.loc, "authentication without auth_type", "add `auth_type PASS`"),
+                }
+            }
+            "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
+                for a in st.block.as_deref().unwrap_or_default() {
+                    if let Some(v) = vip(a, r) {
+                        if st.key == "virtual_ipaddress" {
+                            i.vips.push(v);
+                        } else {
+                            i.vips_excluded.push(v);
+                        }
+                    }
+                }
+            }
+            "nopreempt" => i.preempt = false,
+            "preempt" => i.preempt = true,
+            "preempt_delay" => {
+                if let Some(c) = seconds(st, r, "seconds, up to 1000") {
+                    i.preempt_delay = c;
+                }
+            }
+            "garp_master_delay" => {
+                i.garp_master_delay = int(st, r, 0..=3600, "seconds").unwrap_or(i.garp_master_delay)
+            }
+            "garp_master_repeat" => {
+                i.garp_master_repeat = int(st, r, 0..=1000, "a count").unwrap_or(i.garp_master_repeat)
+            }
+            "garp_master_refresh" => {
+                i.garp_master_refresh =
+                    int(st, r, 0..=86400, "seconds, 0 for off").unwrap_or(i.garp_master_refresh)
+            }
+            "track_interface" => i.track_interface = tracks(st, r),
+            "track_script" => i.track_script = tracks(st, r),
+            "notify" => i.notify.any = st.args.first().map(|(v, _)| v.clone()),
+            "notify_master" => i.notify.master = st.args.first().map(|(v, _)| v.clone()),
+            "notify_backup" => i.notify.backup = st.args.first().map(|(v, _)| v.clone()),
+            "notify_fault" => i.notify.fault = st.args.first().map(|(v, _)| v.clone()),
+            "notify_stop" => i.notify.stop = st.args.first().map(|(v, _)| v.clone()),
+            "v3_checksum_as_v2" => i.v3_checksum_as_v2 = true,
+            "native_ipv6"
+            | "dont_track_primary"
+            | "smtp_alert"
+            | "debug"
+            | "garp_lower_prio_delay"
+            | "garp_lower_prio_repeat" => {
+                r.warn(&st.loc, format!("`{}` ignored", st.key), "it has no effect in vrrp-agent");
+            }
+            k => r.warn(
+                &st.loc,
+                format!("unknown vrrp_instance keyword `{k}` ignored"),
+                "check the spelling against keepalived.conf(5)",
+            ),
+        }
+    }
+    let _ = version_set;
+    match interface {
+        Some(ifc) => i.interface = ifc,
+        None => r.error(
+            &s.loc,
+            format!("instance {} has no `interface`", i.name),
+            "add `interface eth0` (the interface the adverts go out on)",
+        ),
+    }
+    match vrid {
+        Some(v) => i.vrid = v,
+        None if !r.diags[errors_before..].iter().any(|d| d.message.contains("virtual_router_id")) => r.error(
+            &s.loc,
+            format!("instance {} has no `virtual_router_id`", i.name),
+            "add `virtual_router_id N` (1-255, the same on every node)",
+        ),
+        None => {}
+    }
+    if i.vips.is_empty() {
+        r.error(
+            &s.loc,
+            format!("instance {} has no `virtual_ipaddress`", i.name),
+            "add the address(es) that move with the master",
+        );
+    }
+    if let Some(first) = i.vips.first() {
+        i.family = if first.addr.is_ipv4() { Family::V4 } else { Family::V6 };
+        for v in &i.vips {
+            if v.addr.is_ipv4() != first.addr.is_ipv4() {
+                r.error(&s.loc, format!("instance {} mixes IPv4 and IPv6 in virtual_ipaddress", i.name), "one family per instance; put the others in virtual_ipaddress_excluded or another instance");
+                break;
+            }
+        }
+    }
+    let v6 = i.family == Family::V6;
+    if v6 && i.version == Version::V2 {
+        if version_set {
+            r.error(
+                &s.loc,
+                format!("instance {}: VRRPv2 has no IPv6", i.name),
+                "use `version 3` for IPv6 virtual addresses",
+            );
+        } else {
+            // keepalived does the same: IPv6 instances are VRRPv3.
+            i.version = Version::V3;
+        }
+    }
+    if let (Some(loc), Version::V3) = (&auth_loc, i.version) {
+        r.error(
+            loc,
+            format!("instance {}: authentication with version 3", i.name),
+            "RFC 5798 removed authentication; drop the block or use version 2",
+        );
+    }
+    if i.version == Version::V2 && !i.advert_int.0.is_multiple_of(100) {
+        let up = Centis((i.advert_int.0 / 100 + 1) * 100);
+        if let Some(l) = &advert_loc {
+            r.warn(
+                l,
+                format!("VRRPv2 advertises whole seconds: advert_int rounded up to {} s", up.0 / 100),
+                "use version 3 for sub-second intervals",
+            );
+        }
+        i.advert_int = up;
+    }
+    if i.advert_int.0 == 0
+        || (i.version == Version::V3 && i.advert_int > Centis::MAX_V3)
+        || (i.version == Version::V2 && i.advert_int.0 > 25500)
+    {
+        r.error(
+            advert_loc.as_ref().unwrap_or(&s.loc),
+            format!("instance {}: advert_int out of range", i.name),
+            "v2: 1-255 s; v3: 0.01-40.95 s",
+        );
+    }
+    for p in &i.unicast_peers {
+        if p.is_ipv6() != v6 {
+            r.error(
+                &s.loc,
+                format!(
+                    "instance {}: unicast peer {p} is not of the family of its virtual addresses",
+                    i.name
+                ),
+                "peers and VIPs must all be IPv4 or all IPv6",
+            );
+        }
+    }
+    if let Some(src) = i.unicast_src_ip.filter(|a| a.is_ipv6() != v6) {
+        r.error(
+            &s.loc,
+            format!(
+                "instance {}: unicast_src_ip {src} is not of the family of its virtual addresses",
+                i.name
+            ),
+            "use an address of the same family",
+        );
+    }
+    if r.diags[errors_before..].iter().any(|d| d.severity == super::diag::Severity::Error) {
+        None
+    } else {
+        Some(i)
+    }
+}
+
+fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
+    let Some((name, _)) = s.args.first() else {
+        r.error(&s.loc, "vrrp_script needs a name", "as in `vrrp_script check_nginx {`");
+        return None;
+    };
+    let before = r.diags.len();
+    let mut sc = Script {
+        name: name.clone(),
+        script: String::new(),
+        interval: 1,
+        timeout: None,
+        weight: 0,
+        reverse: false,
+        rise: 1,
+        fall: 1,
+        user: None,
+        init_fail: false,
+        loc: s.loc.clone(),
+    };
+    for st in s.block.as_deref().unwrap_or_default() {
+        match st.key.as_str() {
+            // keepalived joins the words of an unquoted command line.
+            "script" => sc.script = st.args.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>().join(" "),
+            "interval" => sc.interval = int(st, r, 1..=86400, "seconds").unwrap_or(sc.interval),
+            "timeout" => sc.timeout = int(st, r, 1..=86400, "seconds"),
+            "weight" => {
+                sc.weight = int(st, r, -253..=253, "-253..=253").unwrap_or(0);
+                sc.reverse = st.args.iter().skip(1).any(|(a, _)| a == "reverse");
+            }
+            "rise" => sc.rise = int(st, r, 1..=1000, "a count").unwrap_or(sc.rise),
+            "fall" => sc.fall = int(st, r, 1..=1000, "a count").unwrap_or(sc.fall),
+            "user" => sc.user = user(st),
+            "init_fail" => sc.init_fail = true,
+            k => r.warn(
+                &st.loc,
+                format!("unknown vrrp_script keyword `{k}` ignored"),
+                "script, interval, timeout, weight, rise, fall, user, init_fail",
+            ),
+        }
+    }
+    if sc.script.is_empty() {
+        r.error(
+            &s.loc,
+            format!("vrrp_script {} has no `script`", sc.name),
+            "add `script \"/path/to/check args\"`",
+        );
+    }
+    if r.diags[before..].iter().any(|d| d.severity == super::diag::Severity::Error) { None } else { Some(sc) }
+}

@@ -1,0 +1,192 @@
+//! keepalived.conf: the tutorial's files parse unchanged; bad values get
+//! file:line:column and a hint; ignored keywords are reported.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use vrrp_agent::config::{self, ConfigError, Severity};
+use vrrp_common::Centis;
+use vrrp_common::wire::{Family, Version};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tutorial").join(name)
+}
+
+/// Write `files` into a fresh directory; returns the directory.
+fn tree(files: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vrrp-conf-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("dirs");
+        std::fs::write(p, text).expect("write");
+    }
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    let dir = tree(&[("k.conf", text)]);
+    let out = match config::load(&dir.join("k.conf")) {
+        Err(ConfigError::Invalid { diags }) => diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| d.to_string().replace(&dir.display().to_string(), ""))
+            .collect(),
+        Ok(_) => Vec::new(),
+        Err(e) => vec![e.to_string()],
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    out
+}
+
+fn instance(body: &str) -> String {
+    format!("vrrp_instance VI_1 {{\n{body}\n}}\n")
+}
+
+const BASE: &str = "  interface eth0\n  virtual_router_id 55\n  virtual_ipaddress {\n    192.0.2.130/24\n  }";
+
+#[test]
+fn the_tutorial_configs_load_unchanged() {
+    let (cfg, warnings) = config::load(&fixture("node1.conf")).expect("node1 loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let i = &cfg.instances[0];
+    assert_eq!((i.name.as_str(), i.interface.as_str(), i.vrid, i.priority), ("VI_1", "eth0", 55, 150));
+    assert_eq!((i.version, i.family, i.advert_int), (Version::V2, Family::V4, Centis(100)));
+    assert_eq!(i.unicast_src_ip, Some("192.168.200.20".parse::<IpAddr>().expect("addr")));
+    assert_eq!(i.unicast_peers, vec!["192.168.200.52".parse::<IpAddr>().expect("addr")]);
+    assert_eq!(i.auth, Some(config::model::AuthConf::Pass("e^Ho6HWa".into())));
+    assert_eq!(i.vips[0].addr.to_string(), "192.168.200.130");
+    assert_eq!(i.vips[0].prefix, 24);
+    assert_eq!(i.state, config::model::InitialState::Master);
+    let (cfg, _) = config::load(&fixture("node2.conf")).expect("node2 loads");
+    assert_eq!(
+        (cfg.instances[0].priority, cfg.instances[0].state),
+        (100, config::model::InitialState::Backup)
+    );
+}
+
+#[test]
+fn bad_values_are_errors_with_file_line_column_and_hint() {
+    let cases = [
+        (
+            "  interface eth0\n  virtual_router_id 0\n  virtual_ipaddress {\n 192.0.2.1\n }",
+            "k.conf:3:21: error: `virtual_router_id 0`: expected a whole number in 1..=255",
+        ),
+        (
+            "  interface eth0\n  virtual_router_id 256\n  virtual_ipaddress {\n 192.0.2.1\n }",
+            "k.conf:3:21: error: `virtual_router_id 256`",
+        ),
+        (&format!("{BASE}\n  priority 0"), "k.conf:7:12: error: `priority 0`"),
+        (&format!("{BASE}\n  priority 300"), "k.conf:7:12: error: `priority 300`"),
+        (
+            "  interface eth0\n  virtual_router_id 5\n  virtual_ipaddress {\n    192.0.2.300/24\n  }",
+            "k.conf:5:5: error: `192.0.2.300` is not an IP address",
+        ),
+        (
+            &format!("{BASE}\n  version 3\n  authentication {{\n    auth_type PASS\n    auth_pass x\n  }}"),
+            "k.conf:8:3: error: instance VI_1: authentication with version 3",
+        ),
+        (
+            &format!("{BASE}\n  unicast_peer {{\n    2001:db8::1\n  }}"),
+            "k.conf:1:1: error: instance VI_1: unicast peer 2001:db8::1 is not of the family",
+        ),
+        (
+            &format!("{BASE}\n  authentication {{\n    auth_type AH\n    auth_pass x\n  }}"),
+            "k.conf:8:15: error: auth_type AH (IPsec AH) is not supported",
+        ),
+        (
+            "  virtual_router_id 5\n  virtual_ipaddress {\n 192.0.2.1\n }",
+            "k.conf:1:1: error: instance VI_1 has no `interface`",
+        ),
+        (&format!("{BASE}\n  state LEADER"), "k.conf:7:9: error: `state LEADER`: expected MASTER or BACKUP"),
+    ];
+    for (body, want) in cases {
+        let errs = errors(&instance(body));
+        assert!(
+            errs.iter().any(|e| e.trim_start_matches('/').starts_with(want) && e.contains("\n  hint: ")),
+            "want {want:?}, got {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn structure_errors_point_at_the_brace() {
+    let errs = errors("vrrp_instance VI_1 {\n  interface eth0\n");
+    assert!(errs.iter().any(|e| e.contains("k.conf:1:1: error: this block is never closed")), "{errs:?}");
+    let errs = errors("}\n");
+    assert!(errs.iter().any(|e| e.contains("k.conf:1:1: error: '}' without a matching '{'")), "{errs:?}");
+}
+
+#[test]
+fn unsupported_and_unknown_keywords_are_warnings_never_silent() {
+    let text = format!(
+        "global_defs {{\n  router_id lb1\n  max_auto_priority\n  no_such_global 1\n}}\nvirtual_server 192.0.2.1 80 {{\n  lb_algo rr\n}}\n{}",
+        instance(&format!("{BASE}\n  frobnicate 3"))
+    );
+    let dir = tree(&[("k.conf", &text)]);
+    let (cfg, warnings) = config::load(&dir.join("k.conf")).expect("loads with warnings");
+    assert_eq!(cfg.global.router_id.as_deref(), Some("lb1"));
+    let w: Vec<String> = warnings.iter().map(|d| d.to_string()).collect();
+    let has = |s: &str| w.iter().any(|x| x.contains(s));
+    assert!(has("k.conf:3:3: warning: `max_auto_priority` accepted and not needed"), "{w:#?}");
+    assert!(has("k.conf:4:3: warning: unknown global_defs keyword `no_such_global` ignored"), "{w:#?}");
+    assert!(has("k.conf:6:1: warning: `virtual_server` block ignored"), "{w:#?}");
+    assert!(has("k.conf:15:3: warning: unknown vrrp_instance keyword `frobnicate` ignored"), "{w:#?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn includes_with_globs_relative_to_the_including_file() {
+    let dir = tree(&[
+        ("keepalived.conf", "global_defs {\n  vrrp_version 3\n}\ninclude conf.d/*.conf\n"),
+        ("conf.d/a.conf", &instance(BASE)),
+        (
+            "conf.d/b.conf",
+            "vrrp_instance VI_2 {\n  interface eth0\n  virtual_router_id 56\n  advert_int 0.1\n  virtual_ipaddress {\n    2001:db8::1/64 dev eth0 label x\n  }\n}\n",
+        ),
+    ]);
+    let (cfg, warnings) = config::load(&dir.join("keepalived.conf")).expect("loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let names: Vec<&str> = cfg.instances.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["VI_1", "VI_2"]);
+    assert_eq!(cfg.instances[0].version, Version::V3, "vrrp_version applies to included instances");
+    let v6 = &cfg.instances[1];
+    assert_eq!((v6.family, v6.advert_int, v6.vips[0].prefix), (Family::V6, Centis(10), 64));
+    assert_eq!((v6.vips[0].dev.as_deref(), v6.vips[0].label.as_deref()), (Some("eth0"), Some("x")));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn v2_rounds_a_fractional_interval_up_with_a_warning() {
+    let dir = tree(&[("k.conf", &instance(&format!("{BASE}\n  advert_int 0.5")))]);
+    let (cfg, warnings) = config::load(&dir.join("k.conf")).expect("loads");
+    assert_eq!(cfg.instances[0].advert_int, Centis(100));
+    assert!(warnings.iter().any(|w| w.to_string().contains("rounded up to 1 s")), "{warnings:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn tracked_scripts_must_exist() {
+    let errs = errors(&instance(&format!("{BASE}\n  track_script {{\n    check_nginx\n  }}")));
+    assert!(
+        errs.iter().any(|e| e.contains("tracks script `check_nginx`, which no vrrp_script defines")),
+        "{errs:?}"
+    );
+    let ok = format!(
+        "vrrp_script check_nginx {{\n  script \"/usr/local/bin/healthcheck.sh\"\n  interval 2\n  weight 100\n}}\n{}",
+        instance(&format!("{BASE}\n  track_script {{\n    check_nginx\n  }}"))
+    );
+    assert!(errors(&ok).is_empty());
+}
+
+#[test]
+fn a_missing_file_says_which() {
+    let e = config::load(Path::new("/nonexistent/keepalived.conf")).expect_err("fails");
+    assert!(e.to_string().starts_with("/nonexistent/keepalived.conf: "), "{e}");
+}
