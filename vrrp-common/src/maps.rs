@@ -200,9 +200,17 @@ impl PeerState {
 
     /// Take in another advert from this peer; returns the `EVENT_*` bits
     /// it raises (0 for the steady state: only last-seen and the count
-    /// move). Shared by the XDP program and the userspace receive path.
+    /// move; `EVENT_NEW_PEER` when it returns after more than 3 of its
+    /// intervals of silence). Shared by the XDP program and the userspace
+    /// receive path.
     pub fn observe(&mut self, adv: &crate::classify::Advert, now_ns: u64) -> u32 {
         let mut kind = 0;
+        // A peer silent for longer than 3 of its intervals had been given up
+        // for dead; its return is news even if nothing else changed.
+        let silence = now_ns.saturating_sub(self.last_seen_ns);
+        if silence > 3 * self.interval_cs as u64 * 10_000_000 {
+            kind |= EVENT_NEW_PEER;
+        }
         if self.priority != adv.priority {
             kind |= EVENT_PRIORITY;
             if adv.priority == 0 {
@@ -275,6 +283,8 @@ mod tests {
         assert_eq!(s.observe(&adv(90, 20), 4), EVENT_INTERVAL);
         assert_eq!(s.observe(&adv(0, 20), 5), EVENT_PRIORITY | EVENT_RESIGN);
         assert_eq!(s.observe(&adv(0, 20), 6), 0);
+        // Back after more than 3 intervals (3 x 20 cs) of silence.
+        assert_eq!(s.observe(&adv(0, 20), 6 + 600_000_001), EVENT_NEW_PEER);
         assert_eq!(PeerState::first_kind(&adv(0, 10)), EVENT_NEW_PEER | EVENT_RESIGN);
     }
 
