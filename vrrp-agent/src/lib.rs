@@ -5,6 +5,7 @@
 
 pub mod bpffs;
 pub mod config;
+pub mod daemon;
 pub mod datapath;
 pub mod fallback;
 pub mod instance_lock;

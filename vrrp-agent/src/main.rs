@@ -24,6 +24,9 @@ enum Command {
     /// Print the verdict counters and peers a running `watch` pinned, one
     /// `key=value` record per line.
     Stats(StatsArgs),
+    /// Run the VRRP instances of a keepalived.conf, in the foreground, until
+    /// SIGTERM or SIGINT (then resign as master and remove the VIPs).
+    Run(cli::run::RunArgs),
     /// Check a keepalived.conf: print the instances it defines, or every
     /// error with file:line:column and a hint (exit status 1).
     CheckConfig {
@@ -37,7 +40,18 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // keepalived-like lines: time, then the message; the level only when it
+    // is not plain information.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(|buf, record| {
+            use std::io::Write;
+            let ts = buf.timestamp_micros();
+            match record.level() {
+                log::Level::Info => writeln!(buf, "{ts} {}", record.args()),
+                level => writeln!(buf, "{ts} {level}: {}", record.args()),
+            }
+        })
+        .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Info => {
@@ -46,6 +60,10 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Stats(args) => cli::stats::run(&args),
+        Command::Run(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(cli::run::run(args, shutdown_signal()))
+        }
         Command::CheckConfig { config } => cli::check::run(config.as_deref()),
         Command::Watch(args) => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

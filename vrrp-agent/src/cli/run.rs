@@ -1,0 +1,86 @@
+//! `vrrp-agent run`: the daemon.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::ValueEnum;
+use vrrp_agent::config::{self, ConfigError};
+use vrrp_agent::daemon::{self, ReceiveMode};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// keepalived.conf to run (default: /etc/vrrp-agent/vrrp-agent.conf if
+    /// present, else /etc/keepalived/keepalived.conf).
+    #[arg(short = 'f', long = "config")]
+    config: Option<PathBuf>,
+    /// Receive path: XDP, raw sockets, or XDP falling back to sockets.
+    #[arg(long, value_enum, default_value_t = Receive::Auto)]
+    receive: Receive,
+    /// Name of this agent: its pin directory and lock file.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// bpffs directory the per-agent pin directories go under.
+    #[arg(long, default_value = "/sys/fs/bpf/vrrp-agent")]
+    pin_root: PathBuf,
+    /// Do not pin the maps.
+    #[arg(long)]
+    no_pin: bool,
+    /// Load the XDP object from this file instead of the embedded one.
+    #[arg(long)]
+    ebpf_object: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Receive {
+    Auto,
+    Xdp,
+    Socket,
+}
+
+/// Load the configuration and run until `shutdown`.
+pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
+    if !args.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || args.name.starts_with('.')
+    {
+        bail!("--name may hold letters, digits, '-', '_' and '.' only (it names a directory)");
+    }
+    let path = config::default_path(args.config.as_deref());
+    let cfg = match config::load(&path) {
+        Ok((cfg, warnings)) => {
+            for w in warnings {
+                log::warn!("{w}");
+            }
+            cfg
+        }
+        Err(ConfigError::Invalid { diags }) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            bail!("{}: configuration refused", path.display());
+        }
+        Err(e) => bail!("{e}"),
+    };
+    if cfg.instances.is_empty() {
+        bail!("{}: no vrrp_instance to run", path.display());
+    }
+    log::info!(
+        "Starting vrrp-agent {} with {} ({} instance(s))",
+        env!("CARGO_PKG_VERSION"),
+        path.display(),
+        cfg.instances.len()
+    );
+    let opts = daemon::Options {
+        receive: match args.receive {
+            Receive::Auto => ReceiveMode::Auto,
+            Receive::Xdp => ReceiveMode::Xdp,
+            Receive::Socket => ReceiveMode::Socket,
+        },
+        name: args.name,
+        pin_root: args.pin_root,
+        no_pin: args.no_pin,
+        ebpf_object: args.ebpf_object,
+    };
+    daemon::run(cfg, opts, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Telling the segment where the virtual addresses now live: gratuitous
+//! ARP for IPv4 (RFC 5227 2.4 announcements, as keepalived sends them) and
+//! unsolicited neighbour advertisements for IPv6 (RFC 4861 7.2.6).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// The MAC address of `iface`, from getifaddrs(3) (its AF_PACKET entry).
+pub fn mac_of(iface: &str) -> io::Result<[u8; 6]> {
+    for ifa in nix::ifaddrs::getifaddrs().map_err(io::Error::from)? {
+        if ifa.interface_name != iface {
+            continue;
+        }
+        if let Some(mac) = ifa.address.as_ref().and_then(|a| a.as_link_addr()).and_then(|l| l.addr()) {
+            return Ok(mac);
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::NotFound, format!("no MAC address for {iface}")))
+}
+
+/// A gratuitous ARP frame for `ip` owned by `mac`: an ARP request with
+/// sender and target both `ip`, to the broadcast address.
+pub fn garp_frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
+    let mut f = [0u8; 42];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    // htype Ethernet, ptype IPv4, hlen 6, plen 4, op request.
+    f[14..22].copy_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&ip.octets());
+    // Target hardware address zero, target IP = sender IP.
+    f[38..42].copy_from_slice(&ip.octets());
+    f
+}
+
+/// An unsolicited neighbour advertisement for `target` (ICMPv6 type 136,
+/// Override set, with the target link-layer address option). The kernel
+/// fills the ICMPv6 checksum on a raw ICMPv6 socket.
+pub fn na_message(mac: [u8; 6], target: Ipv6Addr, router: bool) -> [u8; 32] {
+    let mut m = [0u8; 32];
+    m[0] = 136;
+    // R (router), S = 0 (unsolicited), O (override).
+    m[4] = if router { 0x80 | 0x20 } else { 0x20 };
+    m[8..24].copy_from_slice(&target.octets());
+    m[24] = 2; // Target Link-Layer Address
+    m[25] = 1; // length in units of 8 bytes
+    m[26..32].copy_from_slice(&mac);
+    m
+}
+
+/// Sockets to announce on one interface.
+pub struct Announcer {
+    ifindex: u32,
+    mac: [u8; 6],
+    packet: Option<OwnedFd>,
+    icmp6: Option<Socket>,
+}
+
+impl Announcer {
+    /// For `iface` (index `ifindex`), opened lazily per family.
+    pub fn new(iface: &str, ifindex: u32) -> io::Result<Announcer> {
+        Ok(Announcer { ifindex, mac: mac_of(iface)?, packet: None, icmp6: None })
+    }
+
+    /// Announce `addr` once.
+    pub fn announce(&mut self, addr: IpAddr) -> io::Result<()> {
+        match addr {
+            IpAddr::V4(a) => self.garp(a),
+            IpAddr::V6(a) => self.na(a),
+        }
+    }
+
+    fn garp(&mut self, ip: Ipv4Addr) -> io::Result<()> {
+        if self.packet.is_none() {
+            // SAFETY: plain socket(2); the fd is owned right away.
+            let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `raw` is a fresh fd nothing else owns.
+            self.packet = Some(unsafe { OwnedFd::from_raw_fd(raw) });
+        }
+        let Some(fd) = &self.packet else { return Err(io::Error::other("no packet socket")) };
+        let frame = garp_frame(self.mac, ip);
+        // SAFETY: zeroed sockaddr_ll is valid; filled below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = self.ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        // SAFETY: buffer and address valid for the given lengths.
+        let n = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const sll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+
+    fn na(&mut self, target: Ipv6Addr) -> io::Result<()> {
+        if self.icmp6.is_none() {
+            let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+            // RFC 4861 7.1.2: neighbour discovery uses hop limit 255.
+            s.set_multicast_hops_v6(255)?;
+            s.set_unicast_hops_v6(255)?;
+            s.set_multicast_if_v6(self.ifindex)?;
+            self.icmp6 = Some(s);
+        }
+        let Some(s) = &self.icmp6 else { return Err(io::Error::other("no ICMPv6 socket")) };
+        let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        let msg = na_message(self.mac, target, false);
+        s.send_to(&msg, &SockAddr::from(SocketAddrV6::new(all_nodes, 0, 0, self.ifindex))).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garp_layout() {
+        let f = garp_frame([2, 0, 0, 0, 0, 1], Ipv4Addr::new(192, 0, 2, 130));
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        assert_eq!(&f[20..22], &[0, 1], "ARP request");
+        assert_eq!(&f[28..32], &[192, 0, 2, 130]);
+        assert_eq!(&f[38..42], &[192, 0, 2, 130]);
+        assert_eq!(&f[32..38], &[0; 6]);
+    }
+
+    #[test]
+    fn na_layout() {
+        let m = na_message([2, 0, 0, 0, 0, 1], "2001:db8::130".parse().expect("addr"), false);
+        assert_eq!((m[0], m[4], m[24], m[25]), (136, 0x20, 2, 1));
+        assert_eq!(&m[26..32], &[2, 0, 0, 0, 0, 1]);
+    }
+}

@@ -1,0 +1,7 @@
+pub mod announce;
+pub mod run;
+pub mod timer;
+pub mod tx;
+pub mod vips;
+
+pub use run::{DaemonError, Options, ReceiveMode, run};

@@ -1,0 +1,607 @@
+//! The daemon: one task owns every instance's state machine and reacts to
+//! peer events, timer deadlines and shutdown; actions go out as adverts,
+//! address changes and announcements.
+//!
+//! Adverts come in through the XDP fast path (or the raw-socket fallback):
+//! the kernel keeps each peer's last-seen time and raises an event only on
+//! change. So a backup does not wake per advert: when its Master_Down_Timer
+//! comes due, it first reads the peer table and feeds the state machine the
+//! adverts the kernel saw (at the times it saw them). A master that kept
+//! advertising resets the timer; a late wake-up (a stalled or SIGSTOPped
+//! agent) therefore never turns into a false takeover.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::ErrorKind;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::task::Poll;
+use std::time::Duration;
+
+use rtnetlink::Handle;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use vrrp_common::maps::{PeerEvent, PeerKey, PeerState};
+use vrrp_common::rx::Expect;
+use vrrp_common::wire::{Auth, Family};
+
+use super::announce::Announcer;
+use super::timer::{self, Deadline};
+use super::tx::{AdvertSpec, Sender};
+use super::vips::ManagedVip;
+use crate::config::model::AuthConf;
+use crate::config::{self, Config};
+use crate::datapath::{AttachMode, Datapath, DatapathError, Events};
+use crate::fallback::{self, Receiver};
+use crate::machine::{Action, Input, Machine, Micros, Params, State};
+use crate::{bpffs, instance_lock};
+
+/// How adverts come in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiveMode {
+    /// XDP, falling back to raw sockets (with a warning) where it cannot attach.
+    Auto,
+    /// XDP only.
+    Xdp,
+    /// Raw sockets only.
+    Socket,
+}
+
+/// Daemon options besides the configuration.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Receive path.
+    pub receive: ReceiveMode,
+    /// Agent name: pin directory and lock.
+    pub name: String,
+    /// Where pin directories go.
+    pub pin_root: PathBuf,
+    /// Skip pinning.
+    pub no_pin: bool,
+    /// XDP object to load instead of the embedded one.
+    pub ebpf_object: Option<PathBuf>,
+}
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A configured interface does not exist.
+    #[error("instance {instance}: interface {iface} not found: {source}")]
+    NoInterface {
+        /// Instance.
+        instance: String,
+        /// Interface.
+        iface: String,
+        /// errno.
+        source: nix::Error,
+    },
+    /// No address to send from.
+    #[error("instance {instance}: {iface} has no {family} address to send adverts from (set unicast_src_ip)")]
+    NoSource {
+        /// Instance.
+        instance: String,
+        /// Interface.
+        iface: String,
+        /// "IPv4" or "IPv6 link-local".
+        family: &'static str,
+    },
+    /// A socket could not be opened.
+    #[error("instance {instance}: {what}: {source}")]
+    Io {
+        /// Instance.
+        instance: String,
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The XDP path failed (and no fallback was allowed).
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    /// Pinning needs a bpffs.
+    #[error(transparent)]
+    Bpffs(#[from] bpffs::BpffsError),
+    /// Another agent has this name.
+    #[error(transparent)]
+    Lock(#[from] instance_lock::LockError),
+}
+
+/// One running instance.
+struct Inst {
+    conf: config::Instance,
+    machine: Machine,
+    ifindex: u32,
+    family: Family,
+    sender: Sender,
+    vips: Vec<ManagedVip>,
+    announcer: Announcer,
+    /// Per peer address: the last-seen time already fed to the machine.
+    fed: HashMap<[u8; 16], u64>,
+    /// Remaining announcement batches and when the next one is due.
+    announce_at: Option<Micros>,
+    announce_batches: u32,
+    refresh_at: Option<Micros>,
+    /// Own addresses of the family on the interface.
+    own: Vec<IpAddr>,
+}
+
+enum Source {
+    Xdp { dp: Datapath, events: AsyncFd<Events> },
+    Sockets { rxs: Vec<AsyncFd<Receiver>> },
+}
+
+impl Source {
+    fn peers(&self) -> Vec<(PeerKey, PeerState)> {
+        match self {
+            Source::Xdp { dp, .. } => match dp.peers() {
+                Ok(rows) => rows.into_iter().map(|r| (r.key, r.state)).collect(),
+                Err(e) => {
+                    log::warn!("reading the peer table: {e}");
+                    Vec::new()
+                }
+            },
+            Source::Sockets { rxs } => {
+                rxs.iter().flat_map(|r| r.get_ref().peers().iter().map(|(k, v)| (*k, *v))).collect()
+            }
+        }
+    }
+}
+
+/// Addresses of `family` on `iface`; IPv6 link-local ones first.
+fn addresses(iface: &str, family: Family) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    if let Ok(list) = nix::ifaddrs::getifaddrs() {
+        for ifa in list.filter(|i| i.interface_name == iface) {
+            let Some(a) = ifa.address else { continue };
+            match (family, a.as_sockaddr_in(), a.as_sockaddr_in6()) {
+                (Family::V4, Some(v4), _) => out.push(IpAddr::V4(v4.ip())),
+                (Family::V6, _, Some(v6)) => out.push(IpAddr::V6(v6.ip())),
+                _ => {}
+            }
+        }
+    }
+    out.sort_by_key(|a| !vrrp_common::rx::is_link_local_v6(a));
+    out
+}
+
+fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
+    let name = conf.name.clone();
+    let ifindex = nix::net::if_::if_nametoindex(conf.interface.as_str()).map_err(|source| {
+        DaemonError::NoInterface { instance: name.clone(), iface: conf.interface.clone(), source }
+    })?;
+    let own = addresses(&conf.interface, conf.family);
+    // RFC 5798 5.1.2.1: IPv6 adverts come from the link-local address.
+    let src = match (conf.unicast_src_ip, conf.family) {
+        (Some(a), _) => a,
+        (None, Family::V4) => *own.first().ok_or(DaemonError::NoSource {
+            instance: name.clone(),
+            iface: conf.interface.clone(),
+            family: "IPv4",
+        })?,
+        (None, Family::V6) => {
+            *own.iter().find(|a| vrrp_common::rx::is_link_local_v6(a)).ok_or(DaemonError::NoSource {
+                instance: name.clone(),
+                iface: conf.interface.clone(),
+                family: "IPv6 link-local",
+            })?
+        }
+    };
+    let auth = match &conf.auth {
+        Some(AuthConf::Pass(p)) => Auth::simple(p.as_bytes()),
+        None => Auth::None,
+    };
+    let spec = AdvertSpec {
+        version: conf.version,
+        vrid: conf.vrid,
+        interval: conf.advert_int,
+        auth,
+        v4: conf
+            .vips
+            .iter()
+            .filter_map(|v| if let IpAddr::V4(a) = v.addr { Some(a) } else { None })
+            .collect(),
+        v6: conf
+            .vips
+            .iter()
+            .filter_map(|v| if let IpAddr::V6(a) = v.addr { Some(a) } else { None })
+            .collect(),
+        v3_checksum_as_v2: conf.v3_checksum_as_v2,
+    };
+    let io = |what: &'static str| {
+        let instance = name.clone();
+        move |source| DaemonError::Io { instance, what, source }
+    };
+    let sender = Sender::open(&conf.interface, ifindex, src, &conf.unicast_peers, spec)
+        .map_err(io("advert socket"))?;
+    let mut vips = Vec::new();
+    for v in conf.vips.iter().chain(&conf.vips_excluded) {
+        let idx = match &v.dev {
+            Some(d) => nix::net::if_::if_nametoindex(d.as_str()).map_err(|source| {
+                DaemonError::NoInterface { instance: conf.name.clone(), iface: d.clone(), source }
+            })?,
+            None => ifindex,
+        };
+        vips.push(ManagedVip::new(v.clone(), idx));
+    }
+    let announcer = Announcer::new(&conf.interface, ifindex).map_err(io("announcement sockets"))?;
+    let mut own_all = own.clone();
+    if !own_all.contains(&src) {
+        own_all.push(src);
+    }
+    let params = Params {
+        name: conf.name.clone(),
+        version: conf.version,
+        priority: conf.priority,
+        advert_int: conf.advert_int,
+        primary: src,
+        preempt: conf.preempt,
+        preempt_delay: Micros::from_centis(conf.preempt_delay),
+    };
+    Ok(Inst {
+        conf: conf.clone(),
+        machine: Machine::new(params),
+        ifindex,
+        family: conf.family,
+        sender,
+        vips,
+        announcer,
+        fed: HashMap::new(),
+        announce_at: None,
+        announce_batches: 0,
+        refresh_at: None,
+        own: own_all,
+    })
+}
+
+impl Inst {
+    fn expect(&self) -> Expect<'_> {
+        Expect {
+            version: self.conf.version,
+            auth: match &self.conf.auth {
+                Some(AuthConf::Pass(p)) => Auth::simple(p.as_bytes()),
+                None => Auth::None,
+            },
+            interval: self.conf.advert_int,
+            own: &self.own,
+            peers: &self.conf.unicast_peers,
+        }
+    }
+
+    fn fallback_instance(&self) -> fallback::Instance {
+        let e = self.expect();
+        fallback::Instance {
+            version: e.version,
+            auth: e.auth,
+            interval: e.interval,
+            own: self.own.clone(),
+            peers: self.conf.unicast_peers.clone(),
+        }
+    }
+
+    fn owns(&self, key: &PeerKey) -> bool {
+        key.ifindex == self.ifindex && key.family == self.family.code() && key.vrid == self.conf.vrid
+    }
+
+    /// Feed the machine one advert the receive path recorded, at the time
+    /// it arrived; once per distinct last-seen time.
+    fn feed(&mut self, key: &PeerKey, state: &PeerState, out: &mut Vec<Action>) {
+        let seen = self.fed.entry(key.addr).or_insert(0);
+        if state.last_seen_ns <= *seen {
+            return;
+        }
+        *seen = state.last_seen_ns;
+        let src = if key.family == vrrp_common::maps::FAMILY_IPV4 {
+            IpAddr::V4(std::net::Ipv4Addr::new(key.addr[0], key.addr[1], key.addr[2], key.addr[3]))
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::from(key.addr))
+        };
+        let input =
+            Input::Advert { src, priority: state.priority, interval: vrrp_common::Centis(state.interval_cs) };
+        self.machine.handle(Micros(state.last_seen_ns / 1000), input, out);
+    }
+
+    fn next_deadline(&self) -> Option<Micros> {
+        [self.machine.poll_timeout(), self.announce_at, self.refresh_at].into_iter().flatten().min()
+    }
+
+    fn announce_now(&mut self) {
+        for v in &self.vips {
+            for _ in 0..self.conf.garp_master_repeat.max(1) {
+                if let Err(e) = self.announcer.announce(v.vip.addr) {
+                    log::warn!("({}) announcing {}: {e}", self.conf.name, v.vip.addr);
+                }
+            }
+        }
+        let what = if self.family == Family::V4 {
+            "gratuitous ARPs"
+        } else {
+            "unsolicited neighbour advertisements"
+        };
+        for v in &self.vips {
+            log::info!(
+                "({}) Sending/queueing {what} on {} for {}",
+                self.conf.name,
+                self.conf.interface,
+                v.vip.addr
+            );
+        }
+    }
+}
+
+async fn netlink<T>(what: &str, f: impl Future<Output = T>) -> Option<T> {
+    match tokio::time::timeout(Duration::from_secs(2), f).await {
+        Ok(v) => Some(v),
+        Err(_) => {
+            log::error!("netlink call hung ({what}); going on without it");
+            None
+        }
+    }
+}
+
+async fn execute(inst: &mut Inst, now: Micros, actions: Vec<Action>, nl: &Handle) {
+    let name = inst.conf.name.clone();
+    for a in actions {
+        match a {
+            Action::Log(note) => log::info!("({name}) {note}"),
+            Action::SendAdvert { priority } => {
+                for (dst, r) in inst.sender.send(priority) {
+                    if let Err(e) = r {
+                        log::warn!("({name}) cannot send advert to {dst}: {e}");
+                    }
+                }
+            }
+            Action::AddVips => {
+                for v in &mut inst.vips {
+                    match netlink("adding a VIP", v.add(nl)).await {
+                        Some(Ok(true)) => {}
+                        Some(Ok(false)) => {
+                            log::warn!("({name}) {} was already on the interface: left alone", v.vip.addr)
+                        }
+                        Some(Err(e)) => log::error!("({name}) {e}"),
+                        None => {}
+                    }
+                }
+            }
+            Action::RemoveVips => {
+                for v in &mut inst.vips {
+                    if let Some(Err(e)) = netlink("removing a VIP", v.remove(nl)).await {
+                        log::error!("({name}) {e}");
+                    }
+                }
+                inst.announce_at = None;
+                inst.refresh_at = None;
+            }
+            Action::Announce => {
+                inst.announce_now();
+                let c = &inst.conf;
+                // keepalived: a second batch after garp_master_delay, then
+                // a refresh every garp_master_refresh.
+                inst.announce_batches = u32::from(c.garp_master_delay > 0);
+                inst.announce_at = (c.garp_master_delay > 0)
+                    .then(|| now.after(Micros(u64::from(c.garp_master_delay) * 1_000_000)));
+                inst.refresh_at = (c.garp_master_refresh > 0)
+                    .then(|| now.after(Micros(u64::from(c.garp_master_refresh) * 1_000_000)));
+            }
+            Action::Transition { from, to } => {
+                log::debug!("({name}) {from} -> {to}");
+                if to != State::Master {
+                    inst.announce_at = None;
+                    inst.refresh_at = None;
+                }
+            }
+        }
+    }
+}
+
+/// Run the instances of `cfg` until `shutdown` resolves.
+pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let _lock = instance_lock::acquire(&opts.name)?;
+    let (conn, nl, _) = rtnetlink::new_connection().map_err(|source| DaemonError::Io {
+        instance: "-".into(),
+        what: "netlink",
+        source,
+    })?;
+    tokio::spawn(conn);
+    let mut insts = cfg.instances.iter().map(build).collect::<Result<Vec<_>, _>>()?;
+    let mut source = match opts.receive {
+        ReceiveMode::Socket => sockets(&insts)?,
+        ReceiveMode::Xdp => xdp(&insts, &opts)?,
+        ReceiveMode::Auto => match xdp(&insts, &opts) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("XDP unavailable ({e}); receiving on raw sockets instead (more CPU per packet)");
+                sockets(&insts)?
+            }
+        },
+    };
+    let mut deadline = Deadline::new().map_err(|source| DaemonError::Io {
+        instance: "-".into(),
+        what: "timerfd",
+        source,
+    })?;
+    let now = timer::now();
+    for inst in &mut insts {
+        let mut out = Vec::new();
+        inst.machine.start(now, &mut out);
+        execute(inst, now, out, &nl).await;
+    }
+    tokio::pin!(shutdown);
+    loop {
+        let next = insts.iter().filter_map(Inst::next_deadline).min();
+        if let Err(e) = deadline.set(next) {
+            log::error!("arming the timer: {e}");
+        }
+        let mut events: Vec<PeerEvent> = Vec::new();
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = deadline.fired() => {
+                if let Err(e) = r {
+                    log::error!("timer: {e}");
+                }
+                let now = timer::now();
+                // The late-agent rule: before a backup gives up on its
+                // master, read what the kernel saw meanwhile.
+                if insts.iter().any(|i| i.machine.master_down_deadline().is_some_and(|d| d <= now)) {
+                    let peers = source.peers();
+                    for inst in &mut insts {
+                        if !inst.machine.master_down_deadline().is_some_and(|d| d <= now) {
+                            continue;
+                        }
+                        let mut fresh: Vec<&(PeerKey, PeerState)> = peers.iter().filter(|(k, _)| inst.owns(k)).collect();
+                        fresh.sort_by_key(|(_, s)| s.last_seen_ns);
+                        let mut out = Vec::new();
+                        for (k, s) in fresh {
+                            inst.feed(k, s, &mut out);
+                        }
+                        execute(inst, now, out, &nl).await;
+                    }
+                }
+                for inst in &mut insts {
+                    let mut out = Vec::new();
+                    inst.machine.handle_timeout(now, &mut out);
+                    execute(inst, now, out, &nl).await;
+                    if inst.machine.state() == State::Master {
+                        if inst.announce_at.is_some_and(|t| t <= now) {
+                            inst.announce_now();
+                            inst.announce_batches = inst.announce_batches.saturating_sub(1);
+                            inst.announce_at = None;
+                        }
+                        if inst.refresh_at.is_some_and(|t| t <= now) {
+                            inst.announce_now();
+                            inst.refresh_at = Some(now.after(Micros(u64::from(inst.conf.garp_master_refresh) * 1_000_000)));
+                        }
+                    }
+                }
+            }
+            ev = next_events(&mut source) => events = ev,
+        }
+        for ev in &events {
+            for inst in insts.iter_mut().filter(|i| i.owns(&ev.key)) {
+                let mut out = Vec::new();
+                inst.feed(&ev.key, &ev.state, &mut out);
+                execute(inst, timer::now(), out, &nl).await;
+            }
+        }
+    }
+    // Shutdown: resign, drop the VIPs, detach.
+    let now = timer::now();
+    for inst in &mut insts {
+        let mut out = Vec::new();
+        inst.machine.handle(now, Input::Shutdown, &mut out);
+        execute(inst, now, out, &nl).await;
+        // Anything still held (an earlier removal that failed) goes too.
+        for v in &mut inst.vips {
+            if v.held() {
+                if let Some(Err(e)) = netlink("removing a VIP", v.remove(&nl)).await {
+                    log::error!("({}) {e}", inst.conf.name);
+                }
+            }
+        }
+    }
+    log::info!("Stopped");
+    drop(source);
+    Ok(())
+}
+
+/// Wait for the next batch of peer events from the receive path.
+async fn next_events(source: &mut Source) -> Vec<PeerEvent> {
+    match source {
+        Source::Xdp { events, .. } => {
+            let mut out = Vec::new();
+            if let Ok(mut guard) = events.readable_mut().await {
+                while let Some(ev) = guard.get_inner_mut().next() {
+                    out.push(ev);
+                }
+                guard.clear_ready();
+            }
+            out
+        }
+        Source::Sockets { rxs } => {
+            let i = std::future::poll_fn(|cx| {
+                for (i, rx) in rxs.iter().enumerate() {
+                    if rx.poll_read_ready(cx).is_ready() {
+                        return Poll::Ready(i);
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            let mut out = Vec::new();
+            if let Ok(mut guard) = rxs[i].readable_mut().await {
+                loop {
+                    match guard.get_inner_mut().recv_one(timer::now().0 * 1000) {
+                        Ok(Some(ev)) => out.push(ev),
+                        Ok(None) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            guard.clear_ready();
+                            break;
+                        }
+                        Err(e) => {
+                            log::warn!("receive error: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
+    let mut dp = Datapath::load(opts.ebpf_object.as_deref())?;
+    let mut attached: HashMap<u32, ()> = HashMap::new();
+    for inst in insts {
+        if attached.insert(inst.ifindex, ()).is_none() {
+            dp.attach(&inst.conf.interface, AttachMode::Auto)?;
+            log::info!("XDP program attached to {}", inst.conf.interface);
+        }
+        dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), false)?;
+    }
+    if !opts.no_pin {
+        let root = opts.pin_root.parent().unwrap_or(&opts.pin_root);
+        if bpffs::ensure(root)? {
+            log::warn!(
+                "{} was not a BPF filesystem (ip netns exec hides the host's): mounted one",
+                root.display()
+            );
+        }
+        let dir = opts.pin_root.join(&opts.name);
+        dp.pin_maps(&dir)?;
+        log::info!("maps pinned under {}", dir.display());
+    }
+    // SAFETY: `Events` owns the ring buffer's fd, and the AsyncFd owns the
+    // `Events`, so the fd stays open and the same for the AsyncFd's life.
+    let events = unsafe { AsyncFd::register_with_interest(dp.take_events()?, Interest::READABLE) }
+        .map_err(|e| DaemonError::Io { instance: "-".into(), what: "event ring", source: e.into() })?;
+    Ok(Source::Xdp { dp, events })
+}
+
+fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
+    let mut by_key: HashMap<(u32, bool), Receiver> = HashMap::new();
+    for inst in insts {
+        let key = (inst.ifindex, inst.family == Family::V6);
+        if !by_key.contains_key(&key) {
+            let rx = Receiver::open(&inst.conf.interface, inst.family).map_err(|source| DaemonError::Io {
+                instance: inst.conf.name.clone(),
+                what: "raw receive socket",
+                source,
+            })?;
+            log::info!("receiving on a raw socket on {}", inst.conf.interface);
+            by_key.insert(key, rx);
+        }
+        if let Some(rx) = by_key.get_mut(&key) {
+            rx.add_instance(inst.conf.vrid, inst.fallback_instance());
+        }
+    }
+    let mut rxs = Vec::new();
+    for (_, rx) in by_key {
+        // SAFETY: the Receiver owns its socket and the AsyncFd owns the
+        // Receiver, so the fd stays open and the same for the AsyncFd's life.
+        let fd = unsafe { AsyncFd::register_with_interest(rx, Interest::READABLE) }.map_err(|e| {
+            DaemonError::Io { instance: "-".into(), what: "registering a socket", source: e.into() }
+        })?;
+        rxs.push(fd);
+    }
+    Ok(Source::Sockets { rxs })
+}

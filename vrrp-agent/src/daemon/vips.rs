@@ -1,0 +1,105 @@
+//! Virtual addresses on and off, through rtnetlink. Only the addresses we
+//! added are removed: one that was already there belongs to someone else.
+
+use std::net::IpAddr;
+
+use rtnetlink::Handle;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+
+use crate::config::Vip;
+
+/// A failed netlink call.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {addr}/{prefix} on ifindex {ifindex}: {source}")]
+pub struct VipError {
+    /// "adding" or "removing".
+    pub op: &'static str,
+    /// The address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// The interface.
+    pub ifindex: u32,
+    /// rtnetlink's error.
+    pub source: rtnetlink::Error,
+}
+
+/// One address to manage, resolved to an interface index.
+#[derive(Clone, Debug)]
+pub struct ManagedVip {
+    /// As configured.
+    pub vip: Vip,
+    /// Resolved `dev` (or the instance's interface).
+    pub ifindex: u32,
+    /// The message we added it with, kept to delete exactly it.
+    added: Option<AddressMessage>,
+}
+
+impl ManagedVip {
+    /// An address to manage on `ifindex`.
+    pub fn new(vip: Vip, ifindex: u32) -> ManagedVip {
+        ManagedVip { vip, ifindex, added: None }
+    }
+
+    /// Whether we hold it.
+    pub fn held(&self) -> bool {
+        self.added.is_some()
+    }
+
+    fn message(&self) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header.family = match self.vip.addr {
+            IpAddr::V4(_) => rtnetlink::packet_route::AddressFamily::Inet,
+            IpAddr::V6(_) => rtnetlink::packet_route::AddressFamily::Inet6,
+        };
+        m.header.prefix_len = self.vip.prefix;
+        m.header.index = self.ifindex;
+        m.header.scope = match self.vip.scope.as_deref() {
+            Some("host") => AddressScope::Host,
+            Some("link") => AddressScope::Link,
+            Some("site") => AddressScope::Site,
+            Some("nowhere") => AddressScope::Nowhere,
+            _ => AddressScope::Universe,
+        };
+        m.attributes.push(AddressAttribute::Local(self.vip.addr));
+        m.attributes.push(AddressAttribute::Address(self.vip.addr));
+        if let (IpAddr::V4(_), Some(label)) = (self.vip.addr, &self.vip.label) {
+            m.attributes.push(AddressAttribute::Label(label.clone()));
+        }
+        m
+    }
+
+    /// Add it. An address that is already there is left alone and not
+    /// marked ours (Ok(false)).
+    pub async fn add(&mut self, handle: &Handle) -> Result<bool, VipError> {
+        if self.added.is_some() {
+            return Ok(true);
+        }
+        let msg = self.message();
+        let mut req = handle.address().add(self.ifindex, self.vip.addr, self.vip.prefix);
+        *req.message_mut() = msg.clone();
+        match req.execute().await {
+            Ok(()) => {
+                self.added = Some(msg);
+                Ok(true)
+            }
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(false),
+            Err(source) => Err(self.err("adding", source)),
+        }
+    }
+
+    /// Remove it if we added it.
+    pub async fn remove(&mut self, handle: &Handle) -> Result<(), VipError> {
+        let Some(msg) = self.added.take() else { return Ok(()) };
+        match handle.address().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            // Already gone (someone removed it): nothing to do.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EADDRNOTAVAIL => Ok(()),
+            Err(source) => Err(self.err("removing", source)),
+        }
+    }
+
+    fn err(&self, op: &'static str, source: rtnetlink::Error) -> VipError {
+        VipError { op, addr: self.vip.addr, prefix: self.vip.prefix, ifindex: self.ifindex, source }
+    }
+}
