@@ -8,6 +8,7 @@
 
 pub mod advert;
 pub mod frame;
+pub mod lab;
 pub mod netns;
 pub mod privilege;
 pub mod process;

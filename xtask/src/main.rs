@@ -103,7 +103,9 @@ fn test() -> Result<()> {
     sh::step("unit and property tests (no privileges needed)");
     sh::run(sh::cargo().args(["test", "--workspace", "--locked", "--exclude", "vrrp-tests"]))?;
     sh::run(sh::cargo().args(["test", "--locked", "-p", "vrrp-tests", "--lib"]))?;
-    sh::step("integration tests (network namespaces, XDP; need root)");
+    sh::step("integration tests (network namespaces, XDP, real agents and keepalived; need root)");
+    // The tests start the agent binary itself.
+    sh::run(sh::cargo().args(["build", "--locked", "-p", "vrrp-agent", "--bins"]))?;
     if !prereqs::is_root() {
         println!("not root: the integration tests will print SKIPPED (run as root to run them)");
     }

@@ -22,8 +22,13 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_BUILD_PACKAGES: [&str; 3] = ["rustc-web", "libstd-rust-web-dev-bpf", "llvm-22-dev"];
 /// Tools the integration tests and the demo run.
-const TEST_TOOLS: [(&str, &str); 4] =
-    [("bpftool", "bpftool"), ("ip", "iproute2"), ("nsenter", "util-linux"), ("tshark", "tshark")];
+const TEST_TOOLS: [(&str, &str); 5] = [
+    ("bpftool", "bpftool"),
+    ("ip", "iproute2"),
+    ("nsenter", "util-linux"),
+    ("tshark", "tshark"),
+    ("keepalived", "keepalived"),
+];
 
 /// What a task needs.
 pub struct Need {

@@ -1,0 +1,158 @@
+//! A segment with VRRP nodes: network namespaces on a bridge, agents or
+//! keepalived started in them, and the questions tests ask (who holds the
+//! VIP, since when).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::netns::{self, Netns, run};
+use crate::process::Process;
+
+/// The vrrp-agent binary: `VRRP_AGENT_BIN`, else next to the test binary's
+/// directory (target/<profile>/vrrp-agent).
+pub fn agent_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("VRRP_AGENT_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("current_exe")?;
+    let dir = exe.parent().and_then(|d| d.parent()).context("target directory")?;
+    let bin = dir.join("vrrp-agent");
+    if !bin.is_file() {
+        bail!(
+            "{} not found: build it first (cargo build -p vrrp-agent, as `cargo xtask test` does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// One node: a namespace plugged into the segment's bridge as `eth0`.
+pub struct Node {
+    /// Its namespace.
+    pub ns: Netns,
+    /// Its address (CIDR).
+    pub addr: String,
+}
+
+/// A segment: a bridge in its own namespace, and nodes.
+pub struct Segment {
+    /// The bridge's namespace; dropped last.
+    _lan: Netns,
+    /// The nodes.
+    pub nodes: Vec<Node>,
+    dir: PathBuf,
+}
+
+impl Segment {
+    /// A bridge with one node per address in `addrs` (CIDR, 192.0.2.0/24).
+    pub fn new(addrs: &[&str]) -> Result<Segment> {
+        let lan = Netns::new("vsl")?;
+        lan.bridge("br0")?;
+        let mut nodes = Vec::new();
+        for (i, a) in addrs.iter().enumerate() {
+            let ns = Netns::new(&format!("vs{i}"))?;
+            lan.plug("br0", &format!("p{i}"), &ns, "eth0")?;
+            ns.ip(&["addr", "add", a, "dev", "eth0"])?;
+            nodes.push(Node { ns, addr: (*a).to_owned() });
+        }
+        let dir = std::env::temp_dir().join(netns::unique("vrrp-seg-"));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Segment { _lan: lan, nodes, dir })
+    }
+
+    /// Write `text` to a file of this segment's and return its path.
+    pub fn file(&self, name: &str, text: &str) -> Result<PathBuf> {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text)?;
+        Ok(p)
+    }
+
+    /// Start vrrp-agent on node `i` with the configuration `conf` and
+    /// extra arguments; waits until it has entered its first state.
+    pub fn agent(&self, i: usize, conf: &str, extra: &[&str]) -> Result<Process> {
+        let path = self.file(&format!("agent{i}-{}.conf", netns::unique("")), conf)?;
+        let bin = agent_bin()?;
+        let mut cmd = self.nodes[i].ns.command(bin.to_str().context("agent path")?);
+        cmd.arg("run").arg("-f").arg(&path).args(["--name", &netns::unique("t")]).args(extra);
+        let mut p =
+            Process::spawn(&format!("agent{i}"), &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
+        p.wait_for_line("Entering", Duration::from_secs(15))?;
+        Ok(p)
+    }
+
+    /// Start keepalived (Debian's) on node `i` with `conf`.
+    pub fn keepalived(&self, i: usize, conf: &str) -> Result<Process> {
+        let tag = netns::unique("ka");
+        let path = self.file(&format!("{tag}.conf"), conf)?;
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            self.nodes[i].ns.name(),
+            "keepalived",
+            "-n",
+            "-l",
+            "-D",
+            "--vrrp",
+            "--no-syslog",
+        ]);
+        cmd.arg("-f").arg(&path);
+        cmd.arg("-p").arg(self.dir.join(format!("{tag}.pid")));
+        cmd.arg("-r").arg(self.dir.join(format!("{tag}.vrrp.pid")));
+        let mut p = Process::spawn(
+            &format!("keepalived{i}"),
+            &mut cmd,
+            std::env::var_os("VRRP_TEST_ECHO").is_some(),
+        )?;
+        p.wait_for_line("Entering", Duration::from_secs(15))?;
+        Ok(p)
+    }
+
+    /// Whether node `i` has `addr` on eth0.
+    pub fn holds(&self, i: usize, addr: &str) -> Result<bool> {
+        let out = self.nodes[i].ns.ip(&["-o", "addr", "show", "dev", "eth0"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.split_whitespace().any(|w| w.split('/').next() == Some(addr)))
+    }
+
+    /// Which nodes hold `addr`.
+    pub fn holders(&self, addr: &str) -> Result<Vec<usize>> {
+        let mut out = Vec::new();
+        for i in 0..self.nodes.len() {
+            if self.holds(i, addr)? {
+                out.push(i);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Wait until exactly `want` hold `addr`; returns how long it took.
+    pub fn wait_holders(&self, addr: &str, want: &[usize], limit: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let h = self.holders(addr)?;
+            if h == want {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                bail!("after {limit:?}, {addr} is held by nodes {h:?}, not {want:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `ip netns exec` of a command in node `ns`, for tools that need it.
+pub fn exec(ns: &Netns, args: &[&str]) -> Result<String> {
+    let out = run(Command::new("ip").args(["netns", "exec", ns.name()]).args(args))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
