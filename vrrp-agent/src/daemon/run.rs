@@ -126,7 +126,7 @@ struct Inst {
 }
 
 enum Source {
-    Xdp { dp: Datapath, events: AsyncFd<Events> },
+    Xdp { dp: Box<Datapath>, events: AsyncFd<Events> },
     Sockets { rxs: Vec<AsyncFd<Receiver>> },
 }
 
@@ -444,7 +444,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
                 if insts.iter().any(|i| i.machine.master_down_deadline().is_some_and(|d| d <= now)) {
                     let peers = source.peers();
                     for inst in &mut insts {
-                        if !inst.machine.master_down_deadline().is_some_and(|d| d <= now) {
+                        if inst.machine.master_down_deadline().is_none_or(|d| d > now) {
                             continue;
                         }
                         let mut fresh: Vec<&(PeerKey, PeerState)> = peers.iter().filter(|(k, _)| inst.owns(k)).collect();
@@ -574,7 +574,7 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     // `Events`, so the fd stays open and the same for the AsyncFd's life.
     let events = unsafe { AsyncFd::register_with_interest(dp.take_events()?, Interest::READABLE) }
         .map_err(|e| DaemonError::Io { instance: "-".into(), what: "event ring", source: e.into() })?;
-    Ok(Source::Xdp { dp, events })
+    Ok(Source::Xdp { dp: Box::new(dp), events })
 }
 
 fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
