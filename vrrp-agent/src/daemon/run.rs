@@ -125,15 +125,21 @@ struct Inst {
     own: Vec<IpAddr>,
 }
 
+/// The XDP receive path's handles.
+struct XdpSource {
+    dp: Datapath,
+    events: AsyncFd<Events>,
+}
+
 enum Source {
-    Xdp { dp: Box<Datapath>, events: AsyncFd<Events> },
+    Xdp(Box<XdpSource>),
     Sockets { rxs: Vec<AsyncFd<Receiver>> },
 }
 
 impl Source {
     fn peers(&self) -> Vec<(PeerKey, PeerState)> {
         match self {
-            Source::Xdp { dp, .. } => match dp.peers() {
+            Source::Xdp(x) => match x.dp.peers() {
                 Ok(rows) => rows.into_iter().map(|r| (r.key, r.state)).collect(),
                 Err(e) => {
                     log::warn!("reading the peer table: {e}");
@@ -506,9 +512,9 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
 /// Wait for the next batch of peer events from the receive path.
 async fn next_events(source: &mut Source) -> Vec<PeerEvent> {
     match source {
-        Source::Xdp { events, .. } => {
+        Source::Xdp(x) => {
             let mut out = Vec::new();
-            if let Ok(mut guard) = events.readable_mut().await {
+            if let Ok(mut guard) = x.events.readable_mut().await {
                 while let Some(ev) = guard.get_inner_mut().next() {
                     out.push(ev);
                 }
@@ -574,25 +580,24 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     // `Events`, so the fd stays open and the same for the AsyncFd's life.
     let events = unsafe { AsyncFd::register_with_interest(dp.take_events()?, Interest::READABLE) }
         .map_err(|e| DaemonError::Io { instance: "-".into(), what: "event ring", source: e.into() })?;
-    Ok(Source::Xdp { dp: Box::new(dp), events })
+    Ok(Source::Xdp(Box::new(XdpSource { dp, events })))
 }
 
 fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
     let mut by_key: HashMap<(u32, bool), Receiver> = HashMap::new();
     for inst in insts {
         let key = (inst.ifindex, inst.family == Family::V6);
-        if !by_key.contains_key(&key) {
-            let rx = Receiver::open(&inst.conf.interface, inst.family).map_err(|source| DaemonError::Io {
-                instance: inst.conf.name.clone(),
-                what: "raw receive socket",
-                source,
-            })?;
-            log::info!("receiving on a raw socket on {}", inst.conf.interface);
-            by_key.insert(key, rx);
-        }
-        if let Some(rx) = by_key.get_mut(&key) {
-            rx.add_instance(inst.conf.vrid, inst.fallback_instance());
-        }
+        let rx = match by_key.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let rx = Receiver::open(&inst.conf.interface, inst.family).map_err(|source| {
+                    DaemonError::Io { instance: inst.conf.name.clone(), what: "raw receive socket", source }
+                })?;
+                log::info!("receiving on a raw socket on {}", inst.conf.interface);
+                v.insert(rx)
+            }
+        };
+        rx.add_instance(inst.conf.vrid, inst.fallback_instance());
     }
     let mut rxs = Vec::new();
     for (_, rx) in by_key {
