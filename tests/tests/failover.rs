@@ -244,3 +244,22 @@ fn keepalived_interop_vrrpv3_multicast() -> Result<()> {
     seg.wait_holders(VIP, &[1], skew2 + MARGIN)?;
     Ok(())
 }
+
+#[test]
+fn the_raw_socket_receive_path_runs_the_same_pair() -> Result<()> {
+    if !require_root("the_raw_socket_receive_path_runs_the_same_pair") {
+        return Ok(());
+    }
+    let seg = pair()?;
+    let sockets = ["--receive", "socket"];
+    let mut a = seg.agent(0, &node1().text(), &sockets)?;
+    let b = seg.agent(1, &node2().text(), &sockets)?;
+    assert!(a.lines().iter().any(|l| l.contains("receiving on a raw socket on eth0")), "{:#?}", a.lines());
+    let (_, mdi1) = v2_times(150);
+    seg.wait_holders(VIP, &[0], mdi1 + MARGIN)?;
+    a.stop(Duration::from_secs(5))?;
+    let (skew2, _) = v2_times(100);
+    seg.wait_holders(VIP, &[1], skew2 + MARGIN)?;
+    drop(b);
+    Ok(())
+}
