@@ -84,6 +84,25 @@ impl Process {
         }
     }
 
+    /// Like `wait_for_line`, through a shared reference (the output is
+    /// collected by background threads either way).
+    pub fn wait_for_line_once(&self, needle: &str, limit: Duration) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                return Ok(l);
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "{} did not print {needle:?} within {limit:?}:\n{}",
+                    self.label,
+                    self.lines().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Send `sig`.
     pub fn signal(&self, sig: Signal) -> Result<()> {
         kill(Pid::from_raw(self.child.id() as i32), sig).with_context(|| format!("signalling {}", self.label))
@@ -114,5 +133,19 @@ impl Drop for Process {
         if let Err(e) = self.stop(Duration::from_secs(5)) {
             eprintln!("cleanup: {e:#}");
         }
+    }
+}
+
+/// Poll `f` until it is true or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if f()? {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!("condition not met within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -33,6 +33,8 @@ use crate::config::model::AuthConf;
 use crate::config::{self, Config};
 use crate::datapath::{AttachMode, Datapath, DatapathError, Events};
 use crate::fallback::{self, Receiver};
+use crate::health::runner::{self, CheckSpec, RunAs};
+use crate::health::{self, Health, Status, Tracked, user};
 use crate::machine::{Action, Input, Machine, Micros, Params, State};
 use crate::{bpffs, instance_lock};
 
@@ -123,6 +125,10 @@ struct Inst {
     refresh_at: Option<Micros>,
     /// Own addresses of the family on the interface.
     own: Vec<IpAddr>,
+    /// Tracked scripts: index in the script table, weight, reverse.
+    tracks: Vec<(usize, i32, bool)>,
+    /// Who notify scripts run as.
+    notify_as: Option<RunAs>,
 }
 
 /// The XDP receive path's handles.
@@ -256,6 +262,8 @@ fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         announce_batches: 0,
         refresh_at: None,
         own: own_all,
+        tracks: Vec::new(),
+        notify_as: None,
     })
 }
 
@@ -304,6 +312,48 @@ impl Inst {
         let input =
             Input::Advert { src, priority: state.priority, interval: vrrp_common::Centis(state.interval_cs) };
         self.machine.handle(Micros(state.last_seen_ns / 1000), input, out);
+    }
+
+    /// keepalived's notify scripts for a new state: the state's own
+    /// (`notify_master`, ...) as written, and `notify` with
+    /// `INSTANCE NAME STATE PRIORITY` appended.
+    fn notify(&self, to: State) {
+        let n = &self.conf.notify;
+        let (own, word) = match to {
+            State::Master => (&n.master, "MASTER"),
+            State::Backup => (&n.backup, "BACKUP"),
+            State::Fault => (&n.fault, "FAULT"),
+            State::Init => (&n.stop, "STOP"),
+        };
+        if let Some(cmd) = own {
+            runner::spawn_notify(runner::argv(cmd), self.notify_as);
+        }
+        if let Some(cmd) = &n.any {
+            let mut argv = runner::argv(cmd);
+            argv.extend([
+                "INSTANCE".to_owned(),
+                self.conf.name.clone(),
+                word.to_owned(),
+                self.machine.priority().to_string(),
+            ]);
+            runner::spawn_notify(argv, self.notify_as);
+        }
+    }
+
+    /// The effective priority and fault the tracked scripts give.
+    fn health_input(&self, statuses: &[(String, Status)]) -> (u8, bool) {
+        let tracked: Vec<Tracked> = self
+            .tracks
+            .iter()
+            .filter_map(|(i, weight, reverse)| {
+                statuses.get(*i).map(|(_, s)| Tracked {
+                    weight: *weight,
+                    reverse: *reverse,
+                    health: s.health(),
+                })
+            })
+            .collect();
+        health::effective(self.conf.priority, &tracked)
     }
 
     fn next_deadline(&self) -> Option<Micros> {
@@ -394,6 +444,7 @@ async fn execute(inst: &mut Inst, now: Micros, actions: Vec<Action>, nl: &Handle
                     inst.announce_at = None;
                     inst.refresh_at = None;
                 }
+                inst.notify(to);
             }
         }
     }
@@ -425,9 +476,14 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         what: "timerfd",
         source,
     })?;
+    let (mut statuses, mut health_rx, _checks) = start_health(&cfg, &mut insts);
     let now = timer::now();
     for inst in &mut insts {
         let mut out = Vec::new();
+        // Scripts with init_fail count from the start.
+        let (p, fault) = inst.health_input(&statuses);
+        inst.machine.handle(now, Input::Priority(p), &mut out);
+        inst.machine.handle(now, Input::Fault(fault), &mut out);
         inst.machine.start(now, &mut out);
         execute(inst, now, out, &nl).await;
     }
@@ -480,6 +536,19 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
                 }
             }
             ev = next_events(&mut source) => events = ev,
+            Some((idx, ok)) = health_rx.recv() => {
+                let Some((name, status)) = statuses.get_mut(idx) else { continue };
+                let Some(h) = status.record(ok) else { continue };
+                log::info!("VRRP_Script({name}) {}", if h == Health::Good { "succeeded" } else { "failed" });
+                let now = timer::now();
+                for inst in insts.iter_mut().filter(|i| i.tracks.iter().any(|(t, _, _)| *t == idx)) {
+                    let (p, fault) = inst.health_input(&statuses);
+                    let mut out = Vec::new();
+                    inst.machine.handle(now, Input::Fault(fault), &mut out);
+                    inst.machine.handle(now, Input::Priority(p), &mut out);
+                    execute(inst, now, out, &nl).await;
+                }
+            }
         }
         for ev in &events {
             for inst in insts.iter_mut().filter(|i| i.owns(&ev.key)) {
@@ -609,4 +678,62 @@ fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
         rxs.push(fd);
     }
     Ok(Source::Sockets { rxs })
+}
+
+/// Script states, the channel their results come in on, and the tasks.
+type HealthParts = (
+    Vec<(String, Status)>,
+    tokio::sync::mpsc::UnboundedReceiver<runner::CheckResult>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
+/// Resolve who tracks which script, then start each tracked script's
+/// check loop (untracked scripts do not run, as in keepalived).
+fn start_health(cfg: &Config, insts: &mut [Inst]) -> HealthParts {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let statuses: Vec<(String, Status)> =
+        cfg.scripts.iter().map(|s| (s.name.clone(), Status::new(s.rise, s.fall, s.init_fail))).collect();
+    let notify_as = user::resolve(None, cfg.global.script_user.as_ref()).unwrap_or_else(|e| {
+        log::error!("{e}: notify scripts run as root");
+        None
+    });
+    let mut used = vec![false; cfg.scripts.len()];
+    for inst in insts.iter_mut() {
+        inst.notify_as = notify_as;
+        for t in &inst.conf.track_script {
+            if let Some(i) = cfg.scripts.iter().position(|s| s.name == t.name) {
+                let sc = &cfg.scripts[i];
+                inst.tracks.push((i, t.weight.unwrap_or(sc.weight), t.reverse || sc.reverse));
+                used[i] = true;
+            }
+        }
+    }
+    let mut tasks = Vec::new();
+    let mut warned = false;
+    for (i, sc) in cfg.scripts.iter().enumerate() {
+        if !used[i] {
+            continue;
+        }
+        let argv = runner::argv(&sc.script);
+        let run_as = match user::resolve(sc.user.as_ref(), cfg.global.script_user.as_ref()) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("VRRP_Script({}) disabled: {e}", sc.name);
+                continue;
+            }
+        };
+        if cfg.global.enable_script_security {
+            if let Some(why) = argv.first().and_then(|p| user::unsafe_reason(p)) {
+                log::error!("Unsafe permissions found for script '{}' - disabling ({why})", sc.script);
+                continue;
+            }
+        } else if run_as.is_none() && !warned {
+            log::warn!("SECURITY VIOLATION - scripts are being executed but script_security not enabled.");
+            warned = true;
+        }
+        let interval = std::time::Duration::from_secs(u64::from(sc.interval));
+        let timeout = std::time::Duration::from_secs(u64::from(sc.timeout.unwrap_or(sc.interval)));
+        tasks.push(runner::spawn_check(CheckSpec { index: i, argv, interval, timeout, run_as }, tx.clone()));
+    }
+    (statuses, rx, tasks)
 }

@@ -1,0 +1,156 @@
+//! A tracked script's good/bad state with keepalived's rise and fall, and
+//! the effective priority the tracked scripts give an instance. Pure: the
+//! runner feeds results in, the daemon reads states out.
+
+/// Where a script stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// No verdict yet: contributes no weight (keepalived's INIT).
+    Unknown,
+    /// `rise` consecutive successes.
+    Good,
+    /// `fall` consecutive failures (or `init_fail` before the first run).
+    Bad,
+}
+
+/// rise/fall bookkeeping for one script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    health: Health,
+    rise: u32,
+    fall: u32,
+    successes: u32,
+    failures: u32,
+}
+
+impl Status {
+    /// A script needing `rise` successes to be good and `fall` failures to
+    /// be bad; `init_fail` starts it bad.
+    pub fn new(rise: u32, fall: u32, init_fail: bool) -> Status {
+        Status {
+            health: if init_fail { Health::Bad } else { Health::Unknown },
+            rise: rise.max(1),
+            fall: fall.max(1),
+            successes: 0,
+            failures: 0,
+        }
+    }
+
+    /// Current health.
+    pub fn health(&self) -> Health {
+        self.health
+    }
+
+    /// Take one run's result; the new health if it changed.
+    pub fn record(&mut self, ok: bool) -> Option<Health> {
+        if ok {
+            self.successes = self.successes.saturating_add(1);
+            self.failures = 0;
+            if self.health != Health::Good && self.successes >= self.rise {
+                self.health = Health::Good;
+                return Some(Health::Good);
+            }
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            self.successes = 0;
+            if self.health != Health::Bad && self.failures >= self.fall {
+                self.health = Health::Bad;
+                return Some(Health::Bad);
+            }
+        }
+        None
+    }
+}
+
+/// One tracked script as an instance sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    /// Weight (the instance's `track_script` weight, else the script's).
+    pub weight: i32,
+    /// `reverse`: the weight applies the other way round.
+    pub reverse: bool,
+    /// The script's health.
+    pub health: Health,
+}
+
+/// keepalived's effective priority: the base, plus each positive weight
+/// whose script is good, plus each negative weight whose script is bad
+/// (`reverse` swaps good and bad), clamped to 1-254 (255 stays the owner's).
+/// A weight-0 script that is bad (good, with `reverse`) puts the instance
+/// in FAULT. Returns (priority, fault).
+pub fn effective(base: u8, tracked: &[Tracked]) -> (u8, bool) {
+    if base == 255 {
+        let fault = tracked.iter().any(|t| t.weight == 0 && faulty(t));
+        return (255, fault);
+    }
+    let mut p = i32::from(base);
+    let mut fault = false;
+    for t in tracked {
+        let (good, bad) = match (t.health, t.reverse) {
+            (Health::Unknown, _) => (false, false),
+            (Health::Good, false) | (Health::Bad, true) => (true, false),
+            (Health::Bad, false) | (Health::Good, true) => (false, true),
+        };
+        if t.weight == 0 {
+            fault |= faulty(t);
+        } else if t.weight > 0 && good {
+            p += t.weight;
+        } else if t.weight < 0 && bad {
+            p += t.weight;
+        }
+    }
+    (p.clamp(1, 254) as u8, fault)
+}
+
+fn faulty(t: &Tracked) -> bool {
+    matches!((t.health, t.reverse), (Health::Bad, false) | (Health::Good, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(weight: i32, health: Health) -> Tracked {
+        Tracked { weight, reverse: false, health }
+    }
+
+    #[test]
+    fn rise_and_fall_need_consecutive_results() {
+        let mut s = Status::new(2, 3, false);
+        assert_eq!(s.health(), Health::Unknown);
+        assert_eq!(s.record(true), None);
+        assert_eq!(s.record(true), Some(Health::Good));
+        assert_eq!(s.record(false), None);
+        assert_eq!(s.record(true), None, "a success resets the failure count");
+        assert_eq!((s.record(false), s.record(false)), (None, None));
+        assert_eq!(s.record(false), Some(Health::Bad));
+        assert_eq!(Status::new(1, 1, true).health(), Health::Bad);
+    }
+
+    #[test]
+    fn the_tutorials_priority_tables() {
+        // Two nodes: base 50 and 1, check_nginx weight 100.
+        assert_eq!(effective(50, &[t(100, Health::Unknown)]), (50, false));
+        assert_eq!(effective(50, &[t(100, Health::Good)]), (150, false));
+        assert_eq!(effective(1, &[t(100, Health::Good)]), (101, false));
+        assert_eq!(effective(50, &[t(100, Health::Bad)]), (50, false));
+        // Three nodes: 50, 1, 2 -> 150, 101, 102.
+        assert_eq!(effective(2, &[t(100, Health::Good)]), (102, false));
+    }
+
+    #[test]
+    fn negative_weights_reverse_and_fault() {
+        assert_eq!(effective(150, &[t(-100, Health::Good)]), (150, false));
+        assert_eq!(effective(150, &[t(-100, Health::Bad)]), (50, false));
+        let rev = Tracked { weight: 100, reverse: true, health: Health::Bad };
+        assert_eq!(effective(50, &[rev]), (150, false));
+        assert_eq!(effective(100, &[t(0, Health::Bad)]), (100, true));
+        assert_eq!(effective(100, &[t(0, Health::Unknown)]), (100, false));
+        let rev0 = Tracked { weight: 0, reverse: true, health: Health::Good };
+        assert_eq!(effective(100, &[rev0]), (100, true));
+        // Clamped, and the owner keeps 255.
+        assert_eq!(effective(200, &[t(100, Health::Good)]), (254, false));
+        assert_eq!(effective(10, &[t(-100, Health::Bad)]), (1, false));
+        assert_eq!(effective(255, &[t(-100, Health::Bad)]), (255, false));
+    }
+}
