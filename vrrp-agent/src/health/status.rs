@@ -93,9 +93,7 @@ pub fn effective(base: u8, tracked: &[Tracked]) -> (u8, bool) {
         };
         if t.weight == 0 {
             fault |= faulty(t);
-        } else if t.weight > 0 && good {
-            p += t.weight;
-        } else if t.weight < 0 && bad {
+        } else if (t.weight > 0 && good) || (t.weight < 0 && bad) {
             p += t.weight;
         }
     }
