@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -70,7 +70,7 @@ fn check_script(seg: &Segment) -> Result<PathBuf> {
     Ok(p)
 }
 
-fn conf(priority: u8, check: &PathBuf, notify: Option<&PathBuf>) -> String {
+fn conf(priority: u8, check: &Path, notify: Option<&Path>) -> String {
     let notify = notify.map(|n| format!("  notify {}\n", n.display())).unwrap_or_default();
     format!(
         "vrrp_script check_nginx {{\n  script \"{}\"\n  interval 1\n  weight 100\n}}\n\
@@ -99,7 +99,7 @@ fn two_nodes_the_vip_follows_the_healthy_service() -> Result<()> {
     std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755))?;
     let mut s1 = Service::start(&seg, 0)?;
     let _s2 = Service::start(&seg, 1)?;
-    let a = seg.agent(0, &conf(50, &check, Some(&notify)), &[])?;
+    let a = seg.agent(0, &conf(50, &check, Some(notify.as_path())), &[])?;
     let b = seg.agent(1, &conf(1, &check, None), &[])?;
 
     // 1-2: healthy everywhere: 150 and 101, node 1 is master.
