@@ -152,3 +152,38 @@ fn three_nodes_follow_the_tutorials_table() -> Result<()> {
     seg.wait_holders(VIP, &[1], move_limit(101))?;
     Ok(())
 }
+
+#[test]
+fn a_tracked_interface_down_is_fault_and_up_again_is_backup() -> Result<()> {
+    if !require_root("a_tracked_interface_down_is_fault_and_up_again_is_backup") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
+    // A second link on node 1 to track: a veth pair inside its namespace.
+    let ns = &seg.nodes[0].ns;
+    ns.ip(&["link", "add", "trk0", "type", "veth", "peer", "name", "trk1"])?;
+    ns.ip(&["link", "set", "trk0", "up"])?;
+    ns.ip(&["link", "set", "trk1", "up"])?;
+    let conf = |priority: u8, track: bool| {
+        let track = if track { "  track_interface {\n    trk0\n  }\n" } else { "" };
+        format!(
+            "vrrp_instance VI_1 {{\n  interface eth0\n  virtual_router_id 55\n  priority {priority}\n  advert_int 1\n{track}  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+        )
+    };
+    let a = seg.agent(0, &conf(150, true), &[])?;
+    let _b = seg.agent(1, &conf(100, false), &[])?;
+    seg.wait_holders(VIP, &[0], move_limit(150))?;
+
+    ns.ip(&["link", "set", "trk0", "down"])?;
+    a.wait_for_line_once("Netlink reports trk0 down", Duration::from_secs(2))?;
+    a.wait_for_line_once("(VI_1) Entering FAULT STATE", Duration::from_secs(2))?;
+    // FAULT resigns with priority 0: node 2 takes over after its Skew_Time.
+    seg.wait_holders(VIP, &[1], Duration::from_millis(610) + Duration::from_secs(1))?;
+
+    ns.ip(&["link", "set", "trk0", "up"])?;
+    a.wait_for_line_once("Netlink reports trk0 up", Duration::from_secs(2))?;
+    a.wait_for_line_once("(VI_1) Entering BACKUP STATE", Duration::from_secs(2))?;
+    // Back in the election with the higher priority: it preempts.
+    seg.wait_holders(VIP, &[0], move_limit(150))?;
+    Ok(())
+}

@@ -1,4 +1,5 @@
 pub mod announce;
+pub mod link;
 pub mod run;
 pub mod timer;
 pub mod tx;

@@ -26,6 +26,7 @@ use vrrp_common::rx::Expect;
 use vrrp_common::wire::{Auth, Family};
 
 use super::announce::Announcer;
+use super::link::{self, LinkEvents};
 use super::timer::{self, Deadline};
 use super::tx::{AdvertSpec, Sender};
 use super::vips::ManagedVip;
@@ -129,6 +130,9 @@ struct Inst {
     tracks: Vec<(usize, i32, bool)>,
     /// Who notify scripts run as.
     notify_as: Option<RunAs>,
+    /// Tracked interfaces: index, name, weight (0: FAULT when down). The
+    /// instance's own interface is always among them.
+    track_ifs: Vec<(u32, String, i32)>,
 }
 
 /// The XDP receive path's handles.
@@ -235,6 +239,13 @@ fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         };
         vips.push(ManagedVip::new(v.clone(), idx));
     }
+    let mut track_ifs = vec![(ifindex, conf.interface.clone(), 0)];
+    for t in &conf.track_interface {
+        let idx = nix::net::if_::if_nametoindex(t.name.as_str()).map_err(|source| {
+            DaemonError::NoInterface { instance: conf.name.clone(), iface: t.name.clone(), source }
+        })?;
+        track_ifs.push((idx, t.name.clone(), t.weight.unwrap_or(0)));
+    }
     let announcer = Announcer::new(&conf.interface, ifindex).map_err(io("announcement sockets"))?;
     let mut own_all = own.clone();
     if !own_all.contains(&src) {
@@ -264,6 +275,7 @@ fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         own: own_all,
         tracks: Vec::new(),
         notify_as: None,
+        track_ifs,
     })
 }
 
@@ -340,19 +352,18 @@ impl Inst {
         }
     }
 
-    /// The effective priority and fault the tracked scripts give.
-    fn health_input(&self, statuses: &[(String, Status)]) -> (u8, bool) {
-        let tracked: Vec<Tracked> = self
-            .tracks
-            .iter()
-            .filter_map(|(i, weight, reverse)| {
-                statuses.get(*i).map(|(_, s)| Tracked {
-                    weight: *weight,
-                    reverse: *reverse,
-                    health: s.health(),
-                })
-            })
-            .collect();
+    /// The effective priority and fault the tracked scripts and
+    /// interfaces give.
+    fn health_input(&self, statuses: &[(String, Status)], links: &HashMap<u32, bool>) -> (u8, bool) {
+        let scripts = self.tracks.iter().filter_map(|(i, weight, reverse)| {
+            statuses.get(*i).map(|(_, s)| Tracked { weight: *weight, reverse: *reverse, health: s.health() })
+        });
+        let ifs = self.track_ifs.iter().map(|(idx, _, weight)| Tracked {
+            weight: *weight,
+            reverse: false,
+            health: if links.get(idx).copied().unwrap_or(true) { Health::Good } else { Health::Bad },
+        });
+        let tracked: Vec<Tracked> = scripts.chain(ifs).collect();
         health::effective(self.conf.priority, &tracked)
     }
 
@@ -477,11 +488,25 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         source,
     })?;
     let (mut statuses, mut health_rx, _checks) = start_health(&cfg, &mut insts);
+    let mut links: HashMap<u32, bool> = HashMap::new();
+    for inst in &insts {
+        for (idx, name, _) in &inst.track_ifs {
+            links.insert(*idx, link::is_up(name));
+        }
+    }
+    let mut link_events = LinkEvents::subscribe().map_err(|source| DaemonError::Io {
+        instance: "-".into(),
+        what: "netlink link events",
+        source,
+    })?;
     let now = timer::now();
     for inst in &mut insts {
         let mut out = Vec::new();
         // Scripts with init_fail count from the start.
-        let (p, fault) = inst.health_input(&statuses);
+        let (p, fault) = inst.health_input(&statuses, &links);
+        if fault {
+            log::info!("({}) a tracked interface or script is down: starting in FAULT", inst.conf.name);
+        }
         inst.machine.handle(now, Input::Priority(p), &mut out);
         inst.machine.handle(now, Input::Fault(fault), &mut out);
         inst.machine.start(now, &mut out);
@@ -536,13 +561,30 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
                 }
             }
             ev = next_events(&mut source) => events = ev,
+            Some((ifindex, up)) = link_events.next() => {
+                if links.get(&ifindex).is_none_or(|was| *was == up) {
+                    continue;
+                }
+                links.insert(ifindex, up);
+                let now = timer::now();
+                for inst in insts.iter_mut().filter(|i| i.track_ifs.iter().any(|(t, _, _)| *t == ifindex)) {
+                    if let Some((_, name, _)) = inst.track_ifs.iter().find(|(t, _, _)| *t == ifindex) {
+                        log::info!("Netlink reports {name} {}", if up { "up" } else { "down" });
+                    }
+                    let (p, fault) = inst.health_input(&statuses, &links);
+                    let mut out = Vec::new();
+                    inst.machine.handle(now, Input::Fault(fault), &mut out);
+                    inst.machine.handle(now, Input::Priority(p), &mut out);
+                    execute(inst, now, out, &nl).await;
+                }
+            }
             Some((idx, ok)) = health_rx.recv() => {
                 let Some((name, status)) = statuses.get_mut(idx) else { continue };
                 let Some(h) = status.record(ok) else { continue };
                 log::info!("VRRP_Script({name}) {}", if h == Health::Good { "succeeded" } else { "failed" });
                 let now = timer::now();
                 for inst in insts.iter_mut().filter(|i| i.tracks.iter().any(|(t, _, _)| *t == idx)) {
-                    let (p, fault) = inst.health_input(&statuses);
+                    let (p, fault) = inst.health_input(&statuses, &links);
                     let mut out = Vec::new();
                     inst.machine.handle(now, Input::Fault(fault), &mut out);
                     inst.machine.handle(now, Input::Priority(p), &mut out);
