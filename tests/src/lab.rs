@@ -73,14 +73,20 @@ impl Segment {
     /// Start vrrp-agent on node `i` with the configuration `conf` and
     /// extra arguments; waits until it has entered its first state.
     pub fn agent(&self, i: usize, conf: &str, extra: &[&str]) -> Result<Process> {
+        self.agent_named(i, conf, extra).map(|(p, _)| p)
+    }
+
+    /// As `agent`, also returning the agent's `--name` (for its status).
+    pub fn agent_named(&self, i: usize, conf: &str, extra: &[&str]) -> Result<(Process, String)> {
         let path = self.file(&format!("agent{i}-{}.conf", netns::unique("")), conf)?;
         let bin = agent_bin()?;
+        let name = netns::unique("t");
         let mut cmd = self.nodes[i].ns.command(bin.to_str().context("agent path")?);
-        cmd.arg("run").arg("-f").arg(&path).args(["--name", &netns::unique("t")]).args(extra);
+        cmd.arg("run").arg("-f").arg(&path).args(["--name", &name]).args(extra);
         let mut p =
             Process::spawn(&format!("agent{i}"), &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
         p.wait_for_line("Entering", Duration::from_secs(15))?;
-        Ok(p)
+        Ok((p, name))
     }
 
     /// Start keepalived (Debian's) on node `i` with `conf`.

@@ -81,6 +81,44 @@ fn conf(priority: u8, check: &Path, notify: Option<&Path>) -> String {
     )
 }
 
+/// Each agent's (state, effective priority), from its own status file.
+fn states(names: &[String]) -> Result<Vec<(String, u8)>> {
+    names
+        .iter()
+        .map(|n| {
+            let st = vrrp_agent::daemon::status::read(n)?;
+            let i = st.instances.first().ok_or_else(|| anyhow::anyhow!("no instance in {n}'s status"))?;
+            Ok((i.state.clone(), i.effective_priority))
+        })
+        .collect()
+}
+
+/// Wait until the agents report `want` and exactly `holder` holds the VIP.
+fn expect_step(
+    seg: &Segment,
+    names: &[String],
+    want: &[(&str, u8)],
+    holder: usize,
+    limit: Duration,
+) -> Result<()> {
+    let want: Vec<(String, u8)> = want.iter().map(|(s, p)| ((*s).to_owned(), *p)).collect();
+    let start = std::time::Instant::now();
+    loop {
+        let got = states(names).unwrap_or_default();
+        if got == want && seg.holders(VIP)? == [holder] {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            anyhow::bail!(
+                "wanted {want:?} with node {} holding {VIP}; agents report {got:?}, holders {:?}",
+                holder + 1,
+                seg.holders(VIP)?
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Master_Down_Interval at 1 s for `priority`, plus a check interval and
 /// a margin for a busy machine.
 fn move_limit(priority: u64) -> Duration {
@@ -99,26 +137,47 @@ fn two_nodes_the_vip_follows_the_healthy_service() -> Result<()> {
     std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755))?;
     let mut s1 = Service::start(&seg, 0)?;
     let _s2 = Service::start(&seg, 1)?;
-    let a = seg.agent(0, &conf(50, &check, Some(notify.as_path())), &[])?;
-    let b = seg.agent(1, &conf(1, &check, None), &[])?;
+    let (a, n1) = seg.agent_named(0, &conf(50, &check, Some(notify.as_path())), &[])?;
+    let (b, n2) = seg.agent_named(1, &conf(1, &check, None), &[])?;
+    let names = [n1, n2];
 
-    // 1-2: healthy everywhere: 150 and 101, node 1 is master.
+    // Both healthy: 150 and 101, node 1 is master.
     a.wait_for_line_once("VRRP_Script(check_nginx) succeeded", Duration::from_secs(5))?;
     a.wait_for_line_once("(VI_1) Changing effective priority from 50 to 150", Duration::from_secs(5))?;
     b.wait_for_line_once("(VI_1) Changing effective priority from 1 to 101", Duration::from_secs(5))?;
-    seg.wait_holders(VIP, &[0], move_limit(150))?;
-    vrrp_tests::process::wait_until(Duration::from_secs(5), || {
-        Ok(std::fs::read_to_string(&log)?.contains("INSTANCE VI_1 MASTER 150"))
-    })?;
+    expect_step(&seg, &names, &[("MASTER", 150), ("BACKUP", 101)], 0, move_limit(150))?;
 
-    // 3: node 1's service fails: 50 against 101, node 2 takes over.
+    // Node 1's service fails: 50 against 101, node 2 takes over.
     s1.stop();
     a.wait_for_line_once("VRRP_Script(check_nginx) failed", Duration::from_secs(5))?;
     a.wait_for_line_once("(VI_1) Changing effective priority from 150 to 50", Duration::from_secs(1))?;
-    seg.wait_holders(VIP, &[1], move_limit(101))?;
+    expect_step(&seg, &names, &[("BACKUP", 50), ("MASTER", 101)], 1, move_limit(101))?;
+
+    // Restored: 150 again, node 1 preempts back.
+    let _s1 = Service::start(&seg, 0)?;
+    expect_step(
+        &seg,
+        &names,
+        &[("MASTER", 150), ("BACKUP", 101)],
+        0,
+        move_limit(150) + Duration::from_secs(1),
+    )?;
+
+    // `notify` got INSTANCE NAME STATE PRIORITY for every transition, in order.
     vrrp_tests::process::wait_until(Duration::from_secs(5), || {
-        Ok(std::fs::read_to_string(&log)?.contains("INSTANCE VI_1 BACKUP 50"))
+        Ok(std::fs::read_to_string(&log)?.lines().count() >= 4)
     })?;
+    let lines: Vec<String> = std::fs::read_to_string(&log)?.lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            "INSTANCE VI_1 BACKUP 50",
+            "INSTANCE VI_1 MASTER 150",
+            "INSTANCE VI_1 BACKUP 50",
+            "INSTANCE VI_1 MASTER 150"
+        ],
+        "notify calls"
+    );
     Ok(())
 }
 
@@ -133,23 +192,37 @@ fn three_nodes_follow_the_tutorials_table() -> Result<()> {
     for i in 0..3 {
         services.push(Service::start(&seg, i)?);
     }
-    let a = seg.agent(0, &conf(50, &check, None), &[])?;
-    let b = seg.agent(1, &conf(1, &check, None), &[])?;
-    let c = seg.agent(2, &conf(2, &check, None), &[])?;
-    // 2: 150, 101, 102: node 1.
-    for (agent, line) in [(&a, "from 50 to 150"), (&b, "from 1 to 101"), (&c, "from 2 to 102")] {
-        agent.wait_for_line_once(
-            &format!("(VI_1) Changing effective priority {line}"),
-            Duration::from_secs(5),
-        )?;
+    let mut agents = Vec::new();
+    let mut names = Vec::new();
+    for (i, p) in [50, 1, 2].into_iter().enumerate() {
+        let (a, n) = seg.agent_named(i, &conf(p, &check, None), &[])?;
+        agents.push(a);
+        names.push(n);
     }
-    seg.wait_holders(VIP, &[0], move_limit(150))?;
-    // 3: node 1 fails: 50, 101, 102: node 3.
+    // 1. Before the first check: 50, 1, 2; node 1 is master.
+    // 2. Healthy everywhere: 150, 101, 102; node 1.
+    expect_step(&seg, &names, &[("MASTER", 150), ("BACKUP", 101), ("BACKUP", 102)], 0, move_limit(150))?;
+    // 3. Node 1's service fails: 50, 101, 102; node 3.
     services[0].stop();
-    seg.wait_holders(VIP, &[2], move_limit(102))?;
-    // 4: node 3 fails too: 50, 101, 2: node 2.
+    expect_step(
+        &seg,
+        &names,
+        &[("BACKUP", 50), ("BACKUP", 101), ("MASTER", 102)],
+        2,
+        move_limit(102) + Duration::from_secs(1),
+    )?;
+    // 4. Node 3's service fails too: 50, 101, 2; node 2.
     services[2].stop();
-    seg.wait_holders(VIP, &[1], move_limit(101))?;
+    expect_step(
+        &seg,
+        &names,
+        &[("BACKUP", 50), ("MASTER", 101), ("BACKUP", 2)],
+        1,
+        move_limit(101) + Duration::from_secs(1),
+    )?;
+    for (i, a) in agents.iter().enumerate() {
+        eprintln!("--- node {} log\n{}", i + 1, a.lines().join("\n"));
+    }
     Ok(())
 }
 
@@ -185,5 +258,38 @@ fn a_tracked_interface_down_is_fault_and_up_again_is_backup() -> Result<()> {
     a.wait_for_line_once("(VI_1) Entering BACKUP STATE", Duration::from_secs(2))?;
     // Back in the election with the higher priority: it preempts.
     seg.wait_holders(VIP, &[0], move_limit(150))?;
+    Ok(())
+}
+
+#[test]
+fn the_masters_own_link_down_is_fault_and_up_again_is_backup() -> Result<()> {
+    if !require_root("the_masters_own_link_down_is_fault_and_up_again_is_backup") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
+    let conf = |priority: u8| {
+        format!(
+            "vrrp_instance VI_1 {{\n  interface eth0\n  virtual_router_id 55\n  priority {priority}\n  advert_int 1\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+        )
+    };
+    let (a, n1) = seg.agent_named(0, &conf(150), &[])?;
+    let (_b, n2) = seg.agent_named(1, &conf(100), &[])?;
+    let names = [n1, n2];
+    expect_step(&seg, &names, &[("MASTER", 150), ("BACKUP", 100)], 0, move_limit(150))?;
+    let ns = &seg.nodes[0].ns;
+    ns.ip(&["link", "set", "eth0", "down"])?;
+    a.wait_for_line_once("Netlink reports eth0 down", Duration::from_secs(2))?;
+    // Its priority-0 advert cannot leave a down link: node 2 takes over
+    // when its Master_Down_Interval runs out.
+    expect_step(&seg, &names, &[("FAULT", 150), ("MASTER", 100)], 1, move_limit(100))?;
+    ns.ip(&["link", "set", "eth0", "up"])?;
+    a.wait_for_line_once("Netlink reports eth0 up", Duration::from_secs(5))?;
+    expect_step(
+        &seg,
+        &names,
+        &[("MASTER", 150), ("BACKUP", 100)],
+        0,
+        move_limit(150) + Duration::from_secs(2),
+    )?;
     Ok(())
 }

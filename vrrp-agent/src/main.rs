@@ -24,6 +24,8 @@ enum Command {
     /// Print the verdict counters and peers a running `watch` pinned, one
     /// `key=value` record per line.
     Stats(StatsArgs),
+    /// Print a running agent's instances: state, priorities, counters.
+    Status(cli::status::StatusArgs),
     /// Run the VRRP instances of a keepalived.conf, in the foreground, until
     /// SIGTERM or SIGINT (then resign as master and remove the VIPs).
     Run(cli::run::RunArgs),
@@ -60,6 +62,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Stats(args) => cli::stats::run(&args),
+        Command::Status(args) => cli::status::run(&args),
         Command::Run(args) => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(cli::run::run(args, shutdown_signal()))

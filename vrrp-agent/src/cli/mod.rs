@@ -3,6 +3,7 @@
 pub mod check;
 pub mod run;
 pub mod stats;
+pub mod status;
 pub mod watch;
 
 use std::collections::BTreeMap;

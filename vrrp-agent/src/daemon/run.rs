@@ -27,6 +27,7 @@ use vrrp_common::wire::{Auth, Family};
 
 use super::announce::Announcer;
 use super::link::{self, LinkEvents};
+use super::status::{self, AgentStatus, InstanceStatus, Stats};
 use super::timer::{self, Deadline};
 use super::tx::{AdvertSpec, Sender};
 use super::vips::ManagedVip;
@@ -133,6 +134,10 @@ struct Inst {
     /// Tracked interfaces: index, name, weight (0: FAULT when down). The
     /// instance's own interface is always among them.
     track_ifs: Vec<(u32, String, i32)>,
+    /// Counters for the status file.
+    stats: Stats,
+    /// Unix time of the last transition.
+    last_transition: f64,
 }
 
 /// The XDP receive path's handles.
@@ -276,7 +281,13 @@ fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         tracks: Vec::new(),
         notify_as: None,
         track_ifs,
+        stats: Stats::default(),
+        last_transition: unix_now(),
     })
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl Inst {
@@ -367,6 +378,22 @@ impl Inst {
         health::effective(self.conf.priority, &tracked)
     }
 
+    fn status(&self) -> InstanceStatus {
+        InstanceStatus {
+            iname: self.conf.name.clone(),
+            state: self.machine.state().to_string(),
+            interface: self.conf.interface.clone(),
+            vrid: self.conf.vrid,
+            base_priority: self.conf.priority,
+            effective_priority: self.machine.priority(),
+            adver_int: self.conf.advert_int.0,
+            master_adver_int: self.machine.master_adver_int().0,
+            vips: self.conf.vips.iter().map(|v| format!("{}/{}", v.addr, v.prefix)).collect(),
+            last_transition: self.last_transition,
+            stats: self.stats.clone(),
+        }
+    }
+
     fn next_deadline(&self) -> Option<Micros> {
         [self.machine.poll_timeout(), self.announce_at, self.refresh_at].into_iter().flatten().min()
     }
@@ -411,6 +438,10 @@ async fn execute(inst: &mut Inst, now: Micros, actions: Vec<Action>, nl: &Handle
         match a {
             Action::Log(note) => log::info!("({name}) {note}"),
             Action::SendAdvert { priority } => {
+                inst.stats.advert_sent += 1;
+                if priority == 0 {
+                    inst.stats.pri_zero_sent += 1;
+                }
                 for (dst, r) in inst.sender.send(priority) {
                     if let Err(e) = r {
                         log::warn!("({name}) cannot send advert to {dst}: {e}");
@@ -451,6 +482,12 @@ async fn execute(inst: &mut Inst, now: Micros, actions: Vec<Action>, nl: &Handle
             }
             Action::Transition { from, to } => {
                 log::debug!("({name}) {from} -> {to}");
+                inst.last_transition = unix_now();
+                if to == State::Master {
+                    inst.stats.become_master += 1;
+                } else if from == State::Master {
+                    inst.stats.release_master += 1;
+                }
                 if to != State::Master {
                     inst.announce_at = None;
                     inst.refresh_at = None;
@@ -512,8 +549,26 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         inst.machine.start(now, &mut out);
         execute(inst, now, out, &nl).await;
     }
+    let receive = if matches!(source, Source::Xdp(_)) { "xdp" } else { "socket" };
+    let mut written: Option<Vec<InstanceStatus>> = None;
     tokio::pin!(shutdown);
     loop {
+        // The status file follows every change of state or priority.
+        let now_status: Vec<InstanceStatus> = insts.iter().map(Inst::status).collect();
+        let key = |v: &[InstanceStatus]| {
+            v.iter().map(|i| (i.state.clone(), i.effective_priority)).collect::<Vec<_>>()
+        };
+        if written.as_deref().is_none_or(|w| key(w) != key(&now_status)) {
+            let st = AgentStatus {
+                pid: std::process::id(),
+                receive: receive.into(),
+                instances: now_status.clone(),
+            };
+            if let Err(e) = status::write(&opts.name, &st) {
+                log::warn!("writing {}: {e}", status::path(&opts.name).display());
+            }
+            written = Some(now_status);
+        }
         let next = insts.iter().filter_map(Inst::next_deadline).min();
         if let Err(e) = deadline.set(next) {
             log::error!("arming the timer: {e}");
@@ -615,6 +670,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             }
         }
     }
+    status::remove(&opts.name);
     log::info!("Stopped");
     drop(source);
     Ok(())

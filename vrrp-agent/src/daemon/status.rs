@@ -1,0 +1,87 @@
+//! The agent's status, as a JSON file replaced atomically on every change
+//! (`/run/vrrp-agent/<name>.json`): what `vrrp-agent status` prints and
+//! what monitoring reads, without signals and without racy dumps. Field
+//! names follow keepalived's JSON dump where it has one.
+
+use std::io;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::instance_lock::LOCK_DIR;
+
+/// Counters of one instance (keepalived's `stats` names).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Adverts sent.
+    pub advert_sent: u64,
+    /// Transitions into MASTER.
+    pub become_master: u64,
+    /// Transitions out of MASTER.
+    pub release_master: u64,
+    /// Priority-0 adverts sent.
+    pub pri_zero_sent: u64,
+}
+
+/// One instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// Instance name.
+    pub iname: String,
+    /// MASTER, BACKUP, FAULT or INIT.
+    pub state: String,
+    /// Interface.
+    pub interface: String,
+    /// VRID.
+    pub vrid: u8,
+    /// Configured priority.
+    pub base_priority: u8,
+    /// Priority after tracking.
+    pub effective_priority: u8,
+    /// Our advert interval, centiseconds.
+    pub adver_int: u16,
+    /// The master's, centiseconds (v3 learns it).
+    pub master_adver_int: u16,
+    /// Virtual addresses (CIDR).
+    pub vips: Vec<String>,
+    /// Unix time of the last state change, seconds.
+    pub last_transition: f64,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// The whole agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// Process id.
+    pub pid: u32,
+    /// Receive path: "xdp" or "socket".
+    pub receive: String,
+    /// Instances, in configuration order.
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// Where agent `name` writes its status.
+pub fn path(name: &str) -> PathBuf {
+    PathBuf::from(LOCK_DIR).join(format!("{name}.json"))
+}
+
+/// Replace the file atomically (write a temporary, rename over).
+pub fn write(name: &str, status: &AgentStatus) -> io::Result<()> {
+    let p = path(name);
+    let tmp = p.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(status).map_err(io::Error::other)?;
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, &p)
+}
+
+/// Read agent `name`'s status.
+pub fn read(name: &str) -> io::Result<AgentStatus> {
+    let text = std::fs::read(path(name))?;
+    serde_json::from_slice(&text).map_err(io::Error::other)
+}
+
+/// Remove the file (clean exit).
+pub fn remove(name: &str) {
+    let _ = std::fs::remove_file(path(name));
+}
