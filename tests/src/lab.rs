@@ -78,15 +78,21 @@ impl Segment {
 
     /// As `agent`, also returning the agent's `--name` (for its status).
     pub fn agent_named(&self, i: usize, conf: &str, extra: &[&str]) -> Result<(Process, String)> {
+        let name = netns::unique("t");
+        let p = self.agent_as(i, conf, &name, extra)?;
+        Ok((p, name))
+    }
+
+    /// As `agent`, with the given `--name` (to restart "the same" agent).
+    pub fn agent_as(&self, i: usize, conf: &str, name: &str, extra: &[&str]) -> Result<Process> {
         let path = self.file(&format!("agent{i}-{}.conf", netns::unique("")), conf)?;
         let bin = agent_bin()?;
-        let name = netns::unique("t");
         let mut cmd = self.nodes[i].ns.command(bin.to_str().context("agent path")?);
-        cmd.arg("run").arg("-f").arg(&path).args(["--name", &name]).args(extra);
+        cmd.arg("run").arg("-f").arg(&path).args(["--name", name]).args(extra);
         let mut p =
             Process::spawn(&format!("agent{i}"), &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
         p.wait_for_line("Entering", Duration::from_secs(15))?;
-        Ok((p, name))
+        Ok(p)
     }
 
     /// Start keepalived (Debian's) on node `i` with `conf`.

@@ -120,7 +120,7 @@ fn a_killed_master_is_replaced_within_master_down_interval() -> Result<()> {
         return Ok(());
     }
     let seg = pair()?;
-    let a = seg.agent(0, &node1().text(), &[])?;
+    let (a, name) = seg.agent_named(0, &node1().text(), &[])?;
     let _b = seg.agent(1, &node2().text(), &[])?;
     let (_, mdi1) = v2_times(150);
     seg.wait_holders(VIP, &[0], mdi1 + MARGIN)?;
@@ -130,6 +130,17 @@ fn a_killed_master_is_replaced_within_master_down_interval() -> Result<()> {
     let (_, mdi2) = v2_times(100);
     let took = seg.wait_holders(VIP, &[0, 1], mdi2 + MARGIN)?;
     eprintln!("crash failover: {took:?} (Master_Down_Interval {mdi2:?})");
+    drop(a);
+    // The next run of that agent takes the stale copy back at once, before
+    // it even starts its election.
+    let again = seg.agent_as(0, &node1().text(), &name, &[])?;
+    assert!(
+        again.lines().iter().any(|l| l.contains("removed 192.0.2.130/24, left by an earlier run")),
+        "{:#?}",
+        again.lines()
+    );
+    assert_eq!(seg.holders(VIP)?, vec![1]);
+    seg.wait_holders(VIP, &[0], mdi1 + MARGIN)?;
     Ok(())
 }
 

@@ -106,6 +106,7 @@ pub struct Datapath {
     ebpf: Ebpf,
     pins: Vec<PathBuf>,
     attached: Vec<(String, u32)>,
+    modes: Vec<AttachMode>,
 }
 
 /// One row of `VRRP_PEERS`.
@@ -143,7 +144,7 @@ impl Datapath {
                 return Err(DatapathError::Missing { what: "map", name });
             }
         }
-        Ok(Datapath { ebpf, pins: Vec::new(), attached: Vec::new() })
+        Ok(Datapath { ebpf, pins: Vec::new(), attached: Vec::new(), modes: Vec::new() })
     }
 
     /// Attach the program to `iface`. Refuses (EBUSY from the kernel) when
@@ -160,11 +161,23 @@ impl Datapath {
             .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
             .try_into()
             .map_err(|source| DatapathError::Program { action: "attaching", iface: iface.into(), source })?;
-        prog.attach_to_if_index(ifindex, mode.into()).map_err(|source| DatapathError::Program {
-            action: "attaching",
-            iface: iface.into(),
-            source,
-        })?;
+        let err = |source| DatapathError::Program { action: "attaching", iface: iface.into(), source };
+        let used = match mode {
+            // Native where the driver has it, else generic; the log says which.
+            AttachMode::Auto => match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
+                Ok(_) => AttachMode::Native,
+                Err(native) => {
+                    log::debug!("native XDP on {iface} refused ({native}); trying generic");
+                    prog.attach_to_if_index(ifindex, XdpMode::Skb).map_err(err)?;
+                    AttachMode::Generic
+                }
+            },
+            m => {
+                prog.attach_to_if_index(ifindex, m.into()).map_err(err)?;
+                m
+            }
+        };
+        self.modes.push(used);
         self.attached.push((iface.to_owned(), ifindex));
         Ok(ifindex)
     }
@@ -172,6 +185,11 @@ impl Datapath {
     /// Interfaces the program is attached to, with their indexes.
     pub fn attached(&self) -> &[(String, u32)] {
         &self.attached
+    }
+
+    /// The mode each attachment got, in `attached` order.
+    pub fn modes(&self) -> &[AttachMode] {
+        &self.modes
     }
 
     /// Pin the maps as `dir/VRRP_PEERS` and `dir/VRRP_COUNTERS` (on a

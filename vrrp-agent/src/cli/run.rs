@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// Load the XDP object from this file instead of the embedded one.
     #[arg(long)]
     ebpf_object: Option<PathBuf>,
+    /// Let valid adverts continue up the stack after XDP has recorded
+    /// them, to see them in tcpdump while debugging.
+    #[arg(long)]
+    pass_up: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -80,6 +84,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         pin_root: args.pin_root,
         no_pin: args.no_pin,
         ebpf_object: args.ebpf_object,
+        pass_up: args.pass_up,
     };
     daemon::run(cfg, opts, shutdown).await?;
     Ok(())

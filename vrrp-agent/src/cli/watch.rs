@@ -183,8 +183,9 @@ fn start_xdp(args: &WatchArgs, opts: &Options) -> Result<Datapath> {
         for vrid in &args.vrids {
             dp.configure(ifindex, opts.family, *vrid, &expect, args.pass_up)?;
         }
+        let used = if dp.modes().last() == Some(&AttachMode::Generic) { "generic" } else { "native" };
         log::info!(
-            "XDP program attached to {iface} (ifindex {ifindex}), accepting VRID {:?} v{} from {}",
+            "XDP program attached to {iface} (ifindex {ifindex}, {used} mode), accepting VRID {:?} v{} from {}",
             args.vrids,
             args.version,
             if i.peers.is_empty() { "any sender".to_owned() } else { format!("{:?}", i.peers) }

@@ -64,6 +64,8 @@ pub struct Options {
     pub no_pin: bool,
     /// XDP object to load instead of the embedded one.
     pub ebpf_object: Option<PathBuf>,
+    /// Pass valid adverts up the stack (tcpdump) instead of consuming them.
+    pub pass_up: bool,
 }
 
 /// Why the daemon could not start or stopped.
@@ -507,6 +509,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         source,
     })?;
     tokio::spawn(conn);
+    super::vips::cleanup_stale(&opts.name, &nl).await;
     let mut insts = cfg.instances.iter().map(build).collect::<Result<Vec<_>, _>>()?;
     let mut source = match opts.receive {
         ReceiveMode::Socket => sockets(&insts)?,
@@ -551,6 +554,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     }
     let receive = if matches!(source, Source::Xdp(_)) { "xdp" } else { "socket" };
     let mut written: Option<Vec<InstanceStatus>> = None;
+    let mut held_written: Vec<(u32, IpAddr, u8)> = Vec::new();
     tokio::pin!(shutdown);
     loop {
         // The status file follows every change of state or priority.
@@ -568,6 +572,16 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
                 log::warn!("writing {}: {e}", status::path(&opts.name).display());
             }
             written = Some(now_status);
+        }
+        let held: Vec<(u32, IpAddr, u8)> = insts
+            .iter()
+            .flat_map(|i| i.vips.iter().filter(|v| v.held()).map(|v| (v.ifindex, v.vip.addr, v.vip.prefix)))
+            .collect();
+        if held != held_written {
+            if let Err(e) = super::vips::save_held(&opts.name, &held) {
+                log::warn!("recording the VIPs held: {e}");
+            }
+            held_written = held;
         }
         let next = insts.iter().filter_map(Inst::next_deadline).min();
         if let Err(e) = deadline.set(next) {
@@ -671,6 +685,9 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         }
     }
     status::remove(&opts.name);
+    if insts.iter().all(|i| i.vips.iter().all(|v| !v.held())) {
+        let _ = std::fs::remove_file(super::vips::held_file(&opts.name));
+    }
     log::info!("Stopped");
     drop(source);
     Ok(())
@@ -727,9 +744,13 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     for inst in insts {
         if attached.insert(inst.ifindex, ()).is_none() {
             dp.attach(&inst.conf.interface, AttachMode::Auto)?;
-            log::info!("XDP program attached to {}", inst.conf.interface);
+            let mode = match dp.modes().last() {
+                Some(AttachMode::Generic) => "generic mode: the driver has no native XDP",
+                _ => "native mode",
+            };
+            log::info!("XDP program attached to {} ({mode})", inst.conf.interface);
         }
-        dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), false)?;
+        dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), opts.pass_up)?;
     }
     if !opts.no_pin {
         let root = opts.pin_root.parent().unwrap_or(&opts.pin_root);

@@ -103,3 +103,44 @@ impl ManagedVip {
         VipError { op, addr: self.vip.addr, prefix: self.vip.prefix, ifindex: self.ifindex, source }
     }
 }
+
+/// Where agent `name` records the addresses it holds, so a run after a
+/// crash can take back what the dead one left.
+pub fn held_file(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(crate::instance_lock::LOCK_DIR).join(format!("{name}.vips"))
+}
+
+/// Record `held` (ifindex, address, prefix), one per line.
+pub fn save_held(name: &str, held: &[(u32, IpAddr, u8)]) -> std::io::Result<()> {
+    let text: String = held.iter().map(|(i, a, p)| format!("{i} {a}/{p}\n")).collect();
+    let path = held_file(name);
+    let tmp = path.with_extension("vips.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Remove the addresses a previous agent of this name recorded and did not
+/// remove (it was killed). Called with the instance lock held, so that
+/// agent is gone.
+pub async fn cleanup_stale(name: &str, handle: &Handle) {
+    let path = held_file(name);
+    let Ok(text) = std::fs::read_to_string(&path) else { return };
+    for line in text.lines() {
+        let parsed = line.split_once(' ').and_then(|(i, rest)| {
+            let (a, p) = rest.split_once('/')?;
+            Some((i.parse::<u32>().ok()?, a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?))
+        });
+        let Some((ifindex, addr, prefix)) = parsed else {
+            log::warn!("{}: ignoring malformed line {line:?}", path.display());
+            continue;
+        };
+        let vip = Vip { addr, prefix, dev: None, label: None, scope: None };
+        let mut m = ManagedVip::new(vip, ifindex);
+        m.added = Some(m.message());
+        match m.remove(handle).await {
+            Ok(()) => log::warn!("removed {addr}/{prefix}, left by an earlier run that did not stop cleanly"),
+            Err(e) => log::warn!("removing {addr}/{prefix} left by an earlier run: {e}"),
+        }
+    }
+    let _ = std::fs::remove_file(path);
+}
