@@ -148,6 +148,20 @@ impl Receiver {
         }
     }
 
+    /// Read and judge every datagram waiting; the events they raised. Ok
+    /// once the socket would block.
+    pub fn drain(&mut self, now_ns: impl Fn() -> u64) -> io::Result<Vec<PeerEvent>> {
+        let mut out = Vec::new();
+        loop {
+            match self.recv_one(now_ns()) {
+                Ok(Some(ev)) => out.push(ev),
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Judge one message (no I/O): count its verdict, record the peer of
     /// an accepted advert, and return an event if the peer changed.
     pub fn handle(&mut self, env: &Envelope, msg: &[u8], now_ns: u64) -> Option<PeerEvent> {
@@ -213,4 +227,26 @@ fn advert(r: &Repr<'_>) -> Advert {
         interval_cs: r.interval.0,
         auth_type: r.auth.code(),
     }
+}
+
+/// Wait until one of `rxs` has datagrams, read and judge them all; the
+/// events they raised. `now_ns` reads CLOCK_MONOTONIC.
+pub async fn next_events(
+    rxs: &mut [tokio::io::unix::AsyncFd<Receiver>],
+    now_ns: impl Fn() -> u64,
+) -> io::Result<Vec<PeerEvent>> {
+    let i = std::future::poll_fn(|cx| {
+        for (i, rx) in rxs.iter().enumerate() {
+            if rx.poll_read_ready(cx).is_ready() {
+                return std::task::Poll::Ready(i);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await;
+    let mut guard = rxs[i].readable_mut().await?;
+    let events = guard.get_inner_mut().drain(now_ns);
+    // Drained to WouldBlock (or failed): wait for the next readiness.
+    guard.clear_ready();
+    events
 }

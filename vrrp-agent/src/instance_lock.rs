@@ -12,6 +12,12 @@ pub const LOCK_DIR: &str = "/run/vrrp-agent";
 /// Failure to take the instance lock.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    /// The name cannot name a file.
+    #[error("--name {name:?}: use letters, digits, '-', '_' and '.' only (it names files and a directory)")]
+    BadName {
+        /// The name given.
+        name: String,
+    },
     /// Another agent holds it.
     #[error("another vrrp-agent with --name {name} is running ({path}); pick another --name")]
     Busy {
@@ -37,6 +43,12 @@ pub struct InstanceLock {
 
 /// Take the lock for instance `name`.
 pub fn acquire(name: &str) -> Result<InstanceLock, LockError> {
+    let valid = !name.is_empty()
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !valid {
+        return Err(LockError::BadName { name: name.into() });
+    }
     let path = PathBuf::from(LOCK_DIR).join(format!("{name}.lock"));
     let io = |source| LockError::Io { path: path.display().to_string(), source };
     std::fs::create_dir_all(LOCK_DIR).map_err(io)?;

@@ -4,7 +4,6 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use clap::ValueEnum;
 use vrrp_agent::config::{self, ConfigError};
 use vrrp_agent::daemon::{self, ReceiveMode};
 
@@ -15,8 +14,8 @@ pub struct RunArgs {
     #[arg(short = 'f', long = "config")]
     config: Option<PathBuf>,
     /// Receive path: XDP, raw sockets, or XDP falling back to sockets.
-    #[arg(long, value_enum, default_value_t = Receive::Auto)]
-    receive: Receive,
+    #[arg(long, value_enum, default_value_t = ReceiveMode::Auto)]
+    receive: ReceiveMode,
     /// Name of this agent: its pin directory and lock file.
     #[arg(long, default_value = "default")]
     name: String,
@@ -35,20 +34,8 @@ pub struct RunArgs {
     pass_up: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Receive {
-    Auto,
-    Xdp,
-    Socket,
-}
-
 /// Load the configuration and run until `shutdown`.
 pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
-    if !args.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        || args.name.starts_with('.')
-    {
-        bail!("--name may hold letters, digits, '-', '_' and '.' only (it names a directory)");
-    }
     let path = config::default_path(args.config.as_deref());
     let cfg = match config::load(&path) {
         Ok((cfg, warnings)) => {
@@ -75,11 +62,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         cfg.instances.len()
     );
     let opts = daemon::Options {
-        receive: match args.receive {
-            Receive::Auto => ReceiveMode::Auto,
-            Receive::Xdp => ReceiveMode::Xdp,
-            Receive::Socket => ReceiveMode::Socket,
-        },
+        receive: args.receive,
         name: args.name,
         pin_root: args.pin_root,
         no_pin: args.no_pin,

@@ -4,18 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::ErrorKind;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use vrrp_agent::daemon::ReceiveMode;
+use vrrp_agent::daemon::timer;
 use vrrp_agent::datapath::{AttachMode, Datapath, Events};
-use vrrp_agent::fallback::{Instance, Receiver};
+use vrrp_agent::fallback::{self, Instance, Receiver};
 use vrrp_agent::{bpffs, instance_lock};
 use vrrp_common::rx::Expect;
 use vrrp_common::wire::{Auth, Family, Version};
@@ -39,8 +39,8 @@ pub struct WatchArgs {
     no_pin: bool,
     /// Receive path: XDP, raw sockets, or XDP falling back to sockets
     /// (with a warning) where it cannot attach.
-    #[arg(long, value_enum, default_value_t = Receive::Auto)]
-    receive: Receive,
+    #[arg(long, value_enum, default_value_t = ReceiveMode::Auto)]
+    receive: ReceiveMode,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     xdp_mode: Mode,
@@ -73,13 +73,6 @@ pub struct WatchArgs {
     pass_up: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Receive {
-    Auto,
-    Xdp,
-    Socket,
-}
-
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Mode {
     Auto,
@@ -96,11 +89,6 @@ struct Options {
 fn options(args: &WatchArgs) -> Result<Options> {
     if !(0.05..=3600.0).contains(&args.report_interval) {
         bail!("--report-interval must be between 0.05 and 3600 seconds");
-    }
-    if !args.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        || args.name.starts_with('.')
-    {
-        bail!("--name may hold letters, digits, '-', '_' and '.' only (it names a directory)");
     }
     let version = if args.version == 2 { Version::V2 } else { Version::V3 };
     let centis = (args.advert_int * 100.0).round();
@@ -151,9 +139,9 @@ pub async fn run(args: WatchArgs, shutdown: impl Future<Output = ()>) -> Result<
     let opts = options(&args)?;
     let _lock = instance_lock::acquire(&args.name)?;
     let xdp = match args.receive {
-        Receive::Socket => None,
-        Receive::Xdp => Some(start_xdp(&args, &opts)?),
-        Receive::Auto => match start_xdp(&args, &opts) {
+        ReceiveMode::Socket => None,
+        ReceiveMode::Xdp => Some(start_xdp(&args, &opts)?),
+        ReceiveMode::Auto => match start_xdp(&args, &opts) {
             Ok(dp) => Some(dp),
             Err(e) => {
                 log::warn!("XDP unavailable ({e:#}); receiving on raw sockets instead (more CPU per packet)");
@@ -257,13 +245,6 @@ async fn run_xdp(mut dp: Datapath, args: &WatchArgs, shutdown: impl Future<Outpu
     Ok(())
 }
 
-/// CLOCK_MONOTONIC in ns, the clock the kernel path stamps peers with.
-fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}
-
 async fn run_sockets(args: &WatchArgs, opts: &Options, shutdown: impl Future<Output = ()>) -> Result<()> {
     let mut rxs: Vec<AsyncFd<Receiver>> = Vec::new();
     let mut names = BTreeMap::new();
@@ -286,32 +267,16 @@ async fn run_sockets(args: &WatchArgs, opts: &Options, shutdown: impl Future<Out
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.report_interval));
     tokio::pin!(shutdown);
     loop {
-        // The first receiver with data waiting.
-        let ready = std::future::poll_fn(|cx| {
-            for (i, rx) in rxs.iter().enumerate() {
-                if rx.poll_read_ready(cx).is_ready() {
-                    return Poll::Ready(i);
-                }
-            }
-            Poll::Pending
-        });
         tokio::select! {
             _ = &mut shutdown => break,
-            i = ready => {
-                let mut guard = rxs[i].readable_mut().await.context("socket")?;
-                loop {
-                    match guard.get_inner_mut().recv_one(monotonic_ns()) {
-                        Ok(Some(ev)) => println!("{}", describe(&ev, &names)),
-                        Ok(None) => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            guard.clear_ready();
-                            break;
-                        }
-                        Err(e) => {
-                            log::warn!("receive error: {e}");
-                            break;
+            events = fallback::next_events(&mut rxs, || timer::now().0 * 1000) => {
+                match events {
+                    Ok(events) => {
+                        for ev in events {
+                            println!("{}", describe(&ev, &names));
                         }
                     }
+                    Err(e) => log::warn!("receive error: {e}"),
                 }
             }
             _ = tick.tick() => {

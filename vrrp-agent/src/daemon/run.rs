@@ -12,10 +12,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::ErrorKind;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::task::Poll;
 use std::time::Duration;
 
 use rtnetlink::Handle;
@@ -41,7 +39,7 @@ use crate::machine::{Action, Input, Machine, Micros, Params, State};
 use crate::{bpffs, instance_lock};
 
 /// How adverts come in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReceiveMode {
     /// XDP, falling back to raw sockets (with a warning) where it cannot attach.
     Auto,
@@ -706,35 +704,13 @@ async fn next_events(source: &mut Source) -> Vec<PeerEvent> {
             }
             out
         }
-        Source::Sockets { rxs } => {
-            let i = std::future::poll_fn(|cx| {
-                for (i, rx) in rxs.iter().enumerate() {
-                    if rx.poll_read_ready(cx).is_ready() {
-                        return Poll::Ready(i);
-                    }
-                }
-                Poll::Pending
-            })
-            .await;
-            let mut out = Vec::new();
-            if let Ok(mut guard) = rxs[i].readable_mut().await {
-                loop {
-                    match guard.get_inner_mut().recv_one(timer::now().0 * 1000) {
-                        Ok(Some(ev)) => out.push(ev),
-                        Ok(None) => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            guard.clear_ready();
-                            break;
-                        }
-                        Err(e) => {
-                            log::warn!("receive error: {e}");
-                            break;
-                        }
-                    }
-                }
+        Source::Sockets { rxs } => match fallback::next_events(rxs, || timer::now().0 * 1000).await {
+            Ok(events) => events,
+            Err(e) => {
+                log::warn!("receive error: {e}");
+                Vec::new()
             }
-            out
-        }
+        },
     }
 }
 
