@@ -12,6 +12,10 @@ use vrrp_agent::object;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
+    /// Log level: error, warn, info, debug or trace (RUST_LOG, when set,
+    /// takes precedence, with per-module filters).
+    #[arg(short = 'l', long, global = true, default_value = "info")]
+    log_level: log::LevelFilter,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,7 +48,8 @@ enum Command {
 fn main() -> Result<()> {
     // keepalived-like lines: time, then the message; the level only when it
     // is not plain information.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(cli.log_level.as_str()))
         .format(|buf, record| {
             use std::io::Write;
             let ts = buf.timestamp_micros();
@@ -54,7 +59,6 @@ fn main() -> Result<()> {
             }
         })
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Info => {
             println!("vrrp-agent {}", env!("CARGO_PKG_VERSION"));
