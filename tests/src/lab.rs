@@ -39,8 +39,8 @@ pub struct Node {
 
 /// A segment: a bridge in its own namespace, and nodes.
 pub struct Segment {
-    /// The bridge's namespace; dropped last.
-    _lan: Netns,
+    /// The bridge's namespace (ports `p0`, `p1`, ... toward the nodes).
+    pub lan: Netns,
     /// The nodes.
     pub nodes: Vec<Node>,
     dir: PathBuf,
@@ -60,7 +60,7 @@ impl Segment {
         }
         let dir = std::env::temp_dir().join(netns::unique("vrrp-seg-"));
         std::fs::create_dir_all(&dir)?;
-        Ok(Segment { _lan: lan, nodes, dir })
+        Ok(Segment { lan, nodes, dir })
     }
 
     /// Write `text` to a file of this segment's and return its path.

@@ -7,6 +7,7 @@
 //! 2001:db8::/32.
 
 pub mod advert;
+pub mod capture;
 pub mod frame;
 pub mod lab;
 pub mod netns;

@@ -15,6 +15,7 @@ use vrrp_common::wire::{AddrList, Auth, Repr, Version};
 use vrrp_tests::process::Process;
 use vrrp_tests::{Netns, frame, netns};
 
+use crate::bench_failover::{self, Arm, Kind};
 use crate::{prereqs, sh};
 
 /// Result of the flood scenario, one arm.
@@ -28,7 +29,17 @@ struct Flood {
     agent_rss_kib: u64,
 }
 
-pub fn run(seconds: u64) -> Result<()> {
+/// What to run.
+pub struct Opts {
+    /// Seconds per flood arm.
+    pub seconds: u64,
+    /// Runs per failover series.
+    pub runs: usize,
+    /// Only this scenario (flood, crash, graceful).
+    pub only: Option<String>,
+}
+
+pub fn run(opts: &Opts) -> Result<()> {
     crate::build(true)?;
     prereqs::ensure(&prereqs::Need::all())?;
     if !prereqs::is_root() {
@@ -44,56 +55,115 @@ pub fn run(seconds: u64) -> Result<()> {
             "netsniff-ng",
         ]))?;
     }
-    let arms = [flood(seconds, "xdp")?, flood(seconds, "socket")?];
-    let out = sh::root().join("bench-results");
-    std::fs::create_dir_all(&out)?;
+    let wants = |s: &str| opts.only.as_deref().is_none_or(|o| o == s);
+    let agent = sh::root().join("target/release/vrrp-agent");
     let machine = machine();
-    let rows: Vec<String> = arms
-        .iter()
-        .map(|f| {
-            format!(
-                "    {{ \"arm\": \"{}\", \"seconds\": {:.2}, \"verdict\": \"{}\", \"rejected\": {}, \"rejected_pps\": {:.0}, \"accepted\": {}, \"agent_cpu_pct\": {:.2}, \"agent_rss_kib\": {} }}",
-                f.arm,
-                f.seconds,
-                f.verdict,
-                f.rejected,
-                f.rejected as f64 / f.seconds,
-                f.accepted,
-                f.agent_cpu_pct,
-                f.agent_rss_kib
-            )
-        })
-        .collect();
-    let json = format!(
-        "{{\n  \"machine\": {{ \"cores\": {}, \"kernel\": \"{}\" }},\n  \"flood\": [\n{}\n  ]\n}}\n",
-        machine.0,
-        machine.1,
-        rows.join(",\n")
-    );
-    std::fs::write(out.join("results.json"), &json)?;
     let mut md = String::new();
     writeln!(md, "# vrrp-agent benchmarks\n")?;
-    writeln!(md, "Machine: {} cores, kernel {}.\n", machine.0, machine.1)?;
-    writeln!(md, "## Flood: invalid adverts (wrong password, from a stranger) at the agent's interface\n")?;
-    writeln!(md, "trafgen on one core in the sender namespace; {seconds} s per arm.\n")?;
     writeln!(
         md,
-        "| receive path | rejected ({}) | per second | accepted | agent CPU (% of one core) | agent RSS |",
-        arms[0].verdict
+        "Machine: {} cores, kernel {}. Produced by `cargo xtask bench`; both arms run in the same harness, one after the other.\n",
+        machine.0, machine.1
     )?;
-    writeln!(md, "|---|---|---|---|---|---|")?;
-    for f in &arms {
+    let mut json = serde_json::json!({ "machine": { "cores": machine.0, "kernel": machine.1 } });
+
+    let mut failovers = Vec::new();
+    if wants("crash") {
+        sh::step("crash failover: SIGKILL the master");
+        for interval_cs in [100u16, 10, 1] {
+            for arm in [Arm::Agent, Arm::Keepalived] {
+                failovers.push(bench_failover::series(arm, Kind::Crash, interval_cs, opts.runs, &agent)?);
+            }
+        }
+    }
+    if wants("graceful") {
+        sh::step("graceful failover: SIGTERM the master (priority 0)");
+        for interval_cs in [10u16, 1] {
+            for arm in [Arm::Agent, Arm::Keepalived] {
+                failovers.push(bench_failover::series(arm, Kind::Graceful, interval_cs, opts.runs, &agent)?);
+            }
+        }
+    }
+    if !failovers.is_empty() {
+        writeln!(md, "## Failover\n")?;
         writeln!(
             md,
-            "| {} | {} | {:.0} | {} | {:.2} | {} KiB |",
-            f.arm,
-            f.rejected,
-            f.rejected as f64 / f.seconds,
-            f.accepted,
-            f.agent_cpu_pct,
-            f.agent_rss_kib
+            "The reference unicast pair (priorities 150 and 100) on a bridge. Gap: from the master's last advert to the backup's first gratuitous ARP for the VIP, both from one capture on the backup's bridge port (kernel timestamps). Its protocol limit is Master_Down_Interval for a crash (SIGKILL) and Skew_Time for a graceful stop (SIGTERM, priority 0); the table gives the excess over it. \"To VIP\": from the signal until the VIP is on the backup, polled every 0.5 ms.\n"
         )?;
+        writeln!(
+            md,
+            "| scenario | advert_int | arm | runs | limit (ms) | excess min / median / p95 / max (ms) | to VIP median (ms) |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|---|")?;
+        let mut rows = Vec::new();
+        for f in &failovers {
+            let s = bench_failover::summary(&f.excess_ms);
+            let v = bench_failover::summary(&f.to_vip_ms);
+            writeln!(
+                md,
+                "| {} | {} ms | {} | {} | {:.3} | {:.3} / {:.3} / {:.3} / {:.3} | {:.1} |",
+                if f.kind == Kind::Crash { "crash" } else { "graceful" },
+                u32::from(f.interval_cs) * 10,
+                f.arm.name(),
+                f.excess_ms.len(),
+                f.limit_ms,
+                s[0],
+                s[1],
+                s[2],
+                s[3],
+                v[1]
+            )?;
+            rows.push(serde_json::json!({
+                "scenario": if f.kind == Kind::Crash { "crash" } else { "graceful" },
+                "advert_int_ms": u32::from(f.interval_cs) * 10,
+                "arm": f.arm.name(),
+                "limit_ms": f.limit_ms,
+                "excess_ms": f.excess_ms,
+                "to_vip_ms": f.to_vip_ms,
+                "excess_summary_ms": { "min": s[0], "median": s[1], "p95": s[2], "max": s[3] },
+            }));
+        }
+        json["failover"] = serde_json::Value::Array(rows);
+        writeln!(md)?;
     }
+
+    if wants("flood") {
+        let arms = [flood(opts.seconds, "xdp")?, flood(opts.seconds, "socket")?];
+        writeln!(
+            md,
+            "## Flood: invalid adverts (wrong password, from a stranger) at the agent's interface\n"
+        )?;
+        writeln!(
+            md,
+            "trafgen on one core in the sender namespace; {} s per arm; the agent runs `watch` (the receive path alone).\n",
+            opts.seconds
+        )?;
+        writeln!(
+            md,
+            "| receive path | rejected ({}) | per second | accepted | agent CPU (% of one core) | agent RSS |",
+            arms[0].verdict
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|")?;
+        let mut rows = Vec::new();
+        for f in &arms {
+            let pps = f.rejected as f64 / f.seconds;
+            writeln!(
+                md,
+                "| {} | {} | {:.0} | {} | {:.2} | {} KiB |",
+                f.arm, f.rejected, pps, f.accepted, f.agent_cpu_pct, f.agent_rss_kib
+            )?;
+            rows.push(serde_json::json!({
+                "arm": f.arm, "seconds": f.seconds, "verdict": f.verdict, "rejected": f.rejected,
+                "rejected_pps": pps, "accepted": f.accepted, "agent_cpu_pct": f.agent_cpu_pct, "agent_rss_kib": f.agent_rss_kib,
+            }));
+        }
+        json["flood"] = serde_json::Value::Array(rows);
+        writeln!(md)?;
+    }
+
+    let out = sh::root().join("bench-results");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&json)? + "\n")?;
     std::fs::write(out.join("report.md"), &md)?;
     println!("\n{md}");
     println!("written: {}/results.json, {}/report.md", out.display(), out.display());

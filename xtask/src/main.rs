@@ -5,6 +5,7 @@
 //! with one screen saying what to install.
 
 mod bench;
+mod bench_failover;
 mod demo;
 mod ebpf;
 mod fuzz;
@@ -44,9 +45,15 @@ enum Task {
     Demo,
     /// Run the benchmark scenarios; results in bench-results/.
     Bench {
-        /// Seconds per flood run.
+        /// Seconds per flood arm.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Runs per failover series.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Only one scenario: flood, crash or graceful.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Fuzz the VRRP parsers (libFuzzer via cargo-fuzz, nightly toolchain).
     Fuzz {
@@ -68,7 +75,7 @@ fn main() -> Result<()> {
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Fuzz { seconds } => fuzz::run(seconds),
-        Task::Bench { seconds } => bench::run(seconds),
+        Task::Bench { seconds, runs, only } => bench::run(&bench::Opts { seconds, runs, only }),
     }
 }
 
