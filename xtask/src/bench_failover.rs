@@ -66,7 +66,7 @@ pub struct Series {
 }
 
 fn conf(priority: u8, me: &str, peer: &str, interval_cs: u16) -> String {
-    let (version, int) = if interval_cs % 100 == 0 {
+    let (version, int) = if interval_cs.is_multiple_of(100) {
         (2, format!("{}", interval_cs / 100))
     } else {
         (3, format!("{}.{:02}", interval_cs / 100, interval_cs % 100))
@@ -80,7 +80,7 @@ fn conf(priority: u8, me: &str, peer: &str, interval_cs: u16) -> String {
 /// (RFC 5798 6.1; v2's skew is in seconds whatever the interval).
 fn limits(priority: u64, interval_cs: u16) -> (f64, f64) {
     let interval_ms = f64::from(interval_cs) * 10.0;
-    let skew = if interval_cs % 100 == 0 {
+    let skew = if interval_cs.is_multiple_of(100) {
         (256 - priority) as f64 * 1000.0 / 256.0
     } else {
         (256 - priority) as f64 * interval_ms / 256.0
@@ -191,7 +191,7 @@ pub fn series(arm: Arm, kind: Kind, interval_cs: u16, runs: usize, agent: &Path)
         let frames = cap.stop();
         let garp = frames.iter().find(|f| capture::is_garp(f, backup_mac, VIP_OCTETS));
         let last = garp.and_then(|g| {
-            frames.iter().filter(|f| f.ts_ns <= g.ts_ns && capture::is_advert_from(f, MASTER)).last()
+            frames.iter().rev().find(|f| f.ts_ns <= g.ts_ns && capture::is_advert_from(f, MASTER))
         });
         match (last, garp) {
             (Some(l), Some(g)) => {
