@@ -274,3 +274,39 @@ fn the_raw_socket_receive_path_runs_the_same_pair() -> Result<()> {
     drop(b);
     Ok(())
 }
+
+#[test]
+fn an_ipv6_pair_elects_and_fails_over() -> Result<()> {
+    if !require_root("an_ipv6_pair_elects_and_fails_over") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["2001:db8::20/64", "2001:db8::52/64"])?;
+    // Adverts go out from the link-local address: wait until DAD is done.
+    for n in &seg.nodes {
+        vrrp_tests::process::wait_until(Duration::from_secs(5), || {
+            let out = n.ns.ip(&["-6", "addr", "show", "dev", "eth0", "tentative"])?;
+            Ok(out.stdout.is_empty())
+        })?;
+    }
+    let conf = |priority: u8| {
+        format!(
+            "vrrp_instance VI_6 {{\n  interface eth0\n  virtual_router_id 66\n  priority {priority}\n  advert_int 0.1\n  version 3\n  virtual_ipaddress {{\n    2001:db8::130/64\n  }}\n}}\n"
+        )
+    };
+    let mut a = seg.agent(0, &conf(150), &[])?;
+    let b = seg.agent(1, &conf(100), &[])?;
+    seg.wait_holders("2001:db8::130", &[0], Duration::from_secs(1) + MARGIN)?;
+    assert!(
+        a.lines()
+            .iter()
+            .any(|l| l
+                .contains("Sending/queueing unsolicited neighbour advertisements on eth0 for 2001:db8::130")),
+        "{:#?}",
+        a.lines()
+    );
+    a.stop(Duration::from_secs(5))?;
+    // v3 at 100 ms: Skew_Time of priority 100 is 156 * 100 / 256 ms.
+    seg.wait_holders("2001:db8::130", &[1], Duration::from_micros(156 * 100_000 / 256) + MARGIN)?;
+    drop(b);
+    Ok(())
+}

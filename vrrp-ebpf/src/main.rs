@@ -64,6 +64,9 @@ static VRRP_TMP: PerCpuArray<PeerEvent, 1> = PerCpuArray::new();
 #[btf_map]
 static VRRP_SCRATCH: PerCpuArray<[u8; SCRATCH], 1> = PerCpuArray::new();
 
+/// bpf_ringbuf_output flag: notify the consumer whatever its position.
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -303,7 +306,9 @@ fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert) {
             (*tmp).kind = kind;
             (*tmp)._pad = [0; 3];
             // A full ring loses the event; the agent also reads the peer map.
-            let _ = VRRP_EVENTS.output(&*tmp, 0);
+            // Events are rare and the agent waits on them: always wake it
+            // (the default adaptive wake-up can leave a record unannounced).
+            let _ = VRRP_EVENTS.output(&*tmp, BPF_RB_FORCE_WAKEUP);
         }
     }
 }

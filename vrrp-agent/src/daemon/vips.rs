@@ -4,7 +4,9 @@
 use std::net::IpAddr;
 
 use rtnetlink::Handle;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 
 use crate::config::Vip;
 
@@ -65,6 +67,12 @@ impl ManagedVip {
         m.attributes.push(AddressAttribute::Address(self.vip.addr));
         if let (IpAddr::V4(_), Some(label)) = (self.vip.addr, &self.vip.label) {
             m.attributes.push(AddressAttribute::Label(label.clone()));
+        }
+        if self.vip.addr.is_ipv6() {
+            // A VIP moves on purpose: no duplicate address detection (it
+            // would hold the address tentative for a second), as keepalived.
+            m.header.flags |= AddressHeaderFlags::Nodad;
+            m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         m
     }
