@@ -263,10 +263,10 @@ fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
     let elapsed = start.elapsed().as_secs_f64();
     let (t1, rss) = cpu_ticks_and_rss(pid)?;
     let _ = std::fs::remove_file(&conf);
-    // timeout exits 124 when it had to stop trafgen, as intended.
-    if !(status.success() || status.code() == Some(124)) {
-        bail!("trafgen failed: {status}");
-    }
+    // timeout exits 124 when it had to stop trafgen, as intended; trafgen
+    // itself sometimes exits 1 on SIGINT ("Flushing TX_RING failed") after
+    // sending: judged below by what arrived.
+    let trafgen_ok = status.success() || status.code() == Some(124);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     // The agent prints its totals when it stops.
@@ -276,6 +276,12 @@ fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
     }
     let lines = p.lines();
     let verdict = "auth_failure";
+    if printed(&lines, verdict) == 0 {
+        bail!("no invalid advert reached the agent (trafgen: {status})");
+    }
+    if !trafgen_ok {
+        println!("  trafgen exited with {status} after sending; counting what arrived");
+    }
     Ok(Flood {
         arm: receive,
         seconds: elapsed,
