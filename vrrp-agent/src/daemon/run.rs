@@ -667,11 +667,8 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             }
         }
     }
-    // Shutdown: detach, resign, drop the VIPs. Detaching first keeps the
-    // XDP teardown (which holds the kernel's RTNL lock for milliseconds)
-    // out of the backup's Skew_Time: on one kernel (namespaces, containers)
-    // it would delay the backup adding the VIP by as much (measured: 9 ms).
-    drop(source);
+    // Shutdown: resign first (the backups' Skew_Time starts with our
+    // priority-0 advert), drop the VIPs, then detach.
     let now = timer::now();
     for inst in &mut insts {
         let mut out = Vec::new();
@@ -686,10 +683,21 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             }
         }
     }
+    // The XDP teardown holds the kernel's RTNL lock for 10-20 ms. A backup
+    // on the same kernel (namespaces, containers) needs that lock to add
+    // the VIP within its Skew_Time (< one advert interval), so linger one
+    // interval, at most 1 s, before detaching (measured: 10 ms adverts,
+    // graceful failover 21 ms to VIP without, see bench-results/report.md).
+    let linger =
+        insts.iter().map(|i| Micros::from_centis(i.conf.advert_int).0).max().unwrap_or(0).min(1_000_000);
+    if insts.iter().any(|i| i.stats.pri_zero_sent > 0) {
+        tokio::time::sleep(Duration::from_micros(linger)).await;
+    }
     status::remove(&opts.name);
     if insts.iter().all(|i| i.vips.iter().all(|v| !v.held())) {
         let _ = std::fs::remove_file(super::vips::held_file(&opts.name));
     }
+    drop(source);
     log::info!("Stopped");
     Ok(())
 }
