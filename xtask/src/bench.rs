@@ -37,6 +37,10 @@ pub struct Opts {
     pub runs: usize,
     /// Only this scenario (flood, crash, graceful).
     pub only: Option<String>,
+    /// Advert intervals (ms) for the failover series.
+    pub intervals_ms: Vec<u16>,
+    /// Extra arguments for the agent arm's master.
+    pub master_args: Vec<String>,
 }
 
 pub fn run(opts: &Opts) -> Result<()> {
@@ -70,17 +74,31 @@ pub fn run(opts: &Opts) -> Result<()> {
     let mut failovers = Vec::new();
     if wants("crash") {
         sh::step("crash failover: SIGKILL the master");
-        for interval_cs in [100u16, 10, 1] {
+        for interval_cs in opts.intervals_ms.iter().map(|ms| ms / 10) {
             for arm in [Arm::Agent, Arm::Keepalived] {
-                failovers.push(bench_failover::series(arm, Kind::Crash, interval_cs, opts.runs, &agent)?);
+                failovers.push(bench_failover::series(
+                    arm,
+                    Kind::Crash,
+                    interval_cs,
+                    opts.runs,
+                    &agent,
+                    &opts.master_args,
+                )?);
             }
         }
     }
     if wants("graceful") {
         sh::step("graceful failover: SIGTERM the master (priority 0)");
-        for interval_cs in [10u16, 1] {
+        for interval_cs in opts.intervals_ms.iter().map(|ms| ms / 10).filter(|cs| *cs < 100) {
             for arm in [Arm::Agent, Arm::Keepalived] {
-                failovers.push(bench_failover::series(arm, Kind::Graceful, interval_cs, opts.runs, &agent)?);
+                failovers.push(bench_failover::series(
+                    arm,
+                    Kind::Graceful,
+                    interval_cs,
+                    opts.runs,
+                    &agent,
+                    &opts.master_args,
+                )?);
             }
         }
     }

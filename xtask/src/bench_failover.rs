@@ -90,13 +90,13 @@ fn limits(priority: u64, interval_cs: u16) -> (f64, f64) {
 
 /// Start `arm` on node `i` in its own process group (SIGKILL takes
 /// keepalived's child processes along).
-fn start(seg: &Segment, arm: Arm, i: usize, text: &str, agent: &Path) -> Result<Process> {
+fn start(seg: &Segment, arm: Arm, i: usize, text: &str, agent: &Path, extra: &[String]) -> Result<Process> {
     let tag = netns::unique("bench");
     let path = seg.file(&format!("{tag}.conf"), text)?;
     let mut cmd = match arm {
         Arm::Agent => {
             let mut c = seg.nodes[i].ns.command(agent.to_str().context("agent path")?);
-            c.arg("run").arg("-f").arg(&path).args(["--name", &tag]);
+            c.arg("run").arg("-f").arg(&path).args(["--name", &tag]).args(extra);
             c
         }
         Arm::Keepalived => {
@@ -153,7 +153,16 @@ pub fn summary(v: &[f64]) -> [f64; 4] {
 }
 
 /// Run `runs` failovers of `kind` for `arm` at `interval_cs`.
-pub fn series(arm: Arm, kind: Kind, interval_cs: u16, runs: usize, agent: &Path) -> Result<Series> {
+/// `master_args`: extra arguments for the agent arm's master (to isolate
+/// effects, e.g. `--receive socket`).
+pub fn series(
+    arm: Arm,
+    kind: Kind,
+    interval_cs: u16,
+    runs: usize,
+    agent: &Path,
+    master_args: &[String],
+) -> Result<Series> {
     let (skew2, mdi2) = limits(100, interval_cs);
     let (_, mdi1) = limits(150, interval_cs);
     let limit_ms = if kind == Kind::Crash { mdi2 } else { skew2 };
@@ -165,12 +174,12 @@ pub fn series(arm: Arm, kind: Kind, interval_cs: u16, runs: usize, agent: &Path)
     );
     let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
     let backup_mac = capture::mac(&seg.nodes[1].ns, "eth0")?;
-    let _backup = start(&seg, arm, 1, &conf(100, "192.0.2.52", "192.0.2.20", interval_cs), agent)?;
+    let _backup = start(&seg, arm, 1, &conf(100, "192.0.2.52", "192.0.2.20", interval_cs), agent, &[])?;
     let master_conf = conf(150, "192.0.2.20", "192.0.2.52", interval_cs);
     let interval = Duration::from_micros(u64::from(interval_cs) * 10_000);
     let mut out = Series { arm, kind, interval_cs, limit_ms, excess_ms: Vec::new(), to_vip_ms: Vec::new() };
     for run in 0..runs {
-        let master = start(&seg, arm, 0, &master_conf, agent)?;
+        let master = start(&seg, arm, 0, &master_conf, agent, master_args)?;
         // Node 1 preempts (or is elected): wait until it alone holds the VIP.
         let settle = Duration::from_secs_f64(mdi1 / 1000.0 * 2.0) + Duration::from_secs(3);
         wait_for(settle, || Ok(seg.holders(VIP)? == [0]))

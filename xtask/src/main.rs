@@ -54,6 +54,15 @@ enum Task {
         /// Only one scenario: flood, crash or graceful.
         #[arg(long)]
         only: Option<String>,
+        /// Advert intervals for the failover series, in ms (graceful runs
+        /// the sub-second ones).
+        #[arg(long, value_delimiter = ',', default_values_t = [1000u16, 100, 10])]
+        intervals: Vec<u16>,
+        /// Extra argument for the agent arm's master (repeatable), e.g.
+        /// `--master-arg=--receive --master-arg=socket` to take its XDP
+        /// teardown out of a crash measurement.
+        #[arg(long = "master-arg", allow_hyphen_values = true)]
+        master_args: Vec<String>,
     },
     /// Fuzz the VRRP parsers (libFuzzer via cargo-fuzz, nightly toolchain).
     Fuzz {
@@ -75,7 +84,9 @@ fn main() -> Result<()> {
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Fuzz { seconds } => fuzz::run(seconds),
-        Task::Bench { seconds, runs, only } => bench::run(&bench::Opts { seconds, runs, only }),
+        Task::Bench { seconds, runs, only, intervals, master_args } => {
+            bench::run(&bench::Opts { seconds, runs, only, intervals_ms: intervals, master_args })
+        }
     }
 }
 
