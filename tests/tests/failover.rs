@@ -94,10 +94,11 @@ fn tutorial_pair_elects_fails_over_on_stop_and_preempts_back() -> Result<()> {
 
     // Clean stop: node 1 resigns with priority 0; node 2 takes over after
     // its Skew_Time (RFC 5798 6.4.2).
-    let status = a.stop(Duration::from_secs(5))?;
-    assert!(status.success(), "agent exit: {status}");
+    a.signal(Signal::SIGTERM)?;
     let (skew2, _) = v2_times(100);
     let took = seg.wait_holders(VIP, &[1], skew2 + MARGIN)?;
+    let status = a.stop(Duration::from_secs(5))?;
+    assert!(status.success(), "agent exit: {status}");
     eprintln!("graceful failover: {took:?} (Skew_Time {skew2:?})");
     assert!(a.lines().iter().any(|l| l.contains("(VI_1) sent 0 priority")));
 
@@ -189,9 +190,10 @@ fn three_nodes_multicast_elect_the_highest_and_hand_over_to_the_next() -> Result
     let _b = seg.agent(1, &conf(101, "192.0.2.52").text(), &[])?;
     let _c = seg.agent(2, &conf(102, "192.0.2.53").text(), &[])?;
     seg.wait_holders(VIP, &[0], Duration::from_secs(1) + MARGIN)?;
-    a.stop(Duration::from_secs(5))?;
+    a.signal(Signal::SIGTERM)?;
     // The higher of the two backups (102) wins: its Skew_Time is shorter.
     seg.wait_holders(VIP, &[2], Duration::from_millis(100) + MARGIN)?;
+    a.stop(Duration::from_secs(5))?;
     Ok(())
 }
 
@@ -230,8 +232,9 @@ fn keepalived_master_with_agent_backup_and_the_other_way_round() -> Result<()> {
         "keepalived took over: {:#?}",
         ka.lines()
     );
-    agent.stop(Duration::from_secs(5))?;
+    agent.signal(Signal::SIGTERM)?;
     let took = seg.wait_holders(VIP, &[1], skew2 + MARGIN)?;
+    agent.stop(Duration::from_secs(5))?;
     eprintln!("agent -> keepalived: {took:?}");
     Ok(())
 }
@@ -268,9 +271,10 @@ fn the_raw_socket_receive_path_runs_the_same_pair() -> Result<()> {
     assert!(a.lines().iter().any(|l| l.contains("receiving on a raw socket on eth0")), "{:#?}", a.lines());
     let (_, mdi1) = v2_times(150);
     seg.wait_holders(VIP, &[0], mdi1 + MARGIN)?;
-    a.stop(Duration::from_secs(5))?;
+    a.signal(Signal::SIGTERM)?;
     let (skew2, _) = v2_times(100);
     seg.wait_holders(VIP, &[1], skew2 + MARGIN)?;
+    a.stop(Duration::from_secs(5))?;
     drop(b);
     Ok(())
 }
@@ -304,9 +308,10 @@ fn an_ipv6_pair_elects_and_fails_over() -> Result<()> {
         "{:#?}",
         a.lines()
     );
-    a.stop(Duration::from_secs(5))?;
+    a.signal(Signal::SIGTERM)?;
     // v3 at 100 ms: Skew_Time of priority 100 is 156 * 100 / 256 ms.
     seg.wait_holders("2001:db8::130", &[1], Duration::from_micros(156 * 100_000 / 256) + MARGIN)?;
+    a.stop(Duration::from_secs(5))?;
     drop(b);
     Ok(())
 }

@@ -70,9 +70,11 @@ pub fn run() -> Result<()> {
 
     sh::step("stopping node-1's agent (SIGTERM): it resigns with priority 0");
     let sigterm = Instant::now();
-    a.stop(Duration::from_secs(5))?;
+    a.signal(nix::sys::signal::Signal::SIGTERM)?;
     seg.wait_holders(VIP, &[1], skew2 + slack)?;
     let t = sigterm.elapsed();
+    // It lingers one advert interval before it detaches and exits.
+    a.stop(Duration::from_secs(5))?;
     println!(
         "\n{VIP} is on {} {:.3} s later (node-2's Skew_Time: {:.3} s)",
         holders(&seg)?,
