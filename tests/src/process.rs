@@ -61,46 +61,14 @@ impl Process {
     /// Wait until a printed line contains `needle`; fail if the process
     /// exits first or `limit` passes.
     pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> Result<String> {
-        let start = Instant::now();
-        loop {
-            if let Some(l) = self.lines().into_iter().find(|l| l.contains(needle)) {
-                return Ok(l);
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited ({status}) before printing {needle:?}:\n{}",
-                    self.label,
-                    self.lines().join("\n")
-                );
-            }
-            if start.elapsed() > limit {
-                bail!(
-                    "{} did not print {needle:?} within {limit:?}:\n{}",
-                    self.label,
-                    self.lines().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let child = &mut self.child;
+        await_line(&self.label, &self.lines, needle, limit, || Ok(child.try_wait()?))
     }
 
     /// Like `wait_for_line`, through a shared reference (the output is
-    /// collected by background threads either way).
+    /// collected by background threads either way), without the exit check.
     pub fn wait_for_line_once(&self, needle: &str, limit: Duration) -> Result<String> {
-        let start = Instant::now();
-        loop {
-            if let Some(l) = self.lines().into_iter().find(|l| l.contains(needle)) {
-                return Ok(l);
-            }
-            if start.elapsed() > limit {
-                bail!(
-                    "{} did not print {needle:?} within {limit:?}:\n{}",
-                    self.label,
-                    self.lines().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        await_line(&self.label, &self.lines, needle, limit, || Ok(None))
     }
 
     /// Send `sig`.
@@ -133,6 +101,31 @@ impl Drop for Process {
         if let Err(e) = self.stop(Duration::from_secs(5)) {
             eprintln!("cleanup: {e:#}");
         }
+    }
+}
+
+/// Poll the collected `lines` for `needle` until `limit`, failing early if
+/// `exited` reports an exit status.
+fn await_line(
+    label: &str,
+    lines: &Mutex<Vec<String>>,
+    needle: &str,
+    limit: Duration,
+    mut exited: impl FnMut() -> Result<Option<std::process::ExitStatus>>,
+) -> Result<String> {
+    let start = Instant::now();
+    let all = || lines.lock().map(|l| l.clone()).unwrap_or_default();
+    loop {
+        if let Some(l) = all().into_iter().find(|l| l.contains(needle)) {
+            return Ok(l);
+        }
+        if let Some(status) = exited()? {
+            bail!("{label} exited ({status}) before printing {needle:?}:\n{}", all().join("\n"));
+        }
+        if start.elapsed() > limit {
+            bail!("{label} did not print {needle:?} within {limit:?}:\n{}", all().join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
