@@ -21,7 +21,7 @@ use aya_ebpf::programs::XdpContext;
 use vrrp_common::classify::{self, Facts, HEADER_LEN, IpMeta};
 use vrrp_common::maps::{
     ADDR_OWN, ADDR_PEER, ADDRS_MAX_ENTRIES, AddrInfo, COUNTERS_MAX_ENTRIES, CounterKey, EVENTS_BYTES,
-    FAMILY_IPV4, FAMILY_IPV6, INST_PASS_UP, INSTANCES_MAX_ENTRIES, InstanceConfig, InstanceKey,
+    FAMILY_IPV4, FAMILY_IPV6, INST_PASS_UP, INST_UNICAST, INSTANCES_MAX_ENTRIES, InstanceConfig, InstanceKey,
     PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
 };
 use vrrp_common::wire::Family;
@@ -188,7 +188,9 @@ fn check(
         src_is_own: has_addr(tmp, ifindex, meta.family, 0, &meta.src, ADDR_OWN),
         dst_is_own: !meta.dst_multicast && has_addr(tmp, ifindex, meta.family, 0, dst, ADDR_OWN),
         dst_multicast: meta.dst_multicast,
-        peer_allowed: has_addr(tmp, ifindex, meta.family, adv.vrid, &meta.src, ADDR_PEER),
+        // Only unicast instances have peers to look up.
+        peer_allowed: cfg.flags & INST_UNICAST != 0
+            && has_addr(tmp, ifindex, meta.family, adv.vrid, &meta.src, ADDR_PEER),
     };
     let auth: [u8; 8] = if adv.version == 2 {
         // v2 is IPv4 only: 4-byte addresses, the auth data after them.
