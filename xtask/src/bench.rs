@@ -145,6 +145,29 @@ pub fn run(opts: &Opts) -> Result<()> {
         writeln!(md)?;
     }
 
+    if wants("split") {
+        sh::step("flood at a backup while the master advertises: false MASTER entries, VIP holders");
+        let mut rows = Vec::new();
+        writeln!(md, "## Flood at the backup: split brain\n")?;
+        writeln!(
+            md,
+            "The reference pair (v2 unicast, PASS, 1 s); a third node floods the backup with well-formed adverts carrying the wrong password (trafgen, one core) for {} s while the master advertises. Both nodes run the same implementation.\n",
+            opts.seconds
+        )?;
+        writeln!(
+            md,
+            "| arm | backup CPU (% of one core) | false MASTER entries | most VIP holders at once |"
+        )?;
+        writeln!(md, "|---|---|---|---|")?;
+        for arm in ["vrrp-agent (XDP)", "vrrp-agent (raw sockets)", "keepalived"] {
+            let r = split_flood(arm, opts.seconds, &agent)?;
+            writeln!(md, "| {arm} | {:.2} | {} | {} |", r.0, r.1, r.2)?;
+            rows.push(serde_json::json!({ "arm": arm, "backup_cpu_pct": r.0, "false_master": r.1, "max_holders": r.2 }));
+        }
+        json["split_flood"] = serde_json::Value::Array(rows);
+        writeln!(md)?;
+    }
+
     if wants("flood") {
         let arms = [flood(opts.seconds, "xdp")?, flood(opts.seconds, "socket")?];
         writeln!(
@@ -309,4 +332,99 @@ fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
         agent_cpu_pct: (t1 - t0) as f64 / hz / elapsed * 100.0,
         agent_rss_kib: rss,
     })
+}
+
+/// The pair with a third node flooding the backup: (backup CPU %, false
+/// MASTER entries on the backup, most VIP holders seen at once).
+fn split_flood(arm: &str, seconds: u64, agent: &std::path::Path) -> Result<(f64, usize, usize)> {
+    println!("split-brain flood: {arm}");
+    let (impl_arm, extra): (Arm, Vec<String>) = match arm {
+        "keepalived" => (Arm::Keepalived, vec![]),
+        "vrrp-agent (raw sockets)" => (Arm::Agent, vec!["--receive".into(), "socket".into()]),
+        _ => (Arm::Agent, vec!["--receive".into(), "xdp".into()]),
+    };
+    let seg = vrrp_tests::lab::Segment::new(&["192.0.2.20/24", "192.0.2.52/24", "192.0.2.66/24"])?;
+    let master_conf = bench_failover::conf(150, "192.0.2.20", "192.0.2.52", 100).replace(
+        "  virtual_ipaddress",
+        "  authentication {\n    auth_type PASS\n    auth_pass e^Ho6HWa\n  }\n  virtual_ipaddress",
+    );
+    let backup_conf = bench_failover::conf(100, "192.0.2.52", "192.0.2.20", 100).replace(
+        "  virtual_ipaddress",
+        "  authentication {\n    auth_type PASS\n    auth_pass e^Ho6HWa\n  }\n  virtual_ipaddress",
+    );
+    let _master = bench_failover::start(&seg, impl_arm, 0, &master_conf, agent, &extra)?;
+    let backup = bench_failover::start(&seg, impl_arm, 1, &backup_conf, agent, &extra)?;
+    let vip = "192.0.2.130";
+    let t = Instant::now();
+    while seg.holders(vip)? != [0] {
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!("{arm}: the master never held the VIP alone");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let masters_before = backup.lines().iter().filter(|l| l.contains("Entering MASTER")).count();
+    // The flood: v2, VRID 55, priority 254, wrong password, from a stranger
+    // to the backup's address and MAC.
+    let backup_mac = vrrp_tests::capture::mac(&seg.nodes[1].ns, "eth0")?;
+    let vips = [Ipv4Addr::new(192, 0, 2, 130)];
+    let repr = Repr {
+        version: Version::V2,
+        vrid: 55,
+        priority: 254,
+        interval: Centis(100),
+        auth: Auth::simple(b"intruder"),
+        addrs: AddrList::V4(&vips),
+    };
+    let (src, dst) = (Ipv4Addr::new(192, 0, 2, 66), Ipv4Addr::new(192, 0, 2, 52));
+    let mut msg = vec![0u8; repr.buffer_len()];
+    let n = repr
+        .emit(&mut msg, &TxIp { src: IpAddr::V4(src), dst: IpAddr::V4(dst), v3_checksum_as_v2: false })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let f = frame::ipv4(
+        &frame::V4 { src, dst, ttl: 255, fragment: false, vlan: None, dst_mac: Some(backup_mac) },
+        &msg[..n],
+    );
+    let conf = std::env::temp_dir().join(format!("{}.trafgen", netns::unique("split")));
+    let bytes: Vec<String> = f.iter().map(|b| format!("0x{b:02x}")).collect();
+    std::fs::write(&conf, format!("{{ {} }}\n", bytes.join(", ")))?;
+    let pids = bench_failover::process_tree(backup.pid());
+    let ticks = |pids: &[u32]| -> u64 {
+        pids.iter().filter_map(|p| cpu_ticks_and_rss(*p).ok()).map(|(t, _)| t).sum()
+    };
+    let t0 = ticks(&pids);
+    let start = Instant::now();
+    let mut tg = Command::new("timeout");
+    tg.args([
+        "-s",
+        "INT",
+        &seconds.to_string(),
+        "ip",
+        "netns",
+        "exec",
+        seg.nodes[2].ns.name(),
+        "trafgen",
+        "--dev",
+        "eth0",
+    ])
+    .arg("--conf")
+    .arg(&conf)
+    .args(["--cpus", "1", "-q"])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let mut child = tg.spawn().context("starting trafgen")?;
+    let mut max_holders = 0;
+    while child.try_wait()?.is_none() {
+        max_holders = max_holders.max(seg.holders(vip)?.len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let t1 = ticks(&pids);
+    let _ = std::fs::remove_file(&conf);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let cpu = (t1 - t0) as f64 / hz / elapsed * 100.0;
+    let false_master =
+        backup.lines().iter().filter(|l| l.contains("Entering MASTER")).count() - masters_before;
+    println!("  backup CPU {cpu:.2}%, false MASTER entries {false_master}, most VIP holders {max_holders}");
+    Ok((cpu, false_master, max_holders))
 }

@@ -65,7 +65,7 @@ pub struct Series {
     pub to_vip_ms: Vec<f64>,
 }
 
-fn conf(priority: u8, me: &str, peer: &str, interval_cs: u16) -> String {
+pub fn conf(priority: u8, me: &str, peer: &str, interval_cs: u16) -> String {
     let (version, int) = if interval_cs.is_multiple_of(100) {
         (2, format!("{}", interval_cs / 100))
     } else {
@@ -90,7 +90,14 @@ fn limits(priority: u64, interval_cs: u16) -> (f64, f64) {
 
 /// Start `arm` on node `i` in its own process group (SIGKILL takes
 /// keepalived's child processes along).
-fn start(seg: &Segment, arm: Arm, i: usize, text: &str, agent: &Path, extra: &[String]) -> Result<Process> {
+pub fn start(
+    seg: &Segment,
+    arm: Arm,
+    i: usize,
+    text: &str,
+    agent: &Path,
+    extra: &[String],
+) -> Result<Process> {
     let tag = netns::unique("bench");
     let path = seg.file(&format!("{tag}.conf"), text)?;
     let mut cmd = match arm {
@@ -229,4 +236,28 @@ pub fn series(
         out.excess_ms.len()
     );
     Ok(out)
+}
+
+/// The pids of `pid` and all its descendants (keepalived's VRRP child).
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid == Some(parent) && !out.contains(&child) {
+                    out.push(child);
+                }
+            }
+        }
+        i += 1;
+    }
+    out
 }

@@ -51,7 +51,7 @@ enum Task {
         /// Runs per failover series.
         #[arg(long, default_value_t = 20)]
         runs: usize,
-        /// Only one scenario: flood, crash or graceful.
+        /// Only one scenario: flood, split, crash or graceful.
         #[arg(long)]
         only: Option<String>,
         /// Advert intervals for the failover series, in ms (graceful runs
