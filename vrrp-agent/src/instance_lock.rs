@@ -39,6 +39,15 @@ pub enum LockError {
 /// Held for the agent's lifetime; released when dropped or the process dies.
 pub struct InstanceLock {
     _lock: Flock<File>,
+    path: PathBuf,
+}
+
+impl Drop for InstanceLock {
+    fn drop(&mut self) {
+        // Removed while still held, so no other agent can hold it; a file
+        // left by a killed agent is reused by the next one of that name.
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Take the lock for instance `name`.
@@ -57,5 +66,5 @@ pub fn acquire(name: &str) -> Result<InstanceLock, LockError> {
         .map_err(|_| LockError::Busy { name: name.into(), path: path.display().to_string() })?;
     lock.set_len(0).map_err(io)?;
     writeln!(lock, "{}", std::process::id()).map_err(io)?;
-    Ok(InstanceLock { _lock: lock })
+    Ok(InstanceLock { _lock: lock, path })
 }

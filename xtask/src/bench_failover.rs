@@ -103,7 +103,8 @@ pub fn start(
     let mut cmd = match arm {
         Arm::Agent => {
             let mut c = seg.nodes[i].ns.command(agent.to_str().context("agent path")?);
-            c.arg("run").arg("-f").arg(&path).args(["--name", &tag]).args(extra);
+            // No pins: killed agents would leave them behind.
+            c.arg("run").arg("-f").arg(&path).args(["--name", &tag, "--no-pin"]).args(extra);
             c
         }
         Arm::Keepalived => {
