@@ -13,7 +13,7 @@ use clap::ValueEnum;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use vrrp_agent::daemon::ReceiveMode;
-use vrrp_agent::daemon::timer;
+use vrrp_agent::daemon::{link, timer};
 use vrrp_agent::datapath::{AttachMode, Datapath, Events};
 use vrrp_agent::fallback::{self, Instance, Receiver};
 use vrrp_agent::{bpffs, instance_lock};
@@ -117,23 +117,6 @@ fn options(args: &WatchArgs) -> Result<Options> {
     })
 }
 
-/// Our own addresses on `iface` in `family`, from getifaddrs(3).
-fn own_addresses(iface: &str, family: Family) -> Result<Vec<IpAddr>> {
-    let mut out = Vec::new();
-    for ifa in nix::ifaddrs::getifaddrs().context("getifaddrs")? {
-        if ifa.interface_name != iface {
-            continue;
-        }
-        let Some(addr) = ifa.address else { continue };
-        match (family, addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
-            (Family::V4, Some(a), _) => out.push(IpAddr::V4(a.ip())),
-            (Family::V6, _, Some(a)) => out.push(IpAddr::V6(a.ip())),
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
 /// `vrrp-agent watch`, until `shutdown` resolves.
 pub async fn run(args: WatchArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
     let opts = options(&args)?;
@@ -163,7 +146,7 @@ fn start_xdp(args: &WatchArgs, opts: &Options) -> Result<Datapath> {
         Mode::Native => AttachMode::Native,
     };
     for iface in &args.interfaces {
-        let own = own_addresses(iface, opts.family)?;
+        let own = link::addresses(iface, opts.family);
         let ifindex = dp.attach(iface, mode).with_context(|| format!("attaching to {iface}"))?;
         let i = &opts.instance;
         let expect =
@@ -250,7 +233,7 @@ async fn run_sockets(args: &WatchArgs, opts: &Options, shutdown: impl Future<Out
     let mut names = BTreeMap::new();
     for iface in &args.interfaces {
         let mut rx = Receiver::open(iface, opts.family).with_context(|| format!("raw socket on {iface}"))?;
-        let inst = Instance { own: own_addresses(iface, opts.family)?, ..opts.instance.clone() };
+        let inst = Instance { own: link::addresses(iface, opts.family), ..opts.instance.clone() };
         for vrid in &args.vrids {
             rx.add_instance(*vrid, inst.clone());
         }

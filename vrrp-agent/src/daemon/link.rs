@@ -1,14 +1,33 @@
-//! Link state: the interfaces instances run on and track
-//! (`track_interface`), from getifaddrs at start and rtnetlink link events
-//! after.
+//! Interfaces: their addresses, and link state (the interfaces instances
+//! run on and track with `track_interface`) from getifaddrs at start and
+//! rtnetlink link events after.
 
 use std::io;
+use std::net::IpAddr;
 
 use futures_util::StreamExt;
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::link::LinkFlags;
 use rtnetlink::sys::{AsyncSocket, SocketAddr};
+use vrrp_common::wire::Family;
+
+/// Addresses of `family` on `iface`; IPv6 link-local ones first.
+pub fn addresses(iface: &str, family: Family) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    if let Ok(list) = nix::ifaddrs::getifaddrs() {
+        for ifa in list.filter(|i| i.interface_name == iface) {
+            let Some(a) = ifa.address else { continue };
+            match (family, a.as_sockaddr_in(), a.as_sockaddr_in6()) {
+                (Family::V4, Some(v4), _) => out.push(IpAddr::V4(v4.ip())),
+                (Family::V6, _, Some(v6)) => out.push(IpAddr::V6(v6.ip())),
+                _ => {}
+            }
+        }
+    }
+    out.sort_by_key(|a| !vrrp_common::rx::is_link_local_v6(a));
+    out
+}
 
 /// Whether `iface` is up and running now.
 pub fn is_up(iface: &str) -> bool {

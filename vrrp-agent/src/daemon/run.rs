@@ -168,29 +168,12 @@ impl Source {
     }
 }
 
-/// Addresses of `family` on `iface`; IPv6 link-local ones first.
-fn addresses(iface: &str, family: Family) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    if let Ok(list) = nix::ifaddrs::getifaddrs() {
-        for ifa in list.filter(|i| i.interface_name == iface) {
-            let Some(a) = ifa.address else { continue };
-            match (family, a.as_sockaddr_in(), a.as_sockaddr_in6()) {
-                (Family::V4, Some(v4), _) => out.push(IpAddr::V4(v4.ip())),
-                (Family::V6, _, Some(v6)) => out.push(IpAddr::V6(v6.ip())),
-                _ => {}
-            }
-        }
-    }
-    out.sort_by_key(|a| !vrrp_common::rx::is_link_local_v6(a));
-    out
-}
-
 fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
     let name = conf.name.clone();
     let ifindex = nix::net::if_::if_nametoindex(conf.interface.as_str()).map_err(|source| {
         DaemonError::NoInterface { instance: name.clone(), iface: conf.interface.clone(), source }
     })?;
-    let own = addresses(&conf.interface, conf.family);
+    let own = link::addresses(&conf.interface, conf.family);
     // RFC 5798 5.1.2.1: IPv6 adverts come from the link-local address.
     let src = match (conf.unicast_src_ip, conf.family) {
         (Some(a), _) => a,
