@@ -7,10 +7,39 @@ pub mod status;
 pub mod watch;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use vrrp_agent::daemon::ReceiveMode;
 
 use vrrp_common::maps::{
     EVENT_INTERVAL, EVENT_NEW_PEER, EVENT_PRIORITY, EVENT_RESIGN, FAMILY_IPV4, PeerEvent, PeerKey,
 };
+
+/// What `run` and `watch` share: how adverts come in and where the agent
+/// keeps its pins and lock.
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// Receive path: XDP, raw sockets, or XDP falling back to sockets
+    /// (with a warning) where it cannot attach.
+    #[arg(long, value_enum, default_value_t = ReceiveMode::Auto)]
+    pub receive: ReceiveMode,
+    /// Name of this agent: its pin directory, lock and status files.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// bpffs directory the per-agent pin directories go under.
+    #[arg(long, default_value = "/sys/fs/bpf/vrrp-agent")]
+    pub pin_root: PathBuf,
+    /// Do not pin the maps (bpftool can then only find them by id).
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Load the XDP object from this file instead of the embedded one.
+    #[arg(long)]
+    pub ebpf_object: Option<PathBuf>,
+    /// Let valid adverts continue up the stack after XDP has recorded
+    /// them, to see them in tcpdump while debugging.
+    #[arg(long)]
+    pub pass_up: bool,
+}
 
 /// One line about a peer event.
 pub fn describe(ev: &PeerEvent, names: &BTreeMap<u32, String>) -> String {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use vrrp_agent::config::{self, ConfigError};
-use vrrp_agent::daemon::{self, ReceiveMode};
+use vrrp_agent::daemon;
+
+use super::AgentArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -13,25 +15,8 @@ pub struct RunArgs {
     /// present, else /etc/keepalived/keepalived.conf).
     #[arg(short = 'f', long = "config")]
     config: Option<PathBuf>,
-    /// Receive path: XDP, raw sockets, or XDP falling back to sockets.
-    #[arg(long, value_enum, default_value_t = ReceiveMode::Auto)]
-    receive: ReceiveMode,
-    /// Name of this agent: its pin directory and lock file.
-    #[arg(long, default_value = "default")]
-    name: String,
-    /// bpffs directory the per-agent pin directories go under.
-    #[arg(long, default_value = "/sys/fs/bpf/vrrp-agent")]
-    pin_root: PathBuf,
-    /// Do not pin the maps.
-    #[arg(long)]
-    no_pin: bool,
-    /// Load the XDP object from this file instead of the embedded one.
-    #[arg(long)]
-    ebpf_object: Option<PathBuf>,
-    /// Let valid adverts continue up the stack after XDP has recorded
-    /// them, to see them in tcpdump while debugging.
-    #[arg(long)]
-    pass_up: bool,
+    #[command(flatten)]
+    agent: AgentArgs,
 }
 
 /// Load the configuration and run until `shutdown`.
@@ -62,12 +47,12 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         cfg.instances.len()
     );
     let opts = daemon::Options {
-        receive: args.receive,
-        name: args.name,
-        pin_root: args.pin_root,
-        no_pin: args.no_pin,
-        ebpf_object: args.ebpf_object,
-        pass_up: args.pass_up,
+        receive: args.agent.receive,
+        name: args.agent.name,
+        pin_root: args.agent.pin_root,
+        no_pin: args.agent.no_pin,
+        ebpf_object: args.agent.ebpf_object,
+        pass_up: args.agent.pass_up,
     };
     daemon::run(cfg, opts, shutdown).await?;
     Ok(())

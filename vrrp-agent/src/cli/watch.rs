@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -21,32 +20,18 @@ use vrrp_common::rx::Expect;
 use vrrp_common::wire::{Auth, Family, Version};
 use vrrp_common::{Centis, Verdict};
 
-use super::{describe, iface_name};
+use super::{AgentArgs, describe, iface_name};
 
 #[derive(clap::Args, Debug)]
 pub struct WatchArgs {
     /// Interface to listen on (repeatable).
     #[arg(short, long = "interface", required = true)]
     interfaces: Vec<String>,
-    /// Name of this agent instance: its pin directory and lock file.
-    #[arg(long, default_value = "default")]
-    name: String,
-    /// bpffs directory the per-instance pin directories go under.
-    #[arg(long, default_value = "/sys/fs/bpf/vrrp-agent")]
-    pin_root: PathBuf,
-    /// Do not pin the maps (bpftool can then only find them by id).
-    #[arg(long)]
-    no_pin: bool,
-    /// Receive path: XDP, raw sockets, or XDP falling back to sockets
-    /// (with a warning) where it cannot attach.
-    #[arg(long, value_enum, default_value_t = ReceiveMode::Auto)]
-    receive: ReceiveMode,
+    #[command(flatten)]
+    agent: AgentArgs,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     xdp_mode: Mode,
-    /// Load the XDP object from this file instead of the embedded one.
-    #[arg(long)]
-    ebpf_object: Option<PathBuf>,
     /// Seconds between counter reports.
     #[arg(long, default_value_t = 1.0)]
     report_interval: f64,
@@ -68,9 +53,6 @@ pub struct WatchArgs {
     /// Unicast peer (repeatable): accept adverts only from these.
     #[arg(long = "peer")]
     peers: Vec<IpAddr>,
-    /// Let valid adverts continue up the stack (to see them in tcpdump).
-    #[arg(long)]
-    pass_up: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -120,8 +102,8 @@ fn options(args: &WatchArgs) -> Result<Options> {
 /// `vrrp-agent watch`, until `shutdown` resolves.
 pub async fn run(args: WatchArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
     let opts = options(&args)?;
-    let _lock = instance_lock::acquire(&args.name)?;
-    let xdp = match args.receive {
+    let _lock = instance_lock::acquire(&args.agent.name)?;
+    let xdp = match args.agent.receive {
         ReceiveMode::Socket => None,
         ReceiveMode::Xdp => Some(start_xdp(&args, &opts)?),
         ReceiveMode::Auto => match start_xdp(&args, &opts) {
@@ -139,7 +121,7 @@ pub async fn run(args: WatchArgs, shutdown: impl Future<Output = ()>) -> Result<
 }
 
 fn start_xdp(args: &WatchArgs, opts: &Options) -> Result<Datapath> {
-    let mut dp = Datapath::load(args.ebpf_object.as_deref()).context("loading the XDP program")?;
+    let mut dp = Datapath::load(args.agent.ebpf_object.as_deref()).context("loading the XDP program")?;
     let mode = match args.xdp_mode {
         Mode::Auto => AttachMode::Auto,
         Mode::Generic => AttachMode::Generic,
@@ -152,7 +134,7 @@ fn start_xdp(args: &WatchArgs, opts: &Options) -> Result<Datapath> {
         let expect =
             Expect { version: i.version, auth: i.auth, interval: i.interval, own: &own, peers: &i.peers };
         for vrid in &args.vrids {
-            dp.configure(ifindex, opts.family, *vrid, &expect, args.pass_up)?;
+            dp.configure(ifindex, opts.family, *vrid, &expect, args.agent.pass_up)?;
         }
         let used = if dp.modes().last() == Some(&AttachMode::Generic) { "generic" } else { "native" };
         log::info!(
@@ -162,15 +144,15 @@ fn start_xdp(args: &WatchArgs, opts: &Options) -> Result<Datapath> {
             if i.peers.is_empty() { "any sender".to_owned() } else { format!("{:?}", i.peers) }
         );
     }
-    if !args.no_pin {
-        let fs_root = args.pin_root.parent().unwrap_or(&args.pin_root);
+    if !args.agent.no_pin {
+        let fs_root = args.agent.pin_root.parent().unwrap_or(&args.agent.pin_root);
         if bpffs::ensure(fs_root)? {
             log::warn!(
                 "{} was not a BPF filesystem (ip netns exec hides the host's): mounted one",
                 fs_root.display()
             );
         }
-        let dir = args.pin_root.join(&args.name);
+        let dir = args.agent.pin_root.join(&args.agent.name);
         dp.pin_maps(&dir)?;
         log::info!(
             "maps pinned under {} (bpftool map dump pinned {}/VRRP_PEERS)",
