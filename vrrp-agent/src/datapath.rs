@@ -61,6 +61,9 @@ pub enum DatapathError {
         #[source]
         source: aya::maps::MapError,
     },
+    /// No bpffs to pin in.
+    #[error(transparent)]
+    Bpffs(#[from] crate::bpffs::BpffsError),
     /// Pinning failed.
     #[error("pinning {name} at {path}: {reason}")]
     Pin {
@@ -210,6 +213,27 @@ impl Datapath {
             self.pins.push(path);
         }
         Ok(())
+    }
+
+    /// Pin the maps under `pin_root/<name>` (an agent's directory),
+    /// mounting a bpffs at `pin_root`'s parent if there is none there (`ip
+    /// netns exec` hides the host's). Logs where, and returns it.
+    pub fn pin_for(&mut self, pin_root: &Path, name: &str) -> Result<PathBuf, DatapathError> {
+        let fs_root = pin_root.parent().unwrap_or(pin_root);
+        if crate::bpffs::ensure(fs_root)? {
+            log::warn!(
+                "{} was not a BPF filesystem (ip netns exec hides the host's): mounted one",
+                fs_root.display()
+            );
+        }
+        let dir = pin_root.join(name);
+        self.pin_maps(&dir)?;
+        log::info!(
+            "maps pinned under {} (bpftool map dump pinned {}/VRRP_PEERS)",
+            dir.display(),
+            dir.display()
+        );
+        Ok(dir)
     }
 
     /// Where the maps are pinned, if they are.

@@ -15,7 +15,7 @@ use vrrp_agent::daemon::ReceiveMode;
 use vrrp_agent::daemon::{link, timer};
 use vrrp_agent::datapath::{AttachMode, Datapath, Events};
 use vrrp_agent::fallback::{self, Instance, Receiver};
-use vrrp_agent::{bpffs, instance_lock};
+use vrrp_agent::instance_lock;
 use vrrp_common::rx::Expect;
 use vrrp_common::wire::{Auth, Family, Version};
 use vrrp_common::{Centis, Verdict};
@@ -145,20 +145,7 @@ fn start_xdp(args: &WatchArgs, opts: &Options) -> Result<Datapath> {
         );
     }
     if !args.agent.no_pin {
-        let fs_root = args.agent.pin_root.parent().unwrap_or(&args.agent.pin_root);
-        if bpffs::ensure(fs_root)? {
-            log::warn!(
-                "{} was not a BPF filesystem (ip netns exec hides the host's): mounted one",
-                fs_root.display()
-            );
-        }
-        let dir = args.agent.pin_root.join(&args.agent.name);
-        dp.pin_maps(&dir)?;
-        log::info!(
-            "maps pinned under {} (bpftool map dump pinned {}/VRRP_PEERS)",
-            dir.display(),
-            dir.display()
-        );
+        dp.pin_for(&args.agent.pin_root, &args.agent.name)?;
     }
     Ok(dp)
 }

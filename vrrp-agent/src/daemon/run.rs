@@ -35,8 +35,8 @@ use crate::datapath::{AttachMode, Datapath, DatapathError, Events};
 use crate::fallback::{self, Receiver};
 use crate::health::runner::{self, CheckSpec, RunAs};
 use crate::health::{self, Health, Status, Tracked, user};
+use crate::instance_lock;
 use crate::machine::{Action, Input, Machine, Micros, Params, State};
-use crate::{bpffs, instance_lock};
 
 /// How adverts come in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -102,9 +102,6 @@ pub enum DaemonError {
     /// The XDP path failed (and no fallback was allowed).
     #[error(transparent)]
     Datapath(#[from] DatapathError),
-    /// Pinning needs a bpffs.
-    #[error(transparent)]
-    Bpffs(#[from] bpffs::BpffsError),
     /// Another agent has this name.
     #[error(transparent)]
     Lock(#[from] instance_lock::LockError),
@@ -723,16 +720,7 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
         dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), opts.pass_up)?;
     }
     if !opts.no_pin {
-        let root = opts.pin_root.parent().unwrap_or(&opts.pin_root);
-        if bpffs::ensure(root)? {
-            log::warn!(
-                "{} was not a BPF filesystem (ip netns exec hides the host's): mounted one",
-                root.display()
-            );
-        }
-        let dir = opts.pin_root.join(&opts.name);
-        dp.pin_maps(&dir)?;
-        log::info!("maps pinned under {}", dir.display());
+        dp.pin_for(&opts.pin_root, &opts.name)?;
     }
     // SAFETY: `Events` owns the ring buffer's fd, and the AsyncFd owns the
     // `Events`, so the fd stays open and the same for the AsyncFd's life.
