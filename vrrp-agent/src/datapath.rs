@@ -270,6 +270,25 @@ impl Datapath {
         Ok(())
     }
 
+    /// Configure the kernel's master-down watch of an instance (see
+    /// vrrp-common `WATCH_MAP`): `watch_priority` 0 turns it off.
+    pub fn set_watch(
+        &mut self,
+        ifindex: u32,
+        family: Family,
+        vrid: u8,
+        watch_priority: u8,
+        priority: u8,
+    ) -> Result<(), DatapathError> {
+        let key = InstanceKey { ifindex, family: family.code(), vrid, _pad: [0; 2] };
+        let mut map = self.hash_map::<InstanceKey, InstanceConfig>(INSTANCES_MAP)?;
+        let mut cfg =
+            map.get(&key, 0).map_err(|source| DatapathError::Map { name: INSTANCES_MAP, source })?;
+        cfg.watch_priority = watch_priority;
+        cfg.priority = priority;
+        map.insert(key, cfg, 0).map_err(|source| DatapathError::Map { name: INSTANCES_MAP, source })
+    }
+
     /// Add an address row: one of ours (`vrid` 0, `ADDR_OWN`) or a unicast
     /// peer of `vrid` (`ADDR_PEER`).
     pub fn add_addr(

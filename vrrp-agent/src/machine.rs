@@ -283,16 +283,14 @@ impl Machine {
     /// ((256 - Priority) * Master_Adver_Interval) / 256; v2 (RFC 3768 6.1)
     /// (256 - Priority) / 256 seconds.
     pub fn skew_time(&self) -> Micros {
-        let weight = 256 - u64::from(self.priority);
-        match self.params.version {
-            Version::V3 => Micros(weight * Micros::from_centis(self.master_adver_int).0 / 256),
-            Version::V2 => Micros(weight * 1_000_000 / 256),
-        }
+        Micros(self.master_adver_int.skew_micros(self.params.version == Version::V3, self.priority))
     }
 
     /// RFC 5798 6.1 Master_Down_Interval: 3 * Master_Adver_Interval + Skew_Time.
     pub fn master_down_interval(&self) -> Micros {
-        Micros(3 * Micros::from_centis(self.master_adver_int).0 + self.skew_time().0)
+        // The kernel's watch computes the same (vrrp-common), from the
+        // advert's interval.
+        Micros(self.master_adver_int.master_down_micros(self.params.version == Version::V3, self.priority))
     }
 
     /// The earliest pending deadline.

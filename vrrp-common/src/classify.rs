@@ -150,6 +150,24 @@ pub fn check_instance(
     Ok(())
 }
 
+/// The kernel's master-down watch: for an accepted advert, how long to
+/// (re-)arm the instance's timer, in ns, or None to leave it alone.
+///
+/// Mirrors the backup's rule (RFC 5798 6.4.2): an advert with a priority
+/// at least the instance's `watch_priority` (its own priority when it
+/// preempts, 1 when it does not) resets the Master_Down_Timer to
+/// Master_Down_Interval, from the advert's interval and our priority.
+/// Priority 0 is left to the agent (an `EVENT_RESIGN`, Skew_Time), and so
+/// is a lower-priority advert a preempting backup discards: the timer then
+/// runs out as the RFC's would.
+pub fn watch_ns(adv: &Advert, cfg: &InstanceConfig) -> Option<u64> {
+    if cfg.watch_priority == 0 || adv.priority == 0 || adv.priority < cfg.watch_priority {
+        return None;
+    }
+    let mdi = Centis(adv.interval_cs).master_down_micros(adv.version == 3, cfg.priority);
+    Some(mdi * 1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +242,44 @@ mod tests {
         // So is a VRRPv3 advert with 7 IPv4 addresses (found by proptest).
         let v3_7 = [0x31, 1, 100, 7, 0, 100, 0, 0];
         assert!(check_header(&v3_7, &v4(255, 36)).is_ok());
+    }
+
+    fn advert(priority: u8, interval_cs: u16, version: u8) -> Advert {
+        Advert { version, vrid: 51, priority, count: 1, interval_cs, auth_type: 0 }
+    }
+
+    fn watching(watch_priority: u8, priority: u8) -> InstanceConfig {
+        InstanceConfig {
+            flags: 0,
+            version: 3,
+            auth_type: 0,
+            interval_cs: 100,
+            password: [0; 8],
+            watch_priority,
+            priority,
+            _pad: [0; 2],
+        }
+    }
+
+    #[test]
+    fn watch_arms_to_master_down_interval() {
+        // v3, 10 ms adverts, backup priority 100: 3 × 10 ms + 156/256 × 10 ms.
+        assert_eq!(watch_ns(&advert(150, 1, 3), &watching(100, 100)), Some(36_093_000));
+        // v2, 1 s: the skew is in seconds: 3 s + 156/256 s.
+        assert_eq!(watch_ns(&advert(150, 100, 2), &watching(100, 100)), Some(3_609_375_000));
+        // Equal priority holds a backup down too.
+        assert!(watch_ns(&advert(100, 1, 3), &watching(100, 100)).is_some());
+    }
+
+    #[test]
+    fn watch_leaves_what_the_backup_discards_or_the_agent_handles() {
+        // Not a backup: no watch.
+        assert_eq!(watch_ns(&advert(150, 1, 3), &watching(0, 100)), None);
+        // Lower priority while preempting: discarded, the timer runs out.
+        assert_eq!(watch_ns(&advert(99, 1, 3), &watching(100, 100)), None);
+        // Resignation: the agent's Skew_Time.
+        assert_eq!(watch_ns(&advert(0, 1, 3), &watching(1, 100)), None);
+        // nopreempt (watch_priority 1): any live master holds us down.
+        assert!(watch_ns(&advert(2, 1, 3), &watching(1, 200)).is_some());
     }
 }

@@ -25,6 +25,11 @@ pub const EVENTS_MAP: &str = "VRRP_EVENTS";
 /// Name of the per-CPU array counting which checksum form verified
 /// (index `ChecksumForm as u32`).
 pub const CSUM_FORMS_MAP: &str = "VRRP_CSUM_FORMS";
+/// Per instance (`InstanceKey`), a kernel timer armed by the XDP program
+/// to Master_Down_Interval on each advert that holds a backup down; when
+/// it expires it raises `EVENT_SILENT`. So a backup's agent sleeps while
+/// its master advertises, and wakes when the master goes quiet.
+pub const WATCH_MAP: &str = "VRRP_WATCH";
 
 /// Capacity of the instance map: 255 VRIDs x 2 families x a few interfaces.
 pub const INSTANCES_MAX_ENTRIES: u32 = 2048;
@@ -53,6 +58,10 @@ pub const EVENT_PRIORITY: u32 = 2;
 pub const EVENT_RESIGN: u32 = 4;
 /// The peer's advertised interval changed.
 pub const EVENT_INTERVAL: u32 = 8;
+/// The instance's master-down watch expired: no advert that holds a backup
+/// down arrived for Master_Down_Interval. Raised by the kernel's timer,
+/// not by an advert: `key.addr` and `state` are zero.
+pub const EVENT_SILENT: u32 = 16;
 
 /// Which virtual router on which interface and family.
 #[repr(C)]
@@ -83,6 +92,14 @@ pub struct InstanceConfig {
     pub interval_cs: u16,
     /// v2 simple password, zero padded.
     pub password: [u8; 8],
+    /// The kernel's master-down watch (see `WATCH_MAP`): an accepted
+    /// advert with at least this priority re-arms the instance's timer to
+    /// Master_Down_Interval; 0 turns the watch off (not a backup).
+    pub watch_priority: u8,
+    /// Our current priority: the Skew_Time in that Master_Down_Interval.
+    pub priority: u8,
+    /// Always zero.
+    pub _pad: [u8; 2],
 }
 
 /// A row of `VRRP_ADDRS`.

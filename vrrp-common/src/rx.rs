@@ -65,6 +65,9 @@ impl Expect<'_> {
             auth_type,
             interval_cs: self.interval.0,
             password,
+            watch_priority: 0,
+            priority: 0,
+            _pad: [0; 2],
         }
     }
 }

@@ -21,6 +21,20 @@ impl Centis {
         Centis(s as u16 * 100)
     }
 
+    /// RFC 5798 6.1 / RFC 3768 6.1 Skew_Time in microseconds for a backup
+    /// of `priority` whose master advertises every `self`: v3 scales it by
+    /// the interval, v2 counts it in seconds whatever the interval.
+    pub const fn skew_micros(self, v3: bool, priority: u8) -> u64 {
+        let weight = 256 - priority as u64;
+        if v3 { weight * self.as_micros() / 256 } else { weight * 1_000_000 / 256 }
+    }
+
+    /// Master_Down_Interval in microseconds: 3 × Master_Adver_Interval
+    /// (`self`) + Skew_Time.
+    pub const fn master_down_micros(self, v3: bool, priority: u8) -> u64 {
+        3 * self.as_micros() + self.skew_micros(v3, priority)
+    }
+
     /// In microseconds, for timer arithmetic.
     pub const fn as_micros(self) -> u64 {
         self.0 as u64 * 10_000

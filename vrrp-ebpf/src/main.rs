@@ -13,16 +13,19 @@
 
 use core::mem::size_of;
 
+use aya_ebpf::bindings::bpf_timer;
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use aya_ebpf::btf_maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf};
-use aya_ebpf::helpers::generated::{bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_load_bytes};
+use aya_ebpf::helpers::generated::{
+    bpf_csum_diff, bpf_ktime_get_ns, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start, bpf_xdp_load_bytes,
+};
 use aya_ebpf::macros::{btf_map, xdp};
 use aya_ebpf::programs::XdpContext;
 use vrrp_common::classify::{self, Facts, HEADER_LEN, IpMeta};
 use vrrp_common::maps::{
-    ADDR_OWN, ADDR_PEER, ADDRS_MAX_ENTRIES, AddrInfo, COUNTERS_MAX_ENTRIES, CounterKey, EVENTS_BYTES,
-    FAMILY_IPV4, FAMILY_IPV6, INST_PASS_UP, INST_UNICAST, INSTANCES_MAX_ENTRIES, InstanceConfig, InstanceKey,
-    PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
+    ADDR_OWN, ADDR_PEER, ADDRS_MAX_ENTRIES, AddrInfo, COUNTERS_MAX_ENTRIES, CounterKey, EVENT_SILENT,
+    EVENTS_BYTES, FAMILY_IPV4, FAMILY_IPV6, INST_PASS_UP, INST_UNICAST, INSTANCES_MAX_ENTRIES, InstanceConfig,
+    InstanceKey, PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
 };
 use vrrp_common::wire::Family;
 use vrrp_common::wire::vrrp::{Version, checksum_form};
@@ -44,6 +47,23 @@ static VRRP_ADDRS: HashMap<PeerKey, AddrInfo, { ADDRS_MAX_ENTRIES as usize }> = 
 
 #[btf_map]
 static VRRP_EVENTS: RingBuf<PeerEvent, { EVENTS_BYTES as usize }> = RingBuf::new();
+
+/// An instance's master-down watch: a kernel timer in a map value (the
+/// verifier finds it by its BTF type name, `bpf_timer`).
+#[repr(C)]
+struct Watch {
+    timer: bpf_timer,
+    /// 1 once the timer is initialised and has its callback.
+    ready: u32,
+    _pad: u32,
+}
+
+/// Per instance: its `Watch` (vrrp-common `WATCH_MAP`).
+#[btf_map]
+static VRRP_WATCH: HashMap<InstanceKey, Watch, { INSTANCES_MAX_ENTRIES as usize }> = HashMap::new();
+
+/// bpf_timer_init flag: CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+const CLOCK_MONOTONIC: u64 = 1;
 
 /// Index `ChecksumForm as u32`: which checksum form verified.
 #[btf_map]
@@ -212,6 +232,9 @@ fn check(
 
     set_key(tmp, ifindex, meta.family, adv.vrid, &meta.src);
     record_peer(tmp, &adv);
+    if let Some(ns) = classify::watch_ns(&adv, &cfg) {
+        arm_watch(&ikey, ns);
+    }
     Ok(cfg.flags & INST_PASS_UP != 0)
 }
 
@@ -313,6 +336,60 @@ fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert) {
             let _ = VRRP_EVENTS.output(&*tmp, BPF_RB_FORCE_WAKEUP);
         }
     }
+}
+
+/// (Re-)arm the instance's master-down timer to `ns` from now; creates and
+/// initialises it on first use. Failures leave the agent's own timer,
+/// which it keeps as a backstop, to do the job.
+#[inline(always)]
+fn arm_watch(ikey: &InstanceKey, ns: u64) {
+    let w = match VRRP_WATCH.get_ptr_mut(ikey) {
+        Some(w) => w,
+        None => {
+            // SAFETY: all-zero is the initial state the kernel expects of
+            // a bpf_timer (and of `ready`).
+            let zero: Watch = unsafe { core::mem::zeroed() };
+            // BPF_NOEXIST: another CPU may have created it meanwhile.
+            let _ = VRRP_WATCH.insert(ikey, &zero, 1);
+            match VRRP_WATCH.get_ptr_mut(ikey) {
+                Some(w) => w,
+                None => return,
+            }
+        }
+    };
+    let map = core::ptr::from_ref(&VRRP_WATCH).cast_mut().cast();
+    // SAFETY: `w` points into VRRP_WATCH's value, valid while the program
+    // runs; the helpers take the timer inside that value and the map.
+    unsafe {
+        let timer = &raw mut (*w).timer;
+        if (*w).ready == 0 {
+            // -EBUSY if another CPU initialised it first: fine either way.
+            let _ = bpf_timer_init(timer, map, CLOCK_MONOTONIC);
+            if bpf_timer_set_callback(timer, on_silence as *mut core::ffi::c_void) != 0 {
+                return;
+            }
+            (*w).ready = 1;
+        }
+        let _ = bpf_timer_start(timer, ns, 0);
+    }
+}
+
+/// The watch expired: tell the agent (`EVENT_SILENT`), whose own checks
+/// (the peer table, its state machine) decide what it means.
+extern "C" fn on_silence(_map: *mut core::ffi::c_void, key: *mut InstanceKey, _w: *mut Watch) -> i32 {
+    // SAFETY: the kernel passes the key of the element whose timer fired.
+    let k = unsafe { *key };
+    let mut ev = PeerEvent {
+        key: PeerKey { ifindex: k.ifindex, family: k.family, vrid: k.vrid, _pad: [0; 2], addr: [0; 16] },
+        // SAFETY: PeerState is plain integers; all-zero is a valid value.
+        state: unsafe { core::mem::zeroed() },
+        kind: EVENT_SILENT,
+        old_priority: 0,
+        _pad: [0; 3],
+    };
+    ev.kind = EVENT_SILENT;
+    let _ = VRRP_EVENTS.output(&ev, BPF_RB_FORCE_WAKEUP);
+    0
 }
 
 #[inline(always)]

@@ -16,6 +16,7 @@ use vrrp_tests::process::Process;
 use vrrp_tests::{Netns, frame, netns};
 
 use crate::bench_failover::{self, Arm, Kind};
+use crate::{bench_health, bench_steady};
 use crate::{prereqs, sh};
 
 /// Result of the flood scenario, one arm.
@@ -41,7 +42,33 @@ pub struct Opts {
     pub intervals_ms: Vec<u16>,
     /// Extra arguments for the agent arm's master.
     pub master_args: Vec<String>,
+    /// Seconds of steady-state measurement.
+    pub steady_seconds: u64,
+    /// Instances in the scale scenario.
+    pub instances: u16,
+    /// Output directory (see `out_dir`).
+    pub out: Option<std::path::PathBuf>,
 }
+
+impl Opts {
+    /// Health runs: half the failover runs (each takes seconds), at least 5.
+    fn health_runs(&self) -> usize {
+        (self.runs / 2).max(5)
+    }
+
+    /// `--out`, else bench-results/ for a full run and
+    /// bench-results/only-<scenario>/ for a partial one.
+    fn out_dir(&self) -> std::path::PathBuf {
+        let base = sh::root().join("bench-results");
+        match (&self.out, &self.only) {
+            (Some(o), _) => o.clone(),
+            (None, Some(only)) => base.join(format!("only-{only}")),
+            (None, None) => base,
+        }
+    }
+}
+
+const SCENARIOS: [&str; 7] = ["crash", "graceful", "health", "split", "flood", "steady", "scale"];
 
 pub fn run(opts: &Opts) -> Result<()> {
     crate::build(true)?;
@@ -58,6 +85,11 @@ pub fn run(opts: &Opts) -> Result<()> {
             "--no-install-recommends",
             "netsniff-ng",
         ]))?;
+    }
+    if let Some(o) = &opts.only
+        && !SCENARIOS.contains(&o.as_str())
+    {
+        bail!("--only {o}: no such scenario (one of {})", SCENARIOS.join(", "));
     }
     let wants = |s: &str| opts.only.as_deref().is_none_or(|o| o == s);
     let agent = sh::root().join("target/release/vrrp-agent");
@@ -145,6 +177,47 @@ pub fn run(opts: &Opts) -> Result<()> {
         writeln!(md)?;
     }
 
+    if wants("health") {
+        sh::step("health failover: the master's check starts failing");
+        let mut rows = Vec::new();
+        writeln!(md, "## Health failover\n")?;
+        writeln!(
+            md,
+            "The pair at 100 ms adverts (v3 unicast). The master (priority 100) tracks a vrrp_script (`test -f FILE`, interval 1 s, fall 2, rise 1, weight 60: 160 while healthy); the backup has 120. Timed from removing FILE to the VIP on the backup (polled every 0.5 ms), {} runs per arm, each started at a different phase of the script's interval. Reference: interval × fall + one advert; bound: interval × fall + Master_Down_Interval, because the backup discards the lower-priority advert and waits for its Master_Down_Timer (RFC 5798 6.4.2; keepalived 2.x does the same).\n",
+            opts.health_runs()
+        )?;
+        writeln!(
+            md,
+            "| arm | runs | reference (ms) | bound (ms) | min / median / p95 / max (ms) | within bound |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|")?;
+        for arm in [Arm::Agent, Arm::Keepalived] {
+            let h = bench_health::series(arm, opts.health_runs(), &agent)?;
+            let s = bench_failover::summary(&h.to_vip_ms);
+            let within = h.to_vip_ms.iter().filter(|v| **v <= h.bound_ms).count();
+            writeln!(
+                md,
+                "| {} | {} | {:.0} | {:.1} | {:.1} / {:.1} / {:.1} / {:.1} | {within}/{} |",
+                arm.name(),
+                h.to_vip_ms.len(),
+                h.reference_ms,
+                h.bound_ms,
+                s[0],
+                s[1],
+                s[2],
+                s[3],
+                h.to_vip_ms.len()
+            )?;
+            rows.push(serde_json::json!({
+                "arm": arm.name(), "reference_ms": h.reference_ms, "bound_ms": h.bound_ms,
+                "to_vip_ms": h.to_vip_ms,
+                "summary_ms": { "min": s[0], "median": s[1], "p95": s[2], "max": s[3] },
+            }));
+        }
+        json["health"] = serde_json::Value::Array(rows);
+        writeln!(md)?;
+    }
+
     if wants("split") {
         sh::step("flood at a backup while the master advertises: false MASTER entries, VIP holders");
         let mut rows = Vec::new();
@@ -202,13 +275,149 @@ pub fn run(opts: &Opts) -> Result<()> {
         writeln!(md)?;
     }
 
-    let out = sh::root().join("bench-results");
+    let mut footprint = Vec::new();
+    if wants("steady") {
+        sh::step("steady state: a backup listening to a master at 10 ms adverts");
+        let arms = [
+            bench_steady::run(Arm::Agent, 1, 1, opts.steady_seconds, false, &agent)?,
+            bench_steady::run(Arm::Keepalived, 1, 1, opts.steady_seconds, false, &agent)?,
+        ];
+        writeln!(md, "## Steady state\n")?;
+        writeln!(
+            md,
+            "The pair at 10 ms adverts (v3 unicast), one instance; after 2 s of warm-up, {} s measured. CPU: time on a CPU of every thread of the process tree (`/proc/PID/task/*/schedstat`); wake-ups: voluntary context switches (each sleep ends in one). The XDP column is the kernel's run-time statistics of the backup's XDP program (`kernel.bpf_stats_enabled`): that time is spent in softirq, outside any process; keepalived's receive path in the kernel is not counted either.\n",
+            opts.steady_seconds
+        )?;
+        writeln!(
+            md,
+            "| arm | backup CPU (% of one core) | backup wake-ups/s | master CPU (%) | master wake-ups/s | backup XDP: runs/s, ns/run, % of a core |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|")?;
+        let mut rows = Vec::new();
+        for s in &arms {
+            writeln!(
+                md,
+                "| {} | {:.3} | {:.1} | {:.3} | {:.1} | {} |",
+                s.arm.name(),
+                s.backup.0,
+                s.backup.1,
+                s.master.0,
+                s.master.1,
+                xdp_cell(s.backup_xdp)
+            )?;
+            rows.push(steady_json(s));
+        }
+        writeln!(
+            md,
+            "\nBackup CPU ratio keepalived / vrrp-agent: {}.\n",
+            ratio(arms[1].backup.0, arms[0].backup.0)
+        )?;
+        json["steady"] = serde_json::Value::Array(rows);
+        footprint.extend(arms);
+    }
+    if wants("scale") {
+        sh::step(&format!("scale: {} instances at 100 ms adverts on one pair", opts.instances));
+        let arms = [
+            bench_steady::run(Arm::Agent, opts.instances, 10, 20, true, &agent)?,
+            bench_steady::run(Arm::Keepalived, opts.instances, 10, 20, true, &agent)?,
+        ];
+        writeln!(md, "## Scale\n")?;
+        writeln!(
+            md,
+            "{} instances (VRIDs 1-{}, one /32 VIP each, v3 unicast, 100 ms adverts) on one pair. Election checked (the master holds every VIP, the backup none, before and after the measurement), then 20 s measured as above, then the master is killed (SIGKILL): every instance must enter MASTER on the backup; times from the kill to the first and to the last VIP on the backup, against the Master_Down_Interval of {:.1} ms.\n",
+            opts.instances, opts.instances, arms[0].mdi_ms
+        )?;
+        writeln!(
+            md,
+            "| arm | backup CPU (%) | backup wake-ups/s | master CPU (%) | master wake-ups/s | backup XDP: runs/s, ns/run, % | kill → first / last VIP (ms) |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|---|")?;
+        let mut rows = Vec::new();
+        for s in &arms {
+            let f = s.failover_ms.unwrap_or((f64::NAN, f64::NAN));
+            writeln!(
+                md,
+                "| {} | {:.2} | {:.1} | {:.2} | {:.1} | {} | {:.1} / {:.1} |",
+                s.arm.name(),
+                s.backup.0,
+                s.backup.1,
+                s.master.0,
+                s.master.1,
+                xdp_cell(s.backup_xdp),
+                f.0,
+                f.1
+            )?;
+            rows.push(steady_json(s));
+        }
+        writeln!(
+            md,
+            "\nCPU ratio keepalived / vrrp-agent: backup {}, master {}.\n",
+            ratio(arms[1].backup.0, arms[0].backup.0),
+            ratio(arms[1].master.0, arms[0].master.0)
+        )?;
+        json["scale"] = serde_json::Value::Array(rows);
+        footprint.extend(arms);
+    }
+    if !footprint.is_empty() {
+        writeln!(md, "## Footprint\n")?;
+        writeln!(
+            md,
+            "Resident memory of the backup's processes after the measurement above (keepalived: its parent and VRRP child together; RSS counts shared pages in each, PSS shares them out), and the time from spawning the backup until every instance logged BACKUP (the agent loads and attaches its XDP program first).\n"
+        )?;
+        writeln!(md, "| arm | instances | RSS (KiB) | PSS (KiB) | start → Backup (ms) |")?;
+        writeln!(md, "|---|---|---|---|---|")?;
+        let mut rows = Vec::new();
+        for s in &footprint {
+            writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.0} |",
+                s.arm.name(),
+                s.instances,
+                s.backup_mem.rss_kib,
+                s.backup_mem.pss_kib,
+                s.start_to_backup_ms
+            )?;
+            rows.push(serde_json::json!({
+                "arm": s.arm.name(), "instances": s.instances, "rss_kib": s.backup_mem.rss_kib,
+                "pss_kib": s.backup_mem.pss_kib, "start_to_backup_ms": s.start_to_backup_ms,
+            }));
+        }
+        json["footprint"] = serde_json::Value::Array(rows);
+        writeln!(md)?;
+    }
+
+    let out = opts.out_dir();
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&json)? + "\n")?;
     std::fs::write(out.join("report.md"), &md)?;
     println!("\n{md}");
     println!("written: {}/results.json, {}/report.md", out.display(), out.display());
     Ok(())
+}
+
+fn xdp_cell(x: Option<(f64, f64, f64)>) -> String {
+    match x {
+        Some((rate, per, pct)) => format!("{rate:.0}, {per:.0}, {pct:.3}"),
+        None => "(no XDP)".to_owned(),
+    }
+}
+
+/// `a / b` as "N×", or what it is when `b` rounds to nothing.
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 { format!("{:.1}×", a / b) } else { format!("{a:.3}% against 0") }
+}
+
+fn steady_json(s: &bench_steady::Steady) -> serde_json::Value {
+    serde_json::json!({
+        "arm": s.arm.name(), "instances": s.instances, "advert_int_ms": u32::from(s.interval_cs) * 10,
+        "seconds": s.seconds, "start_to_backup_ms": s.start_to_backup_ms,
+        "backup_cpu_pct": s.backup.0, "backup_wakeups_per_s": s.backup.1,
+        "master_cpu_pct": s.master.0, "master_wakeups_per_s": s.master.1,
+        "backup_xdp": s.backup_xdp.map(|(r, n, p)| serde_json::json!({ "runs_per_s": r, "ns_per_run": n, "cpu_pct": p })),
+        "backup_rss_kib": s.backup_mem.rss_kib, "backup_pss_kib": s.backup_mem.pss_kib,
+        "master_rss_kib": s.master_mem.rss_kib, "master_pss_kib": s.master_mem.pss_kib,
+        "failover_ms": s.failover_ms.map(|(a, b)| serde_json::json!({ "first": a, "last": b })), "mdi_ms": s.mdi_ms,
+    })
 }
 
 fn machine() -> (usize, String) {
@@ -387,7 +596,7 @@ fn split_flood(arm: &str, seconds: u64, agent: &std::path::Path) -> Result<(f64,
     let conf = std::env::temp_dir().join(format!("{}.trafgen", netns::unique("split")));
     let bytes: Vec<String> = f.iter().map(|b| format!("0x{b:02x}")).collect();
     std::fs::write(&conf, format!("{{ {} }}\n", bytes.join(", ")))?;
-    let pids = bench_failover::process_tree(backup.pid());
+    let pids = crate::bench_proc::process_tree(backup.pid());
     let ticks = |pids: &[u32]| -> u64 {
         pids.iter().filter_map(|p| cpu_ticks_and_rss(*p).ok()).map(|(t, _)| t).sum()
     };

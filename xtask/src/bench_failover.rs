@@ -78,7 +78,7 @@ pub fn conf(priority: u8, me: &str, peer: &str, interval_cs: u16) -> String {
 
 /// Skew_Time and Master_Down_Interval in ms for `priority` at `interval_cs`
 /// (RFC 5798 6.1; v2's skew is in seconds whatever the interval).
-fn limits(priority: u64, interval_cs: u16) -> (f64, f64) {
+pub fn limits(priority: u64, interval_cs: u16) -> (f64, f64) {
     let interval_ms = f64::from(interval_cs) * 10.0;
     let skew = if interval_cs.is_multiple_of(100) {
         (256 - priority) as f64 * 1000.0 / 256.0
@@ -89,8 +89,22 @@ fn limits(priority: u64, interval_cs: u16) -> (f64, f64) {
 }
 
 /// Start `arm` on node `i` in its own process group (SIGKILL takes
-/// keepalived's child processes along).
+/// keepalived's child processes along); waits for its first state.
 pub fn start(
+    seg: &Segment,
+    arm: Arm,
+    i: usize,
+    text: &str,
+    agent: &Path,
+    extra: &[String],
+) -> Result<Process> {
+    let mut p = spawn(seg, arm, i, text, agent, extra)?;
+    p.wait_for_line("Entering", Duration::from_secs(15))?;
+    Ok(p)
+}
+
+/// As `start`, without waiting.
+pub fn spawn(
     seg: &Segment,
     arm: Arm,
     i: usize,
@@ -127,12 +141,10 @@ pub fn start(
         }
     };
     cmd.process_group(0);
-    let mut p = Process::spawn(&format!("{}-{i}", arm.name()), &mut cmd, false)?;
-    p.wait_for_line("Entering", Duration::from_secs(15))?;
-    Ok(p)
+    Process::spawn(&format!("{}-{i}", arm.name()), &mut cmd, false)
 }
 
-fn wait_for(limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<Duration> {
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<Duration> {
     let t = Instant::now();
     loop {
         if f()? {
@@ -237,28 +249,4 @@ pub fn series(
         out.excess_ms.len()
     );
     Ok(out)
-}
-
-/// The pids of `pid` and all its descendants (keepalived's VRRP child).
-pub fn process_tree(pid: u32) -> Vec<u32> {
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let parent = out[i];
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for e in dir.flatten() {
-                let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-                let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
-                let ppid = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, r)| r.split_whitespace().nth(1))
-                    .and_then(|p| p.parse::<u32>().ok());
-                if ppid == Some(parent) && !out.contains(&child) {
-                    out.push(child);
-                }
-            }
-        }
-        i += 1;
-    }
-    out
 }

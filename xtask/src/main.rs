@@ -6,6 +6,9 @@
 
 mod bench;
 mod bench_failover;
+mod bench_health;
+mod bench_proc;
+mod bench_steady;
 mod demo;
 mod ebpf;
 mod fuzz;
@@ -51,7 +54,7 @@ enum Task {
         /// Runs per failover series.
         #[arg(long, default_value_t = 20)]
         runs: usize,
-        /// Only one scenario: flood, split, crash or graceful.
+        /// Only one scenario: crash, graceful, health, split, flood, steady or scale.
         #[arg(long)]
         only: Option<String>,
         /// Advert intervals for the failover series, in ms (graceful runs
@@ -63,6 +66,17 @@ enum Task {
         /// teardown out of a crash measurement.
         #[arg(long = "master-arg", allow_hyphen_values = true)]
         master_args: Vec<String>,
+        /// Where to write results.json, report.md and the plots (default:
+        /// bench-results/, or bench-results/only-<scenario>/ with --only, so
+        /// that a partial run does not replace the full report).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Seconds of steady-state measurement.
+        #[arg(long, default_value_t = 30)]
+        steady_seconds: u64,
+        /// Instances in the scale scenario (VRIDs 1..=N).
+        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u16).range(2..=254))]
+        instances: u16,
     },
     /// Fuzz the VRRP parsers (libFuzzer via cargo-fuzz, nightly toolchain).
     Fuzz {
@@ -84,8 +98,17 @@ fn main() -> Result<()> {
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Fuzz { seconds } => fuzz::run(seconds),
-        Task::Bench { seconds, runs, only, intervals, master_args } => {
-            bench::run(&bench::Opts { seconds, runs, only, intervals_ms: intervals, master_args })
+        Task::Bench { seconds, runs, only, intervals, master_args, out, steady_seconds, instances } => {
+            bench::run(&bench::Opts {
+                seconds,
+                runs,
+                only,
+                intervals_ms: intervals,
+                master_args,
+                steady_seconds,
+                instances,
+                out,
+            })
         }
     }
 }

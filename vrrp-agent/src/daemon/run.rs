@@ -19,7 +19,7 @@ use std::time::Duration;
 use rtnetlink::Handle;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use vrrp_common::maps::{PeerEvent, PeerKey, PeerState};
+use vrrp_common::maps::{EVENT_SILENT, PeerEvent, PeerKey, PeerState};
 use vrrp_common::rx::Expect;
 use vrrp_common::wire::{Auth, Family};
 
@@ -135,7 +135,22 @@ struct Inst {
     stats: Stats,
     /// Unix time of the last transition.
     last_transition: f64,
+    /// The kernel's master-down watch as last written (watch priority,
+    /// our priority) and when (monotonic µs); None before the first write
+    /// and on the raw-socket path, which has no watch.
+    watch: Option<(u8, u8)>,
+    watch_since: Micros,
+    /// Whether the kernel's watch has been armed by an advert since it was
+    /// last configured: then the agent's own Master_Down_Timer is only a
+    /// backstop (`WATCH_BACKSTOP` later), and the kernel wakes us.
+    watch_armed: bool,
 }
+
+/// With the kernel's master-down watch armed, the agent's own
+/// Master_Down_Timer fires this much later, as a backstop should the
+/// kernel's timer ever fail to fire: a backup then wakes about once a
+/// second, not once per Master_Down_Interval.
+const WATCH_BACKSTOP: Micros = Micros(1_000_000);
 
 /// The XDP receive path's handles.
 struct XdpSource {
@@ -149,6 +164,28 @@ enum Source {
 }
 
 impl Source {
+    /// Bring the kernel's watch of `inst` in line with its state; a map
+    /// write only on change.
+    fn sync_watch(&mut self, inst: &mut Inst, now: Micros) {
+        let Source::Xdp(x) = self else { return };
+        let want = inst.wanted_watch();
+        if inst.watch == Some(want) {
+            return;
+        }
+        match x.dp.set_watch(inst.ifindex, inst.family, inst.conf.vrid, want.0, want.1) {
+            Ok(()) => {
+                inst.watch = Some(want);
+                inst.watch_since = now;
+                inst.watch_armed = false;
+            }
+            Err(e) => {
+                log::warn!("({}) configuring the kernel's master-down watch: {e}", inst.conf.name);
+                inst.watch = None;
+                inst.watch_armed = false;
+            }
+        }
+    }
+
     fn peers(&self) -> Vec<(PeerKey, PeerState)> {
         match self {
             Source::Xdp(x) => match x.dp.peers() {
@@ -254,6 +291,9 @@ fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         vips,
         announcer,
         fed: HashMap::new(),
+        watch: None,
+        watch_since: Micros(0),
+        watch_armed: false,
         announce_at: None,
         announce_batches: 0,
         refresh_at: None,
@@ -314,7 +354,32 @@ impl Inst {
         };
         let input =
             Input::Advert { src, priority: state.priority, interval: vrrp_common::Centis(state.interval_cs) };
+        // The XDP program armed the watch for this advert if it arrived
+        // after the watch was configured and holds a backup down.
+        if let Some((wp, _)) = self.watch
+            && wp != 0
+            && state.priority >= wp
+            && state.last_seen_ns / 1000 > self.watch_since.0
+        {
+            self.watch_armed = true;
+        }
+        // A resignation sets our timer to Skew_Time, which the kernel's
+        // watch (armed for Master_Down_Interval) does not cover.
+        if state.priority == 0 {
+            self.watch_armed = false;
+        }
         self.machine.handle(Micros(state.last_seen_ns / 1000), input, out);
+    }
+
+    /// What the kernel's watch should be now: (watch priority, our
+    /// priority). Only a backup watches; with preempt_delay the agent
+    /// keeps its own timer (it must see the tolerated adverts).
+    fn wanted_watch(&self) -> (u8, u8) {
+        let p = self.machine.priority();
+        if self.machine.state() != State::Backup || self.conf.preempt_delay.0 != 0 {
+            return (0, p);
+        }
+        (if self.conf.preempt { p } else { 1 }, p)
     }
 
     /// keepalived's notify scripts for a new state: the state's own
@@ -375,7 +440,17 @@ impl Inst {
     }
 
     fn next_deadline(&self) -> Option<Micros> {
-        [self.machine.poll_timeout(), self.announce_at, self.refresh_at].into_iter().flatten().min()
+        let mut machine = self.machine.poll_timeout();
+        if self.watch_armed
+            && self.watch.is_some_and(|(wp, _)| wp != 0)
+            && machine == self.machine.master_down_deadline()
+        {
+            // The kernel wakes us when the master goes quiet; our own
+            // timer is the backstop. Other timers of the machine (none
+            // run in Backup today) keep their time.
+            machine = machine.map(|d| d.after(WATCH_BACKSTOP));
+        }
+        [machine, self.announce_at, self.refresh_at].into_iter().flatten().min()
     }
 
     fn announce_now(&mut self) {
@@ -561,51 +636,23 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             }
             held_written = held;
         }
+        let now = timer::now();
+        for inst in &mut insts {
+            source.sync_watch(inst, now);
+        }
         let next = insts.iter().filter_map(Inst::next_deadline).min();
         if let Err(e) = deadline.set(next) {
             log::error!("arming the timer: {e}");
         }
         let mut events: Vec<PeerEvent> = Vec::new();
+        let mut due = false;
         tokio::select! {
             _ = &mut shutdown => break,
             r = deadline.fired() => {
                 if let Err(e) = r {
                     log::error!("timer: {e}");
                 }
-                let now = timer::now();
-                // The late-agent rule: before a backup gives up on its
-                // master, read what the kernel saw meanwhile.
-                if insts.iter().any(|i| i.machine.master_down_deadline().is_some_and(|d| d <= now)) {
-                    let peers = source.peers();
-                    for inst in &mut insts {
-                        if inst.machine.master_down_deadline().is_none_or(|d| d > now) {
-                            continue;
-                        }
-                        let mut fresh: Vec<&(PeerKey, PeerState)> = peers.iter().filter(|(k, _)| inst.owns(k)).collect();
-                        fresh.sort_by_key(|(_, s)| s.last_seen_ns);
-                        let mut out = Vec::new();
-                        for (k, s) in fresh {
-                            inst.feed(k, s, &mut out);
-                        }
-                        execute(inst, now, out, &nl).await;
-                    }
-                }
-                for inst in &mut insts {
-                    let mut out = Vec::new();
-                    inst.machine.handle_timeout(now, &mut out);
-                    execute(inst, now, out, &nl).await;
-                    if inst.machine.state() == State::Master {
-                        if inst.announce_at.is_some_and(|t| t <= now) {
-                            inst.announce_now();
-                            inst.announce_batches = inst.announce_batches.saturating_sub(1);
-                            inst.announce_at = None;
-                        }
-                        if inst.refresh_at.is_some_and(|t| t <= now) {
-                            inst.announce_now();
-                            inst.refresh_at = Some(now.after(Micros(u64::from(inst.conf.garp_master_refresh) * 1_000_000)));
-                        }
-                    }
-                }
+                due = true;
             }
             ev = next_events(&mut source) => events = ev,
             Some((ifindex, up)) = link_events.next() => {
@@ -639,7 +686,50 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
                 }
             }
         }
-        for ev in &events {
+        // The kernel's watch expired for an instance: its master went
+        // quiet. Decide as for our own timer (the late-agent rule first).
+        if events.iter().any(|e| e.kind & EVENT_SILENT != 0) {
+            due = true;
+        }
+        if due {
+            let now = timer::now();
+            // The late-agent rule: before a backup gives up on its
+            // master, read what the kernel saw meanwhile.
+            if insts.iter().any(|i| i.machine.master_down_deadline().is_some_and(|d| d <= now)) {
+                let peers = source.peers();
+                for inst in &mut insts {
+                    if inst.machine.master_down_deadline().is_none_or(|d| d > now) {
+                        continue;
+                    }
+                    let mut fresh: Vec<&(PeerKey, PeerState)> =
+                        peers.iter().filter(|(k, _)| inst.owns(k)).collect();
+                    fresh.sort_by_key(|(_, s)| s.last_seen_ns);
+                    let mut out = Vec::new();
+                    for (k, s) in fresh {
+                        inst.feed(k, s, &mut out);
+                    }
+                    execute(inst, now, out, &nl).await;
+                }
+            }
+            for inst in &mut insts {
+                let mut out = Vec::new();
+                inst.machine.handle_timeout(now, &mut out);
+                execute(inst, now, out, &nl).await;
+                if inst.machine.state() == State::Master {
+                    if inst.announce_at.is_some_and(|t| t <= now) {
+                        inst.announce_now();
+                        inst.announce_batches = inst.announce_batches.saturating_sub(1);
+                        inst.announce_at = None;
+                    }
+                    if inst.refresh_at.is_some_and(|t| t <= now) {
+                        inst.announce_now();
+                        inst.refresh_at =
+                            Some(now.after(Micros(u64::from(inst.conf.garp_master_refresh) * 1_000_000)));
+                    }
+                }
+            }
+        }
+        for ev in events.iter().filter(|e| e.kind & EVENT_SILENT == 0) {
             for inst in insts.iter_mut().filter(|i| i.owns(&ev.key)) {
                 let mut out = Vec::new();
                 inst.feed(&ev.key, &ev.state, &mut out);
