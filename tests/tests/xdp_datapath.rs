@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use vrrp_agent::datapath::{AttachMode, Datapath, Events};
-use vrrp_common::maps::{EVENT_INTERVAL, EVENT_NEW_PEER, EVENT_PRIORITY, EVENT_RESIGN, PeerEvent, PeerKey};
+use vrrp_common::maps::{
+    EVENT_INTERVAL, EVENT_NEW_PEER, EVENT_PRIORITY, EVENT_RESIGN, EVENT_SILENT, PeerEvent, PeerKey,
+};
 use vrrp_common::rx::Expect;
 use vrrp_common::wire::vrrp::{GROUP_V4, GROUP_V6, TxIp};
 use vrrp_common::wire::{AddrList, Auth, Family, Repr, Version};
@@ -388,6 +390,77 @@ fn events_only_on_change() -> Result<()> {
     lab.expect_verdict("v3 interval 20 cs", &v4_frame(&slower, A, GROUP_V4, 255), Verdict::Accepted)?;
     assert_eq!(next_event(&mut events, Duration::from_secs(5))?.kind, EVENT_INTERVAL);
     assert!(events.next().is_none());
+    Ok(())
+}
+
+/// The kernel's master-down watch: with VRID 53 (v3, 100 ms) watched at
+/// priority 100, a holding advert arms a timer that reports
+/// `EVENT_SILENT` Master_Down_Interval (3 × 100 ms + 156/256 × 100 ms =
+/// 360.9 ms) after the last holding advert, not while they keep coming,
+/// and lower-priority adverts do not hold it (RFC 5798 6.4.2).
+#[test]
+fn the_kernel_watch_reports_a_silent_master() -> Result<()> {
+    if !require_root("the_kernel_watch_reports_a_silent_master") {
+        return Ok(());
+    }
+    let mut lab = Lab::new()?;
+    lab.configure_all()?;
+    lab.dp.set_watch(lab.ifindex, Family::V4, 53, 100, 100)?;
+    let mut events = lab.dp.take_events()?;
+    let mdi = Duration::from_micros(Centis(10).master_down_micros(true, 100));
+    let msg = |priority| Msg {
+        version: Version::V3,
+        vrid: 53,
+        priority,
+        interval: 10,
+        auth: Auth::None,
+        as_v2: false,
+    };
+    let holding = v4_frame(&msg(200), A, GROUP_V4, 255);
+    let lower = v4_frame(&msg(50), A, GROUP_V4, 255);
+    let silent = |events: &mut Events, limit| -> Result<(PeerEvent, Instant)> {
+        let ev = wait_for(limit, || Ok(events.next().filter(|e| e.kind & EVENT_SILENT != 0)))?;
+        Ok((ev, Instant::now()))
+    };
+
+    // Adverts every 50 ms for 1 s: no silence reported meanwhile.
+    let start = Instant::now();
+    let mut last = start;
+    while start.elapsed() < Duration::from_secs(1) {
+        lab.tx.send(&holding)?;
+        last = Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+        while let Some(ev) = events.next() {
+            assert_eq!(ev.kind & EVENT_SILENT, 0, "silence reported while the master advertised: {ev:?}");
+        }
+    }
+    // Then quiet: one EVENT_SILENT for VRID 53, Master_Down_Interval after
+    // the last advert (the upper margin is the test host's, not the
+    // protocol's).
+    let (ev, at) = silent(&mut events, Duration::from_secs(3))?;
+    assert_eq!(
+        (ev.key.ifindex, ev.key.vrid, ev.key.family),
+        (lab.ifindex, 53, vrrp_common::maps::FAMILY_IPV4)
+    );
+    let after = at - last;
+    assert!(after >= mdi, "reported after {after:?}, before Master_Down_Interval {mdi:?}");
+    assert!(after < mdi + Duration::from_millis(300), "reported after {after:?} (MDI {mdi:?})");
+    assert!(events.next().is_none(), "one report per silence");
+
+    // A discarded lower-priority master does not hold the backup down.
+    lab.tx.send(&holding)?;
+    let held_at = Instant::now();
+    while held_at.elapsed() < mdi + Duration::from_millis(200) {
+        lab.tx.send(&lower)?;
+        std::thread::sleep(Duration::from_millis(50));
+        if events.next().is_some_and(|e| e.kind & EVENT_SILENT != 0) {
+            let after = Instant::now() - held_at;
+            assert!(after >= mdi, "reported after {after:?}, before {mdi:?}");
+            return Ok(());
+        }
+    }
+    let (_, at) = silent(&mut events, Duration::from_secs(1))?;
+    assert!(at - held_at < mdi + Duration::from_millis(300), "lower-priority adverts held the watch");
     Ok(())
 }
 

@@ -168,6 +168,19 @@ pub fn watch_ns(adv: &Advert, cfg: &InstanceConfig) -> Option<u64> {
     Some(mdi * 1000)
 }
 
+/// When the watch's timer fires at `now_ns`: how much longer to wait, if
+/// a holding advert arrived since it was armed (the master is alive), or
+/// None when Master_Down_Interval has passed since the last one.
+///
+/// The XDP program records each holding advert (`last_hold_ns`, `mdi_ns`)
+/// with two stores and arms the timer only when it is idle, so a steady
+/// master costs one timer expiry per Master_Down_Interval, not a timer
+/// re-arm per advert.
+pub const fn watch_remaining(now_ns: u64, last_hold_ns: u64, mdi_ns: u64) -> Option<u64> {
+    let deadline = last_hold_ns.saturating_add(mdi_ns);
+    if now_ns < deadline { Some(deadline - now_ns) } else { None }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +294,17 @@ mod tests {
         assert_eq!(watch_ns(&advert(0, 1, 3), &watching(1, 100)), None);
         // nopreempt (watch_priority 1): any live master holds us down.
         assert!(watch_ns(&advert(2, 1, 3), &watching(1, 200)).is_some());
+    }
+
+    #[test]
+    fn watch_rearms_while_the_master_is_alive() {
+        // Armed at 0 for 36 ms; an advert at 30 ms: 66 ms is the deadline.
+        assert_eq!(watch_remaining(36_000_000, 30_000_000, 36_000_000), Some(30_000_000));
+        // No advert since: silent.
+        assert_eq!(watch_remaining(36_000_000, 0, 36_000_000), None);
+        // Exactly at the deadline counts as silent (RFC: timer fires).
+        assert_eq!(watch_remaining(66_000_000, 30_000_000, 36_000_000), None);
+        // No overflow near the end of time.
+        assert_eq!(watch_remaining(u64::MAX - 5, u64::MAX - 10, u64::MAX), Some(5));
     }
 }

@@ -53,9 +53,15 @@ static VRRP_EVENTS: RingBuf<PeerEvent, { EVENTS_BYTES as usize }> = RingBuf::new
 #[repr(C)]
 struct Watch {
     timer: bpf_timer,
+    /// bpf_ktime_get_ns of the last advert that holds the backup down.
+    last_hold_ns: u64,
+    /// Master_Down_Interval for that advert, ns.
+    mdi_ns: u64,
     /// 1 once the timer is initialised and has its callback.
     ready: u32,
-    _pad: u32,
+    /// 1 while the timer is pending (set here, cleared by `on_silence`
+    /// when it reports).
+    running: u32,
 }
 
 /// Per instance: its `Watch` (vrrp-common `WATCH_MAP`).
@@ -338,8 +344,10 @@ fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert) {
     }
 }
 
-/// (Re-)arm the instance's master-down timer to `ns` from now; creates and
-/// initialises it on first use. Failures leave the agent's own timer,
+/// Note a holding advert in the instance's watch and start its timer if
+/// it is idle (`ns` = Master_Down_Interval); creates and initialises the
+/// watch on first use. A pending timer is not touched: `on_silence`
+/// re-arms it from `last_hold_ns`. Failures leave the agent's own timer,
 /// which it keeps as a backstop, to do the job.
 #[inline(always)]
 fn arm_watch(ikey: &InstanceKey, ns: u64) {
@@ -347,7 +355,7 @@ fn arm_watch(ikey: &InstanceKey, ns: u64) {
         Some(w) => w,
         None => {
             // SAFETY: all-zero is the initial state the kernel expects of
-            // a bpf_timer (and of `ready`).
+            // a bpf_timer, and idle for the rest.
             let zero: Watch = unsafe { core::mem::zeroed() };
             // BPF_NOEXIST: another CPU may have created it meanwhile.
             let _ = VRRP_WATCH.insert(ikey, &zero, 1);
@@ -361,6 +369,11 @@ fn arm_watch(ikey: &InstanceKey, ns: u64) {
     // SAFETY: `w` points into VRRP_WATCH's value, valid while the program
     // runs; the helpers take the timer inside that value and the map.
     unsafe {
+        (*w).last_hold_ns = bpf_ktime_get_ns();
+        (*w).mdi_ns = ns;
+        if (*w).running != 0 {
+            return;
+        }
         let timer = &raw mut (*w).timer;
         if (*w).ready == 0 {
             // -EBUSY if another CPU initialised it first: fine either way.
@@ -370,25 +383,36 @@ fn arm_watch(ikey: &InstanceKey, ns: u64) {
             }
             (*w).ready = 1;
         }
-        let _ = bpf_timer_start(timer, ns, 0);
+        if bpf_timer_start(timer, ns, 0) == 0 {
+            (*w).running = 1;
+        }
     }
 }
 
-/// The watch expired: tell the agent (`EVENT_SILENT`), whose own checks
-/// (the peer table, its state machine) decide what it means.
-extern "C" fn on_silence(_map: *mut core::ffi::c_void, key: *mut InstanceKey, _w: *mut Watch) -> i32 {
-    // SAFETY: the kernel passes the key of the element whose timer fired.
-    let k = unsafe { *key };
-    let mut ev = PeerEvent {
-        key: PeerKey { ifindex: k.ifindex, family: k.family, vrid: k.vrid, _pad: [0; 2], addr: [0; 16] },
-        // SAFETY: PeerState is plain integers; all-zero is a valid value.
-        state: unsafe { core::mem::zeroed() },
-        kind: EVENT_SILENT,
-        old_priority: 0,
-        _pad: [0; 3],
-    };
-    ev.kind = EVENT_SILENT;
-    let _ = VRRP_EVENTS.output(&ev, BPF_RB_FORCE_WAKEUP);
+/// The watch's timer fired: wait on if a holding advert came meanwhile,
+/// else tell the agent (`EVENT_SILENT`), whose own checks (the peer
+/// table, its state machine) decide what the silence means.
+extern "C" fn on_silence(_map: *mut core::ffi::c_void, key: *mut InstanceKey, w: *mut Watch) -> i32 {
+    // SAFETY: the kernel passes the element whose timer fired.
+    unsafe {
+        let now = bpf_ktime_get_ns();
+        if let Some(rest) = classify::watch_remaining(now, (*w).last_hold_ns, (*w).mdi_ns)
+            && bpf_timer_start(&raw mut (*w).timer, rest, 0) == 0
+        {
+            return 0;
+        }
+        (*w).running = 0;
+        let k = *key;
+        let ev = PeerEvent {
+            key: PeerKey { ifindex: k.ifindex, family: k.family, vrid: k.vrid, _pad: [0; 2], addr: [0; 16] },
+            // PeerState is plain integers; all-zero is a valid value.
+            state: core::mem::zeroed(),
+            kind: EVENT_SILENT,
+            old_priority: 0,
+            _pad: [0; 3],
+        };
+        let _ = VRRP_EVENTS.output(&ev, BPF_RB_FORCE_WAKEUP);
+    }
     0
 }
 
