@@ -16,7 +16,7 @@ use vrrp_tests::process::Process;
 use vrrp_tests::{Netns, frame, netns};
 
 use crate::bench_failover::{self, Arm, Kind};
-use crate::{bench_health, bench_steady};
+use crate::{bench_health, bench_plot, bench_steady};
 use crate::{prereqs, sh};
 
 /// Result of the flood scenario, one arm.
@@ -28,6 +28,8 @@ struct Flood {
     accepted: u64,
     agent_cpu_pct: f64,
     agent_rss_kib: u64,
+    /// The XDP program's own run time (softirq), when it ran.
+    xdp: Option<(f64, f64, f64)>,
 }
 
 /// What to run.
@@ -92,6 +94,8 @@ pub fn run(opts: &Opts) -> Result<()> {
         bail!("--only {o}: no such scenario (one of {})", SCENARIOS.join(", "));
     }
     let wants = |s: &str| opts.only.as_deref().is_none_or(|o| o == s);
+    let out = opts.out_dir();
+    std::fs::create_dir_all(&out)?;
     let agent = sh::root().join("target/release/vrrp-agent");
     let machine = machine();
     let mut md = String::new();
@@ -174,6 +178,24 @@ pub fn run(opts: &Opts) -> Result<()> {
             }));
         }
         json["failover"] = serde_json::Value::Array(rows);
+        let strips: Vec<(String, usize, Vec<f64>)> = failovers
+            .iter()
+            .map(|f| {
+                let kind = if f.kind == Kind::Crash { "crash" } else { "graceful" };
+                (
+                    format!("{kind} {} ms {}", u32::from(f.interval_cs) * 10, f.arm.name()),
+                    usize::from(f.arm == Arm::Keepalived),
+                    f.excess_ms.clone(),
+                )
+            })
+            .collect();
+        bench_plot::strips(
+            &out.join("failover.svg"),
+            "Failover: excess over the protocol's limit, every run (bar: median)",
+            "ms over the limit",
+            &strips,
+        )?;
+        writeln!(md, "\n![failover excess, every run](failover.svg)")?;
         writeln!(md)?;
     }
 
@@ -191,8 +213,14 @@ pub fn run(opts: &Opts) -> Result<()> {
             "| arm | runs | reference (ms) | bound (ms) | min / median / p95 / max (ms) | within bound |"
         )?;
         writeln!(md, "|---|---|---|---|---|---|")?;
+        let mut health_strips = Vec::new();
         for arm in [Arm::Agent, Arm::Keepalived] {
             let h = bench_health::series(arm, opts.health_runs(), &agent)?;
+            health_strips.push((
+                arm.name().to_owned(),
+                usize::from(arm == Arm::Keepalived),
+                h.to_vip_ms.clone(),
+            ));
             let s = bench_failover::summary(&h.to_vip_ms);
             let within = h.to_vip_ms.iter().filter(|v| **v <= h.bound_ms).count();
             writeln!(
@@ -215,6 +243,13 @@ pub fn run(opts: &Opts) -> Result<()> {
             }));
         }
         json["health"] = serde_json::Value::Array(rows);
+        bench_plot::strips(
+            &out.join("health.svg"),
+            "Health failover: check starts failing → VIP on the backup",
+            "ms",
+            &health_strips,
+        )?;
+        writeln!(md, "\n![health failover, every run](health.svg)")?;
         writeln!(md)?;
     }
 
@@ -232,12 +267,24 @@ pub fn run(opts: &Opts) -> Result<()> {
             "| arm | backup CPU (% of one core) | false MASTER entries | most VIP holders at once |"
         )?;
         writeln!(md, "|---|---|---|---|")?;
+        let mut cpu_lines = Vec::new();
         for arm in ["vrrp-agent (XDP)", "vrrp-agent (raw sockets)", "keepalived"] {
             let r = split_flood(arm, opts.seconds, &agent)?;
-            writeln!(md, "| {arm} | {:.2} | {} | {} |", r.0, r.1, r.2)?;
-            rows.push(serde_json::json!({ "arm": arm, "backup_cpu_pct": r.0, "false_master": r.1, "max_holders": r.2 }));
+            writeln!(md, "| {arm} | {:.2} | {} | {} |", r.cpu, r.false_master, r.max_holders)?;
+            rows.push(serde_json::json!({
+                "arm": arm, "backup_cpu_pct": r.cpu, "false_master": r.false_master,
+                "max_holders": r.max_holders, "cpu_over_time": r.cpu_over_time,
+            }));
+            cpu_lines.push((arm.to_owned(), r.cpu_over_time));
         }
         json["split_flood"] = serde_json::Value::Array(rows);
+        bench_plot::lines(
+            &out.join("flood-cpu.svg"),
+            "Backup CPU during the flood (0.5 s samples)",
+            "% of one core",
+            &cpu_lines,
+        )?;
+        writeln!(md, "\n![backup CPU during the flood](flood-cpu.svg)")?;
         writeln!(md)?;
     }
 
@@ -254,21 +301,28 @@ pub fn run(opts: &Opts) -> Result<()> {
         )?;
         writeln!(
             md,
-            "| receive path | rejected ({}) | per second | accepted | agent CPU (% of one core) | agent RSS |",
+            "| receive path | rejected ({}) | per second | accepted | agent CPU (% of one core) | agent RSS | XDP program: runs/s, ns/run, % of a core (softirq) |",
             arms[0].verdict
         )?;
-        writeln!(md, "|---|---|---|---|---|---|")?;
+        writeln!(md, "|---|---|---|---|---|---|---|")?;
         let mut rows = Vec::new();
         for f in &arms {
             let pps = f.rejected as f64 / f.seconds;
             writeln!(
                 md,
-                "| {} | {} | {:.0} | {} | {:.2} | {} KiB |",
-                f.arm, f.rejected, pps, f.accepted, f.agent_cpu_pct, f.agent_rss_kib
+                "| {} | {} | {:.0} | {} | {:.2} | {} KiB | {} |",
+                f.arm,
+                f.rejected,
+                pps,
+                f.accepted,
+                f.agent_cpu_pct,
+                f.agent_rss_kib,
+                xdp_cell(f.xdp)
             )?;
             rows.push(serde_json::json!({
                 "arm": f.arm, "seconds": f.seconds, "verdict": f.verdict, "rejected": f.rejected,
                 "rejected_pps": pps, "accepted": f.accepted, "agent_cpu_pct": f.agent_cpu_pct, "agent_rss_kib": f.agent_rss_kib,
+                "xdp": f.xdp.map(|(r, n, p)| serde_json::json!({ "runs_per_s": r, "ns_per_run": n, "cpu_pct": p })),
             }));
         }
         json["flood"] = serde_json::Value::Array(rows);
@@ -386,8 +440,6 @@ pub fn run(opts: &Opts) -> Result<()> {
         writeln!(md)?;
     }
 
-    let out = opts.out_dir();
-    std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&json)? + "\n")?;
     std::fs::write(out.join("report.md"), &md)?;
     println!("\n{md}");
@@ -500,6 +552,11 @@ fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
     let bytes: Vec<String> = f.iter().map(|b| format!("0x{b:02x}")).collect();
     std::fs::write(&conf, format!("{{ {} }}\n", bytes.join(", ")))?;
 
+    let _stats = crate::bench_proc::BpfStats::enable()?;
+    let xdp = |b: &Netns| {
+        if receive == "xdp" { crate::bench_proc::XdpRun::read(b, "vb0").map(Some) } else { Ok(None) }
+    };
+    let x0 = xdp(&b)?;
     let (t0, _) = cpu_ticks_and_rss(pid)?;
     let start = Instant::now();
     let status = Command::new("timeout")
@@ -512,6 +569,7 @@ fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
         .context("running trafgen")?;
     let elapsed = start.elapsed().as_secs_f64();
     let (t1, rss) = cpu_ticks_and_rss(pid)?;
+    let x1 = xdp(&b)?;
     let _ = std::fs::remove_file(&conf);
     // timeout exits 124 when it had to stop trafgen, as intended; trafgen
     // itself sometimes exits 1 on SIGINT ("Flushing TX_RING failed") after
@@ -540,12 +598,24 @@ fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
         accepted: printed(&lines, "accepted"),
         agent_cpu_pct: (t1 - t0) as f64 / hz / elapsed * 100.0,
         agent_rss_kib: rss,
+        xdp: x1.zip(x0).map(|(a, b)| a.since(&b, elapsed)),
     })
 }
 
-/// The pair with a third node flooding the backup: (backup CPU %, false
-/// MASTER entries on the backup, most VIP holders seen at once).
-fn split_flood(arm: &str, seconds: u64, agent: &std::path::Path) -> Result<(f64, usize, usize)> {
+/// What the split-brain flood measured on the backup.
+struct Split {
+    /// % of one core over the flood.
+    cpu: f64,
+    /// MASTER entries during the flood.
+    false_master: usize,
+    /// Most VIP holders seen at once.
+    max_holders: usize,
+    /// (seconds, % of one core) per 0.5 s.
+    cpu_over_time: Vec<(f64, f64)>,
+}
+
+/// The pair with a third node flooding the backup.
+fn split_flood(arm: &str, seconds: u64, agent: &std::path::Path) -> Result<Split> {
     println!("split-brain flood: {arm}");
     let (impl_arm, extra): (Arm, Vec<String>) = match arm {
         "keepalived" => (Arm::Keepalived, vec![]),
@@ -622,9 +692,16 @@ fn split_flood(arm: &str, seconds: u64, agent: &std::path::Path) -> Result<(f64,
     .stderr(std::process::Stdio::null());
     let mut child = tg.spawn().context("starting trafgen")?;
     let mut max_holders = 0;
+    let mut cpu_over_time = Vec::new();
+    let mut sample = crate::bench_proc::Usage::read(&pids)?;
     while child.try_wait()?.is_none() {
         max_holders = max_holders.max(seg.holders(vip)?.len());
         std::thread::sleep(Duration::from_millis(10));
+        if sample.at.is_some_and(|t| t.elapsed() >= Duration::from_millis(500)) {
+            let now = crate::bench_proc::Usage::read(&pids)?;
+            cpu_over_time.push((start.elapsed().as_secs_f64(), now.since(&sample).0));
+            sample = now;
+        }
     }
     let elapsed = start.elapsed().as_secs_f64();
     let t1 = ticks(&pids);
@@ -635,5 +712,5 @@ fn split_flood(arm: &str, seconds: u64, agent: &std::path::Path) -> Result<(f64,
     let false_master =
         backup.lines().iter().filter(|l| l.contains("Entering MASTER")).count() - masters_before;
     println!("  backup CPU {cpu:.2}%, false MASTER entries {false_master}, most VIP holders {max_holders}");
-    Ok((cpu, false_master, max_holders))
+    Ok(Split { cpu, false_master, max_holders, cpu_over_time })
 }

@@ -7,6 +7,7 @@
 mod bench;
 mod bench_failover;
 mod bench_health;
+mod bench_plot;
 mod bench_proc;
 mod bench_steady;
 mod demo;

@@ -606,35 +606,38 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         execute(inst, now, out, &nl).await;
     }
     let receive = if matches!(source, Source::Xdp(_)) { "xdp" } else { "socket" };
-    let mut written: Option<Vec<InstanceStatus>> = None;
+    let mut written: Option<Vec<(State, u8)>> = None;
     let mut held_written: Vec<(u32, IpAddr, u8)> = Vec::new();
     tokio::pin!(shutdown);
     loop {
-        // The status file follows every change of state or priority.
-        let now_status: Vec<InstanceStatus> = insts.iter().map(Inst::status).collect();
-        let key = |v: &[InstanceStatus]| {
-            v.iter().map(|i| (i.state.clone(), i.effective_priority)).collect::<Vec<_>>()
-        };
-        if written.as_deref().is_none_or(|w| key(w) != key(&now_status)) {
+        // The status file follows every change of state or priority;
+        // checked without allocating, since a master passes here once per
+        // advert.
+        let changed = written.as_deref().is_none_or(|w: &[(State, u8)]| {
+            !w.iter().copied().eq(insts.iter().map(|i| (i.machine.state(), i.machine.priority())))
+        });
+        if changed {
             let st = AgentStatus {
                 pid: std::process::id(),
                 receive: receive.into(),
-                instances: now_status.clone(),
+                instances: insts.iter().map(Inst::status).collect(),
             };
             if let Err(e) = status::write(&opts.name, &st) {
                 log::warn!("writing {}: {e}", status::path(&opts.name).display());
             }
-            written = Some(now_status);
+            written = Some(insts.iter().map(|i| (i.machine.state(), i.machine.priority())).collect());
         }
-        let held: Vec<(u32, IpAddr, u8)> = insts
-            .iter()
-            .flat_map(|i| i.vips.iter().filter(|v| v.held()).map(|v| (v.ifindex, v.vip.addr, v.vip.prefix)))
-            .collect();
-        if held != held_written {
-            if let Err(e) = super::vips::save_held(&opts.name, &held) {
+        let held = || {
+            insts.iter().flat_map(|i| {
+                i.vips.iter().filter(|v| v.held()).map(|v| (v.ifindex, v.vip.addr, v.vip.prefix))
+            })
+        };
+        if !held().eq(held_written.iter().copied()) {
+            let now_held: Vec<(u32, IpAddr, u8)> = held().collect();
+            if let Err(e) = super::vips::save_held(&opts.name, &now_held) {
                 log::warn!("recording the VIPs held: {e}");
             }
-            held_written = held;
+            held_written = now_held;
         }
         let now = timer::now();
         for inst in &mut insts {
