@@ -168,3 +168,14 @@ pub fn exec(ns: &Netns, args: &[&str]) -> Result<String> {
     let out = run(Command::new("ip").args(["netns", "exec", ns.name()]).args(args))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// `Icmp: OutDestUnreachs` of /proc/net/snmp inside `ns`: rises when the
+/// kernel answers a unicast advert nobody consumed with protocol
+/// unreachable.
+pub fn icmp_unreachables_sent(ns: &Netns) -> Result<u64> {
+    let text = exec(ns, &["cat", "/proc/net/snmp"])?;
+    let mut lines = text.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (lines.next().context("Icmp header")?, lines.next().context("Icmp values")?);
+    let i = names.split_whitespace().position(|n| n == "OutDestUnreachs").context("OutDestUnreachs")?;
+    values.split_whitespace().nth(i).context("value")?.parse().context("number")
+}

@@ -16,6 +16,7 @@ use vrrp_common::wire::vrrp::{GROUP_V4, GROUP_V6, TxIp};
 use vrrp_common::wire::{AddrList, Auth, Family, Repr, Version};
 use vrrp_common::{Centis, Verdict, checksum};
 use vrrp_tests::frame::{self, FrameSocket, V4};
+use vrrp_tests::lab::icmp_unreachables_sent;
 use vrrp_tests::netns::run;
 use vrrp_tests::privilege::{require_root, require_tool};
 use vrrp_tests::{Netns, advert};
@@ -305,16 +306,6 @@ fn crafted_packets_get_their_verdicts() -> Result<()> {
     // Rejected packets left the peer table alone.
     assert_eq!(lab.dp.peers()?.len(), 4, "{:?}", lab.dp.peers()?);
     Ok(())
-}
-
-/// Read `Icmp: OutDestUnreachs` from /proc/net/snmp inside `ns`.
-fn icmp_unreachables_sent(ns: &Netns) -> Result<u64> {
-    let out = run(Command::new("ip").args(["netns", "exec", ns.name(), "cat", "/proc/net/snmp"]))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines().filter(|l| l.starts_with("Icmp:"));
-    let (names, values) = (lines.next().context("Icmp header")?, lines.next().context("Icmp values")?);
-    let i = names.split_whitespace().position(|n| n == "OutDestUnreachs").context("OutDestUnreachs")?;
-    values.split_whitespace().nth(i).context("value")?.parse().context("number")
 }
 
 #[test]

@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 
 use std::net::IpAddr;
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::xdp::XdpLinkId;
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use vrrp_common::Verdict;
 use vrrp_common::maps::{
-    ADDR_OWN, ADDR_PEER, ADDRS_MAP, AddrInfo, COUNTERS_MAP, CSUM_FORMS_MAP, CounterKey, EVENTS_MAP,
-    INST_PASS_UP, INSTANCES_MAP, InstanceConfig, InstanceKey, PEERS_MAP, PeerEvent, PeerKey, PeerState,
-    XDP_PROGRAM,
+    ADDR_OWN, ADDR_PEER, ADDRS_MAP, ALIVE_MAP, ALIVE_WINDOW_NS, AddrInfo, COUNTERS_MAP, CSUM_FORMS_MAP,
+    CounterKey, EVENTS_MAP, INST_PASS_UP, INSTANCES_MAP, InstanceConfig, InstanceKey, PEERS_MAP, PeerEvent,
+    PeerKey, PeerState, WATCH_MAP, XDP_PROGRAM,
 };
 use vrrp_common::rx::Expect;
 use vrrp_common::wire::Family;
@@ -77,7 +79,11 @@ pub enum DatapathError {
 }
 
 /// Maps the agent uses; the object must have them all.
-const ALL_MAPS: [&str; 6] = [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, EVENTS_MAP, CSUM_FORMS_MAP];
+const ALL_MAPS: [&str; 8] =
+    [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, EVENTS_MAP, CSUM_FORMS_MAP, WATCH_MAP, ALIVE_MAP];
+/// Prefix of a pinned XDP link in an agent's pin directory
+/// (`link_<interface>`).
+const LINK_PIN_PREFIX: &str = "link_";
 /// Maps pinned for bpftool (the ring buffer has no use outside the agent).
 const PINNED_MAPS: [&str; 5] = [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, CSUM_FORMS_MAP];
 
@@ -110,6 +116,10 @@ pub struct Datapath {
     pins: Vec<PathBuf>,
     attached: Vec<(String, u32)>,
     modes: Vec<AttachMode>,
+    /// The links of `attached`, while the program owns them.
+    link_ids: Vec<XdpLinkId>,
+    /// Links pinned by `pin_links`: they outlive the process.
+    pinned_links: Vec<PinnedLink>,
 }
 
 /// One row of `VRRP_PEERS`.
@@ -147,7 +157,17 @@ impl Datapath {
                 return Err(DatapathError::Missing { what: "map", name });
             }
         }
-        Ok(Datapath { ebpf, pins: Vec::new(), attached: Vec::new(), modes: Vec::new() })
+        let mut dp = Datapath {
+            ebpf,
+            pins: Vec::new(),
+            attached: Vec::new(),
+            modes: Vec::new(),
+            link_ids: Vec::new(),
+            pinned_links: Vec::new(),
+        };
+        // Alive from the start: the program passes everything otherwise.
+        dp.set_alive()?;
+        Ok(dp)
     }
 
     /// Attach the program to `iface`. Refuses (EBUSY from the kernel) when
@@ -168,18 +188,16 @@ impl Datapath {
         let used = match mode {
             // Native where the driver has it, else generic; the log says which.
             AttachMode::Auto => match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
-                Ok(_) => AttachMode::Native,
+                Ok(id) => (AttachMode::Native, id),
                 Err(native) => {
                     log::debug!("native XDP on {iface} refused ({native}); trying generic");
-                    prog.attach_to_if_index(ifindex, XdpMode::Skb).map_err(err)?;
-                    AttachMode::Generic
+                    (AttachMode::Generic, prog.attach_to_if_index(ifindex, XdpMode::Skb).map_err(err)?)
                 }
             },
-            m => {
-                prog.attach_to_if_index(ifindex, m.into()).map_err(err)?;
-                m
-            }
+            m => (m, prog.attach_to_if_index(ifindex, m.into()).map_err(err)?),
         };
+        let (used, id) = used;
+        self.link_ids.push(id);
         self.modes.push(used);
         self.attached.push((iface.to_owned(), ifindex));
         Ok(ifindex)
@@ -215,6 +233,79 @@ impl Datapath {
         Ok(())
     }
 
+    /// Move the `ALIVE_MAP` deadline `ALIVE_WINDOW_NS` ahead of now.
+    pub fn set_alive(&mut self) -> Result<(), DatapathError> {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+            .unwrap_or(0);
+        let map =
+            self.ebpf.map_mut(ALIVE_MAP).ok_or(DatapathError::Missing { what: "map", name: ALIVE_MAP })?;
+        let mut alive: Array<&mut MapData, u64> =
+            Array::try_from(map).map_err(|source| DatapathError::Map { name: ALIVE_MAP, source })?;
+        alive
+            .set(0, now + ALIVE_WINDOW_NS, 0)
+            .map_err(|source| DatapathError::Map { name: ALIVE_MAP, source })
+    }
+
+    /// Pin the XDP links as `dir/link_<interface>`, so that they outlive
+    /// the process: a killed agent's program stays attached (and fails
+    /// open once `ALIVE_MAP` runs out) instead of being torn down while
+    /// the kernel's RTNL lock is needed elsewhere; the next agent of the
+    /// same name removes it (`clear_stale`), a clean exit removes it.
+    pub fn pin_links(&mut self, dir: &Path) -> Result<(), DatapathError> {
+        let ids = std::mem::take(&mut self.link_ids);
+        for ((iface, _), id) in self.attached.clone().iter().zip(ids) {
+            let path = dir.join(format!("{LINK_PIN_PREFIX}{iface}"));
+            let pin_err = |reason: String| DatapathError::Pin {
+                name: "XDP link",
+                path: path.display().to_string(),
+                reason,
+            };
+            let prog: &mut Xdp = self
+                .ebpf
+                .program_mut(XDP_PROGRAM)
+                .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| pin_err(e.to_string()))?;
+            let link = prog.take_link(id).map_err(|e| pin_err(e.to_string()))?;
+            // Only a bpf_link (kernel 5.9+) can be pinned; the netlink kind
+            // is detached when this fails.
+            let fd = FdLink::try_from(link).map_err(|e| pin_err(e.to_string()))?;
+            self.pinned_links.push(fd.pin(&path).map_err(|e| pin_err(e.to_string()))?);
+        }
+        Ok(())
+    }
+
+    /// Remove what a killed agent named `name` left under `pin_root`: its
+    /// pinned XDP links (detaching their programs) and map pins. Run before
+    /// attaching, which the kernel refuses while the old link holds the
+    /// interface.
+    pub fn clear_stale(pin_root: &Path, name: &str) {
+        let dir = pin_root.join(name);
+        let Ok(entries) = fs::read_dir(&dir) else { return };
+        for e in entries.flatten() {
+            let path = e.path();
+            let is_link = e.file_name().to_string_lossy().starts_with(LINK_PIN_PREFIX);
+            let done = if is_link {
+                PinnedLink::from_pin(&path).map_err(|e| e.to_string()).and_then(|l| {
+                    // Unpinned and dropped: the last reference; detached.
+                    l.unpin().map(drop).map_err(|e| e.to_string())
+                })
+            } else {
+                fs::remove_file(&path).map_err(|e| e.to_string())
+            };
+            match done {
+                Ok(()) => log::warn!(
+                    "removed {} {} (left by an agent that did not stop cleanly)",
+                    if is_link { "the stale XDP link" } else { "stale pin" },
+                    path.display()
+                ),
+                Err(err) => log::warn!("cannot remove stale pin {}: {err}", path.display()),
+            }
+        }
+        let _ = fs::remove_dir(&dir);
+    }
+
     /// Pin the maps under `pin_root/<name>` (an agent's directory),
     /// mounting a bpffs at `pin_root`'s parent if there is none there (`ip
     /// netns exec` hides the host's). Logs where, and returns it.
@@ -228,6 +319,7 @@ impl Datapath {
         }
         let dir = pin_root.join(name);
         self.pin_maps(&dir)?;
+        self.pin_links(&dir)?;
         log::info!(
             "maps pinned under {} (bpftool map dump pinned {}/VRRP_PEERS)",
             dir.display(),
@@ -411,6 +503,13 @@ impl Pinned {
 
 impl Drop for Datapath {
     fn drop(&mut self) {
+        // Pinned links first: unpinned and dropped, the program detaches.
+        for l in self.pinned_links.drain(..) {
+            match l.unpin() {
+                Ok(fd) => drop(fd),
+                Err(e) => log::warn!("cannot remove a pinned XDP link: {e}"),
+            }
+        }
         // Pins outlive the process; a clean exit leaves nothing behind.
         for p in &self.pins {
             if let Err(e) = fs::remove_file(p) {

@@ -30,6 +30,19 @@ pub const CSUM_FORMS_MAP: &str = "VRRP_CSUM_FORMS";
 /// it expires it raises `EVENT_SILENT`. So a backup's agent sleeps while
 /// its master advertises, and wakes when the master goes quiet.
 pub const WATCH_MAP: &str = "VRRP_WATCH";
+/// One `u64` (index 0): until when (bpf_ktime_get_ns) the agent is known
+/// to be alive; the agent moves it forward while it runs. Past it, the XDP
+/// program still records peers but passes every packet up the stack, so
+/// that an XDP program a killed agent left attached (its link is pinned,
+/// see the agent's `Datapath::pin_links`) never hides adverts from
+/// whatever runs VRRP on the interface next.
+pub const ALIVE_MAP: &str = "VRRP_ALIVE";
+/// How far ahead the agent sets `ALIVE_MAP`, ns, and how often it moves
+/// it (at most, piggy-backed on its other wake-ups; at least every
+/// `ALIVE_REFRESH_NS`).
+pub const ALIVE_WINDOW_NS: u64 = 5_000_000_000;
+/// See `ALIVE_WINDOW_NS`.
+pub const ALIVE_REFRESH_NS: u64 = 2_000_000_000;
 
 /// Capacity of the instance map: 255 VRIDs x 2 families x a few interfaces.
 pub const INSTANCES_MAX_ENTRIES: u32 = 2048;

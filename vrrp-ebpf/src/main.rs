@@ -15,7 +15,7 @@ use core::mem::size_of;
 
 use aya_ebpf::bindings::bpf_timer;
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
-use aya_ebpf::btf_maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya_ebpf::btf_maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya_ebpf::helpers::generated::{
     bpf_csum_diff, bpf_ktime_get_ns, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start, bpf_xdp_load_bytes,
 };
@@ -67,6 +67,10 @@ struct Watch {
 /// Per instance: its `Watch` (vrrp-common `WATCH_MAP`).
 #[btf_map]
 static VRRP_WATCH: HashMap<InstanceKey, Watch, { INSTANCES_MAX_ENTRIES as usize }> = HashMap::new();
+
+/// Until when the agent is alive (vrrp-common `ALIVE_MAP`).
+#[btf_map]
+static VRRP_ALIVE: Array<u64, 1> = Array::new();
 
 /// bpf_timer_init flag: CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
 const CLOCK_MONOTONIC: u64 = 1;
@@ -191,6 +195,14 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
         Err(v) => (v, if v.passes() { XDP_PASS } else { XDP_DROP }),
     };
     count(ifindex, verdict);
+    // Fail open when the agent is gone (vrrp-common `ALIVE_MAP`): the
+    // checks above still ran and recorded peers, for an agent that comes
+    // back; the packet goes to whatever listens in the stack.
+    // SAFETY: a helper without arguments or side effects.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if VRRP_ALIVE.get(0).is_none_or(|until| now > *until) {
+        return Some(XDP_PASS);
+    }
     Some(action)
 }
 

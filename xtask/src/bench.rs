@@ -623,6 +623,7 @@ fn split_flood(arm: &str, seconds: u64, agent: &std::path::Path) -> Result<Split
         _ => (Arm::Agent, vec!["--receive".into(), "xdp".into()]),
     };
     let seg = vrrp_tests::lab::Segment::new(&["192.0.2.20/24", "192.0.2.52/24", "192.0.2.66/24"])?;
+    let _pins = crate::bench_failover::PinCleanup::new(&seg);
     let master_conf = bench_failover::conf(150, "192.0.2.20", "192.0.2.52", 100).replace(
         "  virtual_ipaddress",
         "  authentication {\n    auth_type PASS\n    auth_pass e^Ho6HWa\n  }\n  virtual_ipaddress",

@@ -117,8 +117,12 @@ pub fn spawn(
     let mut cmd = match arm {
         Arm::Agent => {
             let mut c = seg.nodes[i].ns.command(agent.to_str().context("agent path")?);
-            // No pins: killed agents would leave them behind.
-            c.arg("run").arg("-f").arg(&path).args(["--name", &tag, "--no-pin"]).args(extra);
+            // One name per node of a segment: a restarted agent replaces
+            // what its killed predecessor left pinned (its XDP link), as a
+            // service manager's restart would. `PinCleanup` removes the
+            // last one's.
+            let name = format!("{}-n{i}", seg.lan.name());
+            c.arg("run").arg("-f").arg(&path).args(["--name", &name]).args(extra);
             c
         }
         Arm::Keepalived => {
@@ -142,6 +146,28 @@ pub fn spawn(
     };
     cmd.process_group(0);
     Process::spawn(&format!("{}-{i}", arm.name()), &mut cmd, false)
+}
+
+/// Removes the pins (and so the XDP links) that killed agents of a
+/// segment's nodes left behind; a clean stop leaves none.
+pub struct PinCleanup(pub String);
+
+impl PinCleanup {
+    pub fn new(seg: &Segment) -> PinCleanup {
+        PinCleanup(seg.lan.name().to_owned())
+    }
+}
+
+impl Drop for PinCleanup {
+    fn drop(&mut self) {
+        let root = Path::new("/sys/fs/bpf/vrrp-agent");
+        let Ok(entries) = std::fs::read_dir(root) else { return };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&format!("{}-n", self.0)) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 pub fn wait_for(limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<Duration> {
@@ -193,6 +219,7 @@ pub fn series(
         u32::from(interval_cs) * 10
     );
     let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
+    let _pins = PinCleanup::new(&seg);
     let backup_mac = capture::mac(&seg.nodes[1].ns, "eth0")?;
     let _backup = start(&seg, arm, 1, &conf(100, "192.0.2.52", "192.0.2.20", interval_cs), agent, &[])?;
     let master_conf = conf(150, "192.0.2.20", "192.0.2.52", interval_cs);

@@ -51,6 +51,7 @@ fn conf(priority: u8, me: &str, peer: &str, flag: Option<&Path>) -> String {
 pub fn series(arm: Arm, runs: usize, agent: &Path) -> Result<Health> {
     println!("{}: health failover, {runs} runs", arm.name());
     let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
+    let _pins = crate::bench_failover::PinCleanup::new(&seg);
     let flag = std::env::temp_dir().join(netns::unique("bench-health-"));
     std::fs::write(&flag, "up")?;
     let _cleanup = RemoveOnDrop(flag.clone());

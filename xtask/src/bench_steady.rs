@@ -86,6 +86,7 @@ pub fn run(arm: Arm, n: u16, interval_cs: u16, seconds: u64, kill: bool, agent: 
     println!("{}: {n} instance(s) at {} ms adverts, {seconds} s", arm.name(), u32::from(interval_cs) * 10);
     let _stats = BpfStats::enable()?;
     let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
+    let _pins = crate::bench_failover::PinCleanup::new(&seg);
     let nu = usize::from(n);
     let master = bench_failover::start(
         &seg,

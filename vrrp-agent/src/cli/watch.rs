@@ -121,6 +121,7 @@ pub async fn run(args: WatchArgs, shutdown: impl Future<Output = ()>) -> Result<
 }
 
 fn start_xdp(args: &WatchArgs, opts: &Options) -> Result<Datapath> {
+    Datapath::clear_stale(&args.agent.pin_root, &args.agent.name);
     let mut dp = Datapath::load(args.agent.ebpf_object.as_deref()).context("loading the XDP program")?;
     let mode = match args.xdp_mode {
         Mode::Auto => AttachMode::Auto,
@@ -175,10 +176,13 @@ async fn run_xdp(mut dp: Datapath, args: &WatchArgs, shutdown: impl Future<Outpu
             .context("polling the event ring")?;
     let mut last = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.report_interval));
+    // The program fails open unless we keep its alive deadline ahead.
+    let mut alive = tokio::time::interval(Duration::from_nanos(vrrp_common::maps::ALIVE_REFRESH_NS));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = alive.tick() => dp.set_alive()?,
             ready = events.readable_mut() => {
                 let mut guard = ready.context("event ring")?;
                 while let Some(ev) = guard.get_inner_mut().next() {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use rtnetlink::Handle;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use vrrp_common::maps::{EVENT_SILENT, PeerEvent, PeerKey, PeerState};
+use vrrp_common::maps::{ALIVE_REFRESH_NS, EVENT_SILENT, PeerEvent, PeerKey, PeerState};
 use vrrp_common::rx::Expect;
 use vrrp_common::wire::{Auth, Family};
 
@@ -156,6 +156,8 @@ const WATCH_BACKSTOP: Micros = Micros(1_000_000);
 struct XdpSource {
     dp: Datapath,
     events: AsyncFd<Events>,
+    /// When the `ALIVE_MAP` deadline was last moved.
+    alive_at: Micros,
 }
 
 enum Source {
@@ -164,6 +166,20 @@ enum Source {
 }
 
 impl Source {
+    /// Keep the XDP program's `ALIVE_MAP` deadline ahead; returns when to
+    /// do it next (None on the raw-socket path).
+    fn keep_alive(&mut self, now: Micros) -> Option<Micros> {
+        let Source::Xdp(x) = self else { return None };
+        let every = Micros(ALIVE_REFRESH_NS / 1000);
+        if now.0 >= x.alive_at.0 + every.0 {
+            match x.dp.set_alive() {
+                Ok(()) => x.alive_at = now,
+                Err(e) => log::warn!("moving the XDP program's alive deadline: {e}"),
+            }
+        }
+        Some(x.alive_at.after(every))
+    }
+
     /// Bring the kernel's watch of `inst` in line with its state; a map
     /// write only on change.
     fn sync_watch(&mut self, inst: &mut Inst, now: Micros) {
@@ -643,7 +659,8 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         for inst in &mut insts {
             source.sync_watch(inst, now);
         }
-        let next = insts.iter().filter_map(Inst::next_deadline).min();
+        let alive = source.keep_alive(now);
+        let next = insts.iter().filter_map(Inst::next_deadline).chain(alive).min();
         if let Err(e) = deadline.set(next) {
             log::error!("arming the timer: {e}");
         }
@@ -799,6 +816,9 @@ async fn next_events(source: &mut Source) -> Vec<PeerEvent> {
 }
 
 fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
+    // A killed agent of this name left its XDP link pinned: remove it (the
+    // kernel refuses a second program on the interface).
+    Datapath::clear_stale(&opts.pin_root, &opts.name);
     let mut dp = Datapath::load(opts.ebpf_object.as_deref())?;
     let mut attached: HashMap<u32, ()> = HashMap::new();
     for inst in insts {
@@ -819,7 +839,7 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     // `Events`, so the fd stays open and the same for the AsyncFd's life.
     let events = unsafe { AsyncFd::register_with_interest(dp.take_events()?, Interest::READABLE) }
         .map_err(|e| DaemonError::Io { instance: "-".into(), what: "event ring", source: e.into() })?;
-    Ok(Source::Xdp(Box::new(XdpSource { dp, events })))
+    Ok(Source::Xdp(Box::new(XdpSource { dp, events, alive_at: timer::now() })))
 }
 
 fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {

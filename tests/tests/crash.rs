@@ -1,0 +1,92 @@
+//! A killed agent (SIGKILL) cannot tear anything down: its XDP link is
+//! pinned, so the program stays attached (no teardown competing for the
+//! kernel's RTNL lock while a backup takes over), fails open once its alive
+//! deadline passes, and the next agent of the same name replaces it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use nix::sys::signal::Signal;
+use vrrp_tests::lab::{Segment, icmp_unreachables_sent};
+use vrrp_tests::netns;
+use vrrp_tests::privilege::require_root;
+use vrrp_tests::process::wait_until;
+
+const VIP: &str = "192.0.2.130";
+
+fn conf(priority: u8, me: &str, peer: &str) -> String {
+    format!(
+        "vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 55\n  priority {priority}\n  advert_int 0.1\n  version 3\n  unicast_src_ip {me}\n  unicast_peer {{\n    {peer}\n  }}\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+    )
+}
+
+fn has_xdp(seg: &Segment, i: usize) -> Result<bool> {
+    let out = seg.nodes[i].ns.ip(&["link", "show", "dev", "eth0"])?;
+    Ok(String::from_utf8_lossy(&out.stdout).contains("prog/xdp"))
+}
+
+#[test]
+fn a_killed_agents_program_stays_fails_open_and_is_replaced() -> Result<()> {
+    if !require_root("a_killed_agents_program_stays_fails_open_and_is_replaced") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
+    let name = netns::unique("crash");
+    let pins = PinDir(PathBuf::from("/sys/fs/bpf/vrrp-agent").join(&name));
+    // Node 1 (priority 150) is master and sends unicast adverts to node 0,
+    // whose agent (priority 100) is the backup.
+    let _master = seg.agent(1, &conf(150, "192.0.2.52", "192.0.2.20"), &[])?;
+    let backup = seg.agent_as(0, &conf(100, "192.0.2.20", "192.0.2.52"), &name, &[])?;
+    seg.wait_holders(VIP, &[1], Duration::from_secs(5))?;
+    assert!(pins.0.join("link_eth0").exists(), "the XDP link is pinned");
+
+    // Consumed: no protocol-unreachable for the master's unicast adverts.
+    let before = icmp_unreachables_sent(&seg.nodes[0].ns)?;
+    backup.signal(Signal::SIGKILL)?;
+    let killed = Instant::now();
+    drop(backup);
+    assert!(has_xdp(&seg, 0)?, "the program stays attached after SIGKILL");
+    // The agent had moved its alive deadline (5 s ahead) at most 2 s before
+    // it died: the program fails open 3-5 s after the kill, not before.
+    wait_until(Duration::from_secs(8), || Ok(icmp_unreachables_sent(&seg.nodes[0].ns)? > before))?;
+    let open_after = killed.elapsed();
+    if open_after < Duration::from_millis(2_900) {
+        bail!("the program failed open {open_after:?} after the kill, before its alive deadline");
+    }
+    assert!(open_after < Duration::from_secs(6), "failed open only after {open_after:?}");
+    assert!(seg.holds(1, VIP)?, "the master kept the VIP");
+
+    // The next agent of the same name removes the stale link and attaches.
+    let mut again = seg.agent_as(0, &conf(100, "192.0.2.20", "192.0.2.52"), &name, &[])?;
+    assert!(
+        again.lines().iter().any(|l| l.contains("removed the stale XDP link")),
+        "the restart says it removed the stale link"
+    );
+    // Consumed again: the counter stops.
+    std::thread::sleep(Duration::from_millis(300));
+    let resumed = icmp_unreachables_sent(&seg.nodes[0].ns)?;
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        icmp_unreachables_sent(&seg.nodes[0].ns)?,
+        resumed,
+        "adverts consumed again after the restart"
+    );
+    seg.wait_holders(VIP, &[1], Duration::from_secs(2))?;
+
+    // A clean stop detaches and leaves no pin.
+    let status = again.stop(Duration::from_secs(5))?;
+    assert!(status.success(), "agent exit: {status}");
+    assert!(!has_xdp(&seg, 0)?, "detached on a clean stop");
+    assert!(!pins.0.exists(), "pins removed on a clean stop");
+    Ok(())
+}
+
+/// Removes what a failed run left in bpffs (unpinning detaches).
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
