@@ -10,6 +10,7 @@ mod bench_health;
 mod bench_plot;
 mod bench_proc;
 mod bench_steady;
+mod bench_targets;
 mod demo;
 mod ebpf;
 mod fuzz;

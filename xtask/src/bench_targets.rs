@@ -1,0 +1,115 @@
+//! The targets, judged from a run's results: met, or missed and by
+//! how much. Written at the top of the report.
+
+use serde_json::Value;
+
+fn f(v: &Value, path: &[&str]) -> Option<f64> {
+    let mut v = v;
+    for p in path {
+        v = v.get(p)?;
+    }
+    v.as_f64()
+}
+
+fn rows<'a>(json: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    json.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
+fn arm<'a>(json: &'a Value, key: &str, arm: &str) -> Option<&'a Value> {
+    rows(json, key).find(|r| r.get("arm").and_then(Value::as_str) == Some(arm))
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+/// One line per target with the figures behind it.
+pub fn judge(json: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in rows(json, "failover").filter(|r| r.get("arm").and_then(Value::as_str) == Some("vrrp-agent")) {
+        let (Some(med), Some(p95), Some(max), Some(int)) = (
+            f(r, &["excess_summary_ms", "median"]),
+            f(r, &["excess_summary_ms", "p95"]),
+            f(r, &["excess_summary_ms", "max"]),
+            f(r, &["advert_int_ms"]),
+        ) else {
+            continue;
+        };
+        match r.get("scenario").and_then(Value::as_str) {
+            Some("crash") => {
+                let ok = med <= 1.0 && p95 <= 3.0;
+                let by = if ok {
+                    String::new()
+                } else {
+                    format!(" (by {:.2} ms median, {:.2} ms p95)", (med - 1.0).max(0.0), (p95 - 3.0).max(0.0))
+                };
+                out.push(format!(
+                    "Crash failover at {int} ms: excess over Master_Down_Interval ≤ 1 ms median and ≤ 3 ms p95: {}{by}; median {med:.2} ms, p95 {p95:.2} ms",
+                    verdict(ok)
+                ));
+            }
+            Some("graceful") => {
+                let ok = max <= 2.0;
+                out.push(format!(
+                    "Graceful failover at {int} ms within Skew_Time + 2 ms, every run: {}; p95 {p95:.2} ms, max {max:.2} ms over Skew_Time",
+                    verdict(ok)
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(x) = arm(json, "split_flood", "vrrp-agent (XDP)") {
+        let (cpu, fm, holders) = (
+            f(x, &["backup_cpu_pct"]).unwrap_or(f64::NAN),
+            f(x, &["false_master"]).unwrap_or(f64::NAN),
+            f(x, &["max_holders"]).unwrap_or(f64::NAN),
+        );
+        let ok = cpu < 1.0 && fm == 0.0 && holders <= 1.0;
+        out.push(format!(
+            "Flood at the backup with XDP: zero false state changes and agent CPU < 1% of a core: {}; {fm} false MASTER entries, at most {holders} VIP holder(s), {cpu:.2}% CPU",
+            verdict(ok)
+        ));
+    }
+    if let Some(x) = arm(json, "flood", "xdp") {
+        let cpu = f(x, &["agent_cpu_pct"]).unwrap_or(f64::NAN);
+        let pps = f(x, &["rejected_pps"]).unwrap_or(f64::NAN);
+        out.push(format!(
+            "Flood at the agent's interface with XDP, agent CPU < 1% of a core at the generator's full rate: {}; {cpu:.2}% at {pps:.0} packets/s",
+            verdict(cpu < 1.0)
+        ));
+    }
+    for (key, what) in [("steady", "Steady state"), ("scale", "Scale")] {
+        if let (Some(a), Some(k)) = (arm(json, key, "vrrp-agent"), arm(json, key, "keepalived")) {
+            let (ac, kc) = (
+                f(a, &["backup_cpu_pct"]).unwrap_or(f64::NAN),
+                f(k, &["backup_cpu_pct"]).unwrap_or(f64::NAN),
+            );
+            let ratio = kc / ac;
+            let ok = ratio >= 10.0;
+            let by = if ok { String::new() } else { format!(" (by {:.1}×)", 10.0 / ratio) };
+            out.push(format!(
+                "{what}: backup agent CPU at least 10× below keepalived's: {}{by}; {ac:.3}% against {kc:.3}% ({ratio:.1}×)",
+                verdict(ok)
+            ));
+        }
+    }
+    for r in rows(json, "footprint").filter(|r| r.get("arm").and_then(Value::as_str) == Some("vrrp-agent")) {
+        let (n, rss, start) = (
+            f(r, &["instances"]).unwrap_or(f64::NAN),
+            f(r, &["rss_kib"]).unwrap_or(f64::NAN),
+            f(r, &["start_to_backup_ms"]).unwrap_or(f64::NAN),
+        );
+        if n >= 250.0 {
+            out.push(format!(
+                "Footprint: RSS below 16 MiB with {n} instances: {}; {:.1} MiB",
+                verdict(rss < 16.0 * 1024.0),
+                rss / 1024.0
+            ));
+        }
+        out.push(format!(
+            "Start to Backup under 200 ms ({n} instance(s)): {}; {start:.0} ms",
+            verdict(start < 200.0)
+        ));
+    }
+    out
+}
