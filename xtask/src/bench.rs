@@ -50,6 +50,8 @@ pub struct Opts {
     pub instances: u16,
     /// Output directory (see `out_dir`).
     pub out: Option<std::path::PathBuf>,
+    /// Only redraw the plots from the output directory's results.json.
+    pub replot: bool,
 }
 
 impl Opts {
@@ -105,6 +107,9 @@ const NOTES: &str = "## Notes on the figures
 const SCENARIOS: [&str; 7] = ["crash", "graceful", "health", "split", "flood", "steady", "scale"];
 
 pub fn run(opts: &Opts) -> Result<()> {
+    if opts.replot {
+        return bench_plot::replot(&opts.out_dir());
+    }
     crate::build(true)?;
     prereqs::ensure(&prereqs::Need::all())?;
     if !prereqs::is_root() {
@@ -214,16 +219,14 @@ pub fn run(opts: &Opts) -> Result<()> {
             .iter()
             .map(|f| {
                 let kind = if f.kind == Kind::Crash { "crash" } else { "graceful" };
-                (
-                    format!("{kind} {} ms {}", u32::from(f.interval_cs) * 10, f.arm.name()),
-                    usize::from(f.arm == Arm::Keepalived),
-                    f.excess_ms.clone(),
-                )
+                let label =
+                    bench_plot::failover_label(kind, u64::from(f.interval_cs) * 10, f.arm == Arm::Keepalived);
+                (label, usize::from(f.arm == Arm::Keepalived), f.excess_ms.clone())
             })
             .collect();
         bench_plot::strips(
             &out.join("failover.svg"),
-            "Failover: excess over the protocol's limit, every run (bar: median)",
+            bench_plot::FAILOVER_TITLE,
             "ms over the limit",
             &strips,
         )?;
@@ -275,12 +278,7 @@ pub fn run(opts: &Opts) -> Result<()> {
             }));
         }
         json["health"] = serde_json::Value::Array(rows);
-        bench_plot::strips(
-            &out.join("health.svg"),
-            "Health failover: check starts failing → VIP on the backup",
-            "ms",
-            &health_strips,
-        )?;
+        bench_plot::strips(&out.join("health.svg"), bench_plot::HEALTH_TITLE, "ms", &health_strips)?;
         writeln!(md, "\n![health failover, every run](health.svg)")?;
         writeln!(md)?;
     }
@@ -310,12 +308,7 @@ pub fn run(opts: &Opts) -> Result<()> {
             cpu_lines.push((arm.to_owned(), r.cpu_over_time));
         }
         json["split_flood"] = serde_json::Value::Array(rows);
-        bench_plot::lines(
-            &out.join("flood-cpu.svg"),
-            "Backup CPU during the flood (0.5 s samples)",
-            "% of one core",
-            &cpu_lines,
-        )?;
+        bench_plot::lines(&out.join("flood-cpu.svg"), bench_plot::FLOOD_TITLE, "% of one core", &cpu_lines)?;
         writeln!(md, "\n![backup CPU during the flood](flood-cpu.svg)")?;
         writeln!(md)?;
     }

@@ -10,17 +10,75 @@ const ARM_COLOURS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40
 
 /// One strip per series: every run's value as a dot, the median as a bar.
 /// `series`: (label, arm index for the colour, values).
+/// Plots from a finished run's results.json (`cargo xtask bench --replot`).
+pub fn replot(out: &Path) -> Result<()> {
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json"))?)?;
+    let nums = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array().into_iter().flatten().filter_map(serde_json::Value::as_f64).collect()
+    };
+    let arm_of =
+        |r: &serde_json::Value| usize::from(r.get("arm").and_then(|a| a.as_str()) == Some("keepalived"));
+    let rows = |k: &str| json.get(k).and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    let failover: Vec<(String, usize, Vec<f64>)> = rows("failover")
+        .iter()
+        .map(|r| {
+            let label = failover_label(
+                r.get("scenario").and_then(|v| v.as_str()).unwrap_or("?"),
+                r.get("advert_int_ms").and_then(serde_json::Value::as_u64).unwrap_or(0),
+                arm_of(r) == 1,
+            );
+            (label, arm_of(r), nums(&r["excess_ms"]))
+        })
+        .collect();
+    if !failover.is_empty() {
+        strips(&out.join("failover.svg"), FAILOVER_TITLE, "ms over the limit", &failover)?;
+    }
+    let health: Vec<(String, usize, Vec<f64>)> = rows("health")
+        .iter()
+        .map(|r| (r["arm"].as_str().unwrap_or("?").to_owned(), arm_of(r), nums(&r["to_vip_ms"])))
+        .collect();
+    if !health.is_empty() {
+        strips(&out.join("health.svg"), HEALTH_TITLE, "ms", &health)?;
+    }
+    let flood: Vec<(String, Vec<(f64, f64)>)> = rows("split_flood")
+        .iter()
+        .map(|r| {
+            let pts = r["cpu_over_time"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
+                .collect();
+            (r["arm"].as_str().unwrap_or("?").to_owned(), pts)
+        })
+        .collect();
+    if !flood.is_empty() {
+        lines(&out.join("flood-cpu.svg"), FLOOD_TITLE, "% of one core", &flood)?;
+    }
+    Ok(())
+}
+
+pub const FAILOVER_TITLE: &str =
+    "Failover: excess over the protocol's limit, every run (bar: median; blue vrrp-agent, red keepalived)";
+pub const HEALTH_TITLE: &str = "Health failover: check starts failing → VIP on the backup";
+pub const FLOOD_TITLE: &str = "Backup CPU during the flood (0.5 s samples)";
+
+/// A short strip label: "crash 10ms A" (A: vrrp-agent, K: keepalived).
+pub fn failover_label(kind: &str, interval_ms: u64, keepalived: bool) -> String {
+    format!("{kind} {interval_ms}ms {}", if keepalived { "K" } else { "A" })
+}
+
 pub fn strips(path: &Path, title: &str, y_label: &str, series: &[(String, usize, Vec<f64>)]) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("plotting {}: {e}", path.display());
     let ymax = series.iter().flat_map(|s| s.2.iter().copied()).fold(0.0_f64, f64::max).max(1.0) * 1.1;
     let ymin = series.iter().flat_map(|s| s.2.iter().copied()).fold(0.0_f64, f64::min).min(0.0);
-    let root = SVGBackend::new(path, (200 + 90 * series.len() as u32, 480)).into_drawing_area();
+    let root = SVGBackend::new(path, (200 + 100 * series.len() as u32, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let n = series.len();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(90)
+        .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), ymin..ymax)
         .map_err(|e| err(&e))?;
@@ -36,7 +94,7 @@ pub fn strips(path: &Path, title: &str, y_label: &str, series: &[(String, usize,
                 String::new()
             }
         })
-        .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
+        .x_label_style(("sans-serif", 11).into_font())
         .y_desc(y_label)
         .draw()
         .map_err(|e| err(&e))?;

@@ -73,6 +73,9 @@ enum Task {
         /// that a partial run does not replace the full report).
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Only redraw the plots from the output directory's results.json.
+        #[arg(long)]
+        replot: bool,
         /// Seconds of steady-state measurement.
         #[arg(long, default_value_t = 30)]
         steady_seconds: u64,
@@ -100,18 +103,27 @@ fn main() -> Result<()> {
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Fuzz { seconds } => fuzz::run(seconds),
-        Task::Bench { seconds, runs, only, intervals, master_args, out, steady_seconds, instances } => {
-            bench::run(&bench::Opts {
-                seconds,
-                runs,
-                only,
-                intervals_ms: intervals,
-                master_args,
-                steady_seconds,
-                instances,
-                out,
-            })
-        }
+        Task::Bench {
+            seconds,
+            runs,
+            only,
+            intervals,
+            master_args,
+            out,
+            replot,
+            steady_seconds,
+            instances,
+        } => bench::run(&bench::Opts {
+            seconds,
+            runs,
+            only,
+            intervals_ms: intervals,
+            master_args,
+            steady_seconds,
+            instances,
+            out,
+            replot,
+        }),
     }
 }
 
