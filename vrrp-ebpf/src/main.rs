@@ -17,15 +17,16 @@ use aya_ebpf::bindings::bpf_timer;
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use aya_ebpf::btf_maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya_ebpf::helpers::generated::{
-    bpf_csum_diff, bpf_ktime_get_ns, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start, bpf_xdp_load_bytes,
+    bpf_csum_diff, bpf_ktime_get_ns, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start,
+    bpf_xdp_load_bytes,
 };
 use aya_ebpf::macros::{btf_map, xdp};
 use aya_ebpf::programs::XdpContext;
 use vrrp_common::classify::{self, Facts, HEADER_LEN, IpMeta};
 use vrrp_common::maps::{
     ADDR_OWN, ADDR_PEER, ADDRS_MAX_ENTRIES, AddrInfo, COUNTERS_MAX_ENTRIES, CounterKey, EVENT_SILENT,
-    EVENTS_BYTES, FAMILY_IPV4, FAMILY_IPV6, INST_PASS_UP, INST_UNICAST, INSTANCES_MAX_ENTRIES, InstanceConfig,
-    InstanceKey, PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
+    EVENTS_BYTES, FAMILY_IPV4, FAMILY_IPV6, INST_PASS_UP, INST_UNICAST, INSTANCES_MAX_ENTRIES,
+    InstanceConfig, InstanceKey, PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
 };
 use vrrp_common::wire::Family;
 use vrrp_common::wire::vrrp::{Version, checksum_form};
