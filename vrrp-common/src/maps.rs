@@ -290,7 +290,7 @@ mod tests {
         assert_eq!(size_of::<PeerState>(), 24);
         assert_eq!(size_of::<CounterKey>(), 8);
         assert_eq!(size_of::<InstanceKey>(), 8);
-        assert_eq!(size_of::<InstanceConfig>(), 16);
+        assert_eq!(size_of::<InstanceConfig>(), 20);
         assert_eq!(size_of::<AddrInfo>(), 4);
         assert_eq!(size_of::<PeerEvent>(), 56);
     }
