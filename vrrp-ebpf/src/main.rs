@@ -191,7 +191,11 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
     };
     let ifindex = ctx.ingress_ifindex() as u32;
     let tmp = VRRP_TMP.get_ptr_mut(0)?;
-    let (verdict, action) = match check(ctx, tmp, ifindex, l4, &meta, &dst) {
+    // One clock read per packet, for the peer's last-seen time, the
+    // master-down watch and the alive check.
+    // SAFETY: a helper without arguments or side effects.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (verdict, action) = match check(ctx, tmp, ifindex, l4, &meta, &dst, now) {
         Ok(pass_up) => (Verdict::Accepted, if pass_up { XDP_PASS } else { XDP_DROP }),
         Err(v) => (v, if v.passes() { XDP_PASS } else { XDP_DROP }),
     };
@@ -199,8 +203,6 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
     // Fail open when the agent is gone (vrrp-common `ALIVE_MAP`): the
     // checks above still ran and recorded peers, for an agent that comes
     // back; the packet goes to whatever listens in the stack.
-    // SAFETY: a helper without arguments or side effects.
-    let now = unsafe { bpf_ktime_get_ns() };
     if VRRP_ALIVE.get(0).is_none_or(|until| now > *until) {
         return Some(XDP_PASS);
     }
@@ -217,6 +219,7 @@ fn check(
     l4: usize,
     meta: &IpMeta,
     dst: &[u8; 16],
+    now: u64,
 ) -> Result<bool, Verdict> {
     let hdr: [u8; HEADER_LEN] = read(ctx, l4).ok_or(Verdict::TooShort)?;
     let adv = classify::check_header(&hdr, meta)?;
@@ -250,9 +253,9 @@ fn check(
     }
 
     set_key(tmp, ifindex, meta.family, adv.vrid, &meta.src);
-    record_peer(tmp, &adv);
+    record_peer(tmp, &adv, now);
     if let Some(ns) = classify::watch_ns(&adv, &cfg) {
-        arm_watch(&ikey, ns);
+        arm_watch(&ikey, ns, now);
     }
     Ok(cfg.flags & INST_PASS_UP != 0)
 }
@@ -325,9 +328,7 @@ fn message_sum(ctx: &XdpContext, l4: usize, len: usize) -> Option<u32> {
 /// path every steady-state advert takes), an insert only for a new one.
 /// Emits an event only when something the state machine reacts to changed.
 #[inline(always)]
-fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert) {
-    // SAFETY: a helper without arguments or side effects.
-    let now = unsafe { bpf_ktime_get_ns() };
+fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert, now: u64) {
     // SAFETY: `tmp` is this CPU's scratch value holding the peer's key;
     // map value pointers are valid and aligned while the program runs.
     // Concurrent writers on other CPUs race only on equal-or-newer data and
@@ -363,7 +364,7 @@ fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert) {
 /// re-arms it from `last_hold_ns`. Failures leave the agent's own timer,
 /// which it keeps as a backstop, to do the job.
 #[inline(always)]
-fn arm_watch(ikey: &InstanceKey, ns: u64) {
+fn arm_watch(ikey: &InstanceKey, ns: u64, now: u64) {
     let w = match VRRP_WATCH.get_ptr_mut(ikey) {
         Some(w) => w,
         None => {
@@ -382,7 +383,7 @@ fn arm_watch(ikey: &InstanceKey, ns: u64) {
     // SAFETY: `w` points into VRRP_WATCH's value, valid while the program
     // runs; the helpers take the timer inside that value and the map.
     unsafe {
-        (*w).last_hold_ns = bpf_ktime_get_ns();
+        (*w).last_hold_ns = now;
         (*w).mdi_ns = ns;
         if (*w).running != 0 {
             return;

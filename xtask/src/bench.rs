@@ -16,6 +16,7 @@ use vrrp_tests::process::Process;
 use vrrp_tests::{Netns, frame, netns};
 
 use crate::bench_failover::{self, Arm, Kind};
+use crate::bench_proc::{Memory, Usage};
 use crate::{bench_health, bench_plot, bench_steady, bench_targets};
 use crate::{prereqs, sh};
 
@@ -516,26 +517,6 @@ fn machine() -> (usize, String) {
     (cores, kernel)
 }
 
-/// utime + stime of `pid`, in clock ticks, and its RSS in KiB.
-fn cpu_ticks_and_rss(pid: u32) -> Result<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/PID/stat")?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("stat format")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc/PID/status")?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Ok((ticks, rss))
-}
-
 /// The last cumulative count the agent printed for `verdict`
 /// (`counter IFACE VERDICT: N (+k)`).
 fn printed(lines: &[String], verdict: &str) -> u64 {
@@ -613,7 +594,7 @@ fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
         if receive == "xdp" { crate::bench_proc::XdpRun::read(b, "vb0").map(Some) } else { Ok(None) }
     };
     let x0 = xdp(&b)?;
-    let (t0, _) = cpu_ticks_and_rss(pid)?;
+    let u0 = Usage::read(&[pid])?;
     let start = Instant::now();
     let status = Command::new("timeout")
         .args(["-s", "INT", &seconds.to_string(), "ip", "netns", "exec", a.name(), "trafgen", "--dev", "va0"])
@@ -624,15 +605,13 @@ fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
         .status()
         .context("running trafgen")?;
     let elapsed = start.elapsed().as_secs_f64();
-    let (t1, rss) = cpu_ticks_and_rss(pid)?;
+    let (u1, mem) = (Usage::read(&[pid])?, Memory::read(&[pid])?);
     let x1 = xdp(&b)?;
     let _ = std::fs::remove_file(&conf);
     // timeout exits 124 when it had to stop trafgen, as intended; trafgen
     // itself sometimes exits 1 on SIGINT ("Flushing TX_RING failed") after
     // sending: judged below by what arrived.
     let trafgen_ok = status.success() || status.code() == Some(124);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     // The agent prints its totals when it stops.
     let status = p.stop(Duration::from_secs(10))?;
     if !status.success() {
@@ -652,8 +631,8 @@ fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
         rejected: printed(&lines, verdict),
         verdict,
         accepted: printed(&lines, "accepted"),
-        agent_cpu_pct: (t1 - t0) as f64 / hz / elapsed * 100.0,
-        agent_rss_kib: rss,
+        agent_cpu_pct: u1.since(&u0).0,
+        agent_rss_kib: mem.rss_kib,
         xdp: x1.zip(x0).map(|(a, b)| a.since(&b, elapsed)),
     })
 }
@@ -724,10 +703,7 @@ fn split_flood(arm: &str, seconds: u64, agent: &std::path::Path) -> Result<Split
     let bytes: Vec<String> = f.iter().map(|b| format!("0x{b:02x}")).collect();
     std::fs::write(&conf, format!("{{ {} }}\n", bytes.join(", ")))?;
     let pids = crate::bench_proc::process_tree(backup.pid());
-    let ticks = |pids: &[u32]| -> u64 {
-        pids.iter().filter_map(|p| cpu_ticks_and_rss(*p).ok()).map(|(t, _)| t).sum()
-    };
-    let t0 = ticks(&pids);
+    let u0 = Usage::read(&pids)?;
     let start = Instant::now();
     let mut tg = Command::new("timeout");
     tg.args([
@@ -750,22 +726,19 @@ fn split_flood(arm: &str, seconds: u64, agent: &std::path::Path) -> Result<Split
     let mut child = tg.spawn().context("starting trafgen")?;
     let mut max_holders = 0;
     let mut cpu_over_time = Vec::new();
-    let mut sample = crate::bench_proc::Usage::read(&pids)?;
+    let mut sample = u0;
     while child.try_wait()?.is_none() {
         max_holders = max_holders.max(seg.holders(vip)?.len());
         std::thread::sleep(Duration::from_millis(10));
         if sample.at.is_some_and(|t| t.elapsed() >= Duration::from_millis(500)) {
-            let now = crate::bench_proc::Usage::read(&pids)?;
+            let now = Usage::read(&pids)?;
             cpu_over_time.push((start.elapsed().as_secs_f64(), now.since(&sample).0));
             sample = now;
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    let t1 = ticks(&pids);
+    let u1 = Usage::read(&pids)?;
     let _ = std::fs::remove_file(&conf);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let cpu = (t1 - t0) as f64 / hz / elapsed * 100.0;
+    let cpu = u1.since(&u0).0;
     let false_master =
         backup.lines().iter().filter(|l| l.contains("Entering MASTER")).count() - masters_before;
     println!("  backup CPU {cpu:.2}%, false MASTER entries {false_master}, most VIP holders {max_holders}");

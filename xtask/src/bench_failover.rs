@@ -65,12 +65,18 @@ pub struct Series {
     pub to_vip_ms: Vec<f64>,
 }
 
-pub fn conf(priority: u8, me: &str, peer: &str, interval_cs: u16) -> String {
-    let (version, int) = if interval_cs.is_multiple_of(100) {
+/// keepalived's `version` and `advert_int` for an interval: v2 for whole
+/// seconds, v3 otherwise.
+pub fn advert_int(interval_cs: u16) -> (u8, String) {
+    if interval_cs.is_multiple_of(100) {
         (2, format!("{}", interval_cs / 100))
     } else {
         (3, format!("{}.{:02}", interval_cs / 100, interval_cs % 100))
-    };
+    }
+}
+
+pub fn conf(priority: u8, me: &str, peer: &str, interval_cs: u16) -> String {
+    let (version, int) = advert_int(interval_cs);
     format!(
         "vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 55\n  priority {priority}\n  advert_int {int}\n  version {version}\n  unicast_src_ip {me}\n  unicast_peer {{\n    {peer}\n  }}\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
     )

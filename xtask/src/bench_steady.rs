@@ -48,11 +48,7 @@ pub fn conf(n: u16, priority: u8, me: &str, peer: &str, interval_cs: u16) -> Str
     if n == 1 {
         return bench_failover::conf(priority, me, peer, interval_cs);
     }
-    let (version, int) = if interval_cs.is_multiple_of(100) {
-        (2, format!("{}", interval_cs / 100))
-    } else {
-        (3, format!("{}.{:02}", interval_cs / 100, interval_cs % 100))
-    };
+    let (version, int) = bench_failover::advert_int(interval_cs);
     let mut s = String::new();
     for vrid in 1..=n {
         s += &format!(
