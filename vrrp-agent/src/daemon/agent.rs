@@ -330,12 +330,16 @@ impl Agent {
         self.execute(i, now, out).await;
     }
 
-    /// Carry out a machine's actions for instance `i`.
+    /// Carry out a machine's actions for instance `i`, in order: the
+    /// addresses are reconciled where the machine adds or removes them
+    /// (before the first advert and the gratuitous ARPs of a new master),
+    /// and once more after a transition that did neither (a backup's
+    /// first state removes a VIP found on its interface).
     async fn execute(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
-        let mut addresses = false;
-        let inst = &mut self.insts[i];
-        let name = inst.conf.name.clone();
+        let mut transitioned = false;
         for a in actions {
+            let inst = &mut self.insts[i];
+            let name = &inst.conf.name;
             match a {
                 Action::Log(note) => log::info!("({name}) {note}"),
                 Action::SendAdvert { priority } => {
@@ -349,13 +353,16 @@ impl Agent {
                         }
                     }
                 }
-                // The machine's state says which addresses it wants; the
-                // reconciler adds or removes them below.
-                Action::AddVips => addresses = true,
+                // The machine's state says which addresses it wants.
+                Action::AddVips => {
+                    transitioned = false;
+                    self.reconcile().await;
+                }
                 Action::RemoveVips => {
-                    addresses = true;
                     inst.announce_at = None;
                     inst.refresh_at = None;
+                    transitioned = false;
+                    self.reconcile().await;
                 }
                 Action::Announce => {
                     inst.announce_now();
@@ -380,12 +387,12 @@ impl Agent {
                         inst.announce_at = None;
                         inst.refresh_at = None;
                     }
-                    addresses = true;
+                    transitioned = true;
                     inst.notify(to);
                 }
             }
         }
-        if addresses {
+        if transitioned {
             self.reconcile().await;
         }
     }
