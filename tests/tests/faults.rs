@@ -268,3 +268,97 @@ fn an_agent_restart_on_either_node_keeps_one_holder() -> Result<()> {
     }
     Ok(())
 }
+
+/// As `conf`, to the VRRP group instead of unicast.
+fn conf_multicast(i: usize) -> String {
+    let c = conf(i);
+    let a = c.find("  unicast_src_ip").unwrap_or(c.len());
+    let b = c.find("  virtual_ipaddress").unwrap_or(c.len());
+    format!("{}{}", &c[..a], &c[b..])
+}
+
+/// Delete node `i`'s eth0 and create it again on the bridge, with its
+/// address.
+fn recreate(seg: &Segment, i: usize) -> Result<()> {
+    let node = &seg.nodes[i];
+    node.ns.ip(&["link", "del", "eth0"])?;
+    seg.lan.plug("br0", &format!("p{i}"), &node.ns, "eth0")?;
+    node.ns.ip(&["addr", "add", &node.addr, "dev", "eth0"])?;
+    Ok(())
+}
+
+fn recreated_interface_case(multicast: bool, extra: &[&str]) -> Result<()> {
+    let seg = Segment::new(&ADDRS)?;
+    let text = |i| if multicast { conf_multicast(i) } else { conf(i) };
+    let mut master = seg.agent(1, &text(1), extra)?;
+    let _backup = seg.agent(0, &text(0), extra)?;
+    seg.wait_holders(VIP, &[1], MDI * 10 + MARGIN)?;
+    let w = watch(&seg)?;
+    // The master's interface is deleted: it goes to FAULT, the backup
+    // takes over.
+    seg.nodes[1].ns.ip(&["link", "del", "eth0"])?;
+    seg.wait_holders(VIP, &[0], MDI + MARGIN)?;
+    master.wait_for_line("was deleted", Duration::from_secs(2))?;
+    // Created again (a new index): the master follows it by name and
+    // preempts back within Master_Down_Interval of the link coming up.
+    let node = &seg.nodes[1];
+    seg.lan.plug("br0", "p1", &node.ns, "eth0")?;
+    node.ns.ip(&["addr", "add", &node.addr, "dev", "eth0"])?;
+    let t = Instant::now();
+    seg.wait_holders(VIP, &[1], MDI + MARGIN)?;
+    let back = t.elapsed();
+    master.wait_for_line("listening and advertising on it again", Duration::from_secs(1))?;
+    // The same for the backup's interface: it comes back as backup.
+    recreate(&seg, 0)?;
+    std::thread::sleep(MDI * 2);
+    assert_eq!(seg.holders(VIP)?, vec![1]);
+    // And it still serves: the master stops, the backup takes over.
+    master.stop(Duration::from_secs(5))?;
+    seg.wait_holders(VIP, &[0], Duration::from_secs(2))?;
+    w.finish()?.assert_single_holder()?;
+    println!("master back {back:?} after its interface was created again");
+    Ok(())
+}
+
+#[test]
+fn a_recreated_interface_is_followed_unicast_xdp() -> Result<()> {
+    if !require_root("a_recreated_interface_is_followed_unicast_xdp") {
+        return Ok(());
+    }
+    recreated_interface_case(false, &[])
+}
+
+#[test]
+fn a_recreated_interface_is_followed_multicast_xdp() -> Result<()> {
+    if !require_root("a_recreated_interface_is_followed_multicast_xdp") {
+        return Ok(());
+    }
+    recreated_interface_case(true, &[])
+}
+
+#[test]
+fn a_recreated_interface_is_followed_multicast_sockets() -> Result<()> {
+    if !require_root("a_recreated_interface_is_followed_multicast_sockets") {
+        return Ok(());
+    }
+    recreated_interface_case(true, &["--receive", "socket"])
+}
+
+#[test]
+fn an_interface_that_appears_later_is_used() -> Result<()> {
+    if !require_root("an_interface_that_appears_later_is_used") {
+        return Ok(());
+    }
+    let seg = Segment::new(&ADDRS)?;
+    let _backup = seg.agent(0, &conf(0), &[])?;
+    // Node 1's interface does not exist when its agent starts.
+    seg.nodes[1].ns.ip(&["link", "del", "eth0"])?;
+    let mut master = seg.agent(1, &conf(1), &[])?;
+    master.wait_for_line("Entering FAULT STATE", Duration::from_secs(5))?;
+    seg.wait_holders(VIP, &[0], MDI * 10 + MARGIN)?;
+    let node = &seg.nodes[1];
+    seg.lan.plug("br0", "p1", &node.ns, "eth0")?;
+    node.ns.ip(&["addr", "add", &node.addr, "dev", "eth0"])?;
+    seg.wait_holders(VIP, &[1], MDI + MARGIN)?;
+    Ok(())
+}
