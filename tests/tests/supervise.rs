@@ -3,20 +3,17 @@
 //! no moment do two nodes hold the VIP; a killed supervisor makes the
 //! worker resign.
 //!
-//! Each node's addresses are polled about every millisecond from a thread
-//! in its namespace; the single-holder rule fails the test if the backup
-//! was seen holding the VIP at or before the last poll that saw it on the
-//! old master.
+//! Each node's addresses are polled every few milliseconds from a thread
+//! in its namespace (`HolderWatch`), which fails the test if two nodes
+//! were seen holding the VIP at once.
 
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
+use vrrp_tests::holders::{HolderWatch, POLL};
 use vrrp_tests::lab::{Segment, signal_worker, worker_pid};
-use vrrp_tests::netns::{self, Netns};
+use vrrp_tests::netns;
 use vrrp_tests::privilege::require_root;
 use vrrp_tests::process::wait_until;
 
@@ -43,98 +40,34 @@ fn mdi(adv: Duration, priority: u32) -> Duration {
     adv * 3 + adv * (256 - priority) / 256
 }
 
-/// What the pollers saw, from the event at `t0`.
+/// What the watch saw, from the event at `t0`.
 struct Watch {
-    /// Node 0 (the old master) no longer holds the VIP.
+    /// Node 0 (the old master) last seen holding the VIP (it went within
+    /// one poll after).
     gone: Duration,
-    /// Node 1 (the backup) holds it.
+    /// Node 1 (the backup) first seen holding it.
     taken: Duration,
-    /// Longest time between two polls of one node.
-    max_poll: Duration,
 }
 
-/// One node's view: every poll's time and answer, from a thread inside its
-/// namespace reading the addresses (getifaddrs: a netlink dump, as `ip
-/// addr` does, but without starting a process, so a poll takes well under
-/// a millisecond).
-struct Poller {
-    stop: Arc<AtomicBool>,
-    seen: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Result<Vec<(Instant, bool)>>>,
+/// A watch of both nodes, started before the event.
+fn watch_start(seg: &Segment) -> Result<HolderWatch> {
+    HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP)
 }
 
-impl Poller {
-    /// Poll node `ns` for the VIP; `seen` is raised once a poll gives `want`.
-    fn start(ns: &Netns, want: bool) -> Result<Poller> {
-        let file = std::fs::File::open(format!("/run/netns/{}", ns.name()))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(AtomicBool::new(false));
-        let (stop2, seen2) = (Arc::clone(&stop), Arc::clone(&seen));
-        let vip: IpAddr = VIP.parse()?;
-        let thread = std::thread::spawn(move || -> Result<Vec<(Instant, bool)>> {
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
-            let mut polls = Vec::with_capacity(1 << 16);
-            while !stop2.load(Ordering::Relaxed) {
-                let holds = nix::ifaddrs::getifaddrs()?.any(|a| {
-                    a.interface_name == "eth0"
-                        && a.address
-                            .and_then(|s| s.as_sockaddr_in().map(|i| IpAddr::V4(i.ip())))
-                            .is_some_and(|ip| ip == vip)
-                });
-                polls.push((Instant::now(), holds));
-                if holds == want {
-                    seen2.store(true, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Ok(polls)
-        });
-        Ok(Poller { stop, seen, thread })
-    }
-
-    fn finish(self) -> Result<Vec<(Instant, bool)>> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().map_err(|_| anyhow::anyhow!("poller panicked"))?
-    }
-}
-
-/// Pollers on node 0 (holding the VIP) and node 1 (not holding it), to be
-/// started before the event.
-fn watch_start(seg: &Segment) -> Result<(Poller, Poller)> {
-    let (a, b) = (Poller::start(&seg.nodes[0].ns, false)?, Poller::start(&seg.nodes[1].ns, true)?);
-    Ok((a, b))
-}
-
-/// Wait until node 0 has let go of the VIP and node 1 holds it; fail if,
-/// at any poll, both held it: node 1 seen holding it at or before the
-/// last time node 0 was seen holding it (node 1 keeps it once it has it).
-fn watch_handover(pollers: (Poller, Poller), t0: Instant, limit: Duration) -> Result<Watch> {
-    let (a, b) = pollers;
-    let waited = wait_until(limit, || Ok(a.seen.load(Ordering::Relaxed) && b.seen.load(Ordering::Relaxed)));
-    let (pa, pb) = (a.finish()?, b.finish()?);
+/// Wait until node 0 has let go of the VIP and node 1 holds it; fail if
+/// both were seen holding it at once.
+fn watch_handover(seg: &Segment, w: HolderWatch, t0: Instant, limit: Duration) -> Result<Watch> {
+    let waited = wait_until(limit, || Ok(seg.holders(VIP)? == [1]));
+    let seen = w.finish()?;
     waited?;
-    let max_poll =
-        [&pa, &pb].iter().flat_map(|p| p.windows(2).map(|w| w[1].0 - w[0].0)).max().unwrap_or_default();
-    let last_a = pa.iter().filter(|(_, h)| *h).map(|(t, _)| *t).max();
-    let first_gone = pa.iter().find(|(t, h)| !h && *t >= t0).map(|(t, _)| *t);
-    let first_b = pb.iter().find(|(_, h)| *h).map(|(t, _)| *t);
-    let (Some(gone), Some(taken)) = (first_gone, first_b) else {
-        bail!("pollers saw no handover");
-    };
-    if let Some(last_a) = last_a
-        && taken <= last_a
-    {
-        bail!(
-            "both nodes held {VIP}: node 1 from {:?} after the event, node 0 until {:?}",
-            taken.saturating_duration_since(t0),
-            last_a.saturating_duration_since(t0)
-        );
-    }
-    Ok(Watch {
-        gone: gone.saturating_duration_since(t0),
-        taken: taken.saturating_duration_since(t0),
-        max_poll,
-    })
+    seen.assert_single_holder()?;
+    let gone = seen.spans[0].iter().map(|(_, last)| *last).max().context("node 0 never seen holding")?;
+    let taken = seen.spans[1]
+        .iter()
+        .map(|(first, _)| *first)
+        .find(|f| *f >= t0)
+        .context("node 1 never seen holding")?;
+    Ok(Watch { gone: gone.saturating_duration_since(t0), taken: taken.saturating_duration_since(t0) })
 }
 
 fn runs(default: usize) -> usize {
@@ -161,7 +94,7 @@ fn killed_worker(adv_text: &str, adv: Duration, n: usize) -> Result<()> {
     let name = netns::unique("sup");
     let (mdi0, mdi1) = (mdi(adv, 150), mdi(adv, 100));
     let _backup = seg.agent(1, &backup_conf(adv_text), &[])?;
-    let (mut gone, mut taken, mut nobody, mut polls) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut gone, mut taken, mut nobody) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..n {
         let mut master = seg.agent_as(0, &master_conf(adv_text), &name, &[])?;
         seg.wait_holders(VIP, &[0], mdi0 + MARGIN)?;
@@ -169,13 +102,14 @@ fn killed_worker(adv_text: &str, adv: Duration, n: usize) -> Result<()> {
         let pollers = watch_start(&seg)?;
         let t0 = Instant::now();
         kill(worker, Signal::SIGKILL)?;
-        let w = watch_handover(pollers, t0, mdi1 + MARGIN)?;
+        let w = watch_handover(&seg, pollers, t0, mdi1 + MARGIN)?;
         eprintln!(
-            "run {run} at {adv:?}: VIP left the dead node after {:?}, on the backup after {:?} (poll <= {:?})",
-            w.gone, w.taken, w.max_poll
+            "run {run} at {adv:?}: VIP last seen on the dead node {:?} after the kill, on the backup after {:?}",
+            w.gone, w.taken
         );
-        // t0 is taken just before the kill, so this bound is exact.
-        if w.gone < adv * 2 {
+        // t0 is taken just before the kill; the last poll that saw the VIP
+        // is at most one poll before its removal.
+        if w.gone + POLL * 2 < adv * 2 {
             bail!(
                 "the VIP went {:?} after the kill, before 2 x advert_int: nobody answered meanwhile",
                 w.gone
@@ -200,13 +134,11 @@ fn killed_worker(adv_text: &str, adv: Duration, n: usize) -> Result<()> {
         gone.push(w.gone);
         taken.push(w.taken);
         nobody.push(w.taken - w.gone);
-        polls.push(w.max_poll);
     }
     eprintln!("{n} runs at {adv:?} (Master_Down_Interval of the backup {mdi1:?}):");
-    eprintln!("  {}", summary("kill to VIP off the dead node", gone));
+    eprintln!("  {}", summary("kill to VIP last seen on the dead node", gone));
     eprintln!("  {}", summary("kill to VIP on the backup", taken));
     eprintln!("  {}", summary("no holder", nobody));
-    eprintln!("  {}", summary("longest poll", polls));
     Ok(())
 }
 
@@ -240,7 +172,7 @@ fn a_killed_supervisor_makes_its_worker_resign() -> Result<()> {
     let pollers = watch_start(&seg)?;
     let t0 = Instant::now();
     master.signal(Signal::SIGKILL)?;
-    let w = watch_handover(pollers, t0, mdi(adv, 100) + MARGIN)?;
+    let w = watch_handover(&seg, pollers, t0, mdi(adv, 100) + MARGIN)?;
     eprintln!(
         "supervisor killed: VIP off the old master after {:?}, on the backup after {:?}",
         w.gone, w.taken
@@ -269,7 +201,7 @@ fn a_stopped_worker_loses_its_vip_before_the_backup_takes_over() -> Result<()> {
     let pollers = watch_start(&seg)?;
     let t0 = Instant::now();
     signal_worker(&master, Signal::SIGSTOP)?;
-    let w = watch_handover(pollers, t0, mdi(adv, 100) + MARGIN)?;
+    let w = watch_handover(&seg, pollers, t0, mdi(adv, 100) + MARGIN)?;
     eprintln!("worker stopped: VIP off it after {:?}, on the backup after {:?}", w.gone, w.taken);
     master.wait_for_line_once(
         &format!("removed {VIP}/24: worker pid {worker} is stopped"),
@@ -277,6 +209,11 @@ fn a_stopped_worker_loses_its_vip_before_the_backup_takes_over() -> Result<()> {
     )?;
     signal_worker(&master, Signal::SIGCONT)?;
     master.wait_for_line_once(&format!("worker pid {worker} continued"), Duration::from_secs(5))?;
+    // Resumed, the worker (priority 150) preempts back and its address
+    // reconciler puts back the VIP the supervisor removed.
+    let w = watch_start(&seg)?;
+    seg.wait_holders(VIP, &[0], mdi(adv, 150) * 2 + MARGIN)?;
+    w.finish()?.assert_single_holder()?;
     // Still supervised after the stop: a clean stop exits 0.
     let mut master = master;
     let status = master.stop(Duration::from_secs(5))?;

@@ -20,8 +20,8 @@
 //! treated the same unless it continues first; once resumed, the worker's
 //! own address handling puts back what a master should hold.
 //!
-//! The supervisor forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 to
-//! the worker, and the worker has PR_SET_PDEATHSIG=SIGTERM: a supervisor
+//! The supervisor forwards SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 and
+//! SIGUSR2 to the worker (which stops, reloads or dumps its state), and the worker has PR_SET_PDEATHSIG=SIGTERM: a supervisor
 //! that is killed makes the worker resign cleanly (priority 0).
 
 use std::ffi::OsString;
@@ -39,8 +39,8 @@ use vrrp_agent::instance_lock;
 
 /// Signals an operator or a tool sends to "the agent", passed on to the
 /// worker, which handles them.
-const FORWARDED: [Signal; 5] =
-    [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
+const FORWARDED: [Signal; 6] =
+    [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
 
 /// Run the worker under supervision until it exits; returns the exit
 /// status for this process.
@@ -135,7 +135,7 @@ fn supervise(name: &str, worker: Pid, set: &SigSet, nl: &Netlink) -> i32 {
                 let _ = kill(worker, sig);
                 // A stopped worker would only act on it once continued, as
                 // systemd does on stop (SIGTERM, then SIGCONT).
-                if stopped.is_some() && matches!(sig, Signal::SIGTERM | Signal::SIGINT) {
+                if stopped.is_some() && matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) {
                     let _ = kill(worker, Signal::SIGCONT);
                 }
             }
@@ -191,7 +191,7 @@ fn died(name: &str, worker: Pid, set: &SigSet, nl: &Netlink, death: Death) -> i3
     // stopped) removes them at once, which never makes two holders.
     while Instant::now() < at {
         match next_signal(set, Some(at)) {
-            Some(Signal::SIGTERM | Signal::SIGINT) => break,
+            Some(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => break,
             _ => continue,
         }
     }
