@@ -87,10 +87,11 @@ pub fn run(name: &str) -> Result<i32> {
             Ok(())
         });
     }
+    // Ready before the worker starts (no thread: a current-thread runtime).
+    let nl = Netlink::new()?;
     let child = cmd.spawn().context("starting the worker")?;
     let worker = Pid::from_raw(i32::try_from(child.id()).context("worker pid")?);
     log::info!("supervising worker pid {worker} (a worker killed or stopped loses its VIPs)");
-    let nl = Netlink::new()?;
     let code = supervise(name, worker, &set, &nl);
     drop(lock);
     Ok(code)
