@@ -174,3 +174,34 @@ impl Drop for PinDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[test]
+fn the_instance_lock_outlives_its_file_and_is_released_with_its_holder() -> Result<()> {
+    use vrrp_agent::instance_lock::{self, LockError};
+    if !require_root("the_instance_lock_outlives_its_file_and_is_released_with_its_holder") {
+        return Ok(());
+    }
+    let name = netns::unique("il");
+    let held = instance_lock::acquire(&name)?;
+    assert!(instance_lock::is_running(&name), "a held lock says running");
+    assert!(
+        matches!(instance_lock::acquire(&name), Err(LockError::Busy { .. })),
+        "a second holder is refused"
+    );
+    std::fs::remove_file(instance_lock::lock_path(&name))?;
+    assert!(
+        matches!(instance_lock::acquire(&name), Err(LockError::Busy { .. })),
+        "still refused with the file deleted"
+    );
+    assert!(instance_lock::is_running(&name), "still running with the file deleted");
+    // A worker cannot adopt descriptors that are not this lock's.
+    let (f, s) = held.handover();
+    assert!(matches!(instance_lock::adopt(&name, &format!("{s},{f}")), Err(LockError::BadHandover { .. })));
+    assert!(matches!(instance_lock::adopt(&name, "1,2"), Err(LockError::BadHandover { .. })));
+    assert!(matches!(instance_lock::adopt(&name, "junk"), Err(LockError::BadHandover { .. })));
+    drop(held);
+    assert!(!instance_lock::is_running(&name), "released with its holder");
+    let again = instance_lock::acquire(&name)?;
+    drop(again);
+    Ok(())
+}

@@ -12,7 +12,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
@@ -161,18 +161,30 @@ pub fn adopt(name: &str, fds: &str) -> Result<InstanceLock, LockError> {
             return Err(bad("descriptor not open"));
         }
     }
-    // Check the socket is ours before taking ownership of anything.
-    // SAFETY: the descriptor is open (checked above), handed to this
-    // process for this purpose only, and owned by nothing else here.
-    let socket = UnixDatagram::from(unsafe { OwnedFd::from_raw_fd(s) });
-    let bound = socket.local_addr().map_err(|e| bad(&e.to_string()))?;
-    if bound.as_abstract_name() != Some(abstract_name(name).as_bytes()) {
+    // Everything is checked on borrowed descriptors first: a mistaken
+    // handover must not close descriptors this process uses otherwise.
+    // SAFETY: both are open (checked above) and stay open during the checks.
+    let (fb, sb) = unsafe { (BorrowedFd::borrow_raw(f), BorrowedFd::borrow_raw(s)) };
+    let bound = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(sb.as_raw_fd())
+        .map_err(|e| bad(&format!("not a unix socket ({e})")))?;
+    if bound.as_abstract() != Some(abstract_name(name).as_bytes()) {
         return Err(bad("the socket is not this agent's"));
     }
-    // SAFETY: as above, for the lock file's descriptor.
-    let file = File::from(unsafe { OwnedFd::from_raw_fd(f) });
+    let st = nix::sys::stat::fstat(fb).map_err(|e| bad(&e.to_string()))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(bad("not the lock file"));
+    }
     // Our supervisor holds this lock on the same open file description, so
     // taking it again succeeds at once; it fails for anything else.
+    // SAFETY: flock on an open descriptor.
+    if unsafe { libc::flock(f, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(bad("the file is not locked by us"));
+    }
+    // SAFETY: the descriptors were handed to this process for this purpose
+    // only, are open, and are owned by nothing else here.
+    let socket = UnixDatagram::from(unsafe { OwnedFd::from_raw_fd(s) });
+    // SAFETY: as above, for the lock file's descriptor.
+    let file = File::from(unsafe { OwnedFd::from_raw_fd(f) });
     let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| bad(&format!("the file is not locked by us ({e})")))?;
     Ok(InstanceLock { lock, socket, path: lock_path(name), owner: false })
