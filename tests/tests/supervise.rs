@@ -7,10 +7,15 @@
 //! in its namespace (`HolderWatch`), which fails the test if two nodes
 //! were seen holding the VIP at once.
 
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
+use vrrp_tests::capture::{self, Capture};
+use vrrp_tests::frame::FrameSocket;
 use vrrp_tests::holders::{HolderWatch, POLL};
 use vrrp_tests::lab::{Segment, signal_worker, worker_pid};
 use vrrp_tests::netns;
@@ -70,6 +75,76 @@ fn watch_handover(seg: &Segment, w: HolderWatch, t0: Instant, limit: Duration) -
     Ok(Watch { gone: gone.saturating_duration_since(t0), taken: taken.saturating_duration_since(t0) })
 }
 
+/// ARP requests for the VIP from node 2, every 5 ms, and the replies it
+/// captures: which node answered for the VIP on the wire, and when.
+struct ArpProbe {
+    stop: Arc<AtomicBool>,
+    sender: std::thread::JoinHandle<Result<()>>,
+    capture: Capture,
+    mac: [u8; 6],
+}
+
+impl ArpProbe {
+    fn start(seg: &Segment) -> Result<ArpProbe> {
+        let ns = &seg.nodes[2].ns;
+        let mac = capture::mac(ns, "eth0")?;
+        let capture = Capture::start(ns, "eth0")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let file = std::fs::File::open(format!("/run/netns/{}", ns.name()))?;
+        let vip: Ipv4Addr = VIP.parse()?;
+        let sender = std::thread::spawn(move || -> Result<()> {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let sock = FrameSocket::open("eth0")?;
+            // Ethernet broadcast, then an ARP request (RFC 826) from
+            // 192.0.2.99 for the VIP.
+            let mut f = vec![0xff; 6];
+            f.extend_from_slice(&mac);
+            f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+            f.extend_from_slice(&mac);
+            f.extend_from_slice(&[192, 0, 2, 99]);
+            f.extend_from_slice(&[0; 6]);
+            f.extend_from_slice(&vip.octets());
+            while !stop2.load(Ordering::Relaxed) {
+                sock.send(&f)?;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        });
+        Ok(ArpProbe { stop, sender, capture, mac })
+    }
+
+    /// Stop; the replies for the VIP to us: (kernel time, ns since the
+    /// epoch; the answering MAC).
+    fn finish(self) -> Result<Vec<(u64, [u8; 6])>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.sender.join().map_err(|_| anyhow::anyhow!("ARP sender panicked"))??;
+        let vip: Ipv4Addr = VIP.parse()?;
+        let mut out = Vec::new();
+        for f in self.capture.stop() {
+            let d = &f.data;
+            if d.len() >= 42
+                && d[12..14] == [0x08, 0x06]
+                && d[20..22] == [0, 2]
+                && d[28..32] == vip.octets()
+                && d[32..38] == self.mac
+            {
+                let mut m = [0u8; 6];
+                m.copy_from_slice(&d[22..28]);
+                out.push((f.ts_ns, m));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 fn runs(default: usize) -> usize {
     std::env::var("VRRP_CRASH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -90,19 +165,43 @@ fn summary(label: &str, mut v: Vec<Duration>) -> String {
 /// (earlier would leave nobody answering), before the backup takes it, and
 /// within the backup's Master_Down_Interval.
 fn killed_worker(adv_text: &str, adv: Duration, n: usize) -> Result<()> {
-    let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
+    // Node 2 runs no agent: it asks for the VIP by ARP.
+    let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24", "192.0.2.99/24"])?;
+    let (mac0, mac1) = (capture::mac(&seg.nodes[0].ns, "eth0")?, capture::mac(&seg.nodes[1].ns, "eth0")?);
     let name = netns::unique("sup");
     let (mdi0, mdi1) = (mdi(adv, 150), mdi(adv, 100));
     let _backup = seg.agent(1, &backup_conf(adv_text), &[])?;
-    let (mut gone, mut taken, mut nobody) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut gone, mut taken, mut nobody, mut arp_last) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..n {
         let mut master = seg.agent_as(0, &master_conf(adv_text), &name, &[])?;
         seg.wait_holders(VIP, &[0], mdi0 + MARGIN)?;
         let worker = worker_pid(&master)?;
         let pollers = watch_start(&seg)?;
+        let arp = ArpProbe::start(&seg)?;
         let t0 = Instant::now();
+        let t0_ns = unix_ns();
         kill(worker, Signal::SIGKILL)?;
         let w = watch_handover(&seg, pollers, t0, mdi1 + MARGIN)?;
+        // A few more requests, so the new holder's answers are in.
+        std::thread::sleep(Duration::from_millis(50));
+        let replies = arp.finish()?;
+        let last0 = replies.iter().filter(|(_, m)| *m == mac0).map(|(t, _)| *t).max();
+        let first1 = replies.iter().filter(|(t, m)| *m == mac1 && *t >= t0_ns).map(|(t, _)| *t).min();
+        let (Some(last0), Some(first1)) = (last0, first1) else {
+            bail!("ARP: no answer from the dead node before or from the backup after: {replies:?}");
+        };
+        if last0 >= first1 {
+            bail!(
+                "ARP: both nodes answered for {VIP} (the dead node until {last0}, the backup from {first1})"
+            );
+        }
+        let arp_gone = Duration::from_nanos(last0.saturating_sub(t0_ns));
+        let arp_taken = Duration::from_nanos(first1.saturating_sub(t0_ns));
+        assert!(arp_gone < mdi1, "the dead node answered ARP for {arp_gone:?}, beyond {mdi1:?}");
+        eprintln!(
+            "  ARP: the dead node last answered {arp_gone:?} after the kill, the backup first {arp_taken:?}"
+        );
+        arp_last.push(arp_gone);
         eprintln!(
             "run {run} at {adv:?}: VIP last seen on the dead node {:?} after the kill, on the backup after {:?}",
             w.gone, w.taken
@@ -139,6 +238,7 @@ fn killed_worker(adv_text: &str, adv: Duration, n: usize) -> Result<()> {
     eprintln!("  {}", summary("kill to VIP last seen on the dead node", gone));
     eprintln!("  {}", summary("kill to VIP on the backup", taken));
     eprintln!("  {}", summary("no holder", nobody));
+    eprintln!("  {}", summary("kill to the dead node's last ARP answer", arp_last));
     Ok(())
 }
 
