@@ -179,3 +179,24 @@ pub fn icmp_unreachables_sent(ns: &Netns) -> Result<u64> {
     let i = names.split_whitespace().position(|n| n == "OutDestUnreachs").context("OutDestUnreachs")?;
     values.split_whitespace().nth(i).context("value")?.parse().context("number")
 }
+
+/// The worker process of an agent started by `Segment::agent*` (which
+/// starts the supervisor): its pid, from the supervisor's
+/// "supervising worker pid N" line.
+pub fn worker_pid(p: &Process) -> Result<nix::unistd::Pid> {
+    let line = p.wait_for_line_once("supervising worker pid", Duration::from_secs(5))?;
+    let pid = line
+        .split("supervising worker pid ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<i32>().ok())
+        .with_context(|| format!("no pid in {line:?}"))?;
+    Ok(nix::unistd::Pid::from_raw(pid))
+}
+
+/// Send `sig` to the worker of agent `p` (SIGKILL there is a crash the
+/// supervisor cleans up after; to the supervisor, a clean resignation).
+pub fn signal_worker(p: &Process, sig: nix::sys::signal::Signal) -> Result<()> {
+    let pid = worker_pid(p)?;
+    nix::sys::signal::kill(pid, sig).with_context(|| format!("signalling worker {pid}"))
+}

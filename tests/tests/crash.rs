@@ -1,4 +1,4 @@
-//! A killed agent (SIGKILL) cannot tear anything down: its XDP link is
+//! A killed agent (SIGKILL of the worker) cannot tear anything down: its XDP link is
 //! pinned, so the program stays attached (no teardown competing for the
 //! kernel's RTNL lock while a backup takes over), fails open once its alive
 //! deadline passes, and the next agent of the same name replaces it.
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use nix::sys::signal::Signal;
-use vrrp_tests::lab::{Segment, icmp_unreachables_sent};
+use vrrp_tests::lab::{Segment, icmp_unreachables_sent, signal_worker, worker_pid};
 use vrrp_tests::netns;
 use vrrp_tests::privilege::require_root;
 use vrrp_tests::process::wait_until;
@@ -43,8 +43,19 @@ fn a_killed_agents_program_stays_fails_open_and_is_replaced() -> Result<()> {
 
     // Consumed: no protocol-unreachable for the master's unicast adverts.
     let before = icmp_unreachables_sent(&seg.nodes[0].ns)?;
-    backup.signal(Signal::SIGKILL)?;
+    // The worker, not its supervisor: a killed supervisor makes the worker
+    // resign and detach cleanly (PR_SET_PDEATHSIG), which is not a crash.
+    let worker = worker_pid(&backup)?;
+    signal_worker(&backup, Signal::SIGKILL)?;
     let killed = Instant::now();
+    // A backup holds no VIP: its supervisor has nothing to remove and exits
+    // at once with 128 + SIGKILL; the program is left to itself.
+    let mut backup = backup;
+    backup.wait_for_line(
+        &format!("worker pid {worker} was killed by SIGKILL; it held no VIP"),
+        Duration::from_secs(5),
+    )?;
+    assert_eq!(backup.stop(Duration::from_secs(5))?.code(), Some(137), "the supervisor exits 128 + SIGKILL");
     drop(backup);
     assert!(has_xdp(&seg, 0)?, "the program stays attached after SIGKILL");
     // The agent had moved its alive deadline (5 s ahead) at most 2 s before

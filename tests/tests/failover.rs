@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use nix::sys::signal::Signal;
-use vrrp_tests::lab::Segment;
+use vrrp_tests::lab::{Segment, signal_worker};
 use vrrp_tests::privilege::{require_root, require_tool};
 
 const VIP: &str = "192.0.2.130";
@@ -121,7 +121,9 @@ fn a_killed_master_is_replaced_within_master_down_interval() -> Result<()> {
         return Ok(());
     }
     let seg = pair()?;
-    let (a, name) = seg.agent_named(0, &node1().text(), &[])?;
+    // Without the supervisor (which removes a killed worker's VIPs itself,
+    // see tests/tests/supervise.rs), so the next run's clean-up is tested.
+    let (a, name) = seg.agent_named(0, &node1().text(), &["--no-supervise"])?;
     let _b = seg.agent(1, &node2().text(), &[])?;
     let (_, mdi1) = v2_times(150);
     seg.wait_holders(VIP, &[0], mdi1 + MARGIN)?;
@@ -157,9 +159,10 @@ fn a_stopped_backup_agent_does_not_take_over_when_it_resumes() -> Result<()> {
     // v3 at 100 ms: Master_Down_Interval of node 2 is 300 + 60.9 ms.
     let mdi2 = Duration::from_micros(300_000 + 156 * 100_000 / 256);
     seg.wait_holders(VIP, &[0], Duration::from_secs(1) + MARGIN)?;
-    b.signal(Signal::SIGSTOP)?;
+    // The worker: stopping its supervisor would stop nothing that matters.
+    signal_worker(&b, Signal::SIGSTOP)?;
     std::thread::sleep(mdi2 * 5);
-    b.signal(Signal::SIGCONT)?;
+    signal_worker(&b, Signal::SIGCONT)?;
     // Watch for three Master_Down_Intervals after it resumes: its late
     // timer must find the master's fresh last-seen time in the kernel.
     let deadline = std::time::Instant::now() + mdi2 * 3;

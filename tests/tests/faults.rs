@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 use vrrp_tests::holders::HolderWatch;
-use vrrp_tests::lab::Segment;
+use vrrp_tests::lab::{Segment, signal_worker};
 use vrrp_tests::privilege::require_root;
 use vrrp_tests::process::{Process, wait_until};
 
@@ -234,11 +234,12 @@ fn a_stalled_master_hands_over_and_takes_back_without_two_holders() -> Result<()
     let seg = Segment::new(&ADDRS)?;
     let (_backup, master, _) = pair(&seg)?;
     let w = watch(&seg)?;
-    master.signal(Signal::SIGSTOP)?;
+    // The worker: a stopped supervisor would stop nothing that answers.
+    signal_worker(&master, Signal::SIGSTOP)?;
     // The backup takes over after Master_Down_Interval; the stalled node
     // may not answer for the VIP meanwhile (its supervisor removes it).
     let r = seg.wait_holders(VIP, &[0], MDI + MARGIN);
-    master.signal(Signal::SIGCONT)?;
+    signal_worker(&master, Signal::SIGCONT)?;
     r?;
     seg.wait_holders(VIP, &[1], MDI * 2 + MARGIN)?;
     let seen = w.finish()?;

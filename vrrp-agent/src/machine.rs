@@ -193,6 +193,14 @@ impl fmt::Display for Note {
             Note::EnteringBackup => f.write_str("Entering BACKUP STATE"),
             Note::EnteringMaster => f.write_str("Entering MASTER STATE"),
             Note::EnteringFault => f.write_str("Entering FAULT STATE"),
+            // keepalived (vrrp.c, vrrp_state_master_rx) names a tie lost on
+            // the address as such, not as a higher priority.
+            Note::MasterHigherPriority { src, theirs, ours } if theirs == ours => {
+                write!(
+                    f,
+                    "Master received advert from {src} with same priority {theirs} but higher IP address than ours"
+                )
+            }
             Note::MasterHigherPriority { src, theirs, ours } => {
                 write!(f, "Master received advert from {src} with higher priority {theirs}, ours {ours}")
             }

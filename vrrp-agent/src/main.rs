@@ -68,6 +68,11 @@ fn main() -> Result<()> {
         Command::Stats(args) => cli::stats::run(&args),
         Command::Status(args) => cli::status::run(&args),
         Command::Run(args) => {
+            if args.supervises() {
+                // Before any runtime or thread exists: the worker's
+                // parent-death signal is tied to the thread that forks it.
+                std::process::exit(cli::supervise::run(&args.agent.name)?);
+            }
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(cli::run::run(args, shutdown_signal()))
         }

@@ -241,8 +241,20 @@ fn a_master_yields_to_higher_priority_and_to_a_higher_address_at_equal_priority(
     s.advert("192.0.2.1", 150, 100);
     assert_eq!(s.m.state(), State::Master, "a lower address does not win a tie");
     assert!(s.adverts_sent().contains(&(s.now, 150)), "and is answered at once");
+    s.take();
     s.advert("192.0.2.3", 150, 100);
     assert_eq!(s.m.state(), State::Backup, "a higher address wins a tie");
+    let logged: Vec<String> = s
+        .take()
+        .into_iter()
+        .filter_map(|(_, a)| if let Action::Log(n) = a { Some(n.to_string()) } else { None })
+        .collect();
+    // keepalived's line for a tie lost on the address (vrrp.c).
+    assert_eq!(
+        logged.first().map(String::as_str),
+        Some("Master received advert from 192.0.2.3 with same priority 150 but higher IP address than ours"),
+        "{logged:?}"
+    );
 }
 
 #[test]

@@ -91,11 +91,16 @@ pub fn run() -> Result<()> {
     println!("\n{VIP} is back on {} {:.3} s after node-1 started", holders(&seg)?, t.as_secs_f64());
     rows.push(("node-1 back, preempting", t, mdi1, "Master_Down_Interval (node-1)"));
 
-    sh::step("killing node-1's agent (SIGKILL): no goodbye, node-2 must notice the silence");
+    sh::step("killing node-1's agent (SIGKILL of its worker): no goodbye, node-2 must notice the silence");
     let kill = Instant::now();
-    a.signal(nix::sys::signal::Signal::SIGKILL)?;
-    // A killed agent cannot take its VIP down (keepalived's neither).
+    vrrp_tests::lab::signal_worker(&a, nix::sys::signal::Signal::SIGKILL)?;
+    // The dead worker cannot take its VIP down; its supervisor does, 2 x
+    // advert_int after the death, before node-2 may take over.
+    let mut gone = None;
     let t = loop {
+        if gone.is_none() && !seg.holds(0, VIP)? {
+            gone = Some(kill.elapsed());
+        }
         if seg.holds(1, VIP)? {
             break kill.elapsed();
         }
@@ -109,6 +114,9 @@ pub fn run() -> Result<()> {
         t.as_secs_f64(),
         mdi2.as_secs_f64()
     );
+    if let Some(g) = gone {
+        println!("node-1's supervisor removed {VIP} {:.3} s after the kill", g.as_secs_f64());
+    }
     rows.push(("master killed", t, mdi2, "Master_Down_Interval (node-2)"));
     drop(b);
 

@@ -4,6 +4,7 @@ pub mod check;
 pub mod run;
 pub mod stats;
 pub mod status;
+pub mod supervise;
 pub mod watch;
 
 use std::collections::BTreeMap;

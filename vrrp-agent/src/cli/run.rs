@@ -16,7 +16,23 @@ pub struct RunArgs {
     #[arg(short = 'f', long = "config")]
     config: Option<PathBuf>,
     #[command(flatten)]
-    agent: AgentArgs,
+    pub agent: AgentArgs,
+    /// Run in this process alone, without the supervisor that removes the
+    /// VIPs of a worker that was killed (for debugging and tests; a
+    /// SIGKILLed agent then leaves its VIPs until its next start).
+    #[arg(long)]
+    pub no_supervise: bool,
+    /// Internal: run as the supervisor's worker, adopting the instance
+    /// lock handed over as descriptors FILE,SOCKET.
+    #[arg(long, hide = true, value_name = "FILE,SOCKET")]
+    pub supervised: Option<String>,
+}
+
+impl RunArgs {
+    /// Whether this process is to be the supervisor.
+    pub fn supervises(&self) -> bool {
+        !self.no_supervise && self.supervised.is_none()
+    }
 }
 
 /// Load the configuration and run until `shutdown`.
@@ -54,6 +70,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         ebpf_object: args.agent.ebpf_object,
         pass_up: args.agent.pass_up,
         config_path: args.config.clone(),
+        supervised: args.supervised,
     };
     daemon::run(cfg, opts, shutdown).await?;
     Ok(())

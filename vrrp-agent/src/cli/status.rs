@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use vrrp_agent::daemon::status;
+use vrrp_agent::instance_lock;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -14,9 +15,34 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// Print the status file of agent `name`.
+/// Exit status for an agent that is not running (LSB's "program is not
+/// running", as `systemctl status` uses).
+pub const NOT_RUNNING: i32 = 3;
+
+/// Print the status file of agent `name`; exit `NOT_RUNNING` when the file
+/// is a dead agent's.
 pub fn run(args: &StatusArgs) -> Result<()> {
     let path = status::path(&args.name);
+    // A killed agent's file stays behind with its last state and counters;
+    // liveness comes from the instance lock, which the kernel releases
+    // with its last holder (a pid in the file could be reused).
+    if !instance_lock::is_running(&args.name) || status::read(&args.name).is_ok_and(|st| !pid_alive(st.pid)) {
+        let what = match status::read(&args.name) {
+            Ok(st) => format!(
+                "{} is stale: pid {} is gone, its last state ({}) is not the network's",
+                path.display(),
+                st.pid,
+                st.instances
+                    .iter()
+                    .map(|i| format!("{} {}", i.iname, i.state))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(_) => format!("no status in {}", path.display()),
+        };
+        eprintln!("vrrp-agent --name {} is not running: {what}", args.name);
+        std::process::exit(NOT_RUNNING);
+    }
     if args.json {
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!("reading {} (is `vrrp-agent run --name {}` running?)", path.display(), args.name)
@@ -43,4 +69,11 @@ pub fn run(args: &StatusArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether process `pid` exists (the worker of a supervisor that still
+/// holds the lock while it cleans up after it).
+fn pid_alive(pid: u32) -> bool {
+    i32::try_from(pid)
+        .is_ok_and(|p| p > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
 }

@@ -482,6 +482,7 @@ impl Agent {
     async fn reconcile(&mut self) {
         let wants = self.wants();
         let ops = self.addrs.plan(&wants);
+        self.record_intent(&ops);
         let mut failed = false;
         for op in &ops {
             let outcome = self.apply(op).await;
@@ -536,6 +537,29 @@ impl Agent {
                 outcome.unwrap_or(Outcome::Failed)
             }
         }
+    }
+
+    /// Add what `ops` are about to add to the crash record first.
+    fn record_intent(&mut self, ops: &[Op]) {
+        // Recorded before the adds, not only after: a worker killed between
+        // an add and the record would leave an address its supervisor does
+        // not know of. `record_held` drops what then failed.
+        let mut intent: Vec<(u32, IpAddr, u8)> = self.addrs.installed().collect();
+        let before = intent.len();
+        for op in ops {
+            if let Op::Add { key, prefix, .. } = *op
+                && !intent.contains(&(key.ifindex, key.addr, prefix))
+            {
+                intent.push((key.ifindex, key.addr, prefix));
+            }
+        }
+        if intent.len() == before {
+            return;
+        }
+        if let Err(e) = vips::save_held(&self.opts.name, &intent) {
+            log::warn!("recording the VIPs about to be added: {e}");
+        }
+        self.held_written = intent;
     }
 
     /// Keep the crash record (`<name>.vips`) equal to what we hold, so a

@@ -52,6 +52,9 @@ pub struct Options {
     pub pass_up: bool,
     /// The configuration file, read again on SIGHUP (None: the default).
     pub config_path: Option<PathBuf>,
+    /// Run as a supervisor's worker: the instance lock it took and handed
+    /// over as descriptors ("FILE,SOCKET"), adopted instead of taken.
+    pub supervised: Option<String>,
 }
 
 /// Why the daemon could not start or stopped.
@@ -101,7 +104,10 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     let io = |what: &'static str| move |source| DaemonError::Io { instance: "-".into(), what, source };
     // First, so that no signal finds its default (fatal) action in place.
     let signals = Signals::install().map_err(io("signal handlers"))?;
-    let _lock = instance_lock::acquire(&opts.name)?;
+    let _lock = match &opts.supervised {
+        Some(fds) => instance_lock::adopt(&opts.name, fds)?,
+        None => instance_lock::acquire(&opts.name)?,
+    };
     let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
     tokio::spawn(conn);
     super::vips::cleanup_stale(&opts.name, &nl).await;

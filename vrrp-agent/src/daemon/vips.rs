@@ -185,8 +185,23 @@ pub fn save_held(name: &str, held: &[(u32, IpAddr, u8)]) -> std::io::Result<()> 
 /// remove (it was killed). Called with the instance lock held, so that
 /// agent is gone.
 pub async fn cleanup_stale(name: &str, handle: &Handle) {
+    for (addr, prefix, r) in remove_recorded(name, handle).await {
+        match r {
+            Ok(()) => log::warn!("removed {addr}/{prefix}, left by an earlier run that did not stop cleanly"),
+            Err(e) => log::warn!("removing {addr}/{prefix} left by an earlier run: {e}"),
+        }
+    }
+    let _ = std::fs::remove_file(held_file(name));
+}
+
+/// Remove every address recorded in agent `name`'s held file, leaving the
+/// file in place; returns each address with its outcome. The supervisor
+/// calls it for a worker that died or stopped, the next run (through
+/// `cleanup_stale`) for one that was killed with its supervisor.
+pub async fn remove_recorded(name: &str, handle: &Handle) -> Vec<(IpAddr, u8, Result<(), VipError>)> {
     let path = held_file(name);
-    let Ok(text) = std::fs::read_to_string(&path) else { return };
+    let Ok(text) = std::fs::read_to_string(&path) else { return Vec::new() };
+    let mut out = Vec::new();
     for line in text.lines() {
         let parsed = line.split_once(' ').and_then(|(i, rest)| {
             let (a, p) = rest.split_once('/')?;
@@ -199,10 +214,12 @@ pub async fn cleanup_stale(name: &str, handle: &Handle) {
         let vip = Vip { addr, prefix, dev: None, label: None, scope: None };
         let mut m = ManagedVip::new(vip, ifindex);
         m.added = Some(m.message());
-        match m.remove(handle).await {
-            Ok(()) => log::warn!("removed {addr}/{prefix}, left by an earlier run that did not stop cleanly"),
-            Err(e) => log::warn!("removing {addr}/{prefix} left by an earlier run: {e}"),
-        }
+        out.push((addr, prefix, m.remove(handle).await));
     }
-    let _ = std::fs::remove_file(path);
+    out
+}
+
+/// Whether agent `name`'s held file records any address.
+pub fn any_recorded(name: &str) -> bool {
+    std::fs::read_to_string(held_file(name)).is_ok_and(|t| t.lines().any(|l| !l.trim().is_empty()))
 }
