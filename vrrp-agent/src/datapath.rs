@@ -693,9 +693,12 @@ impl Datapath {
             .try_into()
             .map_err(|source| DatapathError::Program { action: "test-running", iface: "-".into(), source })?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex; the kernel fills in the first
-        // three and wants the device to exist in this namespace.
+        // rx_queue_index, egress_ifindex. data 0 and data_end the frame's
+        // length (newer kernels take the linear part's size from it); the
+        // device must exist in this thread's namespace.
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         let mut md = [0u8; 24];
+        md[4..8].copy_from_slice(&len.to_ne_bytes());
         md[12..16].copy_from_slice(&ifindex.to_ne_bytes());
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions {
