@@ -4,9 +4,16 @@
 //! up the stack, or the other daemon's backup stops hearing its master and
 //! becomes a second MASTER.
 
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use vrrp_common::Centis;
+use vrrp_common::wire::vrrp::{GROUP_V4, TxIp};
+use vrrp_common::wire::{AddrList, Auth, Repr, Version};
+use vrrp_tests::frame::{self, FrameSocket, V4};
 use vrrp_tests::lab::Segment;
 use vrrp_tests::privilege::{require_root, require_tool};
 
@@ -73,17 +80,75 @@ fn keepalived_beside_the_agent_keeps_hearing_its_master() -> Result<()> {
     );
     // The agent's program saw VRID 6's adverts and passed them
     // (unknown_vrid), accepted none of them.
+    let passed = counted(&seg, 1, &name, "unknown_vrid")?;
+    assert!(passed >= 5, "VRID 6's adverts were not counted as passed: {passed}");
+    Ok(())
+}
+
+/// `vrrp-agent stats --name NAME` in node `i`'s namespace: the packets
+/// counted under `verdict` on any interface.
+fn counted(seg: &Segment, i: usize, name: &str, verdict: &str) -> Result<u64> {
     let bin = vrrp_tests::lab::agent_bin()?;
-    let mut stats = seg.nodes[1].ns.command(&bin.to_string_lossy());
-    stats.args(["stats", "--name", &name]);
+    let mut stats = seg.nodes[i].ns.command(&bin.to_string_lossy());
+    stats.args(["stats", "--name", name]);
     let out = vrrp_tests::netns::run(&mut stats)?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let passed = text
+    Ok(text
         .lines()
-        .find(|l| l.contains("verdict=unknown_vrid"))
-        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("packets=")))
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0);
-    assert!(passed >= 5, "VRID 6's adverts were not counted as passed: {text}");
+        .filter(|l| l.contains(&format!(" verdict={verdict} ")))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("packets=")))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum())
+}
+
+/// The program is attached only once every instance's map entry is in
+/// place: while a peer advertises VRID 5 as fast as a frame socket can
+/// send, an agent starting for VRID 5 never takes one of them for
+/// somebody else's (`unknown_vrid`). Before, the program was attached
+/// first and configured after, and the adverts in between were counted
+/// (and, since case 12, would have been passed up) as another daemon's.
+#[test]
+fn no_advert_is_taken_for_somebody_elses_at_start() -> Result<()> {
+    if !require_root("no_advert_is_taken_for_somebody_elses_at_start") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
+    let vip = [Ipv4Addr::new(192, 0, 2, 55)];
+    let src = Ipv4Addr::new(192, 0, 2, 1);
+    let r = Repr {
+        version: Version::V3,
+        vrid: 5,
+        priority: 200,
+        interval: Centis(100),
+        auth: Auth::None,
+        addrs: AddrList::V4(&vip),
+    };
+    let mut m = vec![0u8; r.buffer_len()];
+    let n =
+        r.emit(&mut m, &TxIp { src: IpAddr::V4(src), dst: IpAddr::V4(GROUP_V4), v3_checksum_as_v2: false })?;
+    m.truncate(n);
+    let f = frame::ipv4(&V4 { src, dst: GROUP_V4, ttl: 255, fragment: false, vlan: None, dst_mac: None }, &m);
+    let tx = seg.nodes[0].ns.run_in(|| FrameSocket::open("eth0"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if tx.send(&f).is_ok() {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let started = seg.agent_named(1, AGENT_CONF, &["--receive", "xdp"]);
+    stop.store(true, Ordering::Relaxed);
+    let _ = sender.join();
+    let (agent, name) = started?;
+    let accepted = counted(&seg, 1, &name, "accepted")?;
+    let unknown = counted(&seg, 1, &name, "unknown_vrid")?;
+    eprintln!("sent {} adverts; accepted {accepted}, unknown_vrid {unknown}", sent.load(Ordering::Relaxed));
+    assert!(accepted > 0, "the program saw none of the adverts: {:#?}", agent.lines());
+    assert_eq!(unknown, 0, "adverts for VRID 5 taken for another daemon's while the agent started");
     Ok(())
 }
