@@ -297,7 +297,7 @@ impl Datapath {
     /// attaching, which the kernel refuses while the old link holds the
     /// interface.
     pub fn clear_stale(pin_root: &Path, name: &str) {
-        let dir = pin_root.join(name);
+        let dir = crate::bpffs::persistent_root(pin_root).join(name);
         let Ok(entries) = fs::read_dir(&dir) else { return };
         for e in entries.flatten() {
             let path = e.path();
@@ -326,6 +326,17 @@ impl Datapath {
     /// mounting a bpffs at `pin_root`'s parent if there is none there (`ip
     /// netns exec` hides the host's). Logs where, and returns it.
     pub fn pin_for(&mut self, pin_root: &Path, name: &str) -> Result<PathBuf, DatapathError> {
+        let resolved = crate::bpffs::persistent_root(pin_root);
+        if resolved != pin_root {
+            log::info!(
+                "{} is hidden in this mount namespace (ip netns exec): pinning through {} instead, the \
+                 bpffs an ancestor process sees there, so the pins (and a killed agent's program) outlive \
+                 this mount namespace",
+                pin_root.display(),
+                resolved.display()
+            );
+        }
+        let pin_root = resolved.as_path();
         let fs_root = pin_root.parent().unwrap_or(pin_root);
         if crate::bpffs::ensure(fs_root)? {
             log::warn!(
@@ -498,6 +509,11 @@ pub struct Pinned {
 impl Pinned {
     /// Open the pins under `dir`.
     pub fn open(dir: &Path) -> Result<Pinned, DatapathError> {
+        // Under `ip netns exec` the agent pinned in pid 1's bpffs.
+        let dir = &match (dir.parent(), dir.file_name()) {
+            (Some(root), Some(name)) => crate::bpffs::persistent_root(root).join(name),
+            _ => dir.to_path_buf(),
+        };
         let open = |name: &'static str| {
             let path = dir.join(name);
             let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map { name, source })?;
