@@ -1,0 +1,146 @@
+//! Where adverts come in: the XDP program's maps and ring buffer, or raw
+//! sockets where XDP cannot attach.
+
+use tokio::io::unix::AsyncFd;
+use vrrp_common::maps::{ALIVE_REFRESH_NS, PeerEvent, PeerKey, PeerState};
+
+use super::instance::Inst;
+use super::timer;
+use crate::datapath::{Datapath, Events};
+use crate::fallback::{self, Receiver};
+use crate::machine::Micros;
+
+/// The XDP receive path's handles.
+pub(super) struct XdpSource {
+    pub(super) dp: Datapath,
+    pub(super) events: AsyncFd<Events>,
+    /// When the `ALIVE_MAP` deadline was last moved.
+    pub(super) alive_at: Micros,
+    /// Where the links are pinned (None with `--no-pin`).
+    pub(super) pin_dir: Option<std::path::PathBuf>,
+    /// `--pass-up`.
+    pub(super) pass_up: bool,
+}
+
+pub(super) enum Source {
+    Xdp(Box<XdpSource>),
+    Sockets { rxs: Vec<AsyncFd<Receiver>> },
+}
+
+impl Source {
+    /// "xdp" or "socket", for the status file.
+    pub(super) fn kind(&self) -> &'static str {
+        if matches!(self, Source::Xdp(_)) { "xdp" } else { "socket" }
+    }
+
+    /// Instance `i` is open on a new interface index (its interface was
+    /// created again): attach the program there and configure the
+    /// instance (XDP), or open a raw socket there (fallback).
+    pub(super) fn bind(&mut self, insts: &[Inst], i: usize) -> Result<(), String> {
+        let inst = &insts[i];
+        let iface = inst.conf.interface.as_str();
+        match self {
+            Source::Xdp(x) => {
+                if !x.dp.attached().iter().any(|(_, idx)| *idx == inst.ifindex) {
+                    x.dp.reattach(iface, x.pin_dir.as_deref()).map_err(|e| e.to_string())?;
+                    log::info!("XDP program attached to {iface} again (ifindex {})", inst.ifindex);
+                }
+                x.dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), x.pass_up)
+                    .map_err(|e| e.to_string())
+            }
+            Source::Sockets { rxs } => {
+                // One receiver per interface and family, with every
+                // instance there; the old one's interface is gone.
+                let gone =
+                    |r: &AsyncFd<Receiver>| nix::net::if_::if_indextoname(r.get_ref().ifindex()).is_err();
+                rxs.retain(|r| !gone(r));
+                let mut rx = Receiver::open(iface, inst.family).map_err(|e| e.to_string())?;
+                for other in insts.iter().filter(|o| o.ifindex == inst.ifindex && o.family == inst.family) {
+                    rx.add_instance(other.conf.vrid, other.fallback_instance());
+                }
+                rxs.retain(|r| r.get_ref().ifindex() != inst.ifindex || r.get_ref().family() != inst.family);
+                // SAFETY: the Receiver owns its socket and the AsyncFd owns
+                // it, so the fd stays open and the same for the AsyncFd's life.
+                let fd = unsafe { AsyncFd::register_with_interest(rx, tokio::io::Interest::READABLE) }
+                    .map_err(|e| e.to_string())?;
+                rxs.push(fd);
+                log::info!("receiving on a raw socket on {iface} again");
+                Ok(())
+            }
+        }
+    }
+
+    /// Keep the XDP program's `ALIVE_MAP` deadline ahead; returns when to
+    /// do it next (None on the raw-socket path).
+    pub(super) fn keep_alive(&mut self, now: Micros) -> Option<Micros> {
+        let Source::Xdp(x) = self else { return None };
+        let every = Micros(ALIVE_REFRESH_NS / 1000);
+        if now.0 >= x.alive_at.0 + every.0 {
+            match x.dp.set_alive() {
+                Ok(()) => x.alive_at = now,
+                Err(e) => log::warn!("moving the XDP program's alive deadline: {e}"),
+            }
+        }
+        Some(x.alive_at.after(every))
+    }
+
+    /// Bring the kernel's watch of `inst` in line with its state; a map
+    /// write only on change.
+    pub(super) fn sync_watch(&mut self, inst: &mut Inst, now: Micros) {
+        let Source::Xdp(x) = self else { return };
+        let want = inst.wanted_watch();
+        if inst.watch == Some(want) {
+            return;
+        }
+        match x.dp.set_watch(inst.ifindex, inst.family, inst.conf.vrid, want.0, want.1) {
+            Ok(()) => {
+                inst.watch = Some(want);
+                inst.watch_since = now;
+                inst.watch_armed = false;
+            }
+            Err(e) => {
+                log::warn!("({}) configuring the kernel's master-down watch: {e}", inst.conf.name);
+                inst.watch = None;
+                inst.watch_armed = false;
+            }
+        }
+    }
+
+    pub(super) fn peers(&self) -> Vec<(PeerKey, PeerState)> {
+        match self {
+            Source::Xdp(x) => match x.dp.peers() {
+                Ok(rows) => rows.into_iter().map(|r| (r.key, r.state)).collect(),
+                Err(e) => {
+                    log::warn!("reading the peer table: {e}");
+                    Vec::new()
+                }
+            },
+            Source::Sockets { rxs } => {
+                rxs.iter().flat_map(|r| r.get_ref().peers().iter().map(|(k, v)| (*k, *v))).collect()
+            }
+        }
+    }
+}
+
+/// Wait for the next batch of peer events from the receive path.
+pub(super) async fn next_events(source: &mut Source) -> Vec<PeerEvent> {
+    match source {
+        Source::Xdp(x) => {
+            let mut out = Vec::new();
+            if let Ok(mut guard) = x.events.readable_mut().await {
+                while let Some(ev) = guard.get_inner_mut().next() {
+                    out.push(ev);
+                }
+                guard.clear_ready();
+            }
+            out
+        }
+        Source::Sockets { rxs } => match fallback::next_events(rxs, || timer::now().0 * 1000).await {
+            Ok(events) => events,
+            Err(e) => {
+                log::warn!("receive error: {e}");
+                Vec::new()
+            }
+        },
+    }
+}
