@@ -163,15 +163,18 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     // Another agent's live program serving one of our VRIDs here: refuse
     // (issue 12, case 9). Other occupants make the attach below fail, and
     // `--receive auto` falls back to sockets(), which warns about them.
-    let wanted: Vec<_> =
-        insts.iter().map(|i| (i.conf.interface.as_str(), i.ifindex, i.family, i.conf.vrid)).collect();
+    let wanted: Vec<_> = insts
+        .iter()
+        .filter(|i| i.bound())
+        .map(|i| (i.conf.interface.as_str(), i.ifindex, i.family, i.conf.vrid))
+        .collect();
     for note in crate::datapath::refuse_taken(&wanted)? {
         log::debug!("{note}");
     }
     let mut dp = Datapath::load(opts.ebpf_object.as_deref())?;
     // Every instance's map entries before the first attach: an advert that
     // arrived in between would be taken for another daemon's (unknown_vrid).
-    for inst in insts {
+    for inst in insts.iter().filter(|i| i.bound()) {
         dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), opts.pass_up)?;
     }
     let mut attached: HashMap<u32, ()> = HashMap::new();
@@ -203,8 +206,11 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
 fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
     // Raw sockets would hear adverts beside another agent's live program
     // for the same VRID just as well: refuse here too (issue 12, case 9).
-    let wanted: Vec<_> =
-        insts.iter().map(|i| (i.conf.interface.as_str(), i.ifindex, i.family, i.conf.vrid)).collect();
+    let wanted: Vec<_> = insts
+        .iter()
+        .filter(|i| i.bound())
+        .map(|i| (i.conf.interface.as_str(), i.ifindex, i.family, i.conf.vrid))
+        .collect();
     for note in crate::datapath::refuse_taken(&wanted)? {
         log::warn!("{note}");
     }
