@@ -22,7 +22,7 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_BUILD_PACKAGES: [&str; 3] = ["rustc-web", "libstd-rust-web-dev-bpf", "llvm-22-dev"];
 /// Tools the integration tests and the demo run.
-const TEST_TOOLS: [(&str, &str); 6] = [
+const TEST_TOOLS: [(&str, &str); 7] = [
     ("bpftool", "bpftool"),
     ("ip", "iproute2"),
     ("nsenter", "util-linux"),
@@ -30,6 +30,10 @@ const TEST_TOOLS: [(&str, &str); 6] = [
     ("keepalived", "keepalived"),
     // The firewall tests partition nodes with nftables rules.
     ("nft", "nftables"),
+    // FRR's vrrpd beside the agent (tests/tests/other_speakers.rs); its
+    // daemons run only in the tests' namespaces (vrrpd=no in
+    // /etc/frr/daemons, so Debian's frr.service does not start it).
+    ("vtysh", "frr"),
 ];
 
 /// What a task needs.
