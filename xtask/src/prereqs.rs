@@ -30,9 +30,10 @@ const TEST_TOOLS: [(&str, &str); 7] = [
     ("keepalived", "keepalived"),
     // The firewall tests partition nodes with nftables rules.
     ("nft", "nftables"),
-    // FRR's vrrpd beside the agent (tests/tests/other_speakers.rs); its
-    // daemons run only in the tests' namespaces (vrrpd=no in
-    // /etc/frr/daemons, so Debian's frr.service does not start it).
+    // FRR's vrrpd beside the agent (tests/tests/other_speakers.rs), run in
+    // the tests' namespaces. Note: on a systemd machine the package's
+    // frr.service starts zebra and staticd in the root namespace (vrrpd=no
+    // in /etc/frr/daemons); unconfigured, they route nothing.
     ("vtysh", "frr"),
 ];
 
