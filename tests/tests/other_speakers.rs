@@ -113,41 +113,11 @@ fn no_advert_is_taken_for_somebody_elses_at_start() -> Result<()> {
         return Ok(());
     }
     let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
-    let vip = [Ipv4Addr::new(192, 0, 2, 55)];
-    let src = Ipv4Addr::new(192, 0, 2, 1);
-    let r = Repr {
-        version: Version::V3,
-        vrid: 5,
-        priority: 200,
-        interval: Centis(100),
-        auth: Auth::None,
-        addrs: AddrList::V4(&vip),
-    };
-    let mut m = vec![0u8; r.buffer_len()];
-    let n =
-        r.emit(&mut m, &TxIp { src: IpAddr::V4(src), dst: IpAddr::V4(GROUP_V4), v3_checksum_as_v2: false })?;
-    m.truncate(n);
-    let f = frame::ipv4(&V4 { src, dst: GROUP_V4, ttl: 255, fragment: false, vlan: None, dst_mac: None }, &m);
-    let tx = seg.nodes[0].ns.run_in(|| FrameSocket::open("eth0"))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let sender = {
-        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if tx.send(&f).is_ok() {
-                    sent.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-    };
-    let started = seg.agent_named(1, AGENT_CONF, &["--receive", "xdp"]);
-    stop.store(true, Ordering::Relaxed);
-    let _ = sender.join();
-    let (agent, name) = started?;
+    let ((agent, name), sent) =
+        flooding_vrid5(&seg, || seg.agent_named(1, AGENT_CONF, &["--receive", "xdp"]))?;
     let accepted = counted(&seg, 1, &name, "accepted")?;
     let unknown = counted(&seg, 1, &name, "unknown_vrid")?;
-    eprintln!("sent {} adverts; accepted {accepted}, unknown_vrid {unknown}", sent.load(Ordering::Relaxed));
+    eprintln!("sent {sent} adverts; accepted {accepted}, unknown_vrid {unknown}");
     assert!(accepted > 0, "the program saw none of the adverts: {:#?}", agent.lines());
     assert_eq!(unknown, 0, "adverts for VRID 5 taken for another daemon's while the agent started");
     Ok(())
@@ -275,5 +245,68 @@ fn frr_beside_the_agent_keeps_hearing_its_master() -> Result<()> {
     }
     let (_, _, rx) = frr_vrrp6(ns)?;
     assert!(rx >= rx0 + 10, "FRR stopped counting its master's adverts: {rx0} then {rx}");
+    Ok(())
+}
+
+/// Run `start` (an agent's start on node 1) while node 0 sends valid VRID 5
+/// adverts (priority 200) as fast as a frame socket can; what it returned
+/// and how many adverts were sent.
+fn flooding_vrid5<T>(seg: &Segment, start: impl FnOnce() -> Result<T>) -> Result<(T, u64)> {
+    let vip = [Ipv4Addr::new(192, 0, 2, 55)];
+    let src = Ipv4Addr::new(192, 0, 2, 1);
+    let r = Repr {
+        version: Version::V3,
+        vrid: 5,
+        priority: 200,
+        interval: Centis(100),
+        auth: Auth::None,
+        addrs: AddrList::V4(&vip),
+    };
+    let mut m = vec![0u8; r.buffer_len()];
+    let n =
+        r.emit(&mut m, &TxIp { src: IpAddr::V4(src), dst: IpAddr::V4(GROUP_V4), v3_checksum_as_v2: false })?;
+    m.truncate(n);
+    let f = frame::ipv4(&V4 { src, dst: GROUP_V4, ttl: 255, fragment: false, vlan: None, dst_mac: None }, &m);
+    let tx = seg.nodes[0].ns.run_in(|| FrameSocket::open("eth0"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if tx.send(&f).is_ok() {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let started = start();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sender.join();
+    Ok((started?, sent.load(Ordering::Relaxed)))
+}
+
+/// The same for `vrrp-agent watch` (the diagnostic receive path), which
+/// also configures its VRIDs before attaching.
+#[test]
+fn watch_takes_no_advert_for_somebody_elses_at_start() -> Result<()> {
+    if !require_root("watch_takes_no_advert_for_somebody_elses_at_start") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
+    let name = vrrp_tests::netns::unique("w");
+    let bin = vrrp_tests::lab::agent_bin()?;
+    let (watch, sent) = flooding_vrid5(&seg, || {
+        let mut cmd = seg.nodes[1].ns.command(&bin.to_string_lossy());
+        cmd.args(["watch", "-i", "eth0", "--vrid", "5", "--version", "3", "--name", &name]);
+        let mut p = vrrp_tests::process::Process::spawn("watch", &mut cmd, false)?;
+        p.wait_for_line("maps pinned", Duration::from_secs(15))?;
+        Ok(p)
+    })?;
+    let accepted = counted(&seg, 1, &name, "accepted")?;
+    let unknown = counted(&seg, 1, &name, "unknown_vrid")?;
+    eprintln!("sent {sent} adverts; accepted {accepted}, unknown_vrid {unknown}");
+    assert!(accepted > 0, "the program saw none of the adverts: {:#?}", watch.lines());
+    assert_eq!(unknown, 0, "adverts for VRID 5 taken for another daemon's while watch started");
     Ok(())
 }
