@@ -61,6 +61,10 @@ fn a_second_agent_for_the_same_vrid_on_the_interface_is_refused() -> Result<()> 
             lines.iter().any(|l| l.contains("eth0 is taken") && l.contains("serves VRID 5 (IPv4)")),
             "--receive {mode}: no clear error: {lines:#?}"
         );
+        assert!(
+            !lines.iter().any(|l| l.contains("receiving on raw sockets instead")),
+            "--receive {mode}: announced a fallback it must not make: {lines:#?}"
+        );
         // The refused agent held nothing, and the first one is still
         // the only holder of its VIP.
         assert_eq!(seg.holders("192.0.2.56")?, Vec::<usize>::new());

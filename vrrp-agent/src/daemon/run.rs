@@ -111,6 +111,8 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         ReceiveMode::Xdp => xdp(&insts, &opts)?,
         ReceiveMode::Auto => match xdp(&insts, &opts) {
             Ok(s) => s,
+            // Another agent serves our VRID there: no fallback (issue 12, case 9).
+            Err(e @ DaemonError::Datapath(DatapathError::Taken { .. })) => return Err(e),
             Err(e) => {
                 log::warn!("XDP unavailable ({e}); receiving on raw sockets instead (more CPU per packet)");
                 sockets(&insts)?
