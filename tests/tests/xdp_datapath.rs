@@ -541,12 +541,29 @@ fn packets_for_a_vrid_we_do_not_serve_pass_whatever_they_carry() -> Result<()> {
     }
     let valid6 = msg(&v2(6, 150, secret), IpAddr::V4(A), IpAddr::V4(GROUP_V4));
     frames.push(("valid, VRID 6".into(), frame_of(&valid6, 255), XDP_PASS));
+    // IPv6 (per family): a v3 advert from a global address is invalid
+    // for our VRID 51 there (RFC 5798 5.1.2.1), nobody's business for 6.
+    let global = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    for (vrid, want) in [(51, XDP_DROP), (6, XDP_PASS)] {
+        let m =
+            Msg { version: Version::V3, vrid, priority: 100, interval: 100, auth: Auth::None, as_v2: false };
+        let payload = msg(&m, IpAddr::V6(global), IpAddr::V6(GROUP_V6));
+        frames.push((
+            format!("IPv6 from a global address, VRID {vrid}"),
+            frame::ipv6(global, GROUP_V6, 255, None, &payload),
+            want,
+        ));
+    }
     let n_passed = frames.iter().filter(|f| f.2 == XDP_PASS).count() as u64;
     let (results, unknown) = ns.run_in(move || {
         let mut dp = Datapath::load(None)?;
         let own = [IpAddr::V4(B)];
         let e = Expect { version: Version::V2, auth: secret, interval: Centis(100), own: &own, peers: &[] };
         dp.configure(ifindex, Family::V4, 51, &e, false)?;
+        let own6 = [IpAddr::V6(ll(2))];
+        let e6 =
+            Expect { version: Version::V3, auth: Auth::None, interval: Centis(100), own: &own6, peers: &[] };
+        dp.configure(ifindex, Family::V6, 51, &e6, false)?;
         let mut out = Vec::new();
         for (what, f, want) in frames {
             out.push((what, dp.test_run(&f, ifindex)?, want));
