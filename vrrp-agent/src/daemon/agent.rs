@@ -263,6 +263,12 @@ impl Agent {
                         self.insts[i].conf.interface
                     );
                 }
+                // A new interface has a new MAC address, which unicast
+                // peers' neighbour caches do not know yet: until they
+                // learn it, their adverts do not reach our sockets (XDP,
+                // which runs before the MAC filter, still sees them) and
+                // we would take over beside a live master.
+                self.insts[i].announce_self();
                 self.retrack(i).await;
             }
             // No address on it yet, most often: an address event retries.
