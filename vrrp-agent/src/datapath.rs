@@ -533,7 +533,8 @@ pub struct Pinned {
 impl Pinned {
     /// Open the pins under `dir`.
     pub fn open(dir: &Path) -> Result<Pinned, DatapathError> {
-        // Under `ip netns exec` the agent pinned in pid 1's bpffs.
+        // Under `ip netns exec` the pins are in the bpffs an ancestor sees
+        // (bpffs::persistent_root), as for the agent that made them.
         let dir = &match (dir.parent(), dir.file_name()) {
             (Some(root), Some(name)) => crate::bpffs::persistent_root(root).join(name),
             _ => dir.to_path_buf(),
@@ -636,8 +637,8 @@ impl Occupant {
 ///
 /// The kernel names the program (rtnetlink's IFLA_XDP program id, which
 /// covers bpf_link and netlink attachments alike); its maps are opened by
-/// id, so this works whatever bpffs the other agent pinned in (`ip netns
-/// exec` gives each its own) and with `--no-pin`. A map that cannot be read
+/// id, so this works whatever bpffs the other agent pinned in, and with
+/// `--no-pin`. A map that cannot be read
 /// leaves `serves` empty rather than failing.
 pub fn occupant(ifindex: u32) -> std::io::Result<Option<Occupant>> {
     let Some(prog_id) = xdp_prog_id(ifindex)? else { return Ok(None) };
