@@ -46,7 +46,10 @@ pub enum Verdict {
     OwnAdvert = 16,
     /// A CARP packet (also IP protocol 112): passed up untouched.
     Carp = 17,
-    /// A fragment: VRRP packets are never fragmented.
+    /// A fragment: VRRP packets are never fragmented. Judged, like every
+    /// verdict but CARP, only when the byte at the VRID's place names a
+    /// VRID we serve; a later fragment has no VRRP header there, so whose
+    /// it is cannot be told, and most go up as `UnknownVrid`.
     Fragment = 18,
 }
 
