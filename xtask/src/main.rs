@@ -16,6 +16,7 @@ mod ebpf;
 mod fuzz;
 mod prereqs;
 mod sh;
+mod soak;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -48,6 +49,20 @@ enum Task {
     Test,
     /// Build everything and run a two-node lab in network namespaces.
     Demo,
+    /// A long run of a pair with many instances whose health scripts
+    /// flap, counting file descriptors, threads, memory and child
+    /// processes before and after (bench-results/soak.md).
+    Soak {
+        /// Minutes of flapping.
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Instances per node (1-254).
+        #[arg(long, default_value_t = 250)]
+        instances: u16,
+        /// Distinct flapping scripts the instances share.
+        #[arg(long, default_value_t = 25)]
+        scripts: u16,
+    },
     /// Run the benchmark scenarios; results in bench-results/.
     Bench {
         /// Seconds per flood arm.
@@ -103,6 +118,14 @@ fn main() -> Result<()> {
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Fuzz { seconds } => fuzz::run(seconds),
+        Task::Soak { minutes, instances, scripts } => {
+            build(true)?;
+            prereqs::ensure(&prereqs::Need::all())?;
+            soak::run(
+                &soak::Opts { minutes, instances, scripts },
+                &sh::root().join("target/release/vrrp-agent"),
+            )
+        }
         Task::Bench {
             seconds,
             runs,
