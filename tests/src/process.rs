@@ -142,3 +142,10 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Resul
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+impl Process {
+    /// The exit status if the child has exited, without waiting.
+    pub fn try_wait(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+}

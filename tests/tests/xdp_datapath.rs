@@ -488,3 +488,91 @@ fn bpftool_prints_typed_peer_fields() -> Result<()> {
     assert!(!pinned.exists(), "pins must be removed when the datapath is dropped");
     Ok(())
 }
+
+/// Issue 12, case 12: the program's action (BPF_PROG_TEST_RUN) on packets
+/// for a VRID no instance serves is XDP_PASS whatever they carry (another
+/// VRRP daemon on the interface must hear them); the same packets for the
+/// VRID we serve are dropped, each for its reason. Counted `unknown_vrid`.
+#[test]
+fn packets_for_a_vrid_we_do_not_serve_pass_whatever_they_carry() -> Result<()> {
+    if !require_root("packets_for_a_vrid_we_do_not_serve_pass_whatever_they_carry") {
+        return Ok(());
+    }
+    const XDP_DROP: u32 = 1;
+    const XDP_PASS: u32 = 2;
+    let ns = Netns::new("vtr")?;
+    ns.ip(&["link", "add", "vr0", "type", "veth", "peer", "name", "vr1"])?;
+    ns.ip(&["link", "set", "vr0", "up"])?;
+    let ifindex = ns.ifindex("vr0")?;
+    let secret = Auth::simple(b"secret");
+    // (what, message for VRID `vrid`, TTL)
+    let cases = |vrid: u8| -> Vec<(&'static str, Vec<u8>, u8)> {
+        let good = msg(&v2(vrid, 150, secret), IpAddr::V4(A), IpAddr::V4(GROUP_V4));
+        let edit = |i: usize, v: u8, fix: bool| {
+            let mut m = good.clone();
+            m[i] = v;
+            if fix {
+                fix_checksum(&mut m);
+            }
+            m
+        };
+        let mut long = good.clone();
+        long.extend_from_slice(&[0; 4]);
+        vec![
+            ("too short", good[..4].to_vec(), 255),
+            ("version 4", edit(0, 0x41, true), 255),
+            ("type 2", edit(0, 0x22, true), 255),
+            ("TTL 254", good.clone(), 254),
+            ("length vs count", long, 255),
+            ("checksum", edit(2, 151, false), 255),
+            ("auth type AH", edit(4, 2, true), 255),
+            ("wrong password", edit(8 + 4, b'x', true), 255),
+        ]
+    };
+    let frame_of = |m: &[u8], ttl: u8| {
+        frame::ipv4(&V4 { src: A, dst: GROUP_V4, ttl, fragment: false, vlan: None, dst_mac: None }, m)
+    };
+    let mut frames = Vec::new();
+    for (what, m, ttl) in cases(51) {
+        frames.push((format!("{what}, VRID 51 (ours)"), frame_of(&m, ttl), XDP_DROP));
+    }
+    for (what, m, ttl) in cases(6) {
+        frames.push((format!("{what}, VRID 6 (nobody's here)"), frame_of(&m, ttl), XDP_PASS));
+    }
+    let valid6 = msg(&v2(6, 150, secret), IpAddr::V4(A), IpAddr::V4(GROUP_V4));
+    frames.push(("valid, VRID 6".into(), frame_of(&valid6, 255), XDP_PASS));
+    // IPv6 (per family): a v3 advert from a global address is invalid
+    // for our VRID 51 there (RFC 5798 5.1.2.1), nobody's business for 6.
+    let global = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    for (vrid, want) in [(51, XDP_DROP), (6, XDP_PASS)] {
+        let m =
+            Msg { version: Version::V3, vrid, priority: 100, interval: 100, auth: Auth::None, as_v2: false };
+        let payload = msg(&m, IpAddr::V6(global), IpAddr::V6(GROUP_V6));
+        frames.push((
+            format!("IPv6 from a global address, VRID {vrid}"),
+            frame::ipv6(global, GROUP_V6, 255, None, &payload),
+            want,
+        ));
+    }
+    let n_passed = frames.iter().filter(|f| f.2 == XDP_PASS).count() as u64;
+    let (results, unknown) = ns.run_in(move || {
+        let mut dp = Datapath::load(None)?;
+        let own = [IpAddr::V4(B)];
+        let e = Expect { version: Version::V2, auth: secret, interval: Centis(100), own: &own, peers: &[] };
+        dp.configure(ifindex, Family::V4, 51, &e, false)?;
+        let own6 = [IpAddr::V6(ll(2))];
+        let e6 =
+            Expect { version: Version::V3, auth: Auth::None, interval: Centis(100), own: &own6, peers: &[] };
+        dp.configure(ifindex, Family::V6, 51, &e6, false)?;
+        let mut out = Vec::new();
+        for (what, f, want) in frames {
+            out.push((what, dp.test_run(&f, ifindex)?, want));
+        }
+        let unknown = dp.counters()?.get(&(ifindex, Verdict::UnknownVrid)).copied().unwrap_or(0);
+        Ok((out, unknown))
+    })?;
+    let wrong: Vec<_> = results.iter().filter(|(_, got, want)| got != want).collect();
+    assert!(wrong.is_empty(), "actions (1 drop, 2 pass) that differ: {wrong:#?}");
+    assert_eq!(unknown, n_passed, "every VRID 6 packet counted unknown_vrid");
+    Ok(())
+}

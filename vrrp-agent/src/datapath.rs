@@ -66,6 +66,22 @@ pub enum DatapathError {
     /// No bpffs to pin in.
     #[error(transparent)]
     Bpffs(#[from] crate::bpffs::BpffsError),
+    /// Another agent's program serves one of our VRIDs on the interface.
+    #[error(
+        "{iface} is taken: another vrrp-agent (XDP program id {prog_id}) serves VRID {vrid} ({family}) \
+         there, and two agents for one VRID on one node would both become MASTER; stop the other \
+         agent, or give this instance another VRID"
+    )]
+    Taken {
+        /// The interface.
+        iface: String,
+        /// The other agent's program.
+        prog_id: u32,
+        /// The VRID both serve.
+        vrid: u8,
+        /// "IPv4" or "IPv6".
+        family: &'static str,
+    },
     /// Pinning failed.
     #[error("pinning {name} at {path}: {reason}")]
     Pin {
@@ -305,7 +321,7 @@ impl Datapath {
     /// attaching, which the kernel refuses while the old link holds the
     /// interface.
     pub fn clear_stale(pin_root: &Path, name: &str) {
-        let dir = pin_root.join(name);
+        let dir = crate::bpffs::persistent_root(pin_root).join(name);
         let Ok(entries) = fs::read_dir(&dir) else { return };
         for e in entries.flatten() {
             let path = e.path();
@@ -334,6 +350,17 @@ impl Datapath {
     /// mounting a bpffs at `pin_root`'s parent if there is none there (`ip
     /// netns exec` hides the host's). Logs where, and returns it.
     pub fn pin_for(&mut self, pin_root: &Path, name: &str) -> Result<PathBuf, DatapathError> {
+        let resolved = crate::bpffs::persistent_root(pin_root);
+        if resolved != pin_root {
+            log::info!(
+                "{} is hidden in this mount namespace (ip netns exec): pinning through {} instead, the \
+                 bpffs an ancestor process sees there, so the pins (and a killed agent's program) outlive \
+                 this mount namespace",
+                pin_root.display(),
+                resolved.display()
+            );
+        }
+        let pin_root = resolved.as_path();
         let fs_root = pin_root.parent().unwrap_or(pin_root);
         if crate::bpffs::ensure(fs_root)? {
             log::warn!(
@@ -506,6 +533,12 @@ pub struct Pinned {
 impl Pinned {
     /// Open the pins under `dir`.
     pub fn open(dir: &Path) -> Result<Pinned, DatapathError> {
+        // Under `ip netns exec` the pins are in the bpffs an ancestor sees
+        // (bpffs::persistent_root), as for the agent that made them.
+        let dir = &match (dir.parent(), dir.file_name()) {
+            (Some(root), Some(name)) => crate::bpffs::persistent_root(root).join(name),
+            _ => dir.to_path_buf(),
+        };
         let open = |name: &'static str| {
             let path = dir.join(name);
             let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map { name, source })?;
@@ -573,4 +606,205 @@ impl std::os::fd::AsRawFd for Events {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.ring.as_raw_fd()
     }
+}
+
+/// An XDP program found attached to an interface (`occupant`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Occupant {
+    /// Its program id (`bpftool prog show id N`).
+    pub prog_id: u32,
+    /// Its name as the kernel has it.
+    pub name: String,
+    /// For this project's program: the (family, VRID) pairs its
+    /// `VRRP_INSTANCES` holds for the interface. None for another tool's.
+    pub serves: Option<Vec<(u8, u8)>>,
+    /// For this project's program: whether its agent's `VRRP_ALIVE`
+    /// deadline is still ahead (false: the agent is gone, the program fails
+    /// open and passes every VRRP packet up).
+    pub alive: bool,
+}
+
+impl Occupant {
+    /// Whether this is a vrrp-agent program whose live agent serves `vrid`
+    /// of `family` on the interface.
+    pub fn serves_live(&self, family: Family, vrid: u8) -> bool {
+        self.alive && self.serves.as_ref().is_some_and(|s| s.contains(&(family.code(), vrid)))
+    }
+}
+
+/// The XDP program attached to `ifindex` (in this network namespace), if
+/// any, and for this project's program what it serves there.
+///
+/// The kernel names the program (rtnetlink's IFLA_XDP program id, which
+/// covers bpf_link and netlink attachments alike); its maps are opened by
+/// id, so this works whatever bpffs the other agent pinned in, and with
+/// `--no-pin`. A map that cannot be read
+/// leaves `serves` empty rather than failing.
+pub fn occupant(ifindex: u32) -> std::io::Result<Option<Occupant>> {
+    let Some(prog_id) = xdp_prog_id(ifindex)? else { return Ok(None) };
+    let info = aya::programs::loaded_programs().flatten().find(|p| p.id() == prog_id);
+    let name = info.as_ref().and_then(|p| p.name_as_str().map(str::to_owned)).unwrap_or_default();
+    if name != XDP_PROGRAM {
+        return Ok(Some(Occupant { prog_id, name, serves: None, alive: false }));
+    }
+    let mut serves = Vec::new();
+    let mut alive = false;
+    let map_ids = info.and_then(|p| p.map_ids().ok().flatten()).unwrap_or_default();
+    for id in map_ids {
+        let Ok(mi) = aya::maps::MapInfo::from_id(id) else { continue };
+        let Some(map_name) = mi.name_as_str().map(str::to_owned) else { continue };
+        if map_name != INSTANCES_MAP && map_name != ALIVE_MAP {
+            continue;
+        }
+        let Ok(data) = MapData::from_id(id) else { continue };
+        if map_name == INSTANCES_MAP {
+            if let Ok(m) =
+                BpfHashMap::<_, InstanceKey, InstanceConfig>::try_from(aya::maps::Map::HashMap(data))
+            {
+                serves
+                    .extend(m.keys().flatten().filter(|k| k.ifindex == ifindex).map(|k| (k.family, k.vrid)));
+            }
+        } else if let Ok(m) = Array::<_, u64>::try_from(aya::maps::Map::Array(data)) {
+            let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+                .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+                .unwrap_or(0);
+            alive = m.get(&0, 0).is_ok_and(|until| now <= until);
+        }
+    }
+    serves.sort_unstable();
+    Ok(Some(Occupant { prog_id, name, serves: Some(serves), alive }))
+}
+
+/// The id of the XDP program attached to `ifindex`, from rtnetlink
+/// (RTM_GETLINK's IFLA_XDP): aya has no query for it.
+fn xdp_prog_id(ifindex: u32) -> std::io::Result<Option<u32>> {
+    use rtnetlink::packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage, LinkXdp};
+    use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    sock.connect(&SocketAddr::new(0, 0))?;
+    let mut link = LinkMessage::default();
+    link.header.index = ifindex;
+    let mut req = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(link)),
+    );
+    req.header.flags = NLM_F_REQUEST;
+    req.finalize();
+    let mut buf = vec![0u8; req.header.length as usize];
+    req.serialize(&mut buf);
+    sock.send(&buf, 0)?;
+    let (data, _) = sock.recv_from_full()?;
+    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data).map_err(|e| bad(e.to_string()))?;
+    match msg.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+            for attr in l.attributes {
+                let LinkAttribute::Xdp(nlas) = attr else { continue };
+                for n in nlas {
+                    // One program: PROG_ID; native and generic at once:
+                    // one id per mode (the first found is enough here).
+                    if let LinkXdp::ProgId(id) | LinkXdp::DrvProgId(id) | LinkXdp::SkbProgId(id) = n
+                        && id != 0
+                    {
+                        return Ok(Some(id));
+                    }
+                }
+            }
+            Ok(None)
+        }
+        NetlinkPayload::Error(e) => Err(e.to_io()),
+        other => Err(bad(format!("unexpected answer to RTM_GETLINK: {other:?}"))),
+    }
+}
+
+impl Datapath {
+    /// Run the loaded program once on `frame` as if it arrived on
+    /// `ifindex` (BPF_PROG_TEST_RUN); its XDP action. The maps are the
+    /// live ones: counters and peers move as for a real packet.
+    pub fn test_run(&self, frame: &[u8], ifindex: u32) -> Result<u32, DatapathError> {
+        use aya::programs::{TestRun, TestRunOptions};
+        let prog: &Xdp = self
+            .ebpf
+            .program(XDP_PROGRAM)
+            .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
+            .try_into()
+            .map_err(|source| DatapathError::Program { action: "test-running", iface: "-".into(), source })?;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex. data 0 and data_end the frame's
+        // length (newer kernels take the linear part's size from it); the
+        // device must exist in this thread's namespace.
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        let mut md = [0u8; 24];
+        md[4..8].copy_from_slice(&len.to_ne_bytes());
+        md[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&md),
+            ..TestRunOptions::default()
+        };
+        let r = prog.test_run(opts).map_err(|source| DatapathError::Program {
+            action: "test-running",
+            iface: "-".into(),
+            source,
+        })?;
+        Ok(r.return_value)
+    }
+}
+
+/// Refuse to start beside another agent on the same interfaces and VRIDs
+/// (issue 12, case 9): for each (interface, ifindex, family, VRID) wanted,
+/// look at the XDP program attached there. This project's program whose
+/// agent is alive and serves the same VRID and family: `Taken`, whatever
+/// the receive mode (two agents would both be MASTER on one node). Anything
+/// else attached (another VRID of another agent, a killed agent's program
+/// that fails open, another tool's program) is only reported, one line per
+/// interface, for the caller to log: the XDP attach then fails, and raw
+/// sockets still hear our adverts, which such a program passes up.
+pub fn refuse_taken(wanted: &[(&str, u32, Family, u8)]) -> Result<Vec<String>, DatapathError> {
+    let mut notes = Vec::new();
+    let mut seen = Vec::new();
+    for &(iface, ifindex, family, vrid) in wanted {
+        let o = match occupant(ifindex) {
+            Ok(Some(o)) => o,
+            Ok(None) => continue,
+            Err(e) => {
+                log::debug!("cannot tell which XDP program is on {iface}: {e}");
+                continue;
+            }
+        };
+        if o.serves_live(family, vrid) {
+            let family = if family == Family::V4 { "IPv4" } else { "IPv6" };
+            return Err(DatapathError::Taken { iface: iface.into(), prog_id: o.prog_id, vrid, family });
+        }
+        if seen.contains(&ifindex) {
+            continue;
+        }
+        seen.push(ifindex);
+        notes.push(match (&o.serves, o.alive) {
+            (None, _) => {
+                format!(
+                    "{iface} has another tool's XDP program ({} id {}): it is left alone",
+                    o.name, o.prog_id
+                )
+            }
+            (Some(v), true) => format!(
+                "another vrrp-agent's XDP program (id {}) is on {iface}, serving VRIDs {}: it passes \
+                 adverts for ours up the stack",
+                o.prog_id,
+                v.iter().map(|(_, v)| v.to_string()).collect::<Vec<_>>().join(",")
+            ),
+            (Some(_), false) => format!(
+                "a killed vrrp-agent's XDP program (id {}) is still on {iface}, failing open; remove its \
+                 pin directory under /sys/fs/bpf/vrrp-agent/ to detach it",
+                o.prog_id
+            ),
+        });
+    }
+    Ok(notes)
 }

@@ -49,7 +49,39 @@ pub struct Advert {
     pub auth_type: u8,
 }
 
-/// Check the fixed header of one protocol-112 packet.
+/// The first step for every protocol-112 packet: whose is it? The VRID
+/// whose instance (on this interface and family) judges the packet, or
+/// `Carp` for a CARP packet, which is nobody's here.
+///
+/// Nothing else is checked: a packet, valid or not, for a VRID that no
+/// instance serves belongs to whoever else speaks VRRP on the interface
+/// (keepalived or FRR for other VRIDs, during a migration) and goes up the
+/// stack untouched (`Verdict::UnknownVrid`, which `passes`). So the caller
+/// looks the VRID up before any other check, and `check_header` runs only
+/// for a VRID we serve. `hdr` is the first 8 bytes of the message as the
+/// frame holds them (zero-padded by a caller whose message is shorter).
+pub fn attribute(hdr: &[u8; HEADER_LEN], ip: &IpMeta) -> Result<u8, Verdict> {
+    // CARP shares protocol 112 and its vhid sits where the VRID does: it is
+    // told apart by its shape first, whatever its vhid.
+    if ip.family == FAMILY_IPV4 {
+        let p = Packet::new_unchecked(&hdr[..]);
+        if let Err(Verdict::Carp) = check_fixed(&p, Family::V4, ip.vrrp_len as usize) {
+            return Err(Verdict::Carp);
+        }
+    }
+    // No VRID at all, or VRID 0 (RFC 5798 5.2.3): no VRRP speaker can
+    // accept it, so it is nobody else's either, and dropping it is safe.
+    if ip.vrrp_len < 2 {
+        return Err(Verdict::TooShort);
+    }
+    if hdr[1] == 0 {
+        return Err(Verdict::BadVrid);
+    }
+    Ok(hdr[1])
+}
+
+/// Check the fixed header of one protocol-112 packet for a VRID we serve
+/// (see `attribute`, which runs first).
 ///
 /// `hdr` is the first 8 bytes of the message; the caller has already
 /// checked that the frame holds them, and returns `TooShort` itself when it
@@ -255,6 +287,25 @@ mod tests {
         // So is a VRRPv3 advert with 7 IPv4 addresses (found by proptest).
         let v3_7 = [0x31, 1, 100, 7, 0, 100, 0, 0];
         assert!(check_header(&v3_7, &v4(255, 36)).is_ok());
+    }
+
+    #[test]
+    fn attribute_reads_only_the_vrid_and_the_carp_shape() {
+        // Broken in every way check_header looks at, yet attributed to its
+        // VRID: whether it is ours is decided before anything else.
+        let broken = [0x52, 77, 150, 9, 9, 9, 0, 0];
+        assert_eq!(attribute(&broken, &v4(1, 13)), Ok(77));
+        let mut frag = v4(255, 20);
+        frag.fragment = true;
+        assert_eq!(attribute(&broken, &frag), Ok(77));
+        assert_eq!(attribute(&broken, &v6(0x20, 3)), Ok(77));
+        // CARP is nobody's here, whatever its vhid.
+        let carp = [0x21, 5, 0, 7, 0, 1, 0, 0];
+        assert_eq!(attribute(&carp, &v4(255, 36)), Err(Verdict::Carp));
+        // Without a VRID, or with VRID 0, it is no VRRP speaker's.
+        assert_eq!(attribute(&broken, &v4(255, 1)), Err(Verdict::TooShort));
+        let vrid0 = [0x31, 0, 100, 1, 0, 100, 0, 0];
+        assert_eq!(attribute(&vrid0, &v4(255, 16)), Err(Verdict::BadVrid));
     }
 
     fn advert(priority: u8, interval_cs: u16, version: u8) -> Advert {

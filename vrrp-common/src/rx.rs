@@ -75,9 +75,10 @@ impl Expect<'_> {
 /// Check a received message against the envelope rules and the instance
 /// `lookup(vrid, family)` returns; the decoded advert on success.
 ///
-/// The rules run in the XDP program's order (`classify::check_header`,
-/// then `classify::check_instance`, then the checksum), so both receive
-/// paths name the same reason for a packet.
+/// The rules run in the XDP program's order (`classify::attribute` and
+/// the lookup, then `classify::check_header`, then
+/// `classify::check_instance`, then the checksum), so both receive paths
+/// name the same reason for a packet.
 pub fn admit<'a, 'e>(
     msg: &'a [u8],
     env: &Envelope,
@@ -94,9 +95,17 @@ pub fn admit<'a, 'e>(
         src: addr_bytes(&env.src),
         dst_multicast: env.dst.is_multicast(),
     };
-    let hdr: &[u8; HEADER_LEN] = msg.first_chunk().ok_or(Verdict::TooShort)?;
-    let adv = classify::check_header(hdr, &meta)?;
-    let inst = lookup(adv.vrid, family).ok_or(Verdict::UnknownVrid)?;
+    // The XDP program reads 8 bytes of the frame, whose padding fills a
+    // shorter message; `attribute` looks only at bytes the message has, so
+    // zero-padding here gives it the same view.
+    let mut hdr = [0u8; HEADER_LEN];
+    let n = msg.len().min(HEADER_LEN);
+    hdr[..n].copy_from_slice(&msg[..n]);
+    // Whose packet first: one for a VRID no instance serves is not ours to
+    // judge (classify::attribute).
+    let vrid = classify::attribute(&hdr, &meta)?;
+    let inst = lookup(vrid, family).ok_or(Verdict::UnknownVrid)?;
+    let adv = classify::check_header(&hdr, &meta)?;
     let facts = Facts {
         src_is_own: inst.own.contains(&env.src),
         dst_is_own: inst.own.contains(&env.dst),

@@ -36,7 +36,9 @@ pub enum Verdict {
     BadDestination = 12,
     /// v3 over IPv6 must come from a link-local address; RFC 5798 5.1.2.1.
     NotLinkLocal = 13,
-    /// No instance is configured for this VRID on this interface and family.
+    /// No instance is configured for this VRID on this interface and family:
+    /// somebody else's, passed up untouched (checked before anything but
+    /// the CARP shape, so a malformed one is passed too).
     UnknownVrid = 14,
     /// The instance has unicast peers and the source is not one of them.
     NotAPeer = 15,
@@ -44,7 +46,10 @@ pub enum Verdict {
     OwnAdvert = 16,
     /// A CARP packet (also IP protocol 112): passed up untouched.
     Carp = 17,
-    /// A fragment: VRRP packets are never fragmented.
+    /// A fragment: VRRP packets are never fragmented. Judged, like every
+    /// verdict but CARP, only when the byte at the VRID's place names a
+    /// VRID we serve; a later fragment has no VRRP header there, so whose
+    /// it is cannot be told, and most go up as `UnknownVrid`.
     Fragment = 18,
 }
 
@@ -106,10 +111,13 @@ impl Verdict {
     }
 
     /// Whether the XDP program lets the packet continue up the stack.
-    /// Everything that is not a valid VRRP advert for us is dropped, except
-    /// CARP, which shares protocol 112 and belongs to somebody else.
+    /// What is invalid for an instance we serve is dropped; what belongs to
+    /// somebody else goes up untouched: CARP, which shares protocol 112,
+    /// and any packet for a VRID no instance serves on that interface and
+    /// family (another VRRP daemon's, e.g. keepalived or FRR beside us
+    /// during a migration, which must keep hearing its master).
     pub const fn passes(self) -> bool {
-        matches!(self, Verdict::Accepted | Verdict::Carp)
+        matches!(self, Verdict::Accepted | Verdict::Carp | Verdict::UnknownVrid)
     }
 }
 

@@ -5,12 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
-use vrrp_common::Centis;
 use vrrp_common::classify::{self, IpMeta};
 use vrrp_common::maps::{FAMILY_IPV4, FAMILY_IPV6};
 use vrrp_common::rx::{self, Envelope, Expect};
 use vrrp_common::wire::vrrp::{GROUP_V4, GROUP_V6, TxIp};
 use vrrp_common::wire::{AddrList, Auth, ChecksumForm, Packet, Repr, RxIp, Version, ip};
+use vrrp_common::{Centis, Verdict};
 
 #[derive(Debug, Clone)]
 struct Advert {
@@ -206,6 +206,40 @@ proptest! {
                 prop_assert_eq!(r, a.repr());
                 prop_assert!(a.version == Version::V3 && bit / 8 == 4 && bit % 8 >= 4);
             }
+        }
+    }
+
+    /// Issue 12, case 12: whatever the bytes and envelope, a message whose
+    /// VRID byte names a VRID no instance serves is never judged: it is
+    /// `UnknownVrid` (passed up) unless it has the CARP shape, no VRID
+    /// byte, or VRID 0. The lookup is asked for that VRID only.
+    #[test]
+    fn an_unserved_vrid_is_never_judged(
+        bytes in proptest::collection::vec(any::<u8>(), 0..1200),
+        v6 in any::<bool>(),
+        ttl in any::<u8>(),
+        a in any::<[u8; 16]>(),
+        b in any::<[u8; 16]>(),
+    ) {
+        let (src, dst) = if v6 {
+            (IpAddr::V6(Ipv6Addr::from(a)), IpAddr::V6(Ipv6Addr::from(b)))
+        } else {
+            (IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])), IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))
+        };
+        let mut asked = Vec::new();
+        let got = rx::admit(&bytes, &Envelope { src, dst, ttl }, |vrid, _| {
+            asked.push(vrid);
+            None::<Expect<'_>>
+        });
+        let err = got.err();
+        prop_assert!(
+            matches!(err, Some(Verdict::UnknownVrid | Verdict::Carp | Verdict::TooShort | Verdict::BadVrid)),
+            "{err:?}"
+        );
+        if err == Some(Verdict::UnknownVrid) {
+            prop_assert_eq!(asked, vec![bytes[1]]);
+        } else {
+            prop_assert!(asked.is_empty());
         }
     }
 }

@@ -128,7 +128,12 @@ fn not_link_local() -> Result<ChecksumForm, Verdict> {
     let tx = TxIp { src: IpAddr::V6(src), dst: IpAddr::V6(GROUP_V6), v3_checksum_as_v2: false };
     let n = r.emit(&mut b, &tx).expect("emit");
     let e = Envelope { src: IpAddr::V6(src), dst: IpAddr::V6(GROUP_V6), ttl: 255 };
-    rx::admit(&b[..n], &e, |_, _| None).map(|(_, f)| f)
+    let own = [IpAddr::V6("fe80::2".parse().expect("addr"))];
+    let expect =
+        Expect { version: Version::V3, auth: Auth::None, interval: Centis(100), own: &own, peers: &[] };
+    // An IPv6 instance for VRID 51: the source is judged only for a VRID
+    // we serve.
+    rx::admit(&b[..n], &e, |vrid, _| (vrid == 51).then_some(expect)).map(|(_, f)| f)
 }
 
 /// A CARP advert: version 2, type 1, vhid 1, advskew 0, authlen 7,
@@ -157,6 +162,47 @@ fn each_packet_gets_its_verdict() {
             Verdict::Accepted => assert!(got.is_ok(), "baseline rejected: {got:?}"),
             _ => assert_eq!(got, Err(want), "packet built for {want:?}"),
         }
+    }
+}
+
+/// Case 12 of issue 12: another VRRP daemon on the interface (keepalived
+/// or FRR for other VRIDs) must keep hearing its master, so a packet for a
+/// VRID no instance serves is passed up whatever else is wrong with it:
+/// only what is invalid for an instance we serve is dropped.
+#[test]
+fn packets_for_a_vrid_we_do_not_serve_are_passed_whatever_they_carry() {
+    let group = env(SRC, GROUP_V4, 255);
+    let other = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut m = good();
+        m[1] = 6;
+        edit(&mut m);
+        m
+    };
+    let broken: Vec<(&str, Vec<u8>, Envelope)> = vec![
+        ("valid", other(&|m| fix_checksum(m)), group),
+        ("too short", other(&|m| m.truncate(7)), group),
+        ("bad version", other(&|m| m[0] = 0x41), group),
+        ("bad type", other(&|m| m[0] = 0x22), group),
+        ("bad checksum", other(&|m| m[7] ^= 1), group),
+        ("length mismatch", other(&|m| m.extend_from_slice(&[0; 4])), group),
+        ("auth AH", other(&|m| m[4] = 2), group),
+        ("wrong password", other(&|m| m[12] ^= 1), group),
+        ("TTL 64", other(&|m| fix_checksum(m)), env(SRC, GROUP_V4, 64)),
+        ("our own source", other(&|m| fix_checksum(m)), env(OWN, GROUP_V4, 255)),
+        ("to a stranger", other(&|m| fix_checksum(m)), env(SRC, Ipv4Addr::new(192, 0, 2, 99), 255)),
+    ];
+    for (what, m, e) in broken {
+        assert_eq!(admit(&m, e), Err(Verdict::UnknownVrid), "{what}, VRID 6");
+    }
+    assert!(Verdict::UnknownVrid.passes());
+    assert!(Verdict::Carp.passes());
+    // What is invalid for the instance we serve is still dropped.
+    let mut m = good();
+    m[0] = 0x22;
+    assert_eq!(admit(&m, group), Err(Verdict::BadType));
+    for v in Verdict::ALL {
+        let passes = matches!(v, Verdict::Accepted | Verdict::Carp | Verdict::UnknownVrid);
+        assert_eq!(v.passes(), passes, "{v:?}");
     }
 }
 

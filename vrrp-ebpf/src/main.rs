@@ -1,6 +1,7 @@
 //! The XDP fast path: find IP protocol-112 packets, check them with the
 //! rules in `vrrp-common` against the instances the agent configured in
-//! `VRRP_INSTANCES` / `VRRP_ADDRS`, drop the invalid ones, record valid
+//! `VRRP_INSTANCES` / `VRRP_ADDRS`, drop the invalid ones (packets for a
+//! VRID no instance serves are somebody else's and pass), record valid
 //! adverts in `VRRP_PEERS` (an event in `VRRP_EVENTS` only on change), and
 //! count every verdict per interface in `VRRP_COUNTERS`. Valid adverts are
 //! consumed here (the agent reads the maps), so the kernel never answers a
@@ -221,11 +222,25 @@ fn check(
     dst: &[u8; 16],
     now: u64,
 ) -> Result<bool, Verdict> {
-    let hdr: [u8; HEADER_LEN] = read(ctx, l4).ok_or(Verdict::TooShort)?;
-    let adv = classify::check_header(&hdr, meta)?;
-    let ikey = InstanceKey { ifindex, family: meta.family, vrid: adv.vrid, _pad: [0; 2] };
+    // A frame cut short still names its VRID if it has 2 bytes: the rest
+    // reads as zeros, as rx::admit pads a short message, and the checks
+    // for our VRIDs find it too short by its IP length or its reads.
+    let hdr: [u8; HEADER_LEN] = match read(ctx, l4) {
+        Some(h) => h,
+        None => {
+            let b: [u8; 2] = read(ctx, l4).ok_or(Verdict::TooShort)?;
+            [b[0], b[1], 0, 0, 0, 0, 0, 0]
+        }
+    };
+    // Whose packet is it first: one for a VRID no instance serves here
+    // belongs to another VRRP speaker on the interface and is passed up
+    // untouched, however malformed (classify::attribute). The lookup is
+    // the price of knowing; every other check is for our instances only.
+    let vrid = classify::attribute(&hdr, meta)?;
+    let ikey = InstanceKey { ifindex, family: meta.family, vrid, _pad: [0; 2] };
     // SAFETY: a plain copy out of the map value.
     let cfg = VRRP_INSTANCES.get_ptr(&ikey).map(|p| unsafe { *p }).ok_or(Verdict::UnknownVrid)?;
+    let adv = classify::check_header(&hdr, meta)?;
     let facts = Facts {
         src_is_own: has_addr(tmp, ifindex, meta.family, 0, &meta.src, ADDR_OWN),
         dst_is_own: !meta.dst_multicast && has_addr(tmp, ifindex, meta.family, 0, dst, ADDR_OWN),

@@ -130,13 +130,17 @@ fn start_xdp(args: &WatchArgs, opts: &Options) -> Result<Datapath> {
     };
     for iface in &args.interfaces {
         let own = link::addresses(iface, opts.family);
-        let ifindex = dp.attach(iface, mode).with_context(|| format!("attaching to {iface}"))?;
+        let ifindex =
+            nix::net::if_::if_nametoindex(iface.as_str()).with_context(|| format!("no interface {iface}"))?;
         let i = &opts.instance;
         let expect =
             Expect { version: i.version, auth: i.auth, interval: i.interval, own: &own, peers: &i.peers };
+        // The map entries before the attach, as the agent does: an advert
+        // in between would be passed up as another daemon's.
         for vrid in &args.vrids {
             dp.configure(ifindex, opts.family, *vrid, &expect, args.agent.pass_up)?;
         }
+        dp.attach(iface, mode).with_context(|| format!("attaching to {iface}"))?;
         let used = if dp.modes().last() == Some(&AttachMode::Generic) { "generic" } else { "native" };
         log::info!(
             "XDP program attached to {iface} (ifindex {ifindex}, {used} mode), accepting VRID {:?} v{} from {}",

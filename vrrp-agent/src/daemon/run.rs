@@ -117,6 +117,8 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         ReceiveMode::Xdp => xdp(&insts, &opts)?,
         ReceiveMode::Auto => match xdp(&insts, &opts) {
             Ok(s) => s,
+            // Another agent serves our VRID there: no fallback (issue 12, case 9).
+            Err(e @ DaemonError::Datapath(DatapathError::Taken { .. })) => return Err(e),
             Err(e) => {
                 log::warn!("XDP unavailable ({e}); receiving on raw sockets instead (more CPU per packet)");
                 sockets(&insts)?
@@ -166,7 +168,23 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     // A killed agent of this name left its XDP link pinned: remove it (the
     // kernel refuses a second program on the interface).
     Datapath::clear_stale(&opts.pin_root, &opts.name);
+    // Another agent's live program serving one of our VRIDs here: refuse
+    // (issue 12, case 9). Other occupants make the attach below fail, and
+    // `--receive auto` falls back to sockets(), which warns about them.
+    let wanted: Vec<_> = insts
+        .iter()
+        .filter(|i| i.bound())
+        .map(|i| (i.conf.interface.as_str(), i.ifindex, i.family, i.conf.vrid))
+        .collect();
+    for note in crate::datapath::refuse_taken(&wanted)? {
+        log::debug!("{note}");
+    }
     let mut dp = Datapath::load(opts.ebpf_object.as_deref())?;
+    // Every instance's map entries before the first attach: an advert that
+    // arrived in between would be taken for another daemon's (unknown_vrid).
+    for inst in insts.iter().filter(|i| i.bound()) {
+        dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), opts.pass_up)?;
+    }
     let mut attached: HashMap<u32, ()> = HashMap::new();
     // An instance whose interface does not exist yet attaches when it appears.
     for inst in insts.iter().filter(|i| i.bound()) {
@@ -178,7 +196,6 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
             };
             log::info!("XDP program attached to {} ({mode})", inst.conf.interface);
         }
-        dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), opts.pass_up)?;
     }
     let pin_dir = if opts.no_pin { None } else { Some(dp.pin_for(&opts.pin_root, &opts.name)?) };
     // SAFETY: `Events` owns the ring buffer's fd, and the AsyncFd owns the
@@ -195,6 +212,16 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
 }
 
 fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
+    // Raw sockets would hear adverts beside another agent's live program
+    // for the same VRID just as well: refuse here too (issue 12, case 9).
+    let wanted: Vec<_> = insts
+        .iter()
+        .filter(|i| i.bound())
+        .map(|i| (i.conf.interface.as_str(), i.ifindex, i.family, i.conf.vrid))
+        .collect();
+    for note in crate::datapath::refuse_taken(&wanted)? {
+        log::warn!("{note}");
+    }
     let mut by_key: HashMap<(u32, bool), Receiver> = HashMap::new();
     for inst in insts.iter().filter(|i| i.bound()) {
         let key = (inst.ifindex, inst.family == Family::V6);

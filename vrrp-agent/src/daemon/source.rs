@@ -41,12 +41,15 @@ impl Source {
         let iface = inst.conf.interface.as_str();
         match self {
             Source::Xdp(x) => {
+                // The map entry before the attach, as at start: an advert
+                // in between would be passed up as another daemon's.
+                x.dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), x.pass_up)
+                    .map_err(|e| e.to_string())?;
                 if !x.dp.attached().iter().any(|(_, idx)| *idx == inst.ifindex) {
                     x.dp.reattach(iface, x.pin_dir.as_deref()).map_err(|e| e.to_string())?;
                     log::info!("XDP program attached to {iface} again (ifindex {})", inst.ifindex);
                 }
-                x.dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), x.pass_up)
-                    .map_err(|e| e.to_string())
+                Ok(())
             }
             Source::Sockets { rxs } => {
                 // One receiver per interface and family, with every
