@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,9 @@ type Spans = Vec<(Instant, Instant)>;
 /// A running watch of `addr` in some namespaces.
 pub struct HolderWatch {
     stop: Arc<AtomicBool>,
+    /// Polls made, per node: `finish` waits for one more from each, so
+    /// what the caller saw just before is in the record.
+    polls: Vec<Arc<AtomicU64>>,
     threads: Vec<JoinHandle<Result<Spans>>>,
     started: Instant,
 }
@@ -50,7 +53,10 @@ impl HolderWatch {
         let addr: IpAddr = addr.parse().context("address to watch")?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        let mut polls = Vec::new();
         for ns in nodes {
+            let count = Arc::new(AtomicU64::new(0));
+            polls.push(Arc::clone(&count));
             let path = format!("/run/netns/{}", ns.name());
             let file = File::open(&path).with_context(|| format!("opening {path}"))?;
             let stop = Arc::clone(&stop);
@@ -65,17 +71,32 @@ impl HolderWatch {
                     } else if let Some(s) = open.take() {
                         spans.push(s);
                     }
+                    count.fetch_add(1, Ordering::Release);
                     std::thread::sleep(POLL);
                 }
                 spans.extend(open);
                 Ok(spans)
             }));
         }
-        Ok(HolderWatch { stop, threads, started: Instant::now() })
+        Ok(HolderWatch { stop, polls, threads, started: Instant::now() })
     }
 
     /// Stop and return what was seen.
     pub fn finish(self) -> Result<Seen> {
+        // One more poll of every node after this call began (or a thread
+        // that has stopped on an error, which join reports).
+        let marks: Vec<u64> = self.polls.iter().map(|c| c.load(Ordering::Acquire)).collect();
+        let limit = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < limit
+            && self
+                .polls
+                .iter()
+                .zip(&marks)
+                .zip(&self.threads)
+                .any(|((c, m), t)| c.load(Ordering::Acquire) <= *m + 1 && !t.is_finished())
+        {
+            std::thread::sleep(POLL);
+        }
         self.stop.store(true, Ordering::Relaxed);
         let mut spans = Vec::new();
         for t in self.threads {
