@@ -112,7 +112,7 @@ impl Agent {
             };
             match wake {
                 Wake::Shutdown | Wake::Signal(Sig::Stop) => break,
-                Wake::Timer => self.on_timer(false).await,
+                Wake::Timer => self.on_timer().await,
                 Wake::Peers(events) => self.on_peer_events(events).await,
                 Wake::Net(ev) => self.on_net(ev).await,
                 Wake::NetClosed => {
@@ -156,7 +156,7 @@ impl Agent {
         // The kernel's watch expired for an instance: its master went
         // quiet. Decide as for our own timer (the late-agent rule first).
         if events.iter().any(|e| e.kind & EVENT_SILENT != 0) {
-            self.on_timer(true).await;
+            self.on_timer().await;
         }
         for ev in events.iter().filter(|e| e.kind & EVENT_SILENT == 0) {
             for i in 0..self.insts.len() {
@@ -173,7 +173,7 @@ impl Agent {
     /// A deadline came due (or the kernel's watch reported a silent
     /// master): the late-agent rule, then the machines' timers, the
     /// announcements, a pending reconciliation.
-    async fn on_timer(&mut self, _silent: bool) {
+    async fn on_timer(&mut self) {
         let now = timer::now();
         // The late-agent rule: before a backup gives up on its master,
         // read what the kernel saw meanwhile.

@@ -1,5 +1,6 @@
-//! Virtual addresses on and off, through rtnetlink. Only the addresses we
-//! added are removed: one that was already there belongs to someone else.
+//! Virtual addresses on and off, through rtnetlink (what to add and remove
+//! is the reconciler's decision, `reconcile.rs`), and the crash record of
+//! what the agent holds.
 
 use std::net::IpAddr;
 
@@ -32,25 +33,15 @@ pub struct VipError {
 pub struct ManagedVip {
     /// As configured.
     pub vip: Vip,
-    /// Resolved `dev` (or the instance's interface).
+    /// Resolved `dev` (or the instance's interface); 0 while it does not
+    /// exist.
     pub ifindex: u32,
-    /// The message we added it with, kept to delete exactly it.
-    added: Option<AddressMessage>,
 }
 
 impl ManagedVip {
     /// An address to manage on `ifindex`.
     pub fn new(vip: Vip, ifindex: u32) -> ManagedVip {
-        ManagedVip { vip, ifindex, added: None }
-    }
-
-    /// Whether we hold it.
-    pub fn held(&self) -> bool {
-        self.added.is_some()
-    }
-
-    fn message(&self) -> AddressMessage {
-        self.message_with(self.vip.prefix)
+        ManagedVip { vip, ifindex }
     }
 
     /// The message that adds it, with prefix length `prefix`.
@@ -81,40 +72,6 @@ impl ManagedVip {
             m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         m
-    }
-
-    /// Add it. An address that is already there is left alone and not
-    /// marked ours (Ok(false)).
-    pub async fn add(&mut self, handle: &Handle) -> Result<bool, VipError> {
-        if self.added.is_some() {
-            return Ok(true);
-        }
-        let msg = self.message();
-        let mut req = handle.address().add(self.ifindex, self.vip.addr, self.vip.prefix);
-        *req.message_mut() = msg.clone();
-        match req.execute().await {
-            Ok(()) => {
-                self.added = Some(msg);
-                Ok(true)
-            }
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(false),
-            Err(source) => Err(self.err("adding", source)),
-        }
-    }
-
-    /// Remove it if we added it.
-    pub async fn remove(&mut self, handle: &Handle) -> Result<(), VipError> {
-        let Some(msg) = self.added.take() else { return Ok(()) };
-        match handle.address().del(msg).execute().await {
-            Ok(()) => Ok(()),
-            // Already gone (someone removed it): nothing to do.
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EADDRNOTAVAIL => Ok(()),
-            Err(source) => Err(self.err("removing", source)),
-        }
-    }
-
-    fn err(&self, op: &'static str, source: rtnetlink::Error) -> VipError {
-        VipError { op, addr: self.vip.addr, prefix: self.vip.prefix, ifindex: self.ifindex, source }
     }
 }
 
@@ -211,10 +168,11 @@ pub async fn remove_recorded(name: &str, handle: &Handle) -> Vec<(IpAddr, u8, Re
             log::warn!("{}: ignoring malformed line {line:?}", path.display());
             continue;
         };
-        let vip = Vip { addr, prefix, dev: None, label: None, scope: None };
-        let mut m = ManagedVip::new(vip, ifindex);
-        m.added = Some(m.message());
-        out.push((addr, prefix, m.remove(handle).await));
+        let r = match remove(handle, ifindex, addr, prefix).await {
+            Ok(_) => Ok(()),
+            Err(source) => Err(VipError { op: "removing", addr, prefix, ifindex, source }),
+        };
+        out.push((addr, prefix, r));
     }
     out
 }
