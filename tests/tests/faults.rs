@@ -204,26 +204,50 @@ fn the_status_counters_are_current() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn link_flaps_on_the_master_keep_one_holder() -> Result<()> {
-    if !require_root("link_flaps_on_the_master_keep_one_holder") {
-        return Ok(());
-    }
+/// 10 link flaps on the master in 5 s; with `restart`, that node's agent
+/// is restarted after the fifth.
+fn link_flaps(restart: Option<usize>) -> Result<()> {
     let seg = Segment::new(&ADDRS)?;
-    let (_backup, _master, _) = pair(&seg)?;
+    let (backup, master, _) = pair(&seg)?;
+    let mut agents = [Some(backup), Some(master)];
     let w = watch(&seg)?;
-    // 10 flaps in 5 s.
-    for _ in 0..10 {
+    for k in 0..10 {
         seg.nodes[1].ns.ip(&["link", "set", "eth0", "down"])?;
         std::thread::sleep(Duration::from_millis(250));
         seg.nodes[1].ns.ip(&["link", "set", "eth0", "up"])?;
-        std::thread::sleep(Duration::from_millis(250));
+        if k == 4
+            && let Some(i) = restart
+        {
+            if let Some(mut a) = agents[i].take() {
+                a.stop(Duration::from_secs(5))?;
+            }
+            agents[i] = Some(seg.agent(i, &conf(i), &[])?);
+        } else {
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
     // Then the master takes it back by preemption.
     seg.wait_holders(VIP, &[1], MDI * 2 + MARGIN)?;
     let seen = w.finish()?;
     seen.assert_single_holder_but_handovers(HANDOVER)?;
     Ok(())
+}
+
+#[test]
+fn link_flaps_on_the_master_keep_one_holder() -> Result<()> {
+    if !require_root("link_flaps_on_the_master_keep_one_holder") {
+        return Ok(());
+    }
+    link_flaps(None)
+}
+
+#[test]
+fn link_flaps_with_an_agent_restart_keep_one_holder() -> Result<()> {
+    if !require_root("link_flaps_with_an_agent_restart_keep_one_holder") {
+        return Ok(());
+    }
+    link_flaps(Some(1))?;
+    link_flaps(Some(0))
 }
 
 #[test]
