@@ -204,6 +204,15 @@ impl Inst {
         let sender = Sender::open(&conf.interface, ifindex, src, &conf.unicast_peers, advert_spec(conf))
             .map_err(io("advert socket"))?;
         let announcer = Announcer::new(&conf.interface, ifindex).map_err(io("announcement sockets"))?;
+        if self.conf.vips.iter().chain(&self.conf.vips_excluded).any(|v| v.addr == src)
+            && self.sender.is_none()
+            && self.ifindex == 0
+        {
+            log::warn!(
+                "({}) {src} is both a virtual address and the address adverts are sent from: it is this node's own, so the agent never adds or removes it",
+                self.conf.name
+            );
+        }
         let mut own_all = own;
         if !own_all.contains(&src) {
             own_all.push(src);
