@@ -6,6 +6,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::diag::Diag;
+
 /// Where a token came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Loc {
@@ -70,6 +72,26 @@ pub enum LexError {
         /// What.
         message: String,
     },
+    /// Bytes outside comments that are not UTF-8.
+    #[error(
+        "{loc}: error: byte 0x{byte:02x} is not UTF-8\n  hint: keywords and values must be UTF-8 (or ASCII); other encodings, such as Latin-1, are accepted in comments only"
+    )]
+    Encoding {
+        /// Where.
+        loc: Loc,
+        /// The first bad byte.
+        byte: u8,
+    },
+    /// A line longer than keepalived reads.
+    #[error(
+        "{loc}: error: line is {len} bytes long, more than keepalived's {MAX_LINE}\n  hint: keepalived would split it in two; break it into several lines (a block lists one item per line)"
+    )]
+    LineTooLong {
+        /// Where.
+        loc: Loc,
+        /// Its length.
+        len: usize,
+    },
     /// Includes nested too deep (a loop).
     #[error("{loc}: error: includes nested more than {depth} deep (an include loop?)")]
     Depth {
@@ -82,94 +104,185 @@ pub enum LexError {
 
 const MAX_INCLUDE_DEPTH: usize = 16;
 
-/// Tokens of `path` and everything it includes, in order.
-pub fn lex_file(path: &Path) -> Result<Vec<Token>, LexError> {
+/// keepalived reads its configuration with `fgets` into a 1024-byte buffer
+/// (lib/parser.h MAXBUF): a longer line is silently split in two there, so
+/// no line keepalived parses as written is longer than this. Refusing such
+/// a line also bounds the per-line work (a 10 MB single-line file used to
+/// take 834 MB).
+pub const MAX_LINE: usize = 1023;
+
+/// Tokens of `path` and everything it includes, in order, with the
+/// warnings found on the way (a glob that matches no file).
+pub fn lex_file(path: &Path) -> Result<(Vec<Token>, Vec<Diag>), LexError> {
     let mut out = Vec::new();
-    lex_into(path, 0, &mut out)?;
-    Ok(out)
+    let mut warnings = Vec::new();
+    lex_into(path, 0, &mut out, &mut warnings)?;
+    Ok((out, warnings))
 }
 
-fn lex_into(path: &Path, depth: usize, out: &mut Vec<Token>) -> Result<(), LexError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| LexError::Read { path: path.display().to_string(), source })?;
+fn has_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+fn lex_into(
+    path: &Path,
+    depth: usize,
+    out: &mut Vec<Token>,
+    warnings: &mut Vec<Diag>,
+) -> Result<(), LexError> {
+    let bytes =
+        std::fs::read(path).map_err(|source| LexError::Read { path: path.display().to_string(), source })?;
     let file = Arc::new(path.to_path_buf());
-    let tokens = lex_str(&text, &file)?;
+    let tokens = lex_bytes(&bytes, &file)?;
+    drop(bytes);
     // `include PATTERN` at the start of a statement is expanded in place.
-    let mut i = 0;
+    let mut tokens = tokens.into_iter().peekable();
     let mut at_start = true;
-    while i < tokens.len() {
-        let t = &tokens[i];
+    let mut last_line = 0;
+    while let Some(t) = tokens.next() {
+        last_line = t.loc.line;
         if at_start && t.tok == Tok::Word("include".into()) {
-            let Some(Token { tok: Tok::Word(pattern), .. }) = tokens.get(i + 1) else {
+            let Some(Token { tok: Tok::Word(pattern), .. }) =
+                tokens.next_if(|n| matches!(n.tok, Tok::Word(_)))
+            else {
                 return Err(LexError::Include {
-                    loc: t.loc.clone(),
+                    loc: t.loc,
                     message: "include needs a file or pattern".into(),
                 });
             };
             if depth >= MAX_INCLUDE_DEPTH {
-                return Err(LexError::Depth { loc: t.loc.clone(), depth: MAX_INCLUDE_DEPTH });
+                return Err(LexError::Depth { loc: t.loc, depth: MAX_INCLUDE_DEPTH });
             }
             let base = path.parent().unwrap_or(Path::new("."));
             let full =
-                if Path::new(pattern).is_absolute() { PathBuf::from(pattern) } else { base.join(pattern) };
+                if Path::new(&pattern).is_absolute() { PathBuf::from(&pattern) } else { base.join(&pattern) };
             let pat = full.to_string_lossy().into_owned();
             let paths = glob::glob(&pat)
                 .map_err(|e| LexError::Include { loc: t.loc.clone(), message: e.to_string() })?;
             let mut files: Vec<PathBuf> = paths.flatten().collect();
             files.sort();
-            for f in files {
-                lex_into(&f, depth + 1, out)?;
+            if files.is_empty() {
+                if has_glob(&pattern) {
+                    // keepalived logs "No config files matched" and goes on
+                    // (an error only with `includew`/`-i`).
+                    warnings.push(Diag::warning(
+                        &t.loc,
+                        format!("no configuration file matches `{pattern}` (looked for {pat})"),
+                        "nothing is included; check the pattern if files were expected",
+                    ));
+                } else {
+                    // A named file that is missing drops whatever it held
+                    // (instances, scripts) without a trace at run time:
+                    // refused, as keepalived's `includem` does.
+                    return Err(LexError::Include {
+                        loc: t.loc,
+                        message: format!("included file `{pattern}` does not exist (looked for {pat})"),
+                    });
+                }
             }
-            i += 2;
+            for f in files {
+                lex_into(&f, depth + 1, out, warnings)?;
+            }
             continue;
         }
         at_start = matches!(t.tok, Tok::Newline | Tok::Open | Tok::Close);
-        out.push(t.clone());
-        i += 1;
+        out.push(t);
     }
-    out.push(Token { tok: Tok::Newline, loc: Loc { file, line: text.lines().count() + 1, col: 1 } });
+    out.push(Token { tok: Tok::Newline, loc: Loc { file, line: last_line + 1, col: 1 } });
     Ok(())
+}
+
+/// Where the comment of `line` starts (a `#` or `!` outside quotes), or
+/// its length.
+fn code_end(line: &[u8]) -> usize {
+    let mut i = 0;
+    while i < line.len() {
+        match line[i] {
+            b'#' | b'!' => return i,
+            b'"' => match line[i + 1..].iter().position(|b| *b == b'"') {
+                Some(n) => i += n + 2,
+                // Unterminated: the lexer reports it.
+                None => return line.len(),
+            },
+            _ => i += 1,
+        }
+    }
+    line.len()
+}
+
+/// Tokens of one file's bytes. Comments may hold any bytes (keepalived,
+/// written in C, never looks at them: Latin-1 comments are common); the
+/// rest must be UTF-8, else an error at the first bad byte.
+pub fn lex_bytes(bytes: &[u8], file: &Arc<PathBuf>) -> Result<Vec<Token>, LexError> {
+    let mut out = Vec::new();
+    let mut lines = bytes.split(|b| *b == b'\n').peekable();
+    let mut n = 0;
+    while let Some(raw) = lines.next() {
+        // A final newline does not start another line (as str::lines).
+        if raw.is_empty() && lines.peek().is_none() {
+            break;
+        }
+        n += 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.len() > MAX_LINE {
+            return Err(LexError::LineTooLong {
+                loc: Loc { file: Arc::clone(file), line: n, col: 1 },
+                len: raw.len(),
+            });
+        }
+        let code = &raw[..code_end(raw)];
+        let text = std::str::from_utf8(code).map_err(|e| {
+            let good = &code[..e.valid_up_to()];
+            let col = std::str::from_utf8(good).map_or(good.len(), |s| s.chars().count()) + 1;
+            LexError::Encoding {
+                loc: Loc { file: Arc::clone(file), line: n, col },
+                byte: code.get(e.valid_up_to()).copied().unwrap_or_default(),
+            }
+        })?;
+        let chars = text.chars().count();
+        lex_line(text, n, file, &mut out)?;
+        out.push(Token { tok: Tok::Newline, loc: Loc { file: Arc::clone(file), line: n, col: chars + 1 } });
+    }
+    Ok(out)
 }
 
 /// Tokens of one file's text.
 pub fn lex_str(text: &str, file: &Arc<PathBuf>) -> Result<Vec<Token>, LexError> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let chars: Vec<char> = line.chars().collect();
-        let mut i = 0;
-        let loc = |col: usize| Loc { file: Arc::clone(file), line: n + 1, col: col + 1 };
-        while i < chars.len() {
-            let c = chars[i];
-            if c.is_whitespace() {
+    lex_bytes(text.as_bytes(), file)
+}
+
+fn lex_line(line: &str, n: usize, file: &Arc<PathBuf>, out: &mut Vec<Token>) -> Result<(), LexError> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    let loc = |col: usize| Loc { file: Arc::clone(file), line: n, col: col + 1 };
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '#' || c == '!' {
+            break;
+        } else if c == '{' {
+            out.push(Token { tok: Tok::Open, loc: loc(i) });
+            i += 1;
+        } else if c == '}' {
+            out.push(Token { tok: Tok::Close, loc: loc(i) });
+            i += 1;
+        } else if c == '"' {
+            let start = i;
+            let end =
+                chars[i + 1..].iter().position(|c| *c == '"').ok_or(LexError::Quote { loc: loc(start) })?;
+            let word: String = chars[i + 1..i + 1 + end].iter().collect();
+            out.push(Token { tok: Tok::Word(word), loc: loc(start) });
+            i += end + 2;
+        } else {
+            let start = i;
+            while i < chars.len() && !chars[i].is_whitespace() && !"{}#!\"".contains(chars[i]) {
                 i += 1;
-            } else if c == '#' || c == '!' {
-                break;
-            } else if c == '{' {
-                out.push(Token { tok: Tok::Open, loc: loc(i) });
-                i += 1;
-            } else if c == '}' {
-                out.push(Token { tok: Tok::Close, loc: loc(i) });
-                i += 1;
-            } else if c == '"' {
-                let start = i;
-                let end = chars[i + 1..]
-                    .iter()
-                    .position(|c| *c == '"')
-                    .ok_or(LexError::Quote { loc: loc(start) })?;
-                let word: String = chars[i + 1..i + 1 + end].iter().collect();
-                out.push(Token { tok: Tok::Word(word), loc: loc(start) });
-                i += end + 2;
-            } else {
-                let start = i;
-                while i < chars.len() && !chars[i].is_whitespace() && !"{}#!\"".contains(chars[i]) {
-                    i += 1;
-                }
-                out.push(Token { tok: Tok::Word(chars[start..i].iter().collect()), loc: loc(start) });
             }
+            out.push(Token { tok: Tok::Word(chars[start..i].iter().collect()), loc: loc(start) });
         }
-        out.push(Token { tok: Tok::Newline, loc: loc(chars.len()) });
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
