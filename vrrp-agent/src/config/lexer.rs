@@ -102,6 +102,20 @@ pub enum LexError {
     },
 }
 
+impl LexError {
+    /// Where in the configuration, when it is about a place in it.
+    pub fn loc(&self) -> Option<&Loc> {
+        match self {
+            LexError::Read { .. } => None,
+            LexError::Quote { loc }
+            | LexError::Include { loc, .. }
+            | LexError::Encoding { loc, .. }
+            | LexError::LineTooLong { loc, .. }
+            | LexError::Depth { loc, .. } => Some(loc),
+        }
+    }
+}
+
 const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// keepalived reads its configuration with `fgets` into a 1024-byte buffer
@@ -114,24 +128,47 @@ pub const MAX_LINE: usize = 1023;
 /// Tokens of `path` and everything it includes, in order, with the
 /// warnings found on the way (a glob that matches no file).
 pub fn lex_file(path: &Path) -> Result<(Vec<Token>, Vec<Diag>), LexError> {
-    let mut out = Vec::new();
-    let mut warnings = Vec::new();
-    lex_into(path, 0, &mut out, &mut warnings)?;
-    Ok((out, warnings))
+    let mut st = State { out: Vec::new(), warnings: Vec::new(), files: 0 };
+    lex_into(path, 0, None, &mut st)?;
+    Ok((st.out, st.warnings))
+}
+
+/// At most this many files are read for one configuration: each level of
+/// a glob include that matches its own directory multiplies the reads,
+/// and sixteen levels of that would never end.
+pub const MAX_FILES: usize = 1000;
+
+struct State {
+    out: Vec<Token>,
+    warnings: Vec<Diag>,
+    files: usize,
 }
 
 fn has_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
-fn lex_into(
-    path: &Path,
-    depth: usize,
-    out: &mut Vec<Token>,
-    warnings: &mut Vec<Diag>,
-) -> Result<(), LexError> {
-    let bytes =
-        std::fs::read(path).map_err(|source| LexError::Read { path: path.display().to_string(), source })?;
+fn lex_into(path: &Path, depth: usize, from: Option<&Loc>, st: &mut State) -> Result<(), LexError> {
+    st.files += 1;
+    if st.files > MAX_FILES {
+        return Err(LexError::Include {
+            loc: from.cloned().unwrap_or_else(|| Loc { file: Arc::new(path.to_path_buf()), line: 1, col: 1 }),
+            message: format!("more than {MAX_FILES} files read (an include loop through a glob?)"),
+        });
+    }
+    let read = |source| LexError::Read { path: path.display().to_string(), source };
+    // keepalived skips anything but a regular file ("is not a regular
+    // non-executable file"); reading a FIFO or /dev/zero would never end.
+    let meta = std::fs::metadata(path).map_err(read)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
+        let msg = format!("{} is {what}", path.display());
+        return match from {
+            Some(loc) => Err(LexError::Include { loc: loc.clone(), message: msg }),
+            None => Err(read(std::io::Error::other(msg))),
+        };
+    }
+    let bytes = std::fs::read(path).map_err(read)?;
     let file = Arc::new(path.to_path_buf());
     let tokens = lex_bytes(&bytes, &file)?;
     drop(bytes);
@@ -165,7 +202,7 @@ fn lex_into(
                 if has_glob(&pattern) {
                     // keepalived logs "No config files matched" and goes on
                     // (an error only with `includew`/`-i`).
-                    warnings.push(Diag::warning(
+                    st.warnings.push(Diag::warning(
                         &t.loc,
                         format!("no configuration file matches `{pattern}` (looked for {pat})"),
                         "nothing is included; check the pattern if files were expected",
@@ -181,14 +218,14 @@ fn lex_into(
                 }
             }
             for f in files {
-                lex_into(&f, depth + 1, out, warnings)?;
+                lex_into(&f, depth + 1, Some(&t.loc), st)?;
             }
             continue;
         }
         at_start = matches!(t.tok, Tok::Newline | Tok::Open | Tok::Close);
-        out.push(t);
+        st.out.push(t);
     }
-    out.push(Token { tok: Tok::Newline, loc: Loc { file, line: last_line + 1, col: 1 } });
+    st.out.push(Token { tok: Tok::Newline, loc: Loc { file, line: last_line + 1, col: 1 } });
     Ok(())
 }
 
