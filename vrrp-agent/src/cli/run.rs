@@ -51,6 +51,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         no_pin: args.agent.no_pin,
         ebpf_object: args.agent.ebpf_object,
         pass_up: args.agent.pass_up,
+        config_path: args.config.clone(),
     };
     daemon::run(cfg, opts, shutdown).await?;
     Ok(())

@@ -1,14 +1,15 @@
 //! Interfaces: their addresses, and link state (the interfaces instances
-//! run on and track with `track_interface`) from getifaddrs at start and
-//! rtnetlink link events after.
+//! run on and track with `track_interface`) from getifaddrs at start, and
+//! rtnetlink link and address events after.
 
 use std::io;
 use std::net::IpAddr;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::link::LinkFlags;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::sys::{AsyncSocket, SocketAddr};
 use vrrp_common::wire::Family;
 
@@ -48,36 +49,109 @@ type Messages = futures_channel::mpsc::UnboundedReceiver<(
     SocketAddr,
 )>;
 
-/// Link events from the kernel.
-pub struct LinkEvents {
+/// A change the kernel reported on its routing socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetEvent {
+    /// A link exists (new, or its flags changed): index, name, up and
+    /// running.
+    Link {
+        /// Interface index.
+        ifindex: u32,
+        /// Interface name.
+        name: String,
+        /// IFF_UP and IFF_RUNNING.
+        up: bool,
+    },
+    /// A link was deleted.
+    LinkGone {
+        /// Interface index.
+        ifindex: u32,
+        /// Interface name.
+        name: String,
+    },
+    /// An address was added (`up`) or removed.
+    Addr {
+        /// Interface index.
+        ifindex: u32,
+        /// The address.
+        addr: IpAddr,
+        /// Prefix length.
+        prefix: u8,
+        /// Added or removed.
+        up: bool,
+    },
+}
+
+/// Link and address events from the kernel.
+pub struct NetEvents {
     rx: Messages,
 }
 
-impl LinkEvents {
-    /// Subscribe (RTMGRP_LINK) on a connection of our own.
-    pub fn subscribe() -> io::Result<LinkEvents> {
+impl NetEvents {
+    /// Subscribe to link, IPv4 and IPv6 address changes on a connection of
+    /// our own (subscribe before dumping, so no change falls between).
+    pub fn subscribe() -> io::Result<NetEvents> {
+        use rtnetlink::constants::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK};
         let (mut conn, _handle, rx) = rtnetlink::new_connection()?;
-        conn.socket_mut().socket_mut().bind(&SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK))?;
+        conn.socket_mut()
+            .socket_mut()
+            .bind(&SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))?;
         tokio::spawn(conn);
-        Ok(LinkEvents { rx })
+        Ok(NetEvents { rx })
     }
 
-    /// The next change: (ifindex, up and running). None when the
-    /// connection is gone.
-    pub async fn next(&mut self) -> Option<(u32, bool)> {
+    /// The next change. None when the connection is gone.
+    pub async fn next(&mut self) -> Option<NetEvent> {
         loop {
             let (msg, _) = self.rx.next().await?;
-            match msg.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+            let NetlinkPayload::InnerMessage(m) = msg.payload else { continue };
+            let ev = match m {
+                RouteNetlinkMessage::NewLink(l) => {
                     let up =
                         l.header.flags.contains(LinkFlags::Up) && l.header.flags.contains(LinkFlags::Running);
-                    return Some((l.header.index, up));
+                    NetEvent::Link { ifindex: l.header.index, name: link_name(&l), up }
                 }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-                    return Some((l.header.index, false));
+                RouteNetlinkMessage::DelLink(l) => {
+                    NetEvent::LinkGone { ifindex: l.header.index, name: link_name(&l) }
                 }
-                _ => {}
-            }
+                RouteNetlinkMessage::NewAddress(a) => match address_of(&a) {
+                    Some((ifindex, addr, prefix)) => NetEvent::Addr { ifindex, addr, prefix, up: true },
+                    None => continue,
+                },
+                RouteNetlinkMessage::DelAddress(a) => match address_of(&a) {
+                    Some((ifindex, addr, prefix)) => NetEvent::Addr { ifindex, addr, prefix, up: false },
+                    None => continue,
+                },
+                _ => continue,
+            };
+            return Some(ev);
         }
     }
+}
+
+fn link_name(l: &LinkMessage) -> String {
+    l.attributes
+        .iter()
+        .find_map(|a| if let LinkAttribute::IfName(n) = a { Some(n.clone()) } else { None })
+        .unwrap_or_default()
+}
+
+/// (ifindex, address, prefix) of an address message: IFA_LOCAL for IPv4
+/// (IFA_ADDRESS is the peer on point-to-point links), IFA_ADDRESS for IPv6.
+pub fn address_of(a: &AddressMessage) -> Option<(u32, IpAddr, u8)> {
+    let local =
+        a.attributes.iter().find_map(|x| if let AddressAttribute::Local(l) = x { Some(*l) } else { None });
+    let address =
+        a.attributes.iter().find_map(|x| if let AddressAttribute::Address(l) = x { Some(*l) } else { None });
+    Some((a.header.index, local.or(address)?, a.header.prefix_len))
+}
+
+/// Every address the kernel has now, as `address_of` reads them.
+pub async fn dump_addresses(handle: &rtnetlink::Handle) -> Result<Vec<(u32, IpAddr, u8)>, rtnetlink::Error> {
+    let mut out = Vec::new();
+    let mut s = handle.address().get().execute();
+    while let Some(a) = s.try_next().await? {
+        out.extend(address_of(&a));
+    }
+    Ok(out)
 }

@@ -1,6 +1,11 @@
+mod agent;
 pub mod announce;
+mod instance;
 pub mod link;
+pub mod reconcile;
 pub mod run;
+pub mod signals;
+mod source;
 pub mod status;
 pub mod timer;
 pub mod tx;

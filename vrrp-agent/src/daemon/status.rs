@@ -66,13 +66,28 @@ pub fn path(name: &str) -> PathBuf {
     PathBuf::from(LOCK_DIR).join(format!("{name}.json"))
 }
 
+/// Where agent `name` writes its state on SIGUSR1.
+pub fn data_path(name: &str) -> PathBuf {
+    PathBuf::from(LOCK_DIR).join(format!("{name}.data"))
+}
+
+/// Where agent `name` writes its statistics on SIGUSR2.
+pub fn stats_path(name: &str) -> PathBuf {
+    PathBuf::from(LOCK_DIR).join(format!("{name}.stats"))
+}
+
 /// Replace the file atomically (write a temporary, rename over).
 pub fn write(name: &str, status: &AgentStatus) -> io::Result<()> {
-    let p = path(name);
-    let tmp = p.with_extension("json.tmp");
+    write_to(&path(name), status)
+}
+
+/// Replace `p` atomically with `status` as JSON.
+pub fn write_to(p: &std::path::Path, status: &AgentStatus) -> io::Result<()> {
+    let mut tmp = p.as_os_str().to_owned();
+    tmp.push(".tmp");
     let text = serde_json::to_vec_pretty(status).map_err(io::Error::other)?;
     std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, &p)
+    std::fs::rename(&tmp, p)
 }
 
 /// Read agent `name`'s status.

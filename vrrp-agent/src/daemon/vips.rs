@@ -9,6 +9,7 @@ use rtnetlink::packet_route::address::{
 };
 
 use crate::config::Vip;
+use crate::daemon::reconcile::Outcome;
 
 /// A failed netlink call.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +50,17 @@ impl ManagedVip {
     }
 
     fn message(&self) -> AddressMessage {
+        self.message_with(self.vip.prefix)
+    }
+
+    /// The message that adds it, with prefix length `prefix`.
+    pub fn message_with(&self, prefix: u8) -> AddressMessage {
         let mut m = AddressMessage::default();
         m.header.family = match self.vip.addr {
             IpAddr::V4(_) => rtnetlink::packet_route::AddressFamily::Inet,
             IpAddr::V6(_) => rtnetlink::packet_route::AddressFamily::Inet6,
         };
-        m.header.prefix_len = self.vip.prefix;
+        m.header.prefix_len = prefix;
         m.header.index = self.ifindex;
         m.header.scope = match self.vip.scope.as_deref() {
             Some("host") => AddressScope::Host,
@@ -110,6 +116,54 @@ impl ManagedVip {
     fn err(&self, op: &'static str, source: rtnetlink::Error) -> VipError {
         VipError { op, addr: self.vip.addr, prefix: self.vip.prefix, ifindex: self.ifindex, source }
     }
+}
+
+/// Add the address `msg` describes: Done, AlreadySo (EEXIST), or the error.
+pub async fn add(handle: &Handle, msg: AddressMessage) -> Result<Outcome, rtnetlink::Error> {
+    let (index, prefix) = (msg.header.index, msg.header.prefix_len);
+    let addr = crate::daemon::link::address_of(&msg).map(|(_, a, _)| a);
+    let Some(addr) = addr else { return Ok(Outcome::Failed) };
+    let mut req = handle.address().add(index, addr, prefix);
+    *req.message_mut() = msg;
+    match netlink_timeout(req.execute()).await? {
+        Ok(()) => Ok(Outcome::Done),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(Outcome::AlreadySo),
+        Err(e) => Err(e),
+    }
+}
+
+/// Remove `addr/prefix` from `ifindex`: Done, AlreadySo (EADDRNOTAVAIL),
+/// or the error.
+pub async fn remove(
+    handle: &Handle,
+    ifindex: u32,
+    addr: IpAddr,
+    prefix: u8,
+) -> Result<Outcome, rtnetlink::Error> {
+    let mut m = AddressMessage::default();
+    m.header.family = match addr {
+        IpAddr::V4(_) => rtnetlink::packet_route::AddressFamily::Inet,
+        IpAddr::V6(_) => rtnetlink::packet_route::AddressFamily::Inet6,
+    };
+    m.header.prefix_len = prefix;
+    m.header.index = ifindex;
+    m.attributes.push(AddressAttribute::Local(addr));
+    m.attributes.push(AddressAttribute::Address(addr));
+    match netlink_timeout(handle.address().del(m).execute()).await? {
+        Ok(()) => Ok(Outcome::Done),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EADDRNOTAVAIL => {
+            Ok(Outcome::AlreadySo)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A netlink call that hangs (the kernel's RTNL lock held elsewhere for
+/// long) is given up after 2 s; the reconciler tries again later.
+async fn netlink_timeout<T>(f: impl std::future::Future<Output = T>) -> Result<T, rtnetlink::Error> {
+    tokio::time::timeout(std::time::Duration::from_secs(2), f)
+        .await
+        .map_err(|_| rtnetlink::Error::RequestFailed)
 }
 
 /// Where agent `name` records the addresses it holds, so a run after a

@@ -1,0 +1,367 @@
+//! One running VRRP instance: its configuration, state machine, sockets
+//! and what the kernel's watch of it looks like.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use vrrp_common::maps::{PeerKey, PeerState};
+use vrrp_common::rx::Expect;
+use vrrp_common::wire::{Auth, Family};
+
+use super::announce::Announcer;
+use super::link;
+use super::reconcile::{AddrKey, Want};
+use super::run::DaemonError;
+use super::status::{InstanceStatus, Stats};
+use super::tx::{AdvertSpec, Sender};
+use super::vips::ManagedVip;
+use crate::config;
+use crate::config::model::AuthConf;
+use crate::fallback;
+use crate::health::runner::{self, RunAs};
+use crate::health::{self, Health, Status, Tracked};
+use crate::machine::{Action, Input, Machine, Micros, Params, State};
+
+/// One running instance.
+pub(super) struct Inst {
+    pub(super) conf: config::Instance,
+    pub(super) machine: Machine,
+    pub(super) ifindex: u32,
+    pub(super) family: Family,
+    pub(super) sender: Sender,
+    pub(super) vips: Vec<ManagedVip>,
+    pub(super) announcer: Announcer,
+    /// Per peer address: the last-seen time already fed to the machine.
+    pub(super) fed: HashMap<[u8; 16], u64>,
+    /// Remaining announcement batches and when the next one is due.
+    pub(super) announce_at: Option<Micros>,
+    pub(super) announce_batches: u32,
+    pub(super) refresh_at: Option<Micros>,
+    /// Own addresses of the family on the interface.
+    pub(super) own: Vec<IpAddr>,
+    /// Tracked scripts: index in the script table, weight, reverse.
+    pub(super) tracks: Vec<(usize, i32, bool)>,
+    /// Who notify scripts run as.
+    pub(super) notify_as: Option<RunAs>,
+    /// Tracked interfaces: index, name, weight (0: FAULT when down). The
+    /// instance's own interface is always among them.
+    pub(super) track_ifs: Vec<(u32, String, i32)>,
+    /// Counters for the status file.
+    pub(super) stats: Stats,
+    /// Unix time of the last transition.
+    pub(super) last_transition: f64,
+    /// The kernel's master-down watch as last written (watch priority,
+    /// our priority) and when (monotonic µs); None before the first write
+    /// and on the raw-socket path, which has no watch.
+    pub(super) watch: Option<(u8, u8)>,
+    pub(super) watch_since: Micros,
+    /// Whether the kernel's watch has been armed by an advert since it was
+    /// last configured: then the agent's own Master_Down_Timer is only a
+    /// backstop (`WATCH_BACKSTOP` later), and the kernel wakes us.
+    pub(super) watch_armed: bool,
+}
+
+/// With the kernel's master-down watch armed, the agent's own
+/// Master_Down_Timer fires this much later, as a backstop should the
+/// kernel's timer ever fail to fire: a backup then wakes about once a
+/// second, not once per Master_Down_Interval.
+pub(super) const WATCH_BACKSTOP: Micros = Micros(1_000_000);
+
+pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
+    let name = conf.name.clone();
+    let ifindex = nix::net::if_::if_nametoindex(conf.interface.as_str()).map_err(|source| {
+        DaemonError::NoInterface { instance: name.clone(), iface: conf.interface.clone(), source }
+    })?;
+    let own = link::addresses(&conf.interface, conf.family);
+    // RFC 5798 5.1.2.1: IPv6 adverts come from the link-local address.
+    let src = match (conf.unicast_src_ip, conf.family) {
+        (Some(a), _) => a,
+        (None, Family::V4) => *own.first().ok_or(DaemonError::NoSource {
+            instance: name.clone(),
+            iface: conf.interface.clone(),
+            family: "IPv4",
+        })?,
+        (None, Family::V6) => {
+            *own.iter().find(|a| vrrp_common::rx::is_link_local_v6(a)).ok_or(DaemonError::NoSource {
+                instance: name.clone(),
+                iface: conf.interface.clone(),
+                family: "IPv6 link-local",
+            })?
+        }
+    };
+    let auth = match &conf.auth {
+        Some(AuthConf::Pass(p)) => Auth::simple(p.as_bytes()),
+        None => Auth::None,
+    };
+    let spec = AdvertSpec {
+        version: conf.version,
+        vrid: conf.vrid,
+        interval: conf.advert_int,
+        auth,
+        v4: conf
+            .vips
+            .iter()
+            .filter_map(|v| if let IpAddr::V4(a) = v.addr { Some(a) } else { None })
+            .collect(),
+        v6: conf
+            .vips
+            .iter()
+            .filter_map(|v| if let IpAddr::V6(a) = v.addr { Some(a) } else { None })
+            .collect(),
+        v3_checksum_as_v2: conf.v3_checksum_as_v2,
+    };
+    let io = |what: &'static str| {
+        let instance = name.clone();
+        move |source| DaemonError::Io { instance, what, source }
+    };
+    let sender = Sender::open(&conf.interface, ifindex, src, &conf.unicast_peers, spec)
+        .map_err(io("advert socket"))?;
+    let mut vips = Vec::new();
+    for v in conf.vips.iter().chain(&conf.vips_excluded) {
+        let idx = match &v.dev {
+            Some(d) => nix::net::if_::if_nametoindex(d.as_str()).map_err(|source| {
+                DaemonError::NoInterface { instance: conf.name.clone(), iface: d.clone(), source }
+            })?,
+            None => ifindex,
+        };
+        vips.push(ManagedVip::new(v.clone(), idx));
+    }
+    let mut track_ifs = vec![(ifindex, conf.interface.clone(), 0)];
+    for t in &conf.track_interface {
+        let idx = nix::net::if_::if_nametoindex(t.name.as_str()).map_err(|source| {
+            DaemonError::NoInterface { instance: conf.name.clone(), iface: t.name.clone(), source }
+        })?;
+        track_ifs.push((idx, t.name.clone(), t.weight.unwrap_or(0)));
+    }
+    let announcer = Announcer::new(&conf.interface, ifindex).map_err(io("announcement sockets"))?;
+    let mut own_all = own.clone();
+    if !own_all.contains(&src) {
+        own_all.push(src);
+    }
+    let params = Params {
+        name: conf.name.clone(),
+        version: conf.version,
+        priority: conf.priority,
+        advert_int: conf.advert_int,
+        primary: src,
+        preempt: conf.preempt,
+        preempt_delay: Micros::from_centis(conf.preempt_delay),
+    };
+    Ok(Inst {
+        conf: conf.clone(),
+        machine: Machine::new(params),
+        ifindex,
+        family: conf.family,
+        sender,
+        vips,
+        announcer,
+        fed: HashMap::new(),
+        watch: None,
+        watch_since: Micros(0),
+        watch_armed: false,
+        announce_at: None,
+        announce_batches: 0,
+        refresh_at: None,
+        own: own_all,
+        tracks: Vec::new(),
+        notify_as: None,
+        track_ifs,
+        stats: Stats::default(),
+        last_transition: unix_now(),
+    })
+}
+
+pub(super) fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl Inst {
+    pub(super) fn expect(&self) -> Expect<'_> {
+        Expect {
+            version: self.conf.version,
+            auth: match &self.conf.auth {
+                Some(AuthConf::Pass(p)) => Auth::simple(p.as_bytes()),
+                None => Auth::None,
+            },
+            interval: self.conf.advert_int,
+            own: &self.own,
+            peers: &self.conf.unicast_peers,
+        }
+    }
+
+    pub(super) fn fallback_instance(&self) -> fallback::Instance {
+        let e = self.expect();
+        fallback::Instance {
+            version: e.version,
+            auth: e.auth,
+            interval: e.interval,
+            own: self.own.clone(),
+            peers: self.conf.unicast_peers.clone(),
+        }
+    }
+
+    pub(super) fn owns(&self, key: &PeerKey) -> bool {
+        key.ifindex == self.ifindex && key.family == self.family.code() && key.vrid == self.conf.vrid
+    }
+
+    /// Feed the machine one advert the receive path recorded, at the time
+    /// it arrived; once per distinct last-seen time.
+    pub(super) fn feed(&mut self, key: &PeerKey, state: &PeerState, out: &mut Vec<Action>) {
+        let seen = self.fed.entry(key.addr).or_insert(0);
+        if state.last_seen_ns <= *seen {
+            return;
+        }
+        *seen = state.last_seen_ns;
+        let src = if key.family == vrrp_common::maps::FAMILY_IPV4 {
+            IpAddr::V4(std::net::Ipv4Addr::new(key.addr[0], key.addr[1], key.addr[2], key.addr[3]))
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::from(key.addr))
+        };
+        let input =
+            Input::Advert { src, priority: state.priority, interval: vrrp_common::Centis(state.interval_cs) };
+        // The XDP program armed the watch for this advert if it arrived
+        // after the watch was configured and holds a backup down.
+        if let Some((wp, _)) = self.watch
+            && wp != 0
+            && state.priority >= wp
+            && state.last_seen_ns / 1000 > self.watch_since.0
+        {
+            self.watch_armed = true;
+        }
+        // A resignation sets our timer to Skew_Time, which the kernel's
+        // watch (armed for Master_Down_Interval) does not cover.
+        if state.priority == 0 {
+            self.watch_armed = false;
+        }
+        self.machine.handle(Micros(state.last_seen_ns / 1000), input, out);
+    }
+
+    /// What the kernel's watch should be now: (watch priority, our
+    /// priority). Only a backup watches; with preempt_delay the agent
+    /// keeps its own timer (it must see the tolerated adverts).
+    pub(super) fn wanted_watch(&self) -> (u8, u8) {
+        let p = self.machine.priority();
+        if self.machine.state() != State::Backup || self.conf.preempt_delay.0 != 0 {
+            return (0, p);
+        }
+        (if self.conf.preempt { p } else { 1 }, p)
+    }
+
+    /// keepalived's notify scripts for a new state: the state's own
+    /// (`notify_master`, ...) as written, and `notify` with
+    /// `INSTANCE NAME STATE PRIORITY` appended.
+    pub(super) fn notify(&self, to: State) {
+        let n = &self.conf.notify;
+        let (own, word) = match to {
+            State::Master => (&n.master, "MASTER"),
+            State::Backup => (&n.backup, "BACKUP"),
+            State::Fault => (&n.fault, "FAULT"),
+            State::Init => (&n.stop, "STOP"),
+        };
+        if let Some(cmd) = own {
+            runner::spawn_notify(runner::argv(cmd), self.notify_as);
+        }
+        if let Some(cmd) = &n.any {
+            let mut argv = runner::argv(cmd);
+            argv.extend([
+                "INSTANCE".to_owned(),
+                self.conf.name.clone(),
+                word.to_owned(),
+                self.machine.priority().to_string(),
+            ]);
+            runner::spawn_notify(argv, self.notify_as);
+        }
+    }
+
+    /// The effective priority and fault the tracked scripts and
+    /// interfaces give.
+    pub(super) fn health_input(
+        &self,
+        statuses: &[(String, Status)],
+        links: &HashMap<u32, bool>,
+    ) -> (u8, bool) {
+        let scripts = self.tracks.iter().filter_map(|(i, weight, reverse)| {
+            statuses.get(*i).map(|(_, s)| Tracked { weight: *weight, reverse: *reverse, health: s.health() })
+        });
+        let ifs = self.track_ifs.iter().map(|(idx, _, weight)| Tracked {
+            weight: *weight,
+            reverse: false,
+            health: if links.get(idx).copied().unwrap_or(true) { Health::Good } else { Health::Bad },
+        });
+        let tracked: Vec<Tracked> = scripts.chain(ifs).collect();
+        health::effective(self.conf.priority, &tracked)
+    }
+
+    pub(super) fn status(&self) -> InstanceStatus {
+        InstanceStatus {
+            iname: self.conf.name.clone(),
+            state: self.machine.state().to_string(),
+            interface: self.conf.interface.clone(),
+            vrid: self.conf.vrid,
+            base_priority: self.conf.priority,
+            effective_priority: self.machine.priority(),
+            adver_int: self.conf.advert_int.0,
+            master_adver_int: self.machine.master_adver_int().0,
+            vips: self.conf.vips.iter().map(|v| format!("{}/{}", v.addr, v.prefix)).collect(),
+            last_transition: self.last_transition,
+            stats: self.stats.clone(),
+        }
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<Micros> {
+        let mut machine = self.machine.poll_timeout();
+        if self.watch_armed
+            && self.watch.is_some_and(|(wp, _)| wp != 0)
+            && machine == self.machine.master_down_deadline()
+        {
+            // The kernel wakes us when the master goes quiet; our own
+            // timer is the backstop. Other timers of the machine (none
+            // run in Backup today) keep their time.
+            machine = machine.map(|d| d.after(WATCH_BACKSTOP));
+        }
+        [machine, self.announce_at, self.refresh_at].into_iter().flatten().min()
+    }
+
+    /// What this instance (index `i` of the caller's) wants of its
+    /// addresses: present while MASTER, absent otherwise (a backup that
+    /// holds its VIP answers ARP for it beside the master). The address
+    /// adverts are sent from is never one of them: it is the node's own.
+    pub(super) fn wants(&self, i: usize) -> impl Iterator<Item = Want> + '_ {
+        let present = self.machine.state() == State::Master;
+        let src = self.sender.src();
+        self.vips.iter().filter(move |v| v.vip.addr != src).map(move |v| Want {
+            key: AddrKey { ifindex: v.ifindex, addr: v.vip.addr },
+            prefix: v.vip.prefix,
+            present,
+            owner: i,
+        })
+    }
+
+    /// Whether `addr` on `ifindex` is one of this instance's VIPs.
+    pub(super) fn manages(&self, ifindex: u32, addr: IpAddr) -> bool {
+        self.vips.iter().any(|v| v.ifindex == ifindex && v.vip.addr == addr)
+    }
+
+    pub(super) fn announce_now(&mut self) {
+        for v in &self.vips {
+            for _ in 0..self.conf.garp_master_repeat.max(1) {
+                if let Err(e) = self.announcer.announce(v.vip.addr) {
+                    log::warn!("({}) announcing {}: {e}", self.conf.name, v.vip.addr);
+                }
+            }
+        }
+        let what = if self.family == Family::V4 {
+            "gratuitous ARPs"
+        } else {
+            "unsolicited neighbour advertisements"
+        };
+        for v in &self.vips {
+            log::info!(
+                "({}) Sending/queueing {what} on {} for {}",
+                self.conf.name,
+                self.conf.interface,
+                v.vip.addr
+            );
+        }
+    }
+}
