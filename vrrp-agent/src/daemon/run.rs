@@ -245,7 +245,7 @@ fn start_health(cfg: &Config, insts: &mut [Inst]) -> HealthParts {
     for inst in insts.iter_mut() {
         match notify_as {
             Some(r) => inst.notify_as = r,
-            None => inst.conf.notify = config::model::Notify::default(),
+            None => inst.conf.notify = crate::config::model::Notify::default(),
         }
         for t in &inst.conf.track_script {
             if let Some(i) = cfg.scripts.iter().position(|s| s.name == t.name) {
