@@ -128,9 +128,9 @@ pub const MAX_LINE: usize = 1023;
 /// Tokens of `path` and everything it includes, in order, with the
 /// warnings found on the way (a glob that matches no file).
 pub fn lex_file(path: &Path) -> Result<(Vec<Token>, Vec<Diag>), LexError> {
-    let mut st = State { out: Vec::new(), warnings: Vec::new(), files: 0 };
-    lex_into(path, 0, None, &mut st)?;
-    Ok((st.out, st.warnings))
+    let mut st = Stream::new(path);
+    let tokens: Vec<Token> = st.by_ref().collect();
+    st.finish().map(|w| (tokens, w))
 }
 
 /// At most this many files are read for one configuration: each level of
@@ -138,95 +138,196 @@ pub fn lex_file(path: &Path) -> Result<(Vec<Token>, Vec<Diag>), LexError> {
 /// and sixteen levels of that would never end.
 pub const MAX_FILES: usize = 1000;
 
-struct State {
-    out: Vec<Token>,
-    warnings: Vec<Diag>,
-    files: usize,
-}
-
 fn has_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
-fn lex_into(path: &Path, depth: usize, from: Option<&Loc>, st: &mut State) -> Result<(), LexError> {
-    st.files += 1;
-    if st.files > MAX_FILES {
-        return Err(LexError::Include {
-            loc: from.cloned().unwrap_or_else(|| Loc { file: Arc::new(path.to_path_buf()), line: 1, col: 1 }),
-            message: format!("more than {MAX_FILES} files read (an include loop through a glob?)"),
-        });
-    }
-    let read = |source| LexError::Read { path: path.display().to_string(), source };
-    // keepalived skips anything but a regular file ("is not a regular
-    // non-executable file"); reading a FIFO or /dev/zero would never end.
-    let meta = std::fs::metadata(path).map_err(read)?;
-    if !meta.is_file() {
-        let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
-        let msg = format!("{} is {what}", path.display());
-        return match from {
-            Some(loc) => Err(LexError::Include { loc: loc.clone(), message: msg }),
-            None => Err(read(std::io::Error::other(msg))),
-        };
-    }
-    let bytes = std::fs::read(path).map_err(read)?;
-    let file = Arc::new(path.to_path_buf());
-    let tokens = lex_bytes(&bytes, &file)?;
-    drop(bytes);
-    // `include PATTERN` at the start of a statement is expanded in place.
-    let mut tokens = tokens.into_iter().peekable();
-    let mut at_start = true;
-    let mut last_line = 0;
-    while let Some(t) = tokens.next() {
-        last_line = t.loc.line;
-        if at_start && t.tok == Tok::Word("include".into()) {
-            let Some(Token { tok: Tok::Word(pattern), .. }) =
-                tokens.next_if(|n| matches!(n.tok, Tok::Word(_)))
-            else {
-                return Err(LexError::Include {
-                    loc: t.loc,
-                    message: "include needs a file or pattern".into(),
-                });
-            };
-            if depth >= MAX_INCLUDE_DEPTH {
-                return Err(LexError::Depth { loc: t.loc, depth: MAX_INCLUDE_DEPTH });
-            }
-            let base = path.parent().unwrap_or(Path::new("."));
-            let full =
-                if Path::new(&pattern).is_absolute() { PathBuf::from(&pattern) } else { base.join(&pattern) };
-            let pat = full.to_string_lossy().into_owned();
-            let paths = glob::glob(&pat)
-                .map_err(|e| LexError::Include { loc: t.loc.clone(), message: e.to_string() })?;
-            let mut files: Vec<PathBuf> = paths.flatten().collect();
-            files.sort();
-            if files.is_empty() {
-                if has_glob(&pattern) {
-                    // keepalived logs "No config files matched" and goes on
-                    // (an error only with `includew`/`-i`).
-                    st.warnings.push(Diag::warning(
-                        &t.loc,
-                        format!("no configuration file matches `{pattern}` (looked for {pat})"),
-                        "nothing is included; check the pattern if files were expected",
-                    ));
-                } else {
-                    // A named file that is missing drops whatever it held
-                    // (instances, scripts) without a trace at run time:
-                    // refused, as keepalived's `includem` does.
-                    return Err(LexError::Include {
-                        loc: t.loc,
-                        message: format!("included file `{pattern}` does not exist (looked for {pat})"),
-                    });
-                }
-            }
-            for f in files {
-                lex_into(&f, depth + 1, Some(&t.loc), st)?;
-            }
-            continue;
+/// One file being read.
+struct Source {
+    path: PathBuf,
+    file: Arc<PathBuf>,
+    /// Read on first use, so a glob of many files holds one at a time.
+    bytes: Option<Vec<u8>>,
+    pos: usize,
+    line: usize,
+    depth: usize,
+    /// Tokens of the current line not handed out yet.
+    pending: std::collections::VecDeque<Token>,
+    at_start: bool,
+    ended: bool,
+}
+
+/// The tokens of a configuration and its includes, produced a line at a
+/// time: the whole token list is never held (the parser builds the tree
+/// as they come). The first error stops the stream; [`Stream::finish`]
+/// returns it, or the warnings.
+pub struct Stream {
+    stack: Vec<Source>,
+    files: usize,
+    warnings: Vec<Diag>,
+    error: Option<LexError>,
+}
+
+impl Stream {
+    /// Start reading `path`.
+    pub fn new(path: &Path) -> Stream {
+        let mut st = Stream { stack: Vec::new(), files: 0, warnings: Vec::new(), error: None };
+        if let Err(e) = st.open(path, 0, None) {
+            st.error = Some(e);
         }
-        at_start = matches!(t.tok, Tok::Newline | Tok::Open | Tok::Close);
-        st.out.push(t);
+        st
     }
-    st.out.push(Token { tok: Tok::Newline, loc: Loc { file, line: last_line + 1, col: 1 } });
-    Ok(())
+
+    /// The warnings, or the error that stopped the stream.
+    pub fn finish(self) -> Result<Vec<Diag>, LexError> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.warnings),
+        }
+    }
+
+    /// Whether the stream stopped on an error.
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    fn open(&mut self, path: &Path, depth: usize, from: Option<Loc>) -> Result<(), LexError> {
+        self.files += 1;
+        if self.files > MAX_FILES {
+            return Err(LexError::Include {
+                loc: from.unwrap_or_else(|| Loc { file: Arc::new(path.to_path_buf()), line: 1, col: 1 }),
+                message: format!("more than {MAX_FILES} files read (an include loop through a glob?)"),
+            });
+        }
+        let read = |source| LexError::Read { path: path.display().to_string(), source };
+        // keepalived skips anything but a regular file ("is not a regular
+        // non-executable file"); reading a FIFO or /dev/zero would never end.
+        let meta = std::fs::metadata(path).map_err(read)?;
+        if !meta.is_file() {
+            let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
+            let msg = format!("{} is {what}", path.display());
+            return match from {
+                Some(loc) => Err(LexError::Include { loc, message: msg }),
+                None => Err(read(std::io::Error::other(msg))),
+            };
+        }
+        self.stack.push(Source {
+            path: path.to_path_buf(),
+            file: Arc::new(path.to_path_buf()),
+            bytes: None,
+            pos: 0,
+            line: 0,
+            depth,
+            pending: std::collections::VecDeque::new(),
+            at_start: true,
+            ended: false,
+        });
+        Ok(())
+    }
+
+    /// `include PATTERN`: push the matching files, first one on top.
+    fn include(&mut self, at: Loc) -> Result<(), LexError> {
+        let Some(src) = self.stack.last_mut() else { return Ok(()) };
+        let next_is_word = matches!(src.pending.front(), Some(Token { tok: Tok::Word(_), .. }));
+        let Some(Token { tok: Tok::Word(pattern), .. }) = src.pending.pop_front().filter(|_| next_is_word)
+        else {
+            return Err(LexError::Include { loc: at, message: "include needs a file or pattern".into() });
+        };
+        if src.depth >= MAX_INCLUDE_DEPTH {
+            return Err(LexError::Depth { loc: at, depth: MAX_INCLUDE_DEPTH });
+        }
+        let depth = src.depth;
+        let base = src.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let full =
+            if Path::new(&pattern).is_absolute() { PathBuf::from(&pattern) } else { base.join(&pattern) };
+        let pat = full.to_string_lossy().into_owned();
+        let paths =
+            glob::glob(&pat).map_err(|e| LexError::Include { loc: at.clone(), message: e.to_string() })?;
+        let mut files: Vec<PathBuf> = paths.flatten().collect();
+        files.sort();
+        if files.is_empty() {
+            if has_glob(&pattern) {
+                // keepalived logs "No config files matched" and goes on
+                // (an error only with `includew`/`-i`).
+                self.warnings.push(Diag::warning(
+                    &at,
+                    format!("no configuration file matches `{pattern}` (looked for {pat})"),
+                    "nothing is included; check the pattern if files were expected",
+                ));
+            } else {
+                // A named file that is missing drops whatever it held
+                // (instances, scripts) without a trace at run time:
+                // refused, as keepalived's `includem` does.
+                return Err(LexError::Include {
+                    loc: at,
+                    message: format!("included file `{pattern}` does not exist (looked for {pat})"),
+                });
+            }
+        }
+        for f in files.iter().rev() {
+            self.open(f, depth + 1, Some(at.clone()))?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Option<Token>, LexError> {
+        loop {
+            let Some(src) = self.stack.last_mut() else { return Ok(None) };
+            if let Some(t) = src.pending.pop_front() {
+                if src.at_start && t.tok == Tok::Word("include".into()) {
+                    self.include(t.loc)?;
+                    continue;
+                }
+                src.at_start = matches!(t.tok, Tok::Newline | Tok::Open | Tok::Close);
+                return Ok(Some(t));
+            }
+            if src.bytes.is_none() {
+                let path = src.path.clone();
+                src.bytes = Some(
+                    std::fs::read(&path)
+                        .map_err(|source| LexError::Read { path: path.display().to_string(), source })?,
+                );
+            }
+            let bytes = src.bytes.as_deref().unwrap_or_default();
+            if src.pos < bytes.len() {
+                let rest = &bytes[src.pos..];
+                let end = rest.iter().position(|b| *b == b'\n');
+                let raw = &rest[..end.unwrap_or(rest.len())];
+                src.pos += raw.len() + 1;
+                src.line += 1;
+                let mut line = Vec::new();
+                lex_one_line(raw, src.line, &src.file, &mut line)?;
+                src.pending.extend(line);
+                continue;
+            }
+            if !src.ended {
+                // The end of a file ends its last statement.
+                src.ended = true;
+                let loc = Loc { file: Arc::clone(&src.file), line: src.line + 1, col: 1 };
+                src.at_start = true;
+                return Ok(Some(Token { tok: Tok::Newline, loc }));
+            }
+            self.stack.pop();
+        }
+    }
+}
+
+impl Iterator for Stream {
+    type Item = Token;
+
+    fn next(&mut self) -> Option<Token> {
+        if self.error.is_some() {
+            return None;
+        }
+        match self.step() {
+            Ok(t) => t,
+            Err(e) => {
+                self.error = Some(e);
+                self.stack.clear();
+                None
+            }
+        }
+    }
 }
 
 /// Where the comment of `line` starts (a `#` or `!` outside quotes), or
@@ -260,27 +361,33 @@ pub fn lex_bytes(bytes: &[u8], file: &Arc<PathBuf>) -> Result<Vec<Token>, LexErr
             break;
         }
         n += 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.len() > MAX_LINE {
-            return Err(LexError::LineTooLong {
-                loc: Loc { file: Arc::clone(file), line: n, col: 1 },
-                len: raw.len(),
-            });
-        }
-        let code = &raw[..code_end(raw)];
-        let text = std::str::from_utf8(code).map_err(|e| {
-            let good = &code[..e.valid_up_to()];
-            let col = std::str::from_utf8(good).map_or(good.len(), |s| s.chars().count()) + 1;
-            LexError::Encoding {
-                loc: Loc { file: Arc::clone(file), line: n, col },
-                byte: code.get(e.valid_up_to()).copied().unwrap_or_default(),
-            }
-        })?;
-        let chars = text.chars().count();
-        lex_line(text, n, file, &mut out)?;
-        out.push(Token { tok: Tok::Newline, loc: Loc { file: Arc::clone(file), line: n, col: chars + 1 } });
+        lex_one_line(raw, n, file, &mut out)?;
     }
     Ok(out)
+}
+
+/// Tokens of line `n` (without its '\n'), then a Newline token.
+fn lex_one_line(raw: &[u8], n: usize, file: &Arc<PathBuf>, out: &mut Vec<Token>) -> Result<(), LexError> {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    if raw.len() > MAX_LINE {
+        return Err(LexError::LineTooLong {
+            loc: Loc { file: Arc::clone(file), line: n, col: 1 },
+            len: raw.len(),
+        });
+    }
+    let code = &raw[..code_end(raw)];
+    let text = std::str::from_utf8(code).map_err(|e| {
+        let good = &code[..e.valid_up_to()];
+        let col = std::str::from_utf8(good).map_or(good.len(), |s| s.chars().count()) + 1;
+        LexError::Encoding {
+            loc: Loc { file: Arc::clone(file), line: n, col },
+            byte: code.get(e.valid_up_to()).copied().unwrap_or_default(),
+        }
+    })?;
+    let chars = text.chars().count();
+    lex_line(text, n, file, out)?;
+    out.push(Token { tok: Tok::Newline, loc: Loc { file: Arc::clone(file), line: n, col: chars + 1 } });
+    Ok(())
 }
 
 /// Tokens of one file's text.

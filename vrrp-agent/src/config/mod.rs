@@ -45,9 +45,18 @@ pub fn default_path(explicit: Option<&Path>) -> PathBuf {
 /// Read `path` and build the model: the file's own meaning, nothing from
 /// the running system (see [`check`] for that). Ok carries the warnings.
 pub fn load(path: &Path) -> Result<(Config, Vec<Diag>), ConfigError> {
-    let (tokens, lex_warnings) = lexer::lex_file(path)?;
-    let stmts = tree::parse(tokens).map_err(|d| ConfigError::Invalid { diags: vec![d] })?;
-    let mut report = model::Report::with(lex_warnings);
+    // Lexer, tree and model in one pass over the file: ignored top-level
+    // blocks are reported and dropped as they end, so memory follows what
+    // the model keeps, not the file's size.
+    let mut report = model::Report::default();
+    let mut stream = lexer::Stream::new(path);
+    let parsed = tree::parse_with(&mut stream, |s| model::triage(s, &mut report));
+    // A lexing error ends the stream early: it is the error to report.
+    let lex_warnings = stream.finish()?;
+    let stmts = parsed.map_err(|d| ConfigError::Invalid { diags: vec![d] })?;
+    for w in lex_warnings {
+        report.push(w);
+    }
     let cfg = model::build(&stmts, &mut report);
     drop(stmts);
     let top = lexer::Loc { file: std::sync::Arc::new(path.to_path_buf()), line: 1, col: 1 };

@@ -363,6 +363,29 @@ fn user(s: &Stmt) -> Option<(String, Option<String>)> {
     s.args.first().map(|(u, _)| (u.clone(), s.args.get(1).map(|(g, _)| g.clone())))
 }
 
+/// Sort a top-level statement as it is parsed: kept when the model needs
+/// it, else reported (an ignored or unknown block) and dropped.
+pub fn triage(s: Stmt, r: &mut Report) -> Option<Stmt> {
+    match s.key.as_str() {
+        "global_defs" | "vrrp_instance" | "vrrp_script" => Some(s),
+        k => {
+            ignored_top(k, &s.loc, r);
+            None
+        }
+    }
+}
+
+fn ignored_top(k: &str, loc: &Loc, r: &mut Report) {
+    match IGNORED_TOP.iter().find(|(name, _)| *name == k) {
+        Some((_, why)) => r.warn(loc, format!("`{k}` block ignored"), *why),
+        None => r.warn(
+            loc,
+            format!("unknown keyword `{k}` ignored"),
+            "check the spelling against keepalived.conf(5)",
+        ),
+    }
+}
+
 /// Build the model from statements; diagnostics go to `r`.
 pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
     let mut cfg = Config::default();
@@ -408,14 +431,7 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
                     cfg.scripts.push(sc);
                 }
             }
-            k => match IGNORED_TOP.iter().find(|(name, _)| *name == k) {
-                Some((_, why)) => r.warn(&s.loc, format!("`{k}` block ignored"), *why),
-                None => r.warn(
-                    &s.loc,
-                    format!("unknown keyword `{k}` ignored"),
-                    "check the spelling against keepalived.conf(5)",
-                ),
-            },
+            k => ignored_top(k, &s.loc, r),
         }
     }
     let scripts: HashSet<&str> = cfg.scripts.iter().map(|s| s.name.as_str()).collect();

@@ -26,16 +26,27 @@ pub struct Stmt {
 }
 
 /// Parse a token stream into statements. The tokens are consumed (moved
-/// into the statements, not copied), so the two are never both held.
-pub fn parse(tokens: Vec<Token>) -> Result<Vec<Stmt>, Diag> {
+/// into the statements, not copied) as they come.
+pub fn parse(tokens: impl IntoIterator<Item = Token>) -> Result<Vec<Stmt>, Diag> {
+    parse_with(tokens, Some)
+}
+
+/// As [`parse`], handing each top-level statement to `keep` as soon as it
+/// is complete: what `keep` returns is kept, the rest dropped at once (so
+/// that ignored blocks are never all held at the same time).
+pub fn parse_with(
+    tokens: impl IntoIterator<Item = Token>,
+    mut keep: impl FnMut(Stmt) -> Option<Stmt>,
+) -> Result<Vec<Stmt>, Diag> {
     let mut it = tokens.into_iter().peekable();
-    block(&mut it, None, 0)
+    block(&mut it, None, 0, &mut keep)
 }
 
 fn block<I: Iterator<Item = Token>>(
     it: &mut Peekable<I>,
     opened_at: Option<&Loc>,
     depth: usize,
+    keep: &mut dyn FnMut(Stmt) -> Option<Stmt>,
 ) -> Result<Vec<Stmt>, Diag> {
     let mut out = Vec::new();
     while let Some(t) = it.next() {
@@ -76,9 +87,13 @@ fn block<I: Iterator<Item = Token>>(
                             "keepalived.conf nests a few levels at most: a '}' is probably missing",
                         ));
                     }
-                    s.block = Some(block(it, Some(&s.loc), depth + 1)?);
+                    s.block = Some(block(it, Some(&s.loc), depth + 1, keep)?);
                 }
-                out.push(s);
+                if depth > 0 {
+                    out.push(s);
+                } else if let Some(s) = keep(s) {
+                    out.push(s);
+                }
             }
         }
     }
