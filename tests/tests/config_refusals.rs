@@ -144,7 +144,7 @@ fn check_config_and_run_refuse_the_same_files() -> Result<()> {
         let mut run = ns.command(bin.to_str().context("path")?);
         run.arg("run").arg("-f").arg(&path).args(["--name", &unique("cf"), "--no-pin"]);
         let (code, out) = finish(&mut run, Duration::from_secs(20))?;
-        if !code.is_some_and(|c| c != 0) {
+        if code.is_none_or(|c| c == 0) {
             failed.push(format!("run did not refuse the {what} (exit {code:?}):\n{out}"));
         } else if first_error(&out).as_deref() != Some(want.as_str()) {
             failed.push(format!("{what}: check-config says\n{want}\nrun says\n{out}"));
