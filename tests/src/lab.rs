@@ -123,9 +123,9 @@ impl Segment {
         Ok(p)
     }
 
-    /// Whether node `i` has `addr` on eth0.
+    /// Whether node `i` has `addr` (on any interface: eth0 may be gone).
     pub fn holds(&self, i: usize, addr: &str) -> Result<bool> {
-        let out = self.nodes[i].ns.ip(&["-o", "addr", "show", "dev", "eth0"])?;
+        let out = self.nodes[i].ns.ip(&["-o", "addr", "show"])?;
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(text.split_whitespace().any(|w| w.split('/').next() == Some(addr)))
     }

@@ -118,8 +118,8 @@ pub struct Datapath {
     modes: Vec<AttachMode>,
     /// The links of `attached`, while the program owns them.
     link_ids: Vec<XdpLinkId>,
-    /// Links pinned by `pin_links`: they outlive the process.
-    pinned_links: Vec<PinnedLink>,
+    /// Links pinned by `pin_links`, by interface: they outlive the process.
+    pinned_links: Vec<(String, PinnedLink)>,
 }
 
 /// One row of `VRRP_PEERS`.
@@ -203,6 +203,28 @@ impl Datapath {
         Ok(ifindex)
     }
 
+    /// Attach again to `iface`, which was deleted and created anew (a
+    /// veth of a restarted container, a VLAN re-created by network
+    /// tooling): the old link died with the old device, and only its pin
+    /// (if any) is left to remove. Pins the new link under `pin_dir`.
+    pub fn reattach(&mut self, iface: &str, pin_dir: Option<&Path>) -> Result<u32, DatapathError> {
+        if let Some(i) = self.attached.iter().position(|(n, _)| n == iface) {
+            self.attached.remove(i);
+            self.modes.remove(i);
+        }
+        if let Some(i) = self.pinned_links.iter().position(|(n, _)| n == iface) {
+            let (_, old) = self.pinned_links.remove(i);
+            if let Err(e) = old.unpin() {
+                log::warn!("removing the pin of the XDP link the old {iface} had: {e}");
+            }
+        }
+        let ifindex = self.attach(iface, AttachMode::Auto)?;
+        if let Some(dir) = pin_dir {
+            self.pin_links(dir)?;
+        }
+        Ok(ifindex)
+    }
+
     /// Interfaces the program is attached to, with their indexes.
     pub fn attached(&self) -> &[(String, u32)] {
         &self.attached
@@ -254,7 +276,9 @@ impl Datapath {
     /// same name removes it (`clear_stale`), a clean exit removes it.
     pub fn pin_links(&mut self, dir: &Path) -> Result<(), DatapathError> {
         let ids = std::mem::take(&mut self.link_ids);
-        for ((iface, _), id) in self.attached.clone().iter().zip(ids) {
+        // The links not pinned yet are the last ones attached.
+        let fresh = self.attached[self.attached.len().saturating_sub(ids.len())..].to_vec();
+        for ((iface, _), id) in fresh.iter().zip(ids) {
             let path = dir.join(format!("{LINK_PIN_PREFIX}{iface}"));
             let pin_err = |reason: String| DatapathError::Pin {
                 name: "XDP link",
@@ -271,7 +295,7 @@ impl Datapath {
             // Only a bpf_link (kernel 5.9+) can be pinned; the netlink kind
             // is detached when this fails.
             let fd = FdLink::try_from(link).map_err(|e| pin_err(e.to_string()))?;
-            self.pinned_links.push(fd.pin(&path).map_err(|e| pin_err(e.to_string()))?);
+            self.pinned_links.push((iface.clone(), fd.pin(&path).map_err(|e| pin_err(e.to_string()))?));
         }
         Ok(())
     }
@@ -504,7 +528,7 @@ impl Pinned {
 impl Drop for Datapath {
     fn drop(&mut self) {
         // Pinned links first: unpinned and dropped, the program detaches.
-        for l in self.pinned_links.drain(..) {
+        for (_, l) in self.pinned_links.drain(..) {
             match l.unpin() {
                 Ok(fd) => drop(fd),
                 Err(e) => log::warn!("cannot remove a pinned XDP link: {e}"),

@@ -88,6 +88,11 @@ impl Receiver {
         self.ifindex
     }
 
+    /// The address family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
     /// Peers seen, as the kernel's `VRRP_PEERS` would hold them.
     pub fn peers(&self) -> &BTreeMap<PeerKey, PeerState> {
         &self.peers

@@ -259,6 +259,12 @@ impl Machine {
         }
     }
 
+    /// Our primary address changed (the interface was re-created and the
+    /// address came back, or was only known once it existed).
+    pub fn set_primary(&mut self, primary: IpAddr) {
+        self.params.primary = primary;
+    }
+
     /// Current state.
     pub fn state(&self) -> State {
         self.state
@@ -361,12 +367,14 @@ impl Machine {
 
     fn become_master(&mut self, now: Micros, out: &mut Vec<Action>) {
         // RFC 5798 6.4.1/6.4.2: advertise, announce the addresses, and
-        // start the Adver_Timer.
+        // start the Adver_Timer. The advert goes before the addresses are
+        // added: a master we preempt removes its VIPs when it arrives, so
+        // the two hold them together for as short a time as can be.
         self.set(Timer::MasterDown, None);
         self.preempt_at = None;
         self.transition(State::Master, Note::EnteringMaster, out);
-        out.push(Action::AddVips);
         out.push(Action::SendAdvert { priority: self.priority });
+        out.push(Action::AddVips);
         out.push(Action::Announce);
         self.set(Timer::Adver, Some(now.after(Micros::from_centis(self.params.advert_int))));
     }

@@ -123,8 +123,8 @@ fn startup_enters_backup_then_master_after_master_down_interval() {
         [
             (t, Action::Log(Note::EnteringMaster)),
             (t, Action::Transition { from: State::Backup, to: State::Master }),
-            (t, Action::AddVips),
             (t, Action::SendAdvert { priority: 150 }),
+            (t, Action::AddVips),
             (t, Action::Announce),
         ]
     );

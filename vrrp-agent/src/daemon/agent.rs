@@ -221,18 +221,85 @@ impl Agent {
     /// A link or address changed.
     async fn on_net(&mut self, ev: NetEvent) {
         match ev {
-            NetEvent::Link { ifindex, up, .. } => self.on_link(ifindex, up).await,
-            NetEvent::LinkGone { ifindex, .. } => {
-                self.addrs.interface_gone(ifindex);
-                self.on_link(ifindex, false).await;
+            NetEvent::Link { ifindex, name, up } => {
+                self.follow(ifindex, &name).await;
+                self.on_link(ifindex, up).await;
             }
+            NetEvent::LinkGone { ifindex, name } => self.on_link_gone(ifindex, &name).await,
             NetEvent::Addr { ifindex, addr, prefix, up } => self.on_addr(ifindex, addr, prefix, up).await,
+        }
+    }
+
+    /// Interface `name` exists with index `ifindex`, perhaps created anew
+    /// (a container's veth, a VLAN rebuilt by network tooling): VIPs and
+    /// tracked interfaces of that name follow it, and instances on it open
+    /// their sockets there and attach the program again.
+    async fn follow(&mut self, ifindex: u32, name: &str) {
+        for i in 0..self.insts.len() {
+            self.insts[i].relink(name, ifindex);
+            if self.insts[i].conf.interface == name {
+                self.rebind(i).await;
+            }
+        }
+    }
+
+    /// Open instance `i` on its interface if it is not yet open on the
+    /// index the interface has now.
+    async fn rebind(&mut self, i: usize) {
+        match self.insts[i].bind() {
+            Ok(false) => {}
+            Ok(true) => {
+                let inst = &self.insts[i];
+                log::info!(
+                    "({}) {} is there (ifindex {}): listening and advertising on it again",
+                    inst.conf.name,
+                    inst.conf.interface,
+                    inst.ifindex
+                );
+                if let Err(e) = self.source.bind(&self.insts, i) {
+                    log::error!(
+                        "({}) receiving on {}: {e}",
+                        self.insts[i].conf.name,
+                        self.insts[i].conf.interface
+                    );
+                }
+                // A new interface has a new MAC address, which unicast
+                // peers' neighbour caches do not know yet: until they
+                // learn it, their adverts do not reach our sockets (XDP,
+                // which runs before the MAC filter, still sees them) and
+                // we would take over beside a live master.
+                self.insts[i].announce_self();
+                self.retrack(i).await;
+            }
+            // No address on it yet, most often: an address event retries.
+            Err(e) => log::debug!("({}) not on its interface yet: {e}", self.insts[i].conf.name),
+        }
+    }
+
+    /// A link was deleted: its addresses went with it; instances on it
+    /// close their sockets and stay in FAULT until it is created again.
+    async fn on_link_gone(&mut self, ifindex: u32, name: &str) {
+        self.addrs.interface_gone(ifindex);
+        self.links.remove(&ifindex);
+        for i in 0..self.insts.len() {
+            let inst = &mut self.insts[i];
+            let on_it = inst.bound() && inst.ifindex == ifindex;
+            let tracks = inst.track_ifs.iter().any(|(t, _, _)| *t == ifindex);
+            if on_it {
+                log::warn!("({}) {name} was deleted: FAULT until it is created again", inst.conf.name);
+                inst.unbind();
+            }
+            inst.relink(name, 0);
+            if on_it || tracks {
+                self.retrack(i).await;
+            }
         }
     }
 
     /// A tracked link went up or down: FAULT or back, or a weight.
     async fn on_link(&mut self, ifindex: u32, up: bool) {
-        if self.links.get(&ifindex).is_none_or(|was| *was == up) {
+        let tracked = self.insts.iter().any(|i| i.track_ifs.iter().any(|(t, _, _)| *t == ifindex));
+        if !tracked || self.links.get(&ifindex) == Some(&up) {
             return;
         }
         self.links.insert(ifindex, up);
@@ -247,8 +314,15 @@ impl Agent {
 
     /// An address appeared or went. Only the ones an instance manages
     /// matter; the reconciler puts back a master's and removes a backup's.
+    /// An instance waiting for an address on its (re-created) interface
+    /// tries to open there.
     async fn on_addr(&mut self, ifindex: u32, addr: IpAddr, prefix: u8, up: bool) {
         let ours = self.addrs.observed(super::reconcile::AddrKey { ifindex, addr }, prefix, up);
+        for i in 0..self.insts.len() {
+            if up && !self.insts[i].bound() {
+                self.rebind(i).await;
+            }
+        }
         let managed = self.insts.iter().any(|i| i.manages(ifindex, addr));
         if !managed {
             return;
@@ -330,12 +404,16 @@ impl Agent {
         self.execute(i, now, out).await;
     }
 
-    /// Carry out a machine's actions for instance `i`.
+    /// Carry out a machine's actions for instance `i`, in order: the
+    /// addresses are reconciled where the machine adds or removes them
+    /// (before the first advert and the gratuitous ARPs of a new master),
+    /// and once more after a transition that did neither (a backup's
+    /// first state removes a VIP found on its interface).
     async fn execute(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
-        let mut addresses = false;
-        let inst = &mut self.insts[i];
-        let name = inst.conf.name.clone();
+        let mut transitioned = false;
         for a in actions {
+            let inst = &mut self.insts[i];
+            let name = &inst.conf.name;
             match a {
                 Action::Log(note) => log::info!("({name}) {note}"),
                 Action::SendAdvert { priority } => {
@@ -343,19 +421,23 @@ impl Agent {
                     if priority == 0 {
                         inst.stats.pri_zero_sent += 1;
                     }
-                    for (dst, r) in inst.sender.send(priority) {
+                    let Some(sender) = &mut inst.sender else { continue };
+                    for (dst, r) in sender.send(priority) {
                         if let Err(e) = r {
                             log::warn!("({name}) cannot send advert to {dst}: {e}");
                         }
                     }
                 }
-                // The machine's state says which addresses it wants; the
-                // reconciler adds or removes them below.
-                Action::AddVips => addresses = true,
+                // The machine's state says which addresses it wants.
+                Action::AddVips => {
+                    transitioned = false;
+                    self.reconcile().await;
+                }
                 Action::RemoveVips => {
-                    addresses = true;
                     inst.announce_at = None;
                     inst.refresh_at = None;
+                    transitioned = false;
+                    self.reconcile().await;
                 }
                 Action::Announce => {
                     inst.announce_now();
@@ -380,12 +462,12 @@ impl Agent {
                         inst.announce_at = None;
                         inst.refresh_at = None;
                     }
-                    addresses = true;
+                    transitioned = true;
                     inst.notify(to);
                 }
             }
         }
-        if addresses {
+        if transitioned {
             self.reconcile().await;
         }
     }

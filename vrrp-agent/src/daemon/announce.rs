@@ -24,6 +24,13 @@ pub fn mac_of(iface: &str) -> io::Result<[u8; 6]> {
 /// A gratuitous ARP frame for `ip` owned by `mac`: an ARP request with
 /// sender and target both `ip`, to the broadcast address.
 pub fn garp_frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
+    arp_request_frame(mac, ip, ip)
+}
+
+/// An ARP request for `target` from `sender` at `mac`, to the broadcast
+/// address. The target caches the sender's MAC address from it whatever
+/// its neighbour entry's lock time (RFC 826; Linux `neigh_event_ns`).
+pub fn arp_request_frame(mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> [u8; 42] {
     let mut f = [0u8; 42];
     f[0..6].copy_from_slice(&[0xff; 6]);
     f[6..12].copy_from_slice(&mac);
@@ -31,9 +38,9 @@ pub fn garp_frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
     // htype Ethernet, ptype IPv4, hlen 6, plen 4, op request.
     f[14..22].copy_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
     f[22..28].copy_from_slice(&mac);
-    f[28..32].copy_from_slice(&ip.octets());
-    // Target hardware address zero, target IP = sender IP.
-    f[38..42].copy_from_slice(&ip.octets());
+    f[28..32].copy_from_slice(&sender.octets());
+    // Target hardware address zero.
+    f[38..42].copy_from_slice(&target.octets());
     f
 }
 
@@ -74,7 +81,16 @@ impl Announcer {
         }
     }
 
+    /// Ask `target` for its MAC address from `sender` (an ARP request).
+    pub fn solicit(&mut self, sender: Ipv4Addr, target: Ipv4Addr) -> io::Result<()> {
+        self.send_arp(arp_request_frame(self.mac, sender, target))
+    }
+
     fn garp(&mut self, ip: Ipv4Addr) -> io::Result<()> {
+        self.send_arp(garp_frame(self.mac, ip))
+    }
+
+    fn send_arp(&mut self, frame: [u8; 42]) -> io::Result<()> {
         if self.packet.is_none() {
             // SAFETY: plain socket(2); the fd is owned right away.
             let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -85,7 +101,6 @@ impl Announcer {
             self.packet = Some(unsafe { OwnedFd::from_raw_fd(raw) });
         }
         let Some(fd) = &self.packet else { return Err(io::Error::other("no packet socket")) };
-        let frame = garp_frame(self.mac, ip);
         // SAFETY: zeroed sockaddr_ll is valid; filled below.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;

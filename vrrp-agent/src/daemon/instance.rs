@@ -28,9 +28,10 @@ pub(super) struct Inst {
     pub(super) machine: Machine,
     pub(super) ifindex: u32,
     pub(super) family: Family,
-    pub(super) sender: Sender,
+    /// None while the interface does not exist.
+    pub(super) sender: Option<Sender>,
     pub(super) vips: Vec<ManagedVip>,
-    pub(super) announcer: Announcer,
+    pub(super) announcer: Option<Announcer>,
     /// Per peer address: the last-seen time already fed to the machine.
     pub(super) fed: HashMap<[u8; 16], u64>,
     /// Remaining announcement batches and when the next one is due.
@@ -67,33 +68,82 @@ pub(super) struct Inst {
 /// second, not once per Master_Down_Interval.
 pub(super) const WATCH_BACKSTOP: Micros = Micros(1_000_000);
 
+/// Build instance `conf`. An interface that does not exist yet is not an
+/// error: the instance starts in FAULT and comes up when the interface
+/// appears (`bind` on its link event), as it does after a re-creation.
 pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
-    let name = conf.name.clone();
-    let ifindex = nix::net::if_::if_nametoindex(conf.interface.as_str()).map_err(|source| {
-        DaemonError::NoInterface { instance: name.clone(), iface: conf.interface.clone(), source }
-    })?;
-    let own = link::addresses(&conf.interface, conf.family);
-    // RFC 5798 5.1.2.1: IPv6 adverts come from the link-local address.
-    let src = match (conf.unicast_src_ip, conf.family) {
-        (Some(a), _) => a,
-        (None, Family::V4) => *own.first().ok_or(DaemonError::NoSource {
-            instance: name.clone(),
-            iface: conf.interface.clone(),
-            family: "IPv4",
-        })?,
-        (None, Family::V6) => {
-            *own.iter().find(|a| vrrp_common::rx::is_link_local_v6(a)).ok_or(DaemonError::NoSource {
-                instance: name.clone(),
-                iface: conf.interface.clone(),
-                family: "IPv6 link-local",
-            })?
+    let resolve = |name: &str| nix::net::if_::if_nametoindex(name).unwrap_or(0);
+    let vips = conf
+        .vips
+        .iter()
+        .chain(&conf.vips_excluded)
+        .map(|v| ManagedVip::new(v.clone(), v.dev.as_deref().map_or(0, resolve)))
+        .collect();
+    let mut track_ifs = vec![(0, conf.interface.clone(), 0)];
+    for t in &conf.track_interface {
+        let idx = resolve(&t.name);
+        if idx == 0 {
+            log::warn!(
+                "({}) track_interface {} does not exist (yet): counted as down until it appears",
+                conf.name,
+                t.name
+            );
         }
+        track_ifs.push((idx, t.name.clone(), t.weight.unwrap_or(0)));
+    }
+    let params = Params {
+        name: conf.name.clone(),
+        version: conf.version,
+        priority: conf.priority,
+        advert_int: conf.advert_int,
+        primary: conf.unicast_src_ip.unwrap_or(match conf.family {
+            Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        }),
+        preempt: conf.preempt,
+        preempt_delay: Micros::from_centis(conf.preempt_delay),
     };
+    let mut inst = Inst {
+        conf: conf.clone(),
+        machine: Machine::new(params),
+        ifindex: 0,
+        family: conf.family,
+        sender: None,
+        vips,
+        announcer: None,
+        fed: HashMap::new(),
+        watch: None,
+        watch_since: Micros(0),
+        watch_armed: false,
+        announce_at: None,
+        announce_batches: 0,
+        refresh_at: None,
+        own: Vec::new(),
+        tracks: Vec::new(),
+        notify_as: None,
+        track_ifs,
+        stats: Stats::default(),
+        last_transition: unix_now(),
+    };
+    match inst.bind() {
+        Ok(_) => {}
+        Err(DaemonError::NoInterface { .. }) => log::warn!(
+            "({}) interface {} does not exist (yet): the instance stays in FAULT until it appears",
+            conf.name,
+            conf.interface
+        ),
+        Err(e) => return Err(e),
+    }
+    Ok(inst)
+}
+
+/// What the instance's adverts carry.
+fn advert_spec(conf: &config::Instance) -> AdvertSpec {
     let auth = match &conf.auth {
         Some(AuthConf::Pass(p)) => Auth::simple(p.as_bytes()),
         None => Auth::None,
     };
-    let spec = AdvertSpec {
+    AdvertSpec {
         version: conf.version,
         vrid: conf.vrid,
         interval: conf.advert_int,
@@ -109,66 +159,7 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
             .filter_map(|v| if let IpAddr::V6(a) = v.addr { Some(a) } else { None })
             .collect(),
         v3_checksum_as_v2: conf.v3_checksum_as_v2,
-    };
-    let io = |what: &'static str| {
-        let instance = name.clone();
-        move |source| DaemonError::Io { instance, what, source }
-    };
-    let sender = Sender::open(&conf.interface, ifindex, src, &conf.unicast_peers, spec)
-        .map_err(io("advert socket"))?;
-    let mut vips = Vec::new();
-    for v in conf.vips.iter().chain(&conf.vips_excluded) {
-        let idx = match &v.dev {
-            Some(d) => nix::net::if_::if_nametoindex(d.as_str()).map_err(|source| {
-                DaemonError::NoInterface { instance: conf.name.clone(), iface: d.clone(), source }
-            })?,
-            None => ifindex,
-        };
-        vips.push(ManagedVip::new(v.clone(), idx));
     }
-    let mut track_ifs = vec![(ifindex, conf.interface.clone(), 0)];
-    for t in &conf.track_interface {
-        let idx = nix::net::if_::if_nametoindex(t.name.as_str()).map_err(|source| {
-            DaemonError::NoInterface { instance: conf.name.clone(), iface: t.name.clone(), source }
-        })?;
-        track_ifs.push((idx, t.name.clone(), t.weight.unwrap_or(0)));
-    }
-    let announcer = Announcer::new(&conf.interface, ifindex).map_err(io("announcement sockets"))?;
-    let mut own_all = own.clone();
-    if !own_all.contains(&src) {
-        own_all.push(src);
-    }
-    let params = Params {
-        name: conf.name.clone(),
-        version: conf.version,
-        priority: conf.priority,
-        advert_int: conf.advert_int,
-        primary: src,
-        preempt: conf.preempt,
-        preempt_delay: Micros::from_centis(conf.preempt_delay),
-    };
-    Ok(Inst {
-        conf: conf.clone(),
-        machine: Machine::new(params),
-        ifindex,
-        family: conf.family,
-        sender,
-        vips,
-        announcer,
-        fed: HashMap::new(),
-        watch: None,
-        watch_since: Micros(0),
-        watch_armed: false,
-        announce_at: None,
-        announce_batches: 0,
-        refresh_at: None,
-        own: own_all,
-        tracks: Vec::new(),
-        notify_as: None,
-        track_ifs,
-        stats: Stats::default(),
-        last_transition: unix_now(),
-    })
 }
 
 pub(super) fn unix_now() -> f64 {
@@ -176,6 +167,110 @@ pub(super) fn unix_now() -> f64 {
 }
 
 impl Inst {
+    /// Open the instance on its interface as it exists now (at start, and
+    /// again when the interface is re-created with a new index): the
+    /// advert and announcement sockets, our addresses there. Ok(false) when
+    /// it is already open on this index. Follows the interface by name.
+    pub(super) fn bind(&mut self) -> Result<bool, DaemonError> {
+        let conf = &self.conf;
+        let name = conf.name.clone();
+        let ifindex = nix::net::if_::if_nametoindex(conf.interface.as_str()).map_err(|source| {
+            DaemonError::NoInterface { instance: name.clone(), iface: conf.interface.clone(), source }
+        })?;
+        if self.sender.is_some() && ifindex == self.ifindex {
+            return Ok(false);
+        }
+        let own = link::addresses(&conf.interface, conf.family);
+        // RFC 5798 5.1.2.1: IPv6 adverts come from the link-local address.
+        let src = match (conf.unicast_src_ip, conf.family) {
+            (Some(a), _) => a,
+            (None, Family::V4) => *own.first().ok_or(DaemonError::NoSource {
+                instance: name.clone(),
+                iface: conf.interface.clone(),
+                family: "IPv4",
+            })?,
+            (None, Family::V6) => {
+                *own.iter().find(|a| vrrp_common::rx::is_link_local_v6(a)).ok_or(DaemonError::NoSource {
+                    instance: name.clone(),
+                    iface: conf.interface.clone(),
+                    family: "IPv6 link-local",
+                })?
+            }
+        };
+        let io = |what: &'static str| {
+            let instance = name.clone();
+            move |source| DaemonError::Io { instance, what, source }
+        };
+        let sender = Sender::open(&conf.interface, ifindex, src, &conf.unicast_peers, advert_spec(conf))
+            .map_err(io("advert socket"))?;
+        let announcer = Announcer::new(&conf.interface, ifindex).map_err(io("announcement sockets"))?;
+        let mut own_all = own;
+        if !own_all.contains(&src) {
+            own_all.push(src);
+        }
+        self.sender = Some(sender);
+        self.announcer = Some(announcer);
+        self.own = own_all;
+        self.machine.set_primary(src);
+        self.ifindex = ifindex;
+        let iface = self.conf.interface.clone();
+        self.relink(&iface, ifindex);
+        // The kernel's watch and the peers fed are per interface index.
+        self.watch = None;
+        self.watch_armed = false;
+        self.fed.clear();
+        Ok(true)
+    }
+
+    /// Make the peers learn the interface's new MAC address (after a
+    /// re-creation): a gratuitous ARP (unsolicited NA) for the address
+    /// adverts go from, and an ARP request to each IPv4 unicast peer, which
+    /// updates its neighbour entry even within its lock time, where a
+    /// gratuitous ARP may be ignored.
+    pub(super) fn announce_self(&mut self) {
+        let (Some(sender), Some(announcer)) = (&self.sender, &mut self.announcer) else { return };
+        let src = sender.src();
+        if let Err(e) = announcer.announce(src) {
+            log::warn!("({}) announcing {src}: {e}", self.conf.name);
+        }
+        let IpAddr::V4(from) = src else { return };
+        for peer in &self.conf.unicast_peers {
+            if let IpAddr::V4(to) = peer
+                && let Err(e) = announcer.solicit(from, *to)
+            {
+                log::warn!("({}) ARP request to {to}: {e}", self.conf.name);
+            }
+        }
+    }
+
+    /// The interface went away: no sockets until it is back.
+    pub(super) fn unbind(&mut self) {
+        self.sender = None;
+        self.announcer = None;
+    }
+
+    /// Whether the instance is open on its interface.
+    pub(super) fn bound(&self) -> bool {
+        self.sender.is_some()
+    }
+
+    /// Interface `name` now has index `ifindex`: VIPs with that `dev` (or
+    /// the instance's interface) and tracked interfaces of that name
+    /// follow it.
+    pub(super) fn relink(&mut self, name: &str, ifindex: u32) {
+        let own = self.conf.interface.clone();
+        for v in &mut self.vips {
+            if v.vip.dev.as_deref().unwrap_or(&own) == name {
+                v.ifindex = ifindex;
+            }
+        }
+        for (idx, n, _) in &mut self.track_ifs {
+            if n == name {
+                *idx = ifindex;
+            }
+        }
+    }
+
     pub(super) fn expect(&self) -> Expect<'_> {
         Expect {
             version: self.conf.version,
@@ -286,10 +381,17 @@ impl Inst {
         let ifs = self.track_ifs.iter().map(|(idx, _, weight)| Tracked {
             weight: *weight,
             reverse: false,
-            health: if links.get(idx).copied().unwrap_or(true) { Health::Good } else { Health::Bad },
+            // Index 0: the interface does not exist (yet).
+            health: if *idx != 0 && links.get(idx).copied().unwrap_or(true) {
+                Health::Good
+            } else {
+                Health::Bad
+            },
         });
         let tracked: Vec<Tracked> = scripts.chain(ifs).collect();
-        health::effective(self.conf.priority, &tracked)
+        let (priority, fault) = health::effective(self.conf.priority, &tracked);
+        // Without its interface an instance can neither hear nor advertise.
+        (priority, fault || !self.bound())
     }
 
     pub(super) fn status(&self) -> InstanceStatus {
@@ -328,8 +430,8 @@ impl Inst {
     /// adverts are sent from is never one of them: it is the node's own.
     pub(super) fn wants(&self, i: usize) -> impl Iterator<Item = Want> + '_ {
         let present = self.machine.state() == State::Master;
-        let src = self.sender.src();
-        self.vips.iter().filter(move |v| v.vip.addr != src).map(move |v| Want {
+        let src = self.sender.as_ref().map(Sender::src);
+        self.vips.iter().filter(move |v| Some(v.vip.addr) != src && v.ifindex != 0).map(move |v| Want {
             key: AddrKey { ifindex: v.ifindex, addr: v.vip.addr },
             prefix: v.vip.prefix,
             present,
@@ -345,7 +447,8 @@ impl Inst {
     pub(super) fn announce_now(&mut self) {
         for v in &self.vips {
             for _ in 0..self.conf.garp_master_repeat.max(1) {
-                if let Err(e) = self.announcer.announce(v.vip.addr) {
+                let Some(announcer) = &mut self.announcer else { return };
+                if let Err(e) = announcer.announce(v.vip.addr) {
                     log::warn!("({}) announcing {}: {e}", self.conf.name, v.vip.addr);
                 }
             }

@@ -121,7 +121,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     let (statuses, health_rx, _checks) = start_health(&cfg, &mut insts);
     let mut links: HashMap<u32, bool> = HashMap::new();
     for inst in &insts {
-        for (idx, name, _) in &inst.track_ifs {
+        for (idx, name, _) in inst.track_ifs.iter().filter(|(idx, _, _)| *idx != 0) {
             links.insert(*idx, link::is_up(name));
         }
     }
@@ -162,7 +162,8 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     Datapath::clear_stale(&opts.pin_root, &opts.name);
     let mut dp = Datapath::load(opts.ebpf_object.as_deref())?;
     let mut attached: HashMap<u32, ()> = HashMap::new();
-    for inst in insts {
+    // An instance whose interface does not exist yet attaches when it appears.
+    for inst in insts.iter().filter(|i| i.bound()) {
         if attached.insert(inst.ifindex, ()).is_none() {
             dp.attach(&inst.conf.interface, AttachMode::Auto)?;
             let mode = match dp.modes().last() {
@@ -173,19 +174,23 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
         }
         dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), opts.pass_up)?;
     }
-    if !opts.no_pin {
-        dp.pin_for(&opts.pin_root, &opts.name)?;
-    }
+    let pin_dir = if opts.no_pin { None } else { Some(dp.pin_for(&opts.pin_root, &opts.name)?) };
     // SAFETY: `Events` owns the ring buffer's fd, and the AsyncFd owns the
     // `Events`, so the fd stays open and the same for the AsyncFd's life.
     let events = unsafe { AsyncFd::register_with_interest(dp.take_events()?, Interest::READABLE) }
         .map_err(|e| DaemonError::Io { instance: "-".into(), what: "event ring", source: e.into() })?;
-    Ok(Source::Xdp(Box::new(XdpSource { dp, events, alive_at: timer::now() })))
+    Ok(Source::Xdp(Box::new(XdpSource {
+        dp,
+        events,
+        alive_at: timer::now(),
+        pin_dir,
+        pass_up: opts.pass_up,
+    })))
 }
 
 fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
     let mut by_key: HashMap<(u32, bool), Receiver> = HashMap::new();
-    for inst in insts {
+    for inst in insts.iter().filter(|i| i.bound()) {
         let key = (inst.ifindex, inst.family == Family::V6);
         let rx = match by_key.entry(key) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),

@@ -16,6 +16,10 @@ pub(super) struct XdpSource {
     pub(super) events: AsyncFd<Events>,
     /// When the `ALIVE_MAP` deadline was last moved.
     pub(super) alive_at: Micros,
+    /// Where the links are pinned (None with `--no-pin`).
+    pub(super) pin_dir: Option<std::path::PathBuf>,
+    /// `--pass-up`.
+    pub(super) pass_up: bool,
 }
 
 pub(super) enum Source {
@@ -27,6 +31,43 @@ impl Source {
     /// "xdp" or "socket", for the status file.
     pub(super) fn kind(&self) -> &'static str {
         if matches!(self, Source::Xdp(_)) { "xdp" } else { "socket" }
+    }
+
+    /// Instance `i` is open on a new interface index (its interface was
+    /// created again): attach the program there and configure the
+    /// instance (XDP), or open a raw socket there (fallback).
+    pub(super) fn bind(&mut self, insts: &[Inst], i: usize) -> Result<(), String> {
+        let inst = &insts[i];
+        let iface = inst.conf.interface.as_str();
+        match self {
+            Source::Xdp(x) => {
+                if !x.dp.attached().iter().any(|(_, idx)| *idx == inst.ifindex) {
+                    x.dp.reattach(iface, x.pin_dir.as_deref()).map_err(|e| e.to_string())?;
+                    log::info!("XDP program attached to {iface} again (ifindex {})", inst.ifindex);
+                }
+                x.dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), x.pass_up)
+                    .map_err(|e| e.to_string())
+            }
+            Source::Sockets { rxs } => {
+                // One receiver per interface and family, with every
+                // instance there; the old one's interface is gone.
+                let gone =
+                    |r: &AsyncFd<Receiver>| nix::net::if_::if_indextoname(r.get_ref().ifindex()).is_err();
+                rxs.retain(|r| !gone(r));
+                let mut rx = Receiver::open(iface, inst.family).map_err(|e| e.to_string())?;
+                for other in insts.iter().filter(|o| o.ifindex == inst.ifindex && o.family == inst.family) {
+                    rx.add_instance(other.conf.vrid, other.fallback_instance());
+                }
+                rxs.retain(|r| r.get_ref().ifindex() != inst.ifindex || r.get_ref().family() != inst.family);
+                // SAFETY: the Receiver owns its socket and the AsyncFd owns
+                // it, so the fd stays open and the same for the AsyncFd's life.
+                let fd = unsafe { AsyncFd::register_with_interest(rx, tokio::io::Interest::READABLE) }
+                    .map_err(|e| e.to_string())?;
+                rxs.push(fd);
+                log::info!("receiving on a raw socket on {iface} again");
+                Ok(())
+            }
+        }
     }
 
     /// Keep the XDP program's `ALIVE_MAP` deadline ahead; returns when to
