@@ -98,11 +98,16 @@ enum Task {
         #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u16).range(2..=254))]
         instances: u16,
     },
-    /// Fuzz the VRRP parsers (libFuzzer via cargo-fuzz, nightly toolchain).
+    /// Fuzz the VRRP parsers or the keepalived.conf reader (libFuzzer via
+    /// cargo-fuzz, nightly toolchain).
     Fuzz {
         /// How long to run.
         #[arg(long, default_value_t = 600)]
         seconds: u64,
+        /// What: `parse` (vrrp-common's packet parsers) or `config` (the
+        /// keepalived.conf lexer, tree and model).
+        #[arg(long, value_enum, default_value_t = fuzz::Target::Parse)]
+        target: fuzz::Target,
     },
 }
 
@@ -117,7 +122,7 @@ fn main() -> Result<()> {
         Task::Build { release } => build(release),
         Task::Test => test(),
         Task::Demo => demo::run(),
-        Task::Fuzz { seconds } => fuzz::run(seconds),
+        Task::Fuzz { seconds, target } => fuzz::run(target, seconds),
         Task::Soak { minutes, instances, scripts } => {
             build(true)?;
             prereqs::ensure(&prereqs::Need::all())?;

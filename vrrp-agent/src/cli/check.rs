@@ -52,10 +52,11 @@ pub fn describe(i: &Instance) -> String {
     format!("{}: {}", i.name, parts.join(", "))
 }
 
-/// Load, print, and fail on errors.
+/// Load and check as `run` does (the same function), print, and fail on
+/// errors.
 pub fn run(explicit: Option<&Path>) -> Result<()> {
     let path = config::default_path(explicit);
-    match config::load(&path) {
+    match config::check(&path) {
         Ok((cfg, warnings)) => {
             for w in &warnings {
                 eprintln!("{w}");

@@ -38,7 +38,8 @@ impl RunArgs {
 /// Load the configuration and run until `shutdown`.
 pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
     let path = config::default_path(args.config.as_deref());
-    let cfg = match config::load(&path) {
+    // The same checks as `check-config`: what one refuses, so does the other.
+    let cfg = match config::check(&path) {
         Ok((cfg, warnings)) => {
             for w in warnings {
                 log::warn!("{w}");
@@ -53,9 +54,6 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         }
         Err(e) => bail!("{e}"),
     };
-    if cfg.instances.is_empty() {
-        bail!("{}: no vrrp_instance to run", path.display());
-    }
     log::info!(
         "Starting vrrp-agent {} with {} ({} instance(s))",
         env!("CARGO_PKG_VERSION"),

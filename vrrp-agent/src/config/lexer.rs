@@ -6,6 +6,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::diag::Diag;
+
 /// Where a token came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Loc {
@@ -70,6 +72,26 @@ pub enum LexError {
         /// What.
         message: String,
     },
+    /// Bytes outside comments that are not UTF-8.
+    #[error(
+        "{loc}: error: byte 0x{byte:02x} is not UTF-8\n  hint: keywords and values must be UTF-8 (or ASCII); other encodings, such as Latin-1, are accepted in comments only"
+    )]
+    Encoding {
+        /// Where.
+        loc: Loc,
+        /// The first bad byte.
+        byte: u8,
+    },
+    /// A line longer than keepalived reads.
+    #[error(
+        "{loc}: error: line is {len} bytes long, more than keepalived's {MAX_LINE}\n  hint: keepalived would split it in two; break it into several lines (a block lists one item per line)"
+    )]
+    LineTooLong {
+        /// Where.
+        loc: Loc,
+        /// Its length.
+        len: usize,
+    },
     /// Includes nested too deep (a loop).
     #[error("{loc}: error: includes nested more than {depth} deep (an include loop?)")]
     Depth {
@@ -80,96 +102,331 @@ pub enum LexError {
     },
 }
 
+impl LexError {
+    /// Where in the configuration, when it is about a place in it.
+    pub fn loc(&self) -> Option<&Loc> {
+        match self {
+            LexError::Read { .. } => None,
+            LexError::Quote { loc }
+            | LexError::Include { loc, .. }
+            | LexError::Encoding { loc, .. }
+            | LexError::LineTooLong { loc, .. }
+            | LexError::Depth { loc, .. } => Some(loc),
+        }
+    }
+}
+
 const MAX_INCLUDE_DEPTH: usize = 16;
 
-/// Tokens of `path` and everything it includes, in order.
-pub fn lex_file(path: &Path) -> Result<Vec<Token>, LexError> {
+/// keepalived reads its configuration with `fgets` into a 1024-byte buffer
+/// (lib/parser.h MAXBUF): a longer line is silently split in two there, so
+/// no line keepalived parses as written is longer than this. Refusing such
+/// a line also bounds the per-line work (a 10 MB single-line file used to
+/// take 834 MB).
+pub const MAX_LINE: usize = 1023;
+
+/// Tokens of `path` and everything it includes, in order, with the
+/// warnings found on the way (a glob that matches no file).
+pub fn lex_file(path: &Path) -> Result<(Vec<Token>, Vec<Diag>), LexError> {
+    let mut st = Stream::new(path);
+    let tokens: Vec<Token> = st.by_ref().collect();
+    st.finish().map(|w| (tokens, w))
+}
+
+/// At most this many files are read for one configuration: each level of
+/// a glob include that matches its own directory multiplies the reads,
+/// and sixteen levels of that would never end.
+pub const MAX_FILES: usize = 1000;
+
+fn has_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+/// One file being read.
+struct Source {
+    path: PathBuf,
+    file: Arc<PathBuf>,
+    /// Read on first use, so a glob of many files holds one at a time.
+    bytes: Option<Vec<u8>>,
+    pos: usize,
+    line: usize,
+    depth: usize,
+    /// Tokens of the current line not handed out yet.
+    pending: std::collections::VecDeque<Token>,
+    at_start: bool,
+    ended: bool,
+}
+
+/// The tokens of a configuration and its includes, produced a line at a
+/// time: the whole token list is never held (the parser builds the tree
+/// as they come). The first error stops the stream; [`Stream::finish`]
+/// returns it, or the warnings.
+pub struct Stream {
+    stack: Vec<Source>,
+    files: usize,
+    warnings: Vec<Diag>,
+    error: Option<LexError>,
+}
+
+impl Stream {
+    /// Start reading `path`.
+    pub fn new(path: &Path) -> Stream {
+        let mut st = Stream { stack: Vec::new(), files: 0, warnings: Vec::new(), error: None };
+        if let Err(e) = st.open(path, 0, None) {
+            st.error = Some(e);
+        }
+        st
+    }
+
+    /// The warnings, or the error that stopped the stream.
+    pub fn finish(self) -> Result<Vec<Diag>, LexError> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.warnings),
+        }
+    }
+
+    /// Whether the stream stopped on an error.
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    fn open(&mut self, path: &Path, depth: usize, from: Option<Loc>) -> Result<(), LexError> {
+        self.files += 1;
+        if self.files > MAX_FILES {
+            return Err(LexError::Include {
+                loc: from.unwrap_or_else(|| Loc { file: Arc::new(path.to_path_buf()), line: 1, col: 1 }),
+                message: format!("more than {MAX_FILES} files read (an include loop through a glob?)"),
+            });
+        }
+        let read = |source| LexError::Read { path: path.display().to_string(), source };
+        // keepalived skips anything but a regular file ("is not a regular
+        // non-executable file"); reading a FIFO or /dev/zero would never end.
+        let meta = std::fs::metadata(path).map_err(read)?;
+        if !meta.is_file() {
+            let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
+            let msg = format!("{} is {what}", path.display());
+            return match from {
+                Some(loc) => Err(LexError::Include { loc, message: msg }),
+                None => Err(read(std::io::Error::other(msg))),
+            };
+        }
+        self.stack.push(Source {
+            path: path.to_path_buf(),
+            file: Arc::new(path.to_path_buf()),
+            bytes: None,
+            pos: 0,
+            line: 0,
+            depth,
+            pending: std::collections::VecDeque::new(),
+            at_start: true,
+            ended: false,
+        });
+        Ok(())
+    }
+
+    /// `include PATTERN`: push the matching files, first one on top.
+    fn include(&mut self, at: Loc) -> Result<(), LexError> {
+        let Some(src) = self.stack.last_mut() else { return Ok(()) };
+        let next_is_word = matches!(src.pending.front(), Some(Token { tok: Tok::Word(_), .. }));
+        let Some(Token { tok: Tok::Word(pattern), .. }) = src.pending.pop_front().filter(|_| next_is_word)
+        else {
+            return Err(LexError::Include { loc: at, message: "include needs a file or pattern".into() });
+        };
+        if src.depth >= MAX_INCLUDE_DEPTH {
+            return Err(LexError::Depth { loc: at, depth: MAX_INCLUDE_DEPTH });
+        }
+        let depth = src.depth;
+        let base = src.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let full =
+            if Path::new(&pattern).is_absolute() { PathBuf::from(&pattern) } else { base.join(&pattern) };
+        let pat = full.to_string_lossy().into_owned();
+        let paths =
+            glob::glob(&pat).map_err(|e| LexError::Include { loc: at.clone(), message: e.to_string() })?;
+        let mut files: Vec<PathBuf> = paths.flatten().collect();
+        files.sort();
+        if files.is_empty() {
+            if has_glob(&pattern) {
+                // keepalived logs "No config files matched" and goes on
+                // (an error only with `includew`/`-i`).
+                self.warnings.push(Diag::warning(
+                    &at,
+                    format!("no configuration file matches `{pattern}` (looked for {pat})"),
+                    "nothing is included; check the pattern if files were expected",
+                ));
+            } else {
+                // A named file that is missing drops whatever it held
+                // (instances, scripts) without a trace at run time:
+                // refused, as keepalived's `includem` does.
+                return Err(LexError::Include {
+                    loc: at,
+                    message: format!("included file `{pattern}` does not exist (looked for {pat})"),
+                });
+            }
+        }
+        for f in files.iter().rev() {
+            self.open(f, depth + 1, Some(at.clone()))?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Option<Token>, LexError> {
+        loop {
+            let Some(src) = self.stack.last_mut() else { return Ok(None) };
+            if let Some(t) = src.pending.pop_front() {
+                if src.at_start && t.tok == Tok::Word("include".into()) {
+                    self.include(t.loc)?;
+                    continue;
+                }
+                src.at_start = matches!(t.tok, Tok::Newline | Tok::Open | Tok::Close);
+                return Ok(Some(t));
+            }
+            if src.bytes.is_none() {
+                let path = src.path.clone();
+                src.bytes = Some(
+                    std::fs::read(&path)
+                        .map_err(|source| LexError::Read { path: path.display().to_string(), source })?,
+                );
+            }
+            let bytes = src.bytes.as_deref().unwrap_or_default();
+            if src.pos < bytes.len() {
+                let rest = &bytes[src.pos..];
+                let end = rest.iter().position(|b| *b == b'\n');
+                let raw = &rest[..end.unwrap_or(rest.len())];
+                src.pos += raw.len() + 1;
+                src.line += 1;
+                let mut line = Vec::new();
+                lex_one_line(raw, src.line, &src.file, &mut line)?;
+                src.pending.extend(line);
+                continue;
+            }
+            if !src.ended {
+                // The end of a file ends its last statement.
+                src.ended = true;
+                let loc = Loc { file: Arc::clone(&src.file), line: src.line + 1, col: 1 };
+                src.at_start = true;
+                return Ok(Some(Token { tok: Tok::Newline, loc }));
+            }
+            self.stack.pop();
+        }
+    }
+}
+
+impl Iterator for Stream {
+    type Item = Token;
+
+    fn next(&mut self) -> Option<Token> {
+        if self.error.is_some() {
+            return None;
+        }
+        match self.step() {
+            Ok(t) => t,
+            Err(e) => {
+                self.error = Some(e);
+                self.stack.clear();
+                None
+            }
+        }
+    }
+}
+
+/// Where the comment of `line` starts (a `#` or `!` outside quotes), or
+/// its length.
+fn code_end(line: &[u8]) -> usize {
+    let mut i = 0;
+    while i < line.len() {
+        match line[i] {
+            b'#' | b'!' => return i,
+            b'"' => match line[i + 1..].iter().position(|b| *b == b'"') {
+                Some(n) => i += n + 2,
+                // Unterminated: the lexer reports it.
+                None => return line.len(),
+            },
+            _ => i += 1,
+        }
+    }
+    line.len()
+}
+
+/// Tokens of one file's bytes. Comments may hold any bytes (keepalived,
+/// written in C, never looks at them: Latin-1 comments are common); the
+/// rest must be UTF-8, else an error at the first bad byte.
+pub fn lex_bytes(bytes: &[u8], file: &Arc<PathBuf>) -> Result<Vec<Token>, LexError> {
     let mut out = Vec::new();
-    lex_into(path, 0, &mut out)?;
+    let mut lines = bytes.split(|b| *b == b'\n').peekable();
+    let mut n = 0;
+    while let Some(raw) = lines.next() {
+        // A final newline does not start another line (as str::lines).
+        if raw.is_empty() && lines.peek().is_none() {
+            break;
+        }
+        n += 1;
+        lex_one_line(raw, n, file, &mut out)?;
+    }
     Ok(out)
 }
 
-fn lex_into(path: &Path, depth: usize, out: &mut Vec<Token>) -> Result<(), LexError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| LexError::Read { path: path.display().to_string(), source })?;
-    let file = Arc::new(path.to_path_buf());
-    let tokens = lex_str(&text, &file)?;
-    // `include PATTERN` at the start of a statement is expanded in place.
-    let mut i = 0;
-    let mut at_start = true;
-    while i < tokens.len() {
-        let t = &tokens[i];
-        if at_start && t.tok == Tok::Word("include".into()) {
-            let Some(Token { tok: Tok::Word(pattern), .. }) = tokens.get(i + 1) else {
-                return Err(LexError::Include {
-                    loc: t.loc.clone(),
-                    message: "include needs a file or pattern".into(),
-                });
-            };
-            if depth >= MAX_INCLUDE_DEPTH {
-                return Err(LexError::Depth { loc: t.loc.clone(), depth: MAX_INCLUDE_DEPTH });
-            }
-            let base = path.parent().unwrap_or(Path::new("."));
-            let full =
-                if Path::new(pattern).is_absolute() { PathBuf::from(pattern) } else { base.join(pattern) };
-            let pat = full.to_string_lossy().into_owned();
-            let paths = glob::glob(&pat)
-                .map_err(|e| LexError::Include { loc: t.loc.clone(), message: e.to_string() })?;
-            let mut files: Vec<PathBuf> = paths.flatten().collect();
-            files.sort();
-            for f in files {
-                lex_into(&f, depth + 1, out)?;
-            }
-            i += 2;
-            continue;
-        }
-        at_start = matches!(t.tok, Tok::Newline | Tok::Open | Tok::Close);
-        out.push(t.clone());
-        i += 1;
+/// Tokens of line `n` (without its '\n'), then a Newline token.
+fn lex_one_line(raw: &[u8], n: usize, file: &Arc<PathBuf>, out: &mut Vec<Token>) -> Result<(), LexError> {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    if raw.len() > MAX_LINE {
+        return Err(LexError::LineTooLong {
+            loc: Loc { file: Arc::clone(file), line: n, col: 1 },
+            len: raw.len(),
+        });
     }
-    out.push(Token { tok: Tok::Newline, loc: Loc { file, line: text.lines().count() + 1, col: 1 } });
+    let code = &raw[..code_end(raw)];
+    let text = std::str::from_utf8(code).map_err(|e| {
+        let good = &code[..e.valid_up_to()];
+        let col = std::str::from_utf8(good).map_or(good.len(), |s| s.chars().count()) + 1;
+        LexError::Encoding {
+            loc: Loc { file: Arc::clone(file), line: n, col },
+            byte: code.get(e.valid_up_to()).copied().unwrap_or_default(),
+        }
+    })?;
+    let chars = text.chars().count();
+    lex_line(text, n, file, out)?;
+    out.push(Token { tok: Tok::Newline, loc: Loc { file: Arc::clone(file), line: n, col: chars + 1 } });
     Ok(())
 }
 
 /// Tokens of one file's text.
 pub fn lex_str(text: &str, file: &Arc<PathBuf>) -> Result<Vec<Token>, LexError> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let chars: Vec<char> = line.chars().collect();
-        let mut i = 0;
-        let loc = |col: usize| Loc { file: Arc::clone(file), line: n + 1, col: col + 1 };
-        while i < chars.len() {
-            let c = chars[i];
-            if c.is_whitespace() {
+    lex_bytes(text.as_bytes(), file)
+}
+
+fn lex_line(line: &str, n: usize, file: &Arc<PathBuf>, out: &mut Vec<Token>) -> Result<(), LexError> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    let loc = |col: usize| Loc { file: Arc::clone(file), line: n, col: col + 1 };
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '#' || c == '!' {
+            break;
+        } else if c == '{' {
+            out.push(Token { tok: Tok::Open, loc: loc(i) });
+            i += 1;
+        } else if c == '}' {
+            out.push(Token { tok: Tok::Close, loc: loc(i) });
+            i += 1;
+        } else if c == '"' {
+            let start = i;
+            let end =
+                chars[i + 1..].iter().position(|c| *c == '"').ok_or(LexError::Quote { loc: loc(start) })?;
+            let word: String = chars[i + 1..i + 1 + end].iter().collect();
+            out.push(Token { tok: Tok::Word(word), loc: loc(start) });
+            i += end + 2;
+        } else {
+            let start = i;
+            while i < chars.len() && !chars[i].is_whitespace() && !"{}#!\"".contains(chars[i]) {
                 i += 1;
-            } else if c == '#' || c == '!' {
-                break;
-            } else if c == '{' {
-                out.push(Token { tok: Tok::Open, loc: loc(i) });
-                i += 1;
-            } else if c == '}' {
-                out.push(Token { tok: Tok::Close, loc: loc(i) });
-                i += 1;
-            } else if c == '"' {
-                let start = i;
-                let end = chars[i + 1..]
-                    .iter()
-                    .position(|c| *c == '"')
-                    .ok_or(LexError::Quote { loc: loc(start) })?;
-                let word: String = chars[i + 1..i + 1 + end].iter().collect();
-                out.push(Token { tok: Tok::Word(word), loc: loc(start) });
-                i += end + 2;
-            } else {
-                let start = i;
-                while i < chars.len() && !chars[i].is_whitespace() && !"{}#!\"".contains(chars[i]) {
-                    i += 1;
-                }
-                out.push(Token { tok: Tok::Word(chars[start..i].iter().collect()), loc: loc(start) });
             }
+            out.push(Token { tok: Tok::Word(chars[start..i].iter().collect()), loc: loc(start) });
         }
-        out.push(Token { tok: Tok::Newline, loc: loc(chars.len()) });
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

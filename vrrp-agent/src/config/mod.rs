@@ -5,6 +5,7 @@
 pub mod diag;
 pub mod lexer;
 pub mod model;
+pub mod system;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -41,14 +42,55 @@ pub fn default_path(explicit: Option<&Path>) -> PathBuf {
     }
 }
 
-/// Read and check `path`. Ok carries the warnings.
+/// Read `path` and build the model: the file's own meaning, nothing from
+/// the running system (see [`check`] for that). Ok carries the warnings.
 pub fn load(path: &Path) -> Result<(Config, Vec<Diag>), ConfigError> {
-    let tokens = lexer::lex_file(path)?;
-    let stmts = tree::parse(&tokens).map_err(|d| ConfigError::Invalid { diags: vec![d] })?;
+    // Lexer, tree and model in one pass over the file: ignored top-level
+    // blocks are reported and dropped as they end, so memory follows what
+    // the model keeps, not the file's size.
     let mut report = model::Report::default();
-    let cfg = model::build(&stmts, &mut report);
-    if report.has_errors() {
-        return Err(ConfigError::Invalid { diags: report.diags });
+    let mut stream = lexer::Stream::new(path);
+    let parsed = tree::parse_with(&mut stream, |s| model::triage(s, &mut report));
+    // A lexing error ends the stream early: it is the error to report.
+    let lex_warnings = stream.finish()?;
+    let stmts = parsed.map_err(|d| ConfigError::Invalid { diags: vec![d] })?;
+    for w in lex_warnings {
+        report.push(w);
     }
-    Ok((cfg, report.diags))
+    let cfg = model::build(&stmts, &mut report);
+    drop(stmts);
+    let top = lexer::Loc { file: std::sync::Arc::new(path.to_path_buf()), line: 1, col: 1 };
+    if cfg.instances.is_empty() && !report.has_errors() {
+        // `run` has nothing to do with such a file (an empty one, or one
+        // whose instances are all in a missing include).
+        report.error(
+            &top,
+            "no vrrp_instance in this configuration",
+            "define at least one `vrrp_instance NAME { ... }`; vrrp-agent runs VRRP instances only",
+        );
+    }
+    let failed = report.has_errors();
+    let diags = report.finish(&top);
+    if failed {
+        return Err(ConfigError::Invalid { diags });
+    }
+    Ok((cfg, diags))
+}
+
+/// What both `check-config` and `run` accept: [`load`], then the checks
+/// against this system ([`system::check`]: script users and programs,
+/// interfaces, how many VIPs an advert can carry). Ok carries the
+/// warnings; the configuration may have been adjusted as the warnings say
+/// (VIPs beyond an advert's room moved to the excluded ones).
+pub fn check(path: &Path) -> Result<(Config, Vec<Diag>), ConfigError> {
+    let (mut cfg, warnings) = load(path)?;
+    let mut report = model::Report::with(warnings);
+    system::check(&mut cfg, &mut report);
+    let failed = report.has_errors();
+    let top = lexer::Loc { file: std::sync::Arc::new(path.to_path_buf()), line: 1, col: 1 };
+    let diags = report.finish(&top);
+    if failed {
+        return Err(ConfigError::Invalid { diags });
+    }
+    Ok((cfg, diags))
 }

@@ -2,12 +2,13 @@
 //! scripts, checked value by value. Errors refuse the file; anything
 //! accepted but ignored or adjusted is a warning. Never silent.
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use vrrp_common::Centis;
 use vrrp_common::wire::{Family, Version};
 
-use super::diag::Diag;
+use super::diag::{Diag, Severity};
 use super::lexer::Loc;
 use super::tree::Stmt;
 
@@ -74,6 +75,8 @@ pub struct Script {
     pub fall: u32,
     /// `user USER [GROUP]`.
     pub user: Option<(String, Option<String>)>,
+    /// Where `user` is.
+    pub user_loc: Option<Loc>,
     /// `init_fail`.
     pub init_fail: bool,
     /// Where it is defined.
@@ -144,6 +147,26 @@ pub struct Notify {
     pub fault: Option<String>,
     /// `notify_stop`.
     pub stop: Option<String>,
+    /// Where each one is set, with its keyword.
+    pub locs: Vec<(&'static str, Loc)>,
+}
+
+impl Notify {
+    /// The configured scripts with their keyword and location.
+    pub fn scripts(&self) -> impl Iterator<Item = (&'static str, &str, Option<&Loc>)> {
+        [
+            ("notify", &self.any),
+            ("notify_master", &self.master),
+            ("notify_backup", &self.backup),
+            ("notify_fault", &self.fault),
+            ("notify_stop", &self.stop),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let loc = self.locs.iter().rev().find(|(kk, _)| *kk == k).map(|(_, l)| l);
+            v.as_deref().map(|v| (k, v, loc))
+        })
+    }
 }
 
 /// `global_defs`.
@@ -163,6 +186,8 @@ pub struct Global {
     pub enable_script_security: bool,
     /// `script_user USER [GROUP]`.
     pub script_user: Option<(String, Option<String>)>,
+    /// Where `script_user` is.
+    pub script_user_loc: Option<Loc>,
     /// `v3_checksum_as_v2` in global_defs: the default for instances.
     pub v3_checksum_as_v2: bool,
 }
@@ -177,6 +202,7 @@ impl Default for Global {
             garp_master_refresh: 0,
             enable_script_security: false,
             script_user: None,
+            script_user_loc: None,
             v3_checksum_as_v2: false,
         }
     }
@@ -193,23 +219,70 @@ pub struct Config {
     pub scripts: Vec<Script>,
 }
 
+/// At most this many diagnostics are kept; the rest are counted. A
+/// hostile or generated file (a million unknown keywords) would otherwise
+/// hold a message per line, and nobody reads past the first screens.
+pub const MAX_DIAGS: usize = 1000;
+
 /// Collects diagnostics while building the model.
 #[derive(Default)]
 pub struct Report {
-    /// Everything found, in file order.
+    /// What was found, in file order (at most MAX_DIAGS).
     pub diags: Vec<Diag>,
+    /// Errors and warnings beyond MAX_DIAGS, counted only.
+    pub dropped_errors: usize,
+    /// Warnings beyond MAX_DIAGS.
+    pub dropped_warnings: usize,
 }
 
 impl Report {
-    fn error(&mut self, loc: &Loc, msg: impl Into<String>, hint: impl Into<String>) {
-        self.diags.push(Diag::error(loc, msg, hint));
+    /// Start from diagnostics found earlier (the lexer's warnings).
+    pub fn with(diags: Vec<Diag>) -> Report {
+        Report { diags, ..Report::default() }
     }
-    fn warn(&mut self, loc: &Loc, msg: impl Into<String>, hint: impl Into<String>) {
-        self.diags.push(Diag::warning(loc, msg, hint));
+    /// Record `d`.
+    pub fn push(&mut self, d: Diag) {
+        if self.diags.len() < MAX_DIAGS {
+            self.diags.push(d);
+        } else if d.severity == Severity::Error {
+            self.dropped_errors += 1;
+        } else {
+            self.dropped_warnings += 1;
+        }
+    }
+    /// Record an error.
+    pub fn error(&mut self, loc: &Loc, msg: impl Into<String>, hint: impl Into<String>) {
+        self.push(Diag::error(loc, msg, hint));
+    }
+    /// Record a warning.
+    pub fn warn(&mut self, loc: &Loc, msg: impl Into<String>, hint: impl Into<String>) {
+        self.push(Diag::warning(loc, msg, hint));
     }
     /// Whether any error was found.
     pub fn has_errors(&self) -> bool {
-        self.diags.iter().any(|d| d.severity == super::diag::Severity::Error)
+        self.dropped_errors > 0 || self.diags.iter().any(|d| d.severity == Severity::Error)
+    }
+    /// Errors found since `mark` (a length of `diags` taken earlier), or
+    /// any error once the cap is reached (the cut is then unknown).
+    fn errors_since(&self, mark: usize, dropped_mark: usize) -> bool {
+        self.dropped_errors > dropped_mark
+            || self.diags.get(mark..).unwrap_or_default().iter().any(|d| d.severity == Severity::Error)
+    }
+    /// The diagnostics, with a last line counting those not kept.
+    pub fn finish(mut self, at: &Loc) -> Vec<Diag> {
+        if self.dropped_errors + self.dropped_warnings > 0 {
+            let sev = if self.dropped_errors > 0 { Severity::Error } else { Severity::Warning };
+            self.diags.push(Diag {
+                loc: at.clone(),
+                severity: sev,
+                message: format!(
+                    "{} more error(s) and {} more warning(s) not shown (only the first {MAX_DIAGS} are kept)",
+                    self.dropped_errors, self.dropped_warnings
+                ),
+                hint: "fix the ones above first".into(),
+            });
+        }
+        self.diags
     }
 }
 
@@ -290,9 +363,36 @@ fn user(s: &Stmt) -> Option<(String, Option<String>)> {
     s.args.first().map(|(u, _)| (u.clone(), s.args.get(1).map(|(g, _)| g.clone())))
 }
 
+/// Sort a top-level statement as it is parsed: kept when the model needs
+/// it, else reported (an ignored or unknown block) and dropped.
+pub fn triage(s: Stmt, r: &mut Report) -> Option<Stmt> {
+    match s.key.as_str() {
+        "global_defs" | "vrrp_instance" | "vrrp_script" => Some(s),
+        k => {
+            ignored_top(k, &s.loc, r);
+            None
+        }
+    }
+}
+
+fn ignored_top(k: &str, loc: &Loc, r: &mut Report) {
+    match IGNORED_TOP.iter().find(|(name, _)| *name == k) {
+        Some((_, why)) => r.warn(loc, format!("`{k}` block ignored"), *why),
+        None => r.warn(
+            loc,
+            format!("unknown keyword `{k}` ignored"),
+            "check the spelling against keepalived.conf(5)",
+        ),
+    }
+}
+
 /// Build the model from statements; diagnostics go to `r`.
 pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
     let mut cfg = Config::default();
+    // Name and (VRID, interface, family) -> index, so that duplicates are
+    // found in one pass (a linear search made 37,000 instances take 14 s).
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut vrids: HashMap<(u8, String, Family), usize> = HashMap::new();
     // global_defs first, whatever its position: instances default to it.
     for s in stmts.iter().filter(|s| s.key == "global_defs") {
         global(s, &mut cfg.global, r);
@@ -302,16 +402,14 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
             "global_defs" => {}
             "vrrp_instance" => {
                 if let Some(i) = instance(s, &cfg.global, r) {
-                    if let Some(other) = cfg.instances.iter().find(|o| o.name == i.name) {
+                    if let Some(other) = names.get(&i.name).map(|n| &cfg.instances[*n]) {
                         r.error(
                             &s.loc,
                             format!("instance {} is defined twice (first at {})", i.name, other.loc),
                             "rename one of them",
                         );
-                    } else if let Some(other) = cfg
-                        .instances
-                        .iter()
-                        .find(|o| o.vrid == i.vrid && o.interface == i.interface && o.family == i.family)
+                    } else if let Some(other) =
+                        vrids.get(&(i.vrid, i.interface.clone(), i.family)).map(|n| &cfg.instances[*n])
                     {
                         r.error(
                             &s.loc,
@@ -322,6 +420,8 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
                             "each virtual router needs its own virtual_router_id per interface and family",
                         );
                     } else {
+                        names.insert(i.name.clone(), cfg.instances.len());
+                        vrids.insert((i.vrid, i.interface.clone(), i.family), cfg.instances.len());
                         cfg.instances.push(i);
                     }
                 }
@@ -331,19 +431,13 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
                     cfg.scripts.push(sc);
                 }
             }
-            k => match IGNORED_TOP.iter().find(|(name, _)| *name == k) {
-                Some((_, why)) => r.warn(&s.loc, format!("`{k}` block ignored"), *why),
-                None => r.warn(
-                    &s.loc,
-                    format!("unknown keyword `{k}` ignored"),
-                    "check the spelling against keepalived.conf(5)",
-                ),
-            },
+            k => ignored_top(k, &s.loc, r),
         }
     }
+    let scripts: HashSet<&str> = cfg.scripts.iter().map(|s| s.name.as_str()).collect();
     for i in &cfg.instances {
         for t in &i.track_script {
-            if !cfg.scripts.iter().any(|s| s.name == t.name) {
+            if !scripts.contains(t.name.as_str()) {
                 r.error(
                     &i.loc,
                     format!("instance {} tracks script `{}`, which no vrrp_script defines", i.name, t.name),
@@ -375,7 +469,17 @@ fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
                     int(st, r, 0..=86400, "seconds, 0 for off").unwrap_or(g.garp_master_refresh)
             }
             "enable_script_security" => g.enable_script_security = true,
-            "script_user" => g.script_user = user(st),
+            "script_user" => {
+                if st.args.is_empty() {
+                    r.error(
+                        &st.loc,
+                        "`script_user` needs a user name",
+                        "as in `script_user keepalived_script`",
+                    );
+                }
+                g.script_user = user(st);
+                g.script_user_loc = Some(st.loc.clone());
+            }
             "v3_checksum_as_v2" | "vrrp_v3_checksum_as_v2" => g.v3_checksum_as_v2 = true,
             "max_auto_priority" => r.warn(
                 &st.loc,
@@ -500,6 +604,7 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         return None;
     };
     let errors_before = r.diags.len();
+    let dropped_before = r.dropped_errors;
     let mut interface = None;
     let mut vrid = None;
     let mut i = Instance {
@@ -657,11 +762,18 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
             }
             "track_interface" => i.track_interface = tracks(st, r),
             "track_script" => i.track_script = tracks(st, r),
-            "notify" => i.notify.any = st.args.first().map(|(v, _)| v.clone()),
-            "notify_master" => i.notify.master = st.args.first().map(|(v, _)| v.clone()),
-            "notify_backup" => i.notify.backup = st.args.first().map(|(v, _)| v.clone()),
-            "notify_fault" => i.notify.fault = st.args.first().map(|(v, _)| v.clone()),
-            "notify_stop" => i.notify.stop = st.args.first().map(|(v, _)| v.clone()),
+            k @ ("notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop") => {
+                let v = st.args.first().map(|(v, _)| v.clone());
+                let (key, slot) = match k {
+                    "notify" => ("notify", &mut i.notify.any),
+                    "notify_master" => ("notify_master", &mut i.notify.master),
+                    "notify_backup" => ("notify_backup", &mut i.notify.backup),
+                    "notify_fault" => ("notify_fault", &mut i.notify.fault),
+                    _ => ("notify_stop", &mut i.notify.stop),
+                };
+                *slot = v;
+                i.notify.locs.push((key, st.loc.clone()));
+            }
             "v3_checksum_as_v2" => i.v3_checksum_as_v2 = true,
             "native_ipv6"
             | "dont_track_primary"
@@ -775,11 +887,7 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
             "use an address of the same family",
         );
     }
-    if r.diags[errors_before..].iter().any(|d| d.severity == super::diag::Severity::Error) {
-        None
-    } else {
-        Some(i)
-    }
+    if r.errors_since(errors_before, dropped_before) { None } else { Some(i) }
 }
 
 fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
@@ -788,6 +896,7 @@ fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
         return None;
     };
     let before = r.diags.len();
+    let dropped_before = r.dropped_errors;
     let mut sc = Script {
         name: name.clone(),
         script: String::new(),
@@ -798,6 +907,7 @@ fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
         rise: 1,
         fall: 1,
         user: None,
+        user_loc: None,
         init_fail: false,
         loc: s.loc.clone(),
     };
@@ -813,7 +923,10 @@ fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
             }
             "rise" => sc.rise = int(st, r, 1..=1000, "a count").unwrap_or(sc.rise),
             "fall" => sc.fall = int(st, r, 1..=1000, "a count").unwrap_or(sc.fall),
-            "user" => sc.user = user(st),
+            "user" => {
+                sc.user = user(st);
+                sc.user_loc = Some(st.loc.clone());
+            }
             "init_fail" => sc.init_fail = true,
             k => r.warn(
                 &st.loc,
@@ -829,5 +942,5 @@ fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
             "add `script \"/path/to/check args\"`",
         );
     }
-    if r.diags[before..].iter().any(|d| d.severity == super::diag::Severity::Error) { None } else { Some(sc) }
+    if r.errors_since(before, dropped_before) { None } else { Some(sc) }
 }

@@ -361,7 +361,7 @@ impl Agent {
     fn reload(&mut self) {
         let path = crate::config::default_path(self.cfg_path.as_deref());
         log::info!("Reloading: reading {}", path.display());
-        match crate::config::load(&path) {
+        match crate::config::check(&path) {
             Err(crate::config::ConfigError::Invalid { diags }) => {
                 for d in &diags {
                     log::error!("{d}");

@@ -262,13 +262,29 @@ fn start_health(cfg: &Config, insts: &mut [Inst]) -> HealthParts {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let statuses: Vec<(String, Status)> =
         cfg.scripts.iter().map(|s| (s.name.clone(), Status::new(s.rise, s.fall, s.init_fail))).collect();
-    let notify_as = user::resolve(None, cfg.global.script_user.as_ref()).unwrap_or_else(|e| {
-        log::error!("{e}: notify scripts run as root");
-        None
-    });
+    let security = cfg.global.enable_script_security;
+    // config::check refuses a missing script user before we get here; if it
+    // vanished since, do as keepalived does (lib/notify.c): never fall back
+    // to root, drop the notify scripts, loudly.
+    let notify_as = match user::resolve(None, cfg.global.script_user.as_ref(), security) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            log::error!("{e}: notify scripts disabled (keepalived does not run them as root either)");
+            None
+        }
+    };
+    if notify_as == Some(None) && insts.iter().any(|i| i.conf.notify.scripts().next().is_some()) {
+        log::warn!(
+            "WARNING - default user '{}' for script execution does not exist - please create.",
+            user::DEFAULT_SCRIPT_USER
+        );
+    }
     let mut used = vec![false; cfg.scripts.len()];
     for inst in insts.iter_mut() {
-        inst.notify_as = notify_as;
+        match notify_as {
+            Some(r) => inst.notify_as = r,
+            None => inst.conf.notify = crate::config::model::Notify::default(),
+        }
         for t in &inst.conf.track_script {
             if let Some(i) = cfg.scripts.iter().position(|s| s.name == t.name) {
                 let sc = &cfg.scripts[i];
@@ -279,12 +295,21 @@ fn start_health(cfg: &Config, insts: &mut [Inst]) -> HealthParts {
     }
     let mut tasks = Vec::new();
     let mut warned = false;
+    let mut warned_default = notify_as == Some(None);
     for (i, sc) in cfg.scripts.iter().enumerate() {
         if !used[i] {
             continue;
         }
         let argv = runner::argv(&sc.script);
-        let run_as = match user::resolve(sc.user.as_ref(), cfg.global.script_user.as_ref()) {
+        let run_as = match user::resolve(sc.user.as_ref(), cfg.global.script_user.as_ref(), security) {
+            Ok(None) if !warned_default && sc.user.is_none() => {
+                log::warn!(
+                    "WARNING - default user '{}' for script execution does not exist - please create.",
+                    user::DEFAULT_SCRIPT_USER
+                );
+                warned_default = true;
+                None
+            }
             Ok(r) => r,
             Err(e) => {
                 log::error!("VRRP_Script({}) disabled: {e}", sc.name);

@@ -13,22 +13,28 @@ pub const DEFAULT_SCRIPT_USER: &str = "keepalived_script";
 
 /// Resolve `user [group]`: the script's own setting, else `script_user`
 /// from global_defs, else `keepalived_script` if that user exists, else
-/// root with keepalived's warning. Err for a named user that is missing.
+/// root (Ok(None); the caller logs keepalived's warning). Err for a named
+/// user or group that is missing: keepalived then refuses the script
+/// (lib/notify.c set_default_script_user makes every later
+/// get_default_script_user fail, so scripts without a user of their own
+/// are removed), and so does `security`: with `enable_script_security`
+/// and no `keepalived_script` user, keepalived refuses to fall back to root.
 pub fn resolve(
     own: Option<&(String, Option<String>)>,
     global: Option<&(String, Option<String>)>,
+    security: bool,
 ) -> Result<Option<RunAs>, String> {
     let named = own.or(global);
     let (name, group) = match named {
         Some((u, g)) => (u.as_str(), g.as_deref()),
         None => match User::from_name(DEFAULT_SCRIPT_USER) {
             Ok(Some(u)) => return Ok(Some(RunAs { uid: u.uid, gid: u.gid })),
-            _ => {
-                log::warn!(
-                    "WARNING - default user '{DEFAULT_SCRIPT_USER}' for script execution does not exist - please create."
-                );
-                return Ok(None);
+            _ if security => {
+                return Err(format!(
+                    "default script user '{DEFAULT_SCRIPT_USER}' does not exist and enable_script_security forbids running scripts as root"
+                ));
             }
+            _ => return Ok(None),
         },
     };
     let user =
