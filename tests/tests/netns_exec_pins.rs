@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
-use vrrp_tests::lab::{Segment, agent_bin};
+use vrrp_tests::lab::{Segment, agent_bin, signal_worker};
 use vrrp_tests::netns;
 use vrrp_tests::privilege::require_root;
 use vrrp_tests::process::{Process, wait_until};
@@ -57,8 +57,10 @@ fn a_killed_agent_under_ip_netns_exec_leaves_its_program_attached() -> Result<()
     let pins = PinDir(PathBuf::from("/sys/fs/bpf/vrrp-agent").join(&name));
     let mut agent = start(&seg, &conf, &name)?;
     assert!(xdp_on_eth0(&seg)?, "no XDP program on eth0 while the agent runs");
-    agent.signal(Signal::SIGKILL)?;
-    wait_until(Duration::from_secs(5), || Ok(agent.try_wait()?.is_some()))
+    // A crash of the worker (killing the supervisor would make the worker
+    // resign and detach cleanly); its supervisor then exits too.
+    signal_worker(&agent, Signal::SIGKILL)?;
+    wait_until(Duration::from_secs(8), || Ok(agent.try_wait()?.is_some()))
         .context("the agent did not die")?;
     // Its private mount namespace is gone with it; the program is not.
     assert!(xdp_on_eth0(&seg)?, "the killed agent's program was detached with its mount namespace");
