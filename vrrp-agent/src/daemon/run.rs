@@ -164,6 +164,17 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     Ok(())
 }
 
+/// Refuse to start when another agent's live program serves one of our
+/// VRIDs on an interface (issue 12, case 9); notes about other occupants.
+fn refuse_taken(insts: &[Inst]) -> Result<Vec<String>, DaemonError> {
+    let wanted: Vec<_> = insts
+        .iter()
+        .filter(|i| i.bound())
+        .map(|i| (i.conf.interface.as_str(), i.ifindex, i.family, i.conf.vrid))
+        .collect();
+    Ok(crate::datapath::refuse_taken(&wanted)?)
+}
+
 fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     // A killed agent of this name left its XDP link pinned: remove it (the
     // kernel refuses a second program on the interface).
@@ -171,12 +182,7 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     // Another agent's live program serving one of our VRIDs here: refuse
     // (issue 12, case 9). Other occupants make the attach below fail, and
     // `--receive auto` falls back to sockets(), which warns about them.
-    let wanted: Vec<_> = insts
-        .iter()
-        .filter(|i| i.bound())
-        .map(|i| (i.conf.interface.as_str(), i.ifindex, i.family, i.conf.vrid))
-        .collect();
-    for note in crate::datapath::refuse_taken(&wanted)? {
+    for note in refuse_taken(insts)? {
         log::debug!("{note}");
     }
     let mut dp = Datapath::load(opts.ebpf_object.as_deref())?;
@@ -214,12 +220,7 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
 fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
     // Raw sockets would hear adverts beside another agent's live program
     // for the same VRID just as well: refuse here too (issue 12, case 9).
-    let wanted: Vec<_> = insts
-        .iter()
-        .filter(|i| i.bound())
-        .map(|i| (i.conf.interface.as_str(), i.ifindex, i.family, i.conf.vrid))
-        .collect();
-    for note in crate::datapath::refuse_taken(&wanted)? {
+    for note in refuse_taken(insts)? {
         log::warn!("{note}");
     }
     let mut by_key: HashMap<(u32, bool), Receiver> = HashMap::new();
