@@ -399,3 +399,38 @@ fn an_interface_that_appears_later_is_used() -> Result<()> {
     seg.wait_holders(VIP, &[1], MDI + MARGIN)?;
     Ok(())
 }
+
+#[test]
+fn ipv6_vips_are_put_back_on_the_master_and_removed_from_the_backup() -> Result<()> {
+    if !require_root("ipv6_vips_are_put_back_on_the_master_and_removed_from_the_backup") {
+        return Ok(());
+    }
+    const VIP6: &str = "2001:db8::140";
+    let seg = Segment::new(&["2001:db8::21/64", "2001:db8::53/64"])?;
+    // Adverts go out from the link-local address: wait until DAD is done.
+    for n in &seg.nodes {
+        wait_until(Duration::from_secs(5), || {
+            let out = n.ns.ip(&["-6", "addr", "show", "dev", "eth0", "tentative"])?;
+            Ok(out.stdout.is_empty())
+        })?;
+    }
+    let conf = |priority: u8| {
+        format!(
+            "vrrp_instance VI_6 {{\n  interface eth0\n  virtual_router_id 67\n  priority {priority}\n  advert_int 0.1\n  version 3\n  virtual_ipaddress {{\n    {VIP6}/64\n  }}\n}}\n"
+        )
+    };
+    let mut master = seg.agent(1, &conf(150), &[])?;
+    let mut backup = seg.agent(0, &conf(100), &[])?;
+    seg.wait_holders(VIP6, &[1], MDI * 10 + MARGIN)?;
+    let w = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP6)?;
+    seg.nodes[1].ns.ip(&["addr", "del", &format!("{VIP6}/64"), "dev", "eth0"])?;
+    seg.wait_holders(VIP6, &[1], Duration::from_secs(1))?;
+    master.wait_for_line("putting it back", Duration::from_secs(1))?;
+    seg.nodes[0].ns.ip(&["addr", "add", &format!("{VIP6}/64"), "dev", "eth0", "nodad"])?;
+    seg.wait_holders(VIP6, &[1], Duration::from_secs(1))?;
+    backup.wait_for_line("removing it", Duration::from_secs(1))?;
+    let seen = w.finish()?;
+    let hand = seen.spans[0].iter().map(|(a, b)| *b - *a).max().unwrap_or_default();
+    assert!(hand < Duration::from_millis(300), "the backup held the VIP for {hand:?}");
+    Ok(())
+}
