@@ -434,3 +434,32 @@ fn ipv6_vips_are_put_back_on_the_master_and_removed_from_the_backup() -> Result<
     assert!(hand < Duration::from_millis(300), "the backup held the VIP for {hand:?}");
     Ok(())
 }
+
+#[test]
+fn a_backup_restarted_while_the_master_is_stalled_keeps_one_holder() -> Result<()> {
+    if !require_root("a_backup_restarted_while_the_master_is_stalled_keeps_one_holder") {
+        return Ok(());
+    }
+    let seg = Segment::new(&ADDRS)?;
+    let (mut backup, master, _) = pair(&seg)?;
+    let w = watch(&seg)?;
+    signal_worker(&master, Signal::SIGSTOP)?;
+    let r = (|| -> Result<()> {
+        seg.wait_holders(VIP, &[0], MDI + MARGIN)?;
+        // The only live node restarts: it resigns (nobody holds the VIP
+        // until it is master again), then takes it back.
+        backup.stop(Duration::from_secs(5))?;
+        let again = seg.agent(0, &conf(0), &[])?;
+        seg.wait_holders(VIP, &[0], MDI + MARGIN)?;
+        backup = again;
+        Ok(())
+    })();
+    signal_worker(&master, Signal::SIGCONT)?;
+    r?;
+    // Resumed, the master preempts back.
+    seg.wait_holders(VIP, &[1], MDI * 2 + MARGIN)?;
+    let seen = w.finish()?;
+    seen.assert_single_holder_but_handovers(HANDOVER)?;
+    drop(backup);
+    Ok(())
+}

@@ -147,3 +147,30 @@ fn a_five_second_nftables_partition_splits_then_converges() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn an_agent_restarted_during_a_partition_converges_after_it() -> Result<()> {
+    let name = "an_agent_restarted_during_a_partition_converges_after_it";
+    if !require_root(name) || !require_tool(name, "nft") {
+        return Ok(());
+    }
+    let socket = ["--receive", "socket"];
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
+    let _master = seg.agent(0, &conf(200), &socket)?;
+    seg.wait_holders(VIP, &[0], MDI_BACKUP + MARGIN + Duration::from_secs(1))?;
+    let mut backup = seg.agent(1, &conf(100), &socket)?;
+    holds_for(&seg, &[0], Duration::from_secs(2))?;
+    partition(&seg.nodes[1].ns)?;
+    seg.wait_holders(VIP, &[0, 1], MDI_BACKUP + MARGIN)?;
+    // Node 1, master of its side, is restarted while cut off: it resigns
+    // (nobody hears it), starts again as backup and, hearing nobody,
+    // becomes master of its side again.
+    backup.stop(Duration::from_secs(5))?;
+    seg.wait_holders(VIP, &[0], Duration::from_secs(2))?;
+    let _backup = seg.agent(1, &conf(100), &socket)?;
+    seg.wait_holders(VIP, &[0, 1], MDI_BACKUP + MARGIN)?;
+    heal(&seg.nodes[1].ns)?;
+    seg.wait_holders(VIP, &[0], MDI_BACKUP + MARGIN)?;
+    holds_for(&seg, &[0], Duration::from_secs(3))?;
+    Ok(())
+}
