@@ -411,6 +411,9 @@ impl Agent {
     /// first state removes a VIP found on its interface).
     async fn execute(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
         let mut transitioned = false;
+        // Notify scripts start after the addresses are settled: spawning
+        // one takes a fork, which would delay a handover.
+        let mut notify = Vec::new();
         for a in actions {
             let inst = &mut self.insts[i];
             let name = &inst.conf.name;
@@ -463,12 +466,15 @@ impl Agent {
                         inst.refresh_at = None;
                     }
                     transitioned = true;
-                    inst.notify(to);
+                    notify.push(to);
                 }
             }
         }
         if transitioned {
             self.reconcile().await;
+        }
+        for to in notify {
+            self.insts[i].notify(to);
         }
     }
 
