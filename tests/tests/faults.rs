@@ -463,3 +463,52 @@ fn a_backup_restarted_while_the_master_is_stalled_keeps_one_holder() -> Result<(
     drop(backup);
     Ok(())
 }
+
+#[test]
+fn a_recreated_interface_too_small_for_the_adverts_keeps_the_instance_in_fault() -> Result<()> {
+    if !require_root("a_recreated_interface_too_small_for_the_adverts_keeps_the_instance_in_fault") {
+        return Ok(());
+    }
+    // 12 VIPs: an IPv4 packet of 20 + 8 + 48 = 76 bytes, more than the
+    // smallest IPv4 MTU, 68, can carry (keepalived's rule, which also
+    // counts the Ethernet header, fits 6 there).
+    let twelve = |i: usize| {
+        let mut c = conf(i);
+        let extra: String = (141..152).map(|k| format!("    192.0.2.{k}/24\n")).collect();
+        c = c.replace(&format!("    {VIP}/24\n"), &format!("    {VIP}/24\n{extra}"));
+        c
+    };
+    let seg = Segment::new(&ADDRS)?;
+    let mut master = seg.agent(1, &twelve(1), &[])?;
+    let _backup = seg.agent(0, &twelve(0), &[])?;
+    seg.wait_holders(VIP, &[1], MDI * 10 + MARGIN)?;
+    let node = &seg.nodes[1];
+    node.ns.ip(&["link", "del", "eth0"])?;
+    seg.wait_holders(VIP, &[0], MDI + MARGIN)?;
+    // Created again with an MTU too small for the adverts: refused, the
+    // backup keeps the VIPs.
+    node.ns.ip(&[
+        "link",
+        "add",
+        "eth0",
+        "mtu",
+        "68",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "p1",
+        "netns",
+        seg.lan.name(),
+    ])?;
+    seg.lan.ip(&["link", "set", "p1", "master", "br0", "up"])?;
+    node.ns.ip(&["link", "set", "eth0", "up"])?;
+    node.ns.ip(&["addr", "add", &node.addr, "dev", "eth0"])?;
+    master.wait_for_line("12 virtual addresses do not fit in an advert on eth0 (MTU 68: at most 6)", Duration::from_secs(2))?;
+    std::thread::sleep(MDI * 2);
+    assert_eq!(seg.holders(VIP)?, vec![0]);
+    // The MTU raised: the instance comes up and preempts.
+    node.ns.ip(&["link", "set", "eth0", "mtu", "1500"])?;
+    seg.wait_holders(VIP, &[1], MDI + MARGIN)?;
+    Ok(())
+}

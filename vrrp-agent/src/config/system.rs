@@ -34,7 +34,7 @@ pub fn max_vips(mtu: u32, family: Family, version: Version) -> usize {
 }
 
 /// The MTU of interface `name`, if it exists in this network namespace.
-fn mtu(name: &str) -> Option<u32> {
+pub fn mtu(name: &str) -> Option<u32> {
     let cname = CString::new(name).ok()?;
     if name.len() >= libc::IFNAMSIZ {
         return None;

@@ -28,7 +28,7 @@ use vrrp_common::maps::{EVENT_SILENT, PeerEvent, PeerKey, PeerState};
 use super::instance::{Inst, unix_now};
 use super::link::NetEvent;
 use super::reconcile::{Op, Outcome, Reconciler, Want};
-use super::run::Options;
+use super::run::{DaemonError, Options};
 use super::signals::Sig;
 use super::source::{Source, next_events};
 use super::status::{self, AgentStatus, Stats};
@@ -272,7 +272,10 @@ impl Agent {
                 self.retrack(i).await;
             }
             // No address on it yet, most often: an address event retries.
-            Err(e) => log::debug!("({}) not on its interface yet: {e}", self.insts[i].conf.name),
+            Err(e @ (DaemonError::NoInterface { .. } | DaemonError::NoSource { .. })) => {
+                log::debug!("({}) not on its interface yet: {e}", self.insts[i].conf.name)
+            }
+            Err(e) => log::error!("{e}"),
         }
     }
 

@@ -180,6 +180,21 @@ impl Inst {
         if self.sender.is_some() && ifindex == self.ifindex {
             return Ok(false);
         }
+        // Never run an instance that cannot advertise: the check at start
+        // used the MTU then (or keepalived's default for a missing
+        // interface); a re-created interface may have a smaller one.
+        use crate::config::system::{DEFAULT_MTU, max_vips, mtu};
+        let mtu = mtu(&conf.interface).unwrap_or(DEFAULT_MTU);
+        let max = max_vips(mtu, conf.family, conf.version);
+        if conf.vips.len() > max {
+            return Err(DaemonError::AdvertTooBig {
+                instance: name,
+                iface: conf.interface.clone(),
+                mtu,
+                vips: conf.vips.len(),
+                max,
+            });
+        }
         let own = link::addresses(&conf.interface, conf.family);
         // RFC 5798 5.1.2.1: IPv6 adverts come from the link-local address.
         let src = match (conf.unicast_src_ip, conf.family) {

@@ -80,6 +80,23 @@ pub enum DaemonError {
         /// "IPv4" or "IPv6 link-local".
         family: &'static str,
     },
+    /// The interface's MTU is too small for the instance's adverts (it
+    /// was re-created with a smaller one after the configuration check).
+    #[error(
+        "instance {instance}: {vips} virtual addresses do not fit in an advert on {iface} (MTU {mtu}: at most {max}); the instance stays in FAULT"
+    )]
+    AdvertTooBig {
+        /// Instance.
+        instance: String,
+        /// Interface.
+        iface: String,
+        /// Its MTU.
+        mtu: u32,
+        /// Addresses configured.
+        vips: usize,
+        /// Addresses that fit.
+        max: usize,
+    },
     /// A socket could not be opened.
     #[error("instance {instance}: {what}: {source}")]
     Io {
