@@ -504,7 +504,10 @@ fn a_recreated_interface_too_small_for_the_adverts_keeps_the_instance_in_fault()
     seg.lan.ip(&["link", "set", "p1", "master", "br0", "up"])?;
     node.ns.ip(&["link", "set", "eth0", "up"])?;
     node.ns.ip(&["addr", "add", &node.addr, "dev", "eth0"])?;
-    master.wait_for_line("12 virtual addresses do not fit in an advert on eth0 (MTU 68: at most 6)", Duration::from_secs(2))?;
+    master.wait_for_line(
+        "12 virtual addresses do not fit in an advert on eth0 (MTU 68: at most 6)",
+        Duration::from_secs(2),
+    )?;
     std::thread::sleep(MDI * 2);
     assert_eq!(seg.holders(VIP)?, vec![0]);
     // The MTU raised: the instance comes up and preempts.

@@ -269,6 +269,11 @@ fn a_killed_supervisor_makes_its_worker_resign() -> Result<()> {
     let backup = seg.agent(1, &backup_conf("0.1"), &[])?;
     seg.wait_holders(VIP, &[0], mdi(adv, 150) + MARGIN)?;
     let worker = worker_pid(&master)?;
+    // Operators find both processes by name (ps, pgrep vrrp-agent).
+    for pid in [worker.as_raw() as u32, master.pid()] {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))?;
+        assert_eq!(comm.trim(), "vrrp-agent", "process {pid}");
+    }
     let pollers = watch_start(&seg)?;
     let t0 = Instant::now();
     master.signal(Signal::SIGKILL)?;

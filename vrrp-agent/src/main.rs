@@ -46,6 +46,13 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    // The supervisor starts its worker through /proc/self/exe (the same
+    // binary even if a package upgrade replaced the file), which would
+    // make the worker's name "exe" in ps, pgrep and /proc/PID/comm.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, c"vrrp-agent".as_ptr() as libc::c_ulong, 0, 0, 0);
+    }
     // keepalived-like lines: time, then the message; the level only when it
     // is not plain information.
     let cli = Cli::parse();
