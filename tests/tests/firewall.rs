@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 use vrrp_tests::Netns;
 use vrrp_tests::lab::{Segment, exec};
 use vrrp_tests::privilege::{require_root, require_tool};
+use vrrp_tests::process::Process;
 
 const VIP: &str = "192.0.2.77";
 /// Master_Down_Interval of the priority-100 backup at 1 s adverts:
@@ -99,6 +100,18 @@ fn only_raw_sockets_honour_an_nftables_drop() -> Result<()> {
     Ok(())
 }
 
+/// A pair on raw sockets (the firewall-honouring mode): node 0 MASTER
+/// (priority 200), node 1 BACKUP (100), settled.
+fn firewalled_pair() -> Result<(Segment, Process, Process)> {
+    let socket = ["--receive", "socket"];
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
+    let master = seg.agent(0, &conf(200), &socket)?;
+    seg.wait_holders(VIP, &[0], MDI_BACKUP + MARGIN + Duration::from_secs(1))?;
+    let backup = seg.agent(1, &conf(100), &socket)?;
+    holds_for(&seg, &[0], Duration::from_secs(2))?;
+    Ok((seg, master, backup))
+}
+
 /// The fault matrix's partition, with the firewall-honouring mode
 /// (`--receive socket` on both nodes): node 0 MASTER (priority 200), node
 /// 1 BACKUP (100); protocol 112 dropped both ways in node 1 for 5 s. VRRP
@@ -114,12 +127,7 @@ fn a_five_second_nftables_partition_splits_then_converges() -> Result<()> {
     if !require_root(name) || !require_tool(name, "nft") {
         return Ok(());
     }
-    let socket = ["--receive", "socket"];
-    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
-    let _master = seg.agent(0, &conf(200), &socket)?;
-    seg.wait_holders(VIP, &[0], MDI_BACKUP + MARGIN + Duration::from_secs(1))?;
-    let backup = seg.agent(1, &conf(100), &socket)?;
-    holds_for(&seg, &[0], Duration::from_secs(2))?;
+    let (seg, _master, backup) = firewalled_pair()?;
 
     let cut = Instant::now();
     partition(&seg.nodes[1].ns)?;
@@ -155,11 +163,7 @@ fn an_agent_restarted_during_a_partition_converges_after_it() -> Result<()> {
         return Ok(());
     }
     let socket = ["--receive", "socket"];
-    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
-    let _master = seg.agent(0, &conf(200), &socket)?;
-    seg.wait_holders(VIP, &[0], MDI_BACKUP + MARGIN + Duration::from_secs(1))?;
-    let mut backup = seg.agent(1, &conf(100), &socket)?;
-    holds_for(&seg, &[0], Duration::from_secs(2))?;
+    let (seg, _master, mut backup) = firewalled_pair()?;
     partition(&seg.nodes[1].ns)?;
     seg.wait_holders(VIP, &[0, 1], MDI_BACKUP + MARGIN)?;
     // Node 1, master of its side, is restarted while cut off: it resigns
