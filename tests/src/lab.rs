@@ -123,6 +123,18 @@ impl Segment {
         Ok(p)
     }
 
+    /// Wait until no node has a tentative IPv6 address (duplicate address
+    /// detection done): IPv6 adverts go out from the link-local address.
+    pub fn wait_ipv6_ready(&self) -> Result<()> {
+        for n in &self.nodes {
+            crate::process::wait_until(Duration::from_secs(5), || {
+                let out = n.ns.ip(&["-6", "addr", "show", "dev", "eth0", "tentative"])?;
+                Ok(out.stdout.is_empty())
+            })?;
+        }
+        Ok(())
+    }
+
     /// Whether node `i` has `addr` (on any interface: eth0 may be gone).
     pub fn holds(&self, i: usize, addr: &str) -> Result<bool> {
         let out = self.nodes[i].ns.ip(&["-o", "addr", "show"])?;

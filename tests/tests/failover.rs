@@ -288,13 +288,7 @@ fn an_ipv6_pair_elects_and_fails_over() -> Result<()> {
         return Ok(());
     }
     let seg = Segment::new(&["2001:db8::20/64", "2001:db8::52/64"])?;
-    // Adverts go out from the link-local address: wait until DAD is done.
-    for n in &seg.nodes {
-        vrrp_tests::process::wait_until(Duration::from_secs(5), || {
-            let out = n.ns.ip(&["-6", "addr", "show", "dev", "eth0", "tentative"])?;
-            Ok(out.stdout.is_empty())
-        })?;
-    }
+    seg.wait_ipv6_ready()?;
     let conf = |priority: u8| {
         format!(
             "vrrp_instance VI_6 {{\n  interface eth0\n  virtual_router_id 66\n  priority {priority}\n  advert_int 0.1\n  version 3\n  virtual_ipaddress {{\n    2001:db8::130/64\n  }}\n}}\n"

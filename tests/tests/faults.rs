@@ -407,13 +407,7 @@ fn ipv6_vips_are_put_back_on_the_master_and_removed_from_the_backup() -> Result<
     }
     const VIP6: &str = "2001:db8::140";
     let seg = Segment::new(&["2001:db8::21/64", "2001:db8::53/64"])?;
-    // Adverts go out from the link-local address: wait until DAD is done.
-    for n in &seg.nodes {
-        wait_until(Duration::from_secs(5), || {
-            let out = n.ns.ip(&["-6", "addr", "show", "dev", "eth0", "tentative"])?;
-            Ok(out.stdout.is_empty())
-        })?;
-    }
+    seg.wait_ipv6_ready()?;
     let conf = |priority: u8| {
         format!(
             "vrrp_instance VI_6 {{\n  interface eth0\n  virtual_router_id 67\n  priority {priority}\n  advert_int 0.1\n  version 3\n  virtual_ipaddress {{\n    {VIP6}/64\n  }}\n}}\n"
