@@ -45,7 +45,20 @@ enum Command {
     Info,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // `{:#}`, not the Debug form `fn main() -> Result` prints: that one
+        // appends a backtrace when RUST_BACKTRACE is set in the environment,
+        // and a configuration error must not look like a crash.
+        Err(e) => {
+            eprintln!("vrrp-agent: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
     // The supervisor starts its worker through /proc/self/exe (the same
     // binary even if a package upgrade replaced the file), which would
     // make the worker's name "exe" in ps, pgrep and /proc/PID/comm.

@@ -52,7 +52,10 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
             }
             bail!("{}: configuration refused", path.display());
         }
-        Err(e) => bail!("{e}"),
+        Err(e) => {
+            eprintln!("{e}");
+            bail!("{}: configuration refused", path.display());
+        }
     };
     log::info!(
         "Starting vrrp-agent {} with {} ({} instance(s))",

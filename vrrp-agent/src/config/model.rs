@@ -9,6 +9,7 @@ use vrrp_common::Centis;
 use vrrp_common::wire::{Family, Version};
 
 use super::diag::{Diag, Severity};
+use super::keywords;
 use super::lexer::Loc;
 use super::tree::Stmt;
 
@@ -286,39 +287,6 @@ impl Report {
     }
 }
 
-/// Keywords of keepalived that this agent knows and deliberately ignores.
-const IGNORED_TOP: &[(&str, &str)] = &[
-    (
-        "virtual_server",
-        "LVS is not part of vrrp-agent; run keepalived's checker or another load balancer for it",
-    ),
-    ("virtual_server_group", "LVS is not part of vrrp-agent"),
-    ("vrrp_sync_group", "sync groups are not supported yet: each instance fails over on its own"),
-    (
-        "static_ipaddress",
-        "static addresses are not managed by vrrp-agent: configure them with your network tooling",
-    ),
-    ("static_routes", "static routes are not managed by vrrp-agent"),
-    ("static_rules", "static rules are not managed by vrrp-agent"),
-    ("linkbeat_interfaces", "link state comes from netlink events"),
-];
-
-const IGNORED_GLOBAL: &[&str] = &[
-    "notification_email",
-    "notification_email_from",
-    "smtp_server",
-    "smtp_connect_timeout",
-    "smtp_helo_name",
-    "lvs_id",
-    "vrrp_skip_check_adv_addr",
-    "vrrp_strict",
-    "vrrp_garp_interval",
-    "vrrp_gna_interval",
-    "dynamic_interfaces",
-    "vrrp_startup_delay",
-    "script_security",
-];
-
 fn arg<'a>(s: &'a Stmt, r: &mut Report, hint: &str) -> Option<&'a (String, Loc)> {
     let a = s.args.first();
     if a.is_none() {
@@ -376,14 +344,7 @@ pub fn triage(s: Stmt, r: &mut Report) -> Option<Stmt> {
 }
 
 fn ignored_top(k: &str, loc: &Loc, r: &mut Report) {
-    match IGNORED_TOP.iter().find(|(name, _)| *name == k) {
-        Some((_, why)) => r.warn(loc, format!("`{k}` block ignored"), *why),
-        None => r.warn(
-            loc,
-            format!("unknown keyword `{k}` ignored"),
-            "check the spelling against keepalived.conf(5)",
-        ),
-    }
+    keywords::report_unread(keywords::Ctx::Top, k, loc, r);
 }
 
 /// Build the model from statements; diagnostics go to `r`.
@@ -481,19 +442,7 @@ fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
                 g.script_user_loc = Some(st.loc.clone());
             }
             "v3_checksum_as_v2" | "vrrp_v3_checksum_as_v2" => g.v3_checksum_as_v2 = true,
-            "max_auto_priority" => r.warn(
-                &st.loc,
-                "`max_auto_priority` accepted and not needed",
-                "vrrp-agent's timers do not depend on scheduling priority",
-            ),
-            k if IGNORED_GLOBAL.contains(&k) => {
-                r.warn(&st.loc, format!("`{k}` ignored"), "it has no meaning for vrrp-agent")
-            }
-            k => r.warn(
-                &st.loc,
-                format!("unknown global_defs keyword `{k}` ignored"),
-                "check the spelling against keepalived.conf(5)",
-            ),
+            k => keywords::report_unread(keywords::Ctx::Global, k, &st.loc, r),
         }
     }
 }
@@ -775,19 +724,7 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
                 i.notify.locs.push((key, st.loc.clone()));
             }
             "v3_checksum_as_v2" => i.v3_checksum_as_v2 = true,
-            "native_ipv6"
-            | "dont_track_primary"
-            | "smtp_alert"
-            | "debug"
-            | "garp_lower_prio_delay"
-            | "garp_lower_prio_repeat" => {
-                r.warn(&st.loc, format!("`{}` ignored", st.key), "it has no effect in vrrp-agent");
-            }
-            k => r.warn(
-                &st.loc,
-                format!("unknown vrrp_instance keyword `{k}` ignored"),
-                "check the spelling against keepalived.conf(5)",
-            ),
+            k => keywords::report_unread(keywords::Ctx::Instance, k, &st.loc, r),
         }
     }
     let _ = version_set;
