@@ -126,7 +126,7 @@ fn check_config_and_run_refuse_the_same_files() -> Result<()> {
             )
             .into_bytes(),
         ),
-        ("missing include", format!("{}include /nonexistent/vrrp.conf\n", instance("")).into_bytes()),
+        ("missing include", format!("{}includem /nonexistent/vrrp.conf\n", instance("")).into_bytes()),
         ("Latin-1 outside a comment", latin1_value),
     ];
     // Every case is tried; the failures are reported together.

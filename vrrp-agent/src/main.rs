@@ -16,6 +16,11 @@ struct Cli {
     /// takes precedence, with per-module filters).
     #[arg(short = 'l', long, global = true, default_value = "info")]
     log_level: log::LevelFilter,
+    /// Configuration ID for keepalived's conditional lines (`@ID ...`,
+    /// `@^ID ...`) and `$_INSTANCE` (default: the host name up to its
+    /// first dot, as keepalived's `-i/--config-id`).
+    #[arg(short = 'i', long, global = true)]
+    config_id: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +74,9 @@ fn real_main() -> Result<()> {
     // keepalived-like lines: time, then the message; the level only when it
     // is not plain information.
     let cli = Cli::parse();
+    if let Some(id) = &cli.config_id {
+        vrrp_agent::config::preproc::set_config_id(id.clone());
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(cli.log_level.as_str()))
         .format(|buf, record| {
             use std::io::Write;

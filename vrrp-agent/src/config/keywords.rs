@@ -291,7 +291,11 @@ pub static KEYWORDS: &[Keyword] = &[
     k(G, "reload_time_file", Lost("scheduled reloads are not supported")),
     k(G, "reload_repeat", Lost("scheduled reloads are not supported")),
     k(G, "reload_file", Lost("scheduled reloads are not supported")),
-    k(G, "include_check", NoEffect("vrrp-agent reads every included file on each load")),
+    k(
+        G,
+        "include_check",
+        Lost("a missing included file stays a warning; write `includem` or `includea` to make it an error"),
+    ),
     k(G, "config_save_dir", Lost("configurations are not saved on reload")),
     k(G, "tmp_config_directory", NoEffect("vrrp-agent writes no temporary configuration")),
     k(G, "data_use_instance", NoEffect("dump files are named after `--name`")),

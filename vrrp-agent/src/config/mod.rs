@@ -6,6 +6,7 @@ pub mod diag;
 pub mod keywords;
 pub mod lexer;
 pub mod model;
+pub mod preproc;
 pub mod system;
 pub mod tree;
 
