@@ -195,3 +195,70 @@ fn a_missing_file_says_which() {
     let e = config::load(Path::new("/nonexistent/keepalived.conf")).expect_err("fails");
     assert!(e.to_string().starts_with("/nonexistent/keepalived.conf: "), "{e}");
 }
+
+/// Load `text` (written as k.conf): the config, or the errors.
+fn load(text: &str) -> Result<(config::Config, Vec<String>), Vec<String>> {
+    let dir = tree(&[("k.conf", text)]);
+    let out = match config::load(&dir.join("k.conf")) {
+        Ok((cfg, w)) => Ok((cfg, w.iter().map(|d| d.to_string()).collect())),
+        Err(ConfigError::Invalid { diags }) => Err(diags.iter().map(|d| d.to_string()).collect()),
+        Err(e) => Err(vec![e.to_string()]),
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    out
+}
+
+#[test]
+fn ranges_as_keepalived_reads_them() {
+    // preempt_delay: keepalived's TIMER_MAX_SEC is 1000 s.
+    let (cfg, _) = load(&instance(&format!("{BASE}\n  preempt_delay 1000"))).expect("1000 s");
+    assert_eq!(cfg.instances[0].preempt_delay, std::time::Duration::from_secs(1000));
+    let (cfg, _) = load(&instance(&format!("{BASE}\n  preempt_delay 2.5"))).expect("fraction");
+    assert_eq!(cfg.instances[0].preempt_delay, std::time::Duration::from_millis(2500));
+    let errs = load(&instance(&format!("{BASE}\n  preempt_delay 1001"))).expect_err("beyond 1000 s");
+    assert!(errs.iter().any(|e| e.contains("k.conf:7:17: error: `preempt_delay 1001`")), "{errs:#?}");
+    // Script interval and timeout in fractions (keepalived 2.3 reads them
+    // to the millisecond).
+    let text = format!(
+        "vrrp_script chk {{\n  script /bin/true\n  interval 0.5\n  timeout 0.25\n}}\n{}",
+        instance(&format!("{BASE}\n  track_script {{\n    chk\n  }}"))
+    );
+    let (cfg, _) = load(&text).expect("fractional script timers");
+    assert_eq!(cfg.scripts[0].interval, std::time::Duration::from_millis(500));
+    assert_eq!(cfg.scripts[0].timeout, Some(std::time::Duration::from_millis(250)));
+}
+
+#[test]
+fn virtual_addresses_as_keepalived_takes_them() {
+    // An address of the other family is dropped with keepalived's words.
+    let text = instance(
+        "  interface eth0\n  virtual_router_id 5\n  virtual_ipaddress {\n    192.0.2.1/24\n    2001:db8::1/64\n    192.0.2.1/24\n    192.0.2.2/24\n  }",
+    );
+    let (cfg, w) = load(&text).expect("accepted with warnings");
+    let vips: Vec<String> = cfg.instances[0].vips.iter().map(|v| v.addr.to_string()).collect();
+    assert_eq!(vips, ["192.0.2.1", "192.0.2.2"]);
+    assert!(
+        w.iter().any(|w| w.contains(
+            "k.conf:6:5: warning: (VI_1): address family must match VRRP instance [2001:db8::1] - ignoring"
+        )),
+        "{w:#?}"
+    );
+    assert!(
+        w.iter()
+            .any(|w| w
+                .contains("k.conf:7:5: warning: instance VI_1: virtual address 192.0.2.1 is listed twice")),
+        "{w:#?}"
+    );
+    // No VIP: VRRPv2 runs with keepalived's warning, VRRPv3 is refused as
+    // keepalived refuses it.
+    let (cfg, w) = load(&instance("  interface eth0\n  virtual_router_id 5\n  notify_master /bin/true"))
+        .expect("v2 runs");
+    assert!(cfg.instances[0].vips.is_empty());
+    assert!(w.iter().any(|w| w.contains("(VI_1) No VIP specified; at least one is sensible")), "{w:#?}");
+    let errs =
+        load(&instance("  interface eth0\n  virtual_router_id 5\n  version 3")).expect_err("v3 refused");
+    assert!(
+        errs.iter().any(|e| e.contains("(VI_1) No VIP specified; at least one is required")),
+        "{errs:#?}"
+    );
+}

@@ -42,8 +42,8 @@ pub fn describe(i: &Instance) -> String {
     }
     parts.push(format!("VIPs {}", i.vips.iter().map(vip).collect::<Vec<_>>().join(", ")));
     parts.push(if i.preempt { "preempt".into() } else { "nopreempt".into() });
-    if i.preempt_delay.0 > 0 {
-        parts.push(format!("preempt_delay {} cs", i.preempt_delay.0));
+    if !i.preempt_delay.is_zero() {
+        parts.push(format!("preempt_delay {} s", i.preempt_delay.as_secs_f64()));
     }
     if !i.track_script.is_empty() {
         let t: Vec<&str> = i.track_script.iter().map(|t| t.name.as_str()).collect();

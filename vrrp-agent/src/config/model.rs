@@ -62,10 +62,11 @@ pub struct Script {
     pub name: String,
     /// The command line.
     pub script: String,
-    /// Seconds between runs (default 1).
-    pub interval: u32,
-    /// Seconds before a run is killed (default: the interval).
-    pub timeout: Option<u32>,
+    /// Time between runs (default 1 s; fractions to the millisecond, as
+    /// keepalived 2.3 reads them).
+    pub interval: std::time::Duration,
+    /// Time before a run is killed (default: the interval).
+    pub timeout: Option<std::time::Duration>,
     /// Weight (default 0) and `reverse`.
     pub weight: i32,
     /// `weight W reverse`.
@@ -117,8 +118,8 @@ pub struct Instance {
     pub vips_excluded: Vec<Vip>,
     /// Preempt_Mode (`nopreempt` clears it).
     pub preempt: bool,
-    /// `preempt_delay` in centiseconds.
-    pub preempt_delay: Centis,
+    /// `preempt_delay` (0-1000 s, keepalived's TIMER_MAX_SEC).
+    pub preempt_delay: std::time::Duration,
     /// `garp_master_delay` seconds (default: global, else 5).
     pub garp_master_delay: u32,
     /// `garp_master_repeat` (default: global, else 5).
@@ -322,6 +323,30 @@ fn seconds(s: &Stmt, r: &mut Report, hint: &str) -> Option<Centis> {
         Ok(x) if x.is_finite() && (0.0..=655.0).contains(&x) => Some(Centis((x * 100.0).round() as u16)),
         _ => {
             r.error(loc, format!("`{} {v}`: expected seconds, such as 1 or 0.5", s.key), hint);
+            None
+        }
+    }
+}
+
+/// Seconds, possibly fractional (to the microsecond, as keepalived's
+/// timers), within `range`.
+fn duration(
+    s: &Stmt,
+    r: &mut Report,
+    range: std::ops::RangeInclusive<f64>,
+    hint: &str,
+) -> Option<std::time::Duration> {
+    let (v, loc) = arg(s, r, hint)?;
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && range.contains(&x) => {
+            Some(std::time::Duration::from_micros((x * 1e6).round() as u64))
+        }
+        _ => {
+            r.error(
+                loc,
+                format!("`{} {v}`: expected seconds from {} to {}", s.key, range.start(), range.end()),
+                hint,
+            );
             None
         }
     }
@@ -572,7 +597,7 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         vips: Vec::new(),
         vips_excluded: Vec::new(),
         preempt: true,
-        preempt_delay: Centis(0),
+        preempt_delay: std::time::Duration::ZERO,
         garp_master_delay: g.garp_master_delay,
         garp_master_repeat: g.garp_master_repeat,
         garp_master_refresh: g.garp_master_refresh,
@@ -685,7 +710,27 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
                 for a in st.block.as_deref().unwrap_or_default() {
                     if let Some(v) = vip(a, r) {
                         if st.key == "virtual_ipaddress" {
-                            i.vips.push(v);
+                            // keepalived (vrrp_data.c alloc_vrrp_vip): the
+                            // first address sets the instance's family; one
+                            // of the other family is dropped.
+                            if i.vips.first().is_some_and(|f| f.addr.is_ipv4() != v.addr.is_ipv4()) {
+                                r.warn(
+                                    &a.loc,
+                                    format!("({}): address family must match VRRP instance [{}] - ignoring", i.name, v.addr),
+                                    "as keepalived: one family per instance; put it in virtual_ipaddress_excluded or in an instance of its own",
+                                );
+                            } else if i.vips.iter().any(|o| o.addr == v.addr) {
+                                r.warn(
+                                    &a.loc,
+                                    format!(
+                                        "instance {}: virtual address {} is listed twice; kept once",
+                                        i.name, v.addr
+                                    ),
+                                    "remove one of the lines",
+                                );
+                            } else {
+                                i.vips.push(v);
+                            }
                         } else {
                             i.vips_excluded.push(v);
                         }
@@ -695,8 +740,8 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
             "nopreempt" => i.preempt = false,
             "preempt" => i.preempt = true,
             "preempt_delay" => {
-                if let Some(c) = seconds(st, r, "seconds, up to 1000") {
-                    i.preempt_delay = c;
+                if let Some(d) = duration(st, r, 0.0..=1000.0, "seconds, 0 to 1000 (fractions allowed)") {
+                    i.preempt_delay = d;
                 }
             }
             "garp_master_delay" => {
@@ -745,21 +790,8 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         ),
         None => {}
     }
-    if i.vips.is_empty() {
-        r.error(
-            &s.loc,
-            format!("instance {} has no `virtual_ipaddress`", i.name),
-            "add the address(es) that move with the master",
-        );
-    }
     if let Some(first) = i.vips.first() {
         i.family = if first.addr.is_ipv4() { Family::V4 } else { Family::V6 };
-        for v in &i.vips {
-            if v.addr.is_ipv4() != first.addr.is_ipv4() {
-                r.error(&s.loc, format!("instance {} mixes IPv4 and IPv6 in virtual_ipaddress", i.name), "one family per instance; put the others in virtual_ipaddress_excluded or another instance");
-                break;
-            }
-        }
     }
     let v6 = i.family == Family::V6;
     if v6 && i.version == Version::V2 {
@@ -772,6 +804,24 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         } else {
             // keepalived does the same: IPv6 instances are VRRPv3.
             i.version = Version::V3;
+        }
+    }
+    if i.vips.is_empty() {
+        // keepalived (vrrp.c vrrp_complete_instance): without a VIP a
+        // VRRPv2 instance runs with a warning (cloud setups move the
+        // address from notify_master); VRRPv3 requires one.
+        if i.version == Version::V3 {
+            r.error(
+                &s.loc,
+                format!("({}) No VIP specified; at least one is required", i.name),
+                "VRRPv3 instances need a virtual_ipaddress (keepalived refuses them too); use version 2 to run without one",
+            );
+        } else {
+            r.warn(
+                &s.loc,
+                format!("({}) No VIP specified; at least one is sensible", i.name),
+                "the instance elects a master and runs its notify scripts, but no address moves",
+            );
         }
     }
     if let (Some(loc), Version::V3) = (&auth_loc, i.version) {
@@ -837,7 +887,7 @@ fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
     let mut sc = Script {
         name: name.clone(),
         script: String::new(),
-        interval: 1,
+        interval: std::time::Duration::from_secs(1),
         timeout: None,
         weight: 0,
         reverse: false,
@@ -852,8 +902,11 @@ fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
         match st.key.as_str() {
             // keepalived joins the words of an unquoted command line.
             "script" => sc.script = st.args.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>().join(" "),
-            "interval" => sc.interval = int(st, r, 1..=86400, "seconds").unwrap_or(sc.interval),
-            "timeout" => sc.timeout = int(st, r, 1..=86400, "seconds"),
+            "interval" => {
+                sc.interval =
+                    duration(st, r, 0.001..=86400.0, "seconds, 0.001 to 86400").unwrap_or(sc.interval)
+            }
+            "timeout" => sc.timeout = duration(st, r, 0.001..=86400.0, "seconds, 0.001 to 86400"),
             "weight" => {
                 sc.weight = int(st, r, -253..=253, "-253..=253").unwrap_or(0);
                 sc.reverse = st.args.iter().skip(1).any(|(a, _)| a == "reverse");

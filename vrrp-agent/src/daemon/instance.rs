@@ -101,7 +101,7 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
             Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         }),
         preempt: conf.preempt,
-        preempt_delay: Micros::from_centis(conf.preempt_delay),
+        preempt_delay: Micros(u64::try_from(conf.preempt_delay.as_micros()).unwrap_or(u64::MAX)),
     };
     let mut inst = Inst {
         conf: conf.clone(),
@@ -360,7 +360,7 @@ impl Inst {
     /// keeps its own timer (it must see the tolerated adverts).
     pub(super) fn wanted_watch(&self) -> (u8, u8) {
         let p = self.machine.priority();
-        if self.machine.state() != State::Backup || self.conf.preempt_delay.0 != 0 {
+        if self.machine.state() != State::Backup || !self.conf.preempt_delay.is_zero() {
             return (0, p);
         }
         (if self.conf.preempt { p } else { 1 }, p)

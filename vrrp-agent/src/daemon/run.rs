@@ -343,8 +343,8 @@ fn start_health(cfg: &Config, insts: &mut [Inst]) -> HealthParts {
             log::warn!("SECURITY VIOLATION - scripts are being executed but script_security not enabled.");
             warned = true;
         }
-        let interval = std::time::Duration::from_secs(u64::from(sc.interval));
-        let timeout = std::time::Duration::from_secs(u64::from(sc.timeout.unwrap_or(sc.interval)));
+        let interval = sc.interval;
+        let timeout = sc.timeout.unwrap_or(sc.interval);
         tasks.push(runner::spawn_check(CheckSpec { index: i, argv, interval, timeout, run_as }, tx.clone()));
     }
     (statuses, rx, tasks)
