@@ -134,7 +134,7 @@ fn check_config_and_run_refuse_the_same_files() -> Result<()> {
     for (what, text) in cases {
         let path = dir.file(&format!("{}.conf", what.replace(' ', "-")), &text)?;
         let (code, out) = check_config(&path)?;
-        if code != Some(1) {
+        if code != Some(2) {
             failed.push(format!("check-config accepted the {what} (exit {code:?}):\n{out}"));
             continue;
         }

@@ -39,7 +39,7 @@ enum Command {
     /// SIGTERM or SIGINT (then resign as master and remove the VIPs).
     Run(cli::run::RunArgs),
     /// Check a keepalived.conf: print the instances it defines, or every
-    /// error with file:line:column and a hint (exit status 1).
+    /// error with file:line:column and a hint (exit status 2).
     CheckConfig {
         /// The file (default: /etc/vrrp-agent/vrrp-agent.conf if present,
         /// else /etc/keepalived/keepalived.conf).
@@ -52,13 +52,13 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     match real_main() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => std::process::ExitCode::from(cli::exit::OK),
         // `{:#}`, not the Debug form `fn main() -> Result` prints: that one
         // appends a backtrace when RUST_BACKTRACE is set in the environment,
         // and a configuration error must not look like a crash.
         Err(e) => {
             eprintln!("vrrp-agent: error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(cli::exit::code_of(&e))
         }
     }
 }

@@ -101,7 +101,7 @@ fn a_bad_sequence_is_located_and_never_a_backtrace() {
     let dir = Dir::new("seq");
     let path = dir.file("k.conf", "~SEQ(N, 1, -1, 5) vrrp_instance VI_$N {\n}\n");
     let (code, out) = check(&[], &path);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 2, "{out}");
     assert!(out.contains(&format!("{}:1:1: error: invalid ~SEQ", path.display())), "{out}");
     assert!(!out.to_lowercase().contains("backtrace"), "{out}");
 }
@@ -123,7 +123,7 @@ fn includes_fail_or_go_on_as_keepalived_does() {
     // `includem` makes it an error.
     let strict = dir.file("strict.conf", &format!("{ONE}includem /nonexistent/vrrp-extra.conf\n"));
     let (code, out) = check(&[], &strict);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 2, "{out}");
     assert!(out.contains("strict.conf:8:1: error: included file"), "{out}");
     // An executable file is skipped by keepalived: a warning, or an
     // error under `includer`.
@@ -136,5 +136,5 @@ fn includes_fail_or_go_on_as_keepalived_does() {
     assert!(out.contains("is executable, not a configuration file: skipped"), "{out}");
     let refuse = dir.file("refuse.conf", &format!("{ONE}includer extra.sh\n"));
     let (code, out) = check(&[], &refuse);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 2, "{out}");
 }

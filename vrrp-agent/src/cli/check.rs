@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use vrrp_agent::config::{self, ConfigError, Instance, Vip};
 use vrrp_common::wire::Version;
 
@@ -52,6 +52,23 @@ pub fn describe(i: &Instance) -> String {
     format!("{}: {}", i.name, parts.join(", "))
 }
 
+/// The error for a configuration that could not be read: the file itself
+/// missing is "not configured", anything else a refused configuration.
+pub fn refused(path: &Path, e: &ConfigError) -> anyhow::Error {
+    use super::exit::{CONFIG, NOT_CONFIGURED, coded};
+    match e {
+        ConfigError::Lex(config::lexer::LexError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound && !path.exists() =>
+        {
+            coded(NOT_CONFIGURED, format!("{}: no such configuration file", path.display()))
+        }
+        _ => {
+            eprintln!("{e}");
+            coded(CONFIG, format!("{}: configuration refused", path.display()))
+        }
+    }
+}
+
 /// Load and check as `run` does (the same function), print, and fail on
 /// errors.
 pub fn run(explicit: Option<&Path>) -> Result<()> {
@@ -77,8 +94,8 @@ pub fn run(explicit: Option<&Path>) -> Result<()> {
                 eprintln!("{d}");
             }
             let n = diags.iter().filter(|d| d.severity == config::Severity::Error).count();
-            bail!("{}: {n} error(s)", path.display())
+            Err(super::exit::coded(super::exit::CONFIG, format!("{}: {n} error(s)", path.display())))
         }
-        Err(e) => bail!("{e}"),
+        Err(e) => Err(refused(&path, &e)),
     }
 }

@@ -1,6 +1,7 @@
 //! The subcommands and what they share.
 
 pub mod check;
+pub mod exit;
 pub mod run;
 pub mod stats;
 pub mod status;

@@ -15,9 +15,7 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// Exit status for an agent that is not running (LSB's "program is not
-/// running", as `systemctl status` uses).
-pub const NOT_RUNNING: i32 = 3;
+use super::exit::NOT_RUNNING;
 
 /// Print the status file of agent `name`; exit `NOT_RUNNING` when the file
 /// is a dead agent's.
@@ -41,7 +39,7 @@ pub fn run(args: &StatusArgs) -> Result<()> {
             Err(_) => format!("no status in {}", path.display()),
         };
         eprintln!("vrrp-agent --name {} is not running: {what}", args.name);
-        std::process::exit(NOT_RUNNING);
+        std::process::exit(i32::from(NOT_RUNNING));
     }
     if args.json {
         let text = std::fs::read_to_string(&path).with_context(|| {
