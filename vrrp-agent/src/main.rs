@@ -51,7 +51,22 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    match real_main() {
+    use cli::keepalived::Translated;
+    // keepalived's command line (`vrrp-agent -n -f FILE`, `-t`) becomes
+    // this program's own before anything else reads it.
+    let (argv, namespace, notes) = match cli::keepalived::translate(std::env::args_os().collect()) {
+        Translated::Ours(argv) => (argv, None, Vec::new()),
+        Translated::Keepalived { argv, namespace, notes } => (argv, namespace, notes),
+        Translated::Done { out, code } => {
+            if code == cli::exit::OK {
+                print!("{out}");
+            } else {
+                eprint!("{out}");
+            }
+            return std::process::ExitCode::from(code);
+        }
+    };
+    match real_main(argv, namespace, &notes) {
         Ok(()) => std::process::ExitCode::from(cli::exit::OK),
         // `{:#}`, not the Debug form `fn main() -> Result` prints: that one
         // appends a backtrace when RUST_BACKTRACE is set in the environment,
@@ -63,7 +78,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn real_main() -> Result<()> {
+fn real_main(argv: Vec<std::ffi::OsString>, namespace: Option<String>, notes: &[String]) -> Result<()> {
     // The supervisor starts its worker through /proc/self/exe (the same
     // binary even if a package upgrade replaced the file), which would
     // make the worker's name "exe" in ps, pgrep and /proc/PID/comm.
@@ -73,7 +88,7 @@ fn real_main() -> Result<()> {
     }
     // keepalived-like lines: time, then the message; the level only when it
     // is not plain information.
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(argv);
     if let Some(id) = &cli.config_id {
         vrrp_agent::config::preproc::set_config_id(id.clone());
     }
@@ -87,6 +102,15 @@ fn real_main() -> Result<()> {
             }
         })
         .init();
+    if let Some(ns) = &namespace {
+        cli::keepalived::enter_namespace(ns)?;
+    }
+    // Once, from the supervisor (or the agent alone), not again from its worker.
+    if !matches!(&cli.command, Command::Run(r) if r.supervised.is_some()) {
+        for n in notes {
+            log::info!("{n}");
+        }
+    }
     match cli.command {
         Command::Info => {
             println!("vrrp-agent {}", env!("CARGO_PKG_VERSION"));
@@ -99,7 +123,7 @@ fn real_main() -> Result<()> {
             if args.supervises() {
                 // Before any runtime or thread exists: the worker's
                 // parent-death signal is tied to the thread that forks it.
-                std::process::exit(cli::supervise::run(&args.agent.name)?);
+                std::process::exit(cli::supervise::run(&args)?);
             }
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(cli::run::run(args, shutdown_signal()))

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod exit;
+pub mod keepalived;
 pub mod run;
 pub mod stats;
 pub mod status;

@@ -26,6 +26,37 @@ pub struct RunArgs {
     /// lock handed over as descriptors FILE,SOCKET.
     #[arg(long, hide = true, value_name = "FILE,SOCKET")]
     pub supervised: Option<String>,
+    /// Write the pid of the agent (the supervisor's; keepalived's `-p`)
+    /// to this file, removed at exit.
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Write the pid of the worker, which runs the VRRP instances
+    /// (keepalived's `-r`, the VRRP child's), to this file, removed at exit.
+    #[arg(long, value_name = "FILE")]
+    pub worker_pid_file: Option<PathBuf>,
+}
+
+/// A pid file, removed when dropped.
+pub struct PidFile(Option<PathBuf>);
+
+impl PidFile {
+    /// Write `pid` to `path` (if any).
+    pub fn write(path: Option<&PathBuf>, pid: u32) -> Result<PidFile> {
+        use anyhow::Context;
+        if let Some(p) = path {
+            std::fs::write(p, format!("{pid}\n"))
+                .with_context(|| format!("writing pid file {}", p.display()))?;
+        }
+        Ok(PidFile(path.cloned()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 impl RunArgs {
@@ -64,6 +95,14 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         path.display(),
         cfg.instances.len()
     );
+    // Alone (no supervisor), this process is both.
+    let _pids = match args.supervised {
+        Some(_) => None,
+        None => Some((
+            PidFile::write(args.pid_file.as_ref(), std::process::id())?,
+            PidFile::write(args.worker_pid_file.as_ref(), std::process::id())?,
+        )),
+    };
     let opts = daemon::Options {
         receive: args.agent.receive,
         name: args.agent.name,
