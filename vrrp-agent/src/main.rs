@@ -18,8 +18,9 @@ struct Cli {
     log_level: log::LevelFilter,
     /// Configuration ID for keepalived's conditional lines (`@ID ...`,
     /// `@^ID ...`) and `$_INSTANCE` (default: the host name up to its
-    /// first dot, as keepalived's `-i/--config-id`).
-    #[arg(short = 'i', long, global = true)]
+    /// first dot, as keepalived's `-i/--config-id`; `-i` itself is
+    /// keepalived's command line's, see `vrrp-agent -h` there).
+    #[arg(long, global = true)]
     config_id: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -48,6 +49,52 @@ enum Command {
     },
     /// Say whether this binary carries its XDP program.
     Info,
+    /// Write the man pages and shell completions, generated from this
+    /// command line's own definition (used to build the package).
+    #[command(hide = true)]
+    Generate {
+        /// Directory for the man pages (vrrp-agent.8, vrrp-agent-run.8, ...).
+        #[arg(long)]
+        man: Option<std::path::PathBuf>,
+        /// Directory for the completions (bash, zsh, fish).
+        #[arg(long)]
+        completions: Option<std::path::PathBuf>,
+    },
+}
+
+/// Man pages (section 8: system administration) and completions for
+/// bash, zsh and fish.
+fn generate(man: Option<&std::path::Path>, completions: Option<&std::path::Path>) -> Result<()> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    let cmd = Cli::command().name("vrrp-agent");
+    if let Some(dir) = man {
+        std::fs::create_dir_all(dir)?;
+        let mut pages = vec![(String::from("vrrp-agent"), cmd.clone())];
+        for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+            let name = format!("vrrp-agent-{}", sub.get_name());
+            // clap names are &'static str here (no "string" feature); this
+            // runs once, at packaging time.
+            let leaked: &'static str = Box::leak(name.clone().into_boxed_str());
+            pages.push((name, sub.clone().name(leaked)));
+        }
+        for (name, page) in pages {
+            let path = dir.join(format!("{name}.8"));
+            let mut f = std::fs::File::create(&path).with_context(|| format!("{}", path.display()))?;
+            clap_mangen::Man::new(page)
+                .section("8")
+                .render(&mut f)
+                .with_context(|| format!("{}", path.display()))?;
+        }
+    }
+    if let Some(dir) = completions {
+        std::fs::create_dir_all(dir)?;
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            clap_complete::generate_to(shell, &mut cmd.clone(), "vrrp-agent", dir)
+                .with_context(|| format!("{shell} completion in {}", dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -129,6 +176,7 @@ fn real_main(argv: Vec<std::ffi::OsString>, namespace: Option<String>, notes: &[
             rt.block_on(cli::run::run(args, shutdown_signal()))
         }
         Command::CheckConfig { config } => cli::check::run(config.as_deref()),
+        Command::Generate { man, completions } => generate(man.as_deref(), completions.as_deref()),
         Command::Watch(args) => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(cli::watch::run(args, shutdown_signal()))
@@ -147,5 +195,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -76,7 +76,7 @@ vrrp_instance VI_1 {
 fn one_file_serves_every_node() {
     let dir = Dir::new("shared");
     let path = dir.file("keepalived.conf", SHARED);
-    let (code, lb1) = check(&["-i", "lb1"], &path);
+    let (code, lb1) = check(&["--config-id", "lb1"], &path);
     assert_eq!(code, 0, "{lb1}");
     assert!(lb1.contains("3 instance(s)"), "{lb1}");
     assert!(
