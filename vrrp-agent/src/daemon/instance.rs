@@ -102,6 +102,7 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         }),
         preempt: conf.preempt,
         preempt_delay: Micros::from_centis(conf.preempt_delay),
+        lower_prio_no_advert: conf.lower_prio_no_advert,
     };
     let mut inst = Inst {
         conf: conf.clone(),
