@@ -13,6 +13,9 @@ use aya::programs::xdp::XdpLinkId;
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use vrrp_common::Verdict;
+use vrrp_common::accept::{
+    NOACCEPT_COUNTERS_MAP, NOACCEPT_MAP, NoAcceptCounterKey, NoAcceptVerdict, VipKey, VipOwner,
+};
 use vrrp_common::maps::{
     ADDR_OWN, ADDR_PEER, ADDRS_MAP, ALIVE_MAP, ALIVE_WINDOW_NS, AddrInfo, COUNTERS_MAP, CSUM_FORMS_MAP,
     CounterKey, EVENTS_MAP, INST_PASS_UP, INSTANCES_MAP, InstanceConfig, InstanceKey, PEERS_MAP, PeerEvent,
@@ -95,13 +98,31 @@ pub enum DatapathError {
 }
 
 /// Maps the agent uses; the object must have them all.
-const ALL_MAPS: [&str; 8] =
-    [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, EVENTS_MAP, CSUM_FORMS_MAP, WATCH_MAP, ALIVE_MAP];
+const ALL_MAPS: [&str; 10] = [
+    PEERS_MAP,
+    COUNTERS_MAP,
+    INSTANCES_MAP,
+    ADDRS_MAP,
+    EVENTS_MAP,
+    CSUM_FORMS_MAP,
+    WATCH_MAP,
+    ALIVE_MAP,
+    NOACCEPT_MAP,
+    NOACCEPT_COUNTERS_MAP,
+];
 /// Prefix of a pinned XDP link in an agent's pin directory
 /// (`link_<interface>`).
 const LINK_PIN_PREFIX: &str = "link_";
 /// Maps pinned for bpftool (the ring buffer has no use outside the agent).
-const PINNED_MAPS: [&str; 5] = [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, CSUM_FORMS_MAP];
+const PINNED_MAPS: [&str; 7] = [
+    PEERS_MAP,
+    COUNTERS_MAP,
+    INSTANCES_MAP,
+    ADDRS_MAP,
+    CSUM_FORMS_MAP,
+    NOACCEPT_MAP,
+    NOACCEPT_COUNTERS_MAP,
+];
 
 /// How to attach: the kernel's choice, or forced generic / native.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -450,6 +471,41 @@ impl Datapath {
             .map_err(|source| DatapathError::Map { name: ADDRS_MAP, source })
     }
 
+    /// Drop packets to `key` (Accept Mode off, `vrrp_common::accept`)
+    /// for the instance `owner`.
+    pub fn add_no_accept(&mut self, key: VipKey, owner: VipOwner) -> Result<(), DatapathError> {
+        self.hash_map::<VipKey, VipOwner>(NOACCEPT_MAP)?
+            .insert(key, owner, 0)
+            .map_err(|source| DatapathError::Map { name: NOACCEPT_MAP, source })
+    }
+
+    /// Accept packets to `key` again; a row that is not there is no error.
+    pub fn remove_no_accept(&mut self, key: &VipKey) -> Result<(), DatapathError> {
+        match self.hash_map::<VipKey, VipOwner>(NOACCEPT_MAP)?.remove(key) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc_enoent()) => {
+                Ok(())
+            }
+            Err(source) => Err(DatapathError::Map { name: NOACCEPT_MAP, source }),
+        }
+    }
+
+    /// The rows of `NOACCEPT_MAP`.
+    pub fn no_accept_rows(&self) -> Result<Vec<(VipKey, VipOwner)>, DatapathError> {
+        let name = NOACCEPT_MAP;
+        let map = self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?;
+        let rows: BpfHashMap<&MapData, VipKey, VipOwner> =
+            BpfHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+        rows.iter().collect::<Result<_, _>>().map_err(|source| DatapathError::Map { name, source })
+    }
+
+    /// Accept Mode counters summed over CPUs, per (ifindex, verdict).
+    pub fn no_accept_counters(&self) -> Result<BTreeMap<(u32, NoAcceptVerdict), u64>, DatapathError> {
+        let name = NOACCEPT_COUNTERS_MAP;
+        read_no_accept_counters(self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?)
+    }
+
     fn hash_map<K: aya::Pod, V: aya::Pod>(
         &mut self,
         name: &'static str,
@@ -524,10 +580,34 @@ pub fn read_counters(map: &aya::maps::Map) -> Result<BTreeMap<(u32, Verdict), u6
     Ok(out)
 }
 
+/// A `VRRP_NOACCEPT_COUNTERS` map summed over CPUs, per (ifindex, verdict).
+pub fn read_no_accept_counters(
+    map: &aya::maps::Map,
+) -> Result<BTreeMap<(u32, NoAcceptVerdict), u64>, DatapathError> {
+    let name = NOACCEPT_COUNTERS_MAP;
+    let counters: PerCpuHashMap<&MapData, NoAcceptCounterKey, u64> =
+        PerCpuHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+    let mut out = BTreeMap::new();
+    for row in counters.iter() {
+        let (key, per_cpu) = row.map_err(|source| DatapathError::Map { name, source })?;
+        if let Some(v) = NoAcceptVerdict::from_u32(key.reason) {
+            *out.entry((key.ifindex, v)).or_insert(0) += per_cpu.iter().sum::<u64>();
+        }
+    }
+    Ok(out)
+}
+
+/// ENOENT, which a map delete of a missing key returns.
+const fn libc_enoent() -> i32 {
+    nix::errno::Errno::ENOENT as i32
+}
+
 /// The maps a running agent pinned, opened by path (`vrrp-agent stats`).
 pub struct Pinned {
     peers: aya::maps::Map,
     counters: aya::maps::Map,
+    /// None for the pins of an agent older than Accept Mode.
+    no_accept_counters: Option<aya::maps::Map>,
 }
 
 impl Pinned {
@@ -544,7 +624,11 @@ impl Pinned {
             let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map { name, source })?;
             aya::maps::Map::from_map_data(data).map_err(|source| DatapathError::Map { name, source })
         };
-        Ok(Pinned { peers: open(PEERS_MAP)?, counters: open(COUNTERS_MAP)? })
+        Ok(Pinned {
+            peers: open(PEERS_MAP)?,
+            counters: open(COUNTERS_MAP)?,
+            no_accept_counters: open(NOACCEPT_COUNTERS_MAP).ok(),
+        })
     }
 
     /// As `Datapath::peers`.
@@ -555,6 +639,11 @@ impl Pinned {
     /// As `Datapath::counters`.
     pub fn counters(&self) -> Result<BTreeMap<(u32, Verdict), u64>, DatapathError> {
         read_counters(&self.counters)
+    }
+
+    /// As `Datapath::no_accept_counters` (empty for an older agent's pins).
+    pub fn no_accept_counters(&self) -> Result<BTreeMap<(u32, NoAcceptVerdict), u64>, DatapathError> {
+        self.no_accept_counters.as_ref().map_or(Ok(BTreeMap::new()), read_no_accept_counters)
     }
 }
 
