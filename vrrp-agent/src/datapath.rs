@@ -114,15 +114,8 @@ const ALL_MAPS: [&str; 10] = [
 /// (`link_<interface>`).
 const LINK_PIN_PREFIX: &str = "link_";
 /// Maps pinned for bpftool (the ring buffer has no use outside the agent).
-const PINNED_MAPS: [&str; 7] = [
-    PEERS_MAP,
-    COUNTERS_MAP,
-    INSTANCES_MAP,
-    ADDRS_MAP,
-    CSUM_FORMS_MAP,
-    NOACCEPT_MAP,
-    NOACCEPT_COUNTERS_MAP,
-];
+const PINNED_MAPS: [&str; 7] =
+    [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, CSUM_FORMS_MAP, NOACCEPT_MAP, NOACCEPT_COUNTERS_MAP];
 
 /// How to attach: the kernel's choice, or forced generic / native.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
