@@ -605,7 +605,8 @@ fn no_accept_drops_packets_to_the_vips_but_neighbour_discovery() -> Result<()> {
     let udp = vec![0x30, 0x39, 0x00, 0x35, 0, 8, 0, 0];
     let tcp = vec![0u8; 20];
     // (what, frame, ingress ifindex, action with the rows, counted as)
-    let cases: Vec<(&str, Vec<u8>, u32, u32, Option<N>)> = vec![
+    type Case = (&'static str, Vec<u8>, u32, u32, Option<N>);
+    let cases: Vec<Case> = vec![
         (
             "ICMP echo to the IPv4 VIP",
             frame::ip_proto(src4, vip4, 1, &icmp(8)),
