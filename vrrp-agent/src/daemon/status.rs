@@ -46,6 +46,16 @@ pub struct InstanceStatus {
     pub vips: Vec<String>,
     /// Unix time of the last state change, seconds.
     pub last_transition: f64,
+    /// Accept Mode as in effect (keepalived's `accept`, 0 or 1): 0 drops
+    /// packets to the VIPs while MASTER (`vrrp-agent stats` counts them).
+    #[serde(default)]
+    pub accept: u8,
+    /// keepalived's `strict_mode`, 0 or 1.
+    #[serde(default)]
+    pub strict_mode: u8,
+    /// keepalived's `lower_prio_no_advert`, 0 or 1.
+    #[serde(default)]
+    pub lower_prio_no_advert: u8,
     /// Counters.
     pub stats: Stats,
 }
