@@ -172,6 +172,45 @@ fn no_accept_drops_and_counts_packets_to_the_vip_on_the_master_only() -> Result<
     Ok(())
 }
 
+/// IPv6: the master drops a ping to its VIP, while neighbour discovery
+/// (to the solicited-node group, or unicast to the VIP, which keepalived's
+/// rules let through and the program passes) still resolves it.
+#[test]
+fn no_accept_on_ipv6_drops_pings_and_keeps_the_vip_resolvable() -> Result<()> {
+    let name = "no_accept_on_ipv6_drops_pings_and_keeps_the_vip_resolvable";
+    if !require_root(name) || !require_tool(name, "ping") {
+        return Ok(());
+    }
+    const VIP6: &str = "2001:db8::100";
+    let seg = Segment::new(&["2001:db8::1/64", "2001:db8::2/64", "2001:db8::3/64"])?;
+    seg.wait_ipv6_ready()?;
+    let conf6 = format!(
+        "vrrp_instance VI_6 {{
+  interface eth0
+  virtual_router_id 66
+  priority 150
+  advert_int 0.1
+  version 3
+  no_accept
+  virtual_ipaddress {{
+    {VIP6}/64
+  }}
+}}
+"
+    );
+    let (mut a0, name0) = seg.agent_named(0, &conf6, &[])?;
+    seg.wait_holders(VIP6, &[0], Duration::from_secs(1) + MARGIN)?;
+    seg.wait_ipv6_ready()?;
+    let client_ns = &seg.nodes[2].ns;
+    assert!(ping(client_ns, "2001:db8::1")?, "the master's own address answers");
+    assert!(!ping(client_ns, VIP6)?, "the master must not answer a ping to its IPv6 VIP under no_accept");
+    assert!(no_accept_count(&seg.nodes[0].ns, &name0, "dropped_icmp")? >= 1, "the drop is counted");
+    let mac0 = capture::mac(&seg.nodes[0].ns, "eth0")?;
+    assert_eq!(neighbour(client_ns, VIP6)?, Some(mac0), "the IPv6 VIP resolves to the master");
+    a0.stop(Duration::from_secs(5))?;
+    Ok(())
+}
+
 /// Raw sockets have nothing to drop packets with: the agent refuses a
 /// non-accept instance there with an error and exit status 1 instead of
 /// running something other than what the file says.
