@@ -700,6 +700,16 @@ fn no_accept_drops_packets_to_the_vips_but_neighbour_discovery() -> Result<()> {
         }
         let arp_action = dp.test_run(&arp, ifindex)?;
         let counted = dp.no_accept_counters()?;
+        // The price on other traffic: a UDP packet to an address that is
+        // not a VIP costs one hash lookup more than before Accept Mode.
+        let other_udp = frame::ip_proto(src4, IpAddr::V4(B), 17, &udp);
+        let (a, t_other) = dp.test_run_repeat(&other_udp, ifindex, 100_000)?;
+        let (b, t_arp) = dp.test_run_repeat(&arp, ifindex, 100_000)?;
+        let (c, t_vip) = dp.test_run_repeat(&cases[1].1, ifindex, 100_000)?;
+        anyhow::ensure!((a, b, c) == (XDP_PASS, XDP_PASS, XDP_DROP), "repeated actions {a} {b} {c}");
+        eprintln!(
+            "per packet: ARP {t_arp:?}, UDP to another address {t_other:?}, UDP to a VIP (dropped) {t_vip:?}"
+        );
         for a in [vip4, vip6, vip_ll] {
             dp.remove_no_accept(&key(&a))?;
         }

@@ -808,6 +808,17 @@ impl Datapath {
     /// `ifindex` (BPF_PROG_TEST_RUN); its XDP action. The maps are the
     /// live ones: counters and peers move as for a real packet.
     pub fn test_run(&self, frame: &[u8], ifindex: u32) -> Result<u32, DatapathError> {
+        self.test_run_repeat(frame, ifindex, 1).map(|(action, _)| action)
+    }
+
+    /// As `test_run`, `repeat` times in the kernel; the action and the
+    /// kernel's mean time per run.
+    pub fn test_run_repeat(
+        &self,
+        frame: &[u8],
+        ifindex: u32,
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), DatapathError> {
         use aya::programs::{TestRun, TestRunOptions};
         let prog: &Xdp = self
             .ebpf
@@ -828,6 +839,7 @@ impl Datapath {
             data_in: Some(frame),
             data_out: Some(&mut out),
             ctx_in: Some(&md),
+            repeat,
             ..TestRunOptions::default()
         };
         let r = prog.test_run(opts).map_err(|source| DatapathError::Program {
@@ -835,7 +847,7 @@ impl Datapath {
             iface: "-".into(),
             source,
         })?;
-        Ok(r.return_value)
+        Ok((r.return_value, r.duration))
     }
 }
 
