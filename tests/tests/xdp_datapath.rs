@@ -718,6 +718,10 @@ fn no_accept_drops_packets_to_the_vips_but_neighbour_discovery() -> Result<()> {
         for (what, f, ifx, _, _) in &cases {
             without_rows.push((*what, dp.test_run(f, *ifx)?, XDP_PASS));
         }
+        // No row at all (accept mode everywhere): the lookup is skipped.
+        let (d, t_none) = dp.test_run_repeat(&cases[1].1, ifindex, 100_000)?;
+        anyhow::ensure!(d == XDP_PASS, "repeated action {d}");
+        eprintln!("per packet with no row: UDP {t_none:?}");
         Ok((with_rows, (counted, cases), without_rows, arp_action))
     })?;
     let wrong: Vec<_> = with_rows.iter().filter(|(_, got, want)| got != want).collect();

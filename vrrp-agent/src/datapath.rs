@@ -14,7 +14,8 @@ use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use vrrp_common::Verdict;
 use vrrp_common::accept::{
-    NOACCEPT_COUNTERS_MAP, NOACCEPT_MAP, NoAcceptCounterKey, NoAcceptVerdict, VipKey, VipOwner,
+    NOACCEPT_COUNTERS_MAP, NOACCEPT_MAP, NOACCEPT_ROWS_MAP, NoAcceptCounterKey, NoAcceptVerdict, VipKey,
+    VipOwner,
 };
 use vrrp_common::maps::{
     ADDR_OWN, ADDR_PEER, ADDRS_MAP, ALIVE_MAP, ALIVE_WINDOW_NS, AddrInfo, COUNTERS_MAP, CSUM_FORMS_MAP,
@@ -98,7 +99,7 @@ pub enum DatapathError {
 }
 
 /// Maps the agent uses; the object must have them all.
-const ALL_MAPS: [&str; 10] = [
+const ALL_MAPS: [&str; 11] = [
     PEERS_MAP,
     COUNTERS_MAP,
     INSTANCES_MAP,
@@ -108,6 +109,7 @@ const ALL_MAPS: [&str; 10] = [
     WATCH_MAP,
     ALIVE_MAP,
     NOACCEPT_MAP,
+    NOACCEPT_ROWS_MAP,
     NOACCEPT_COUNTERS_MAP,
 ];
 /// Prefix of a pinned XDP link in an agent's pin directory
@@ -469,19 +471,33 @@ impl Datapath {
     pub fn add_no_accept(&mut self, key: VipKey, owner: VipOwner) -> Result<(), DatapathError> {
         self.hash_map::<VipKey, VipOwner>(NOACCEPT_MAP)?
             .insert(key, owner, 0)
-            .map_err(|source| DatapathError::Map { name: NOACCEPT_MAP, source })
+            .map_err(|source| DatapathError::Map { name: NOACCEPT_MAP, source })?;
+        self.count_no_accept_rows()
     }
 
     /// Accept packets to `key` again; a row that is not there is no error.
     pub fn remove_no_accept(&mut self, key: &VipKey) -> Result<(), DatapathError> {
         match self.hash_map::<VipKey, VipOwner>(NOACCEPT_MAP)?.remove(key) {
-            Ok(()) => Ok(()),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(()) => {}
+            Err(aya::maps::MapError::KeyNotFound) => {}
             Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc_enoent()) => {
-                Ok(())
             }
-            Err(source) => Err(DatapathError::Map { name: NOACCEPT_MAP, source }),
+            Err(source) => return Err(DatapathError::Map { name: NOACCEPT_MAP, source }),
         }
+        self.count_no_accept_rows()
+    }
+
+    /// Keep `NOACCEPT_ROWS_MAP` equal to the rows in `NOACCEPT_MAP` (the
+    /// program skips its lookup while it is 0). Counted from the map, so
+    /// it cannot drift from what is there.
+    fn count_no_accept_rows(&mut self) -> Result<(), DatapathError> {
+        let n = self.no_accept_rows()?.len();
+        let name = NOACCEPT_ROWS_MAP;
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::Missing { what: "map", name })?;
+        let mut rows: Array<&mut MapData, u32> =
+            Array::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+        rows.set(0, u32::try_from(n).unwrap_or(u32::MAX), 0)
+            .map_err(|source| DatapathError::Map { name, source })
     }
 
     /// The rows of `NOACCEPT_MAP`.

@@ -22,6 +22,11 @@ use crate::maps::{FAMILY_IPV4, FAMILY_IPV6};
 /// Name of the map: `VipKey` -> `VipOwner`, a BPF hash map written by the
 /// agent: the addresses packets to which are dropped.
 pub const NOACCEPT_MAP: &str = "VRRP_NOACCEPT";
+/// Name of a one-element array (`u32`): how many rows `NOACCEPT_MAP`
+/// holds, kept by the agent. While it is 0 (no non-accept master on the
+/// node: the usual case, accept being keepalived's default) the program
+/// skips the hash lookup, so other traffic pays an array read only.
+pub const NOACCEPT_ROWS_MAP: &str = "VRRP_NOACCEPT_ROWS";
 /// Name of the counters: `NoAcceptCounterKey` -> `u64`, a per-CPU hash.
 pub const NOACCEPT_COUNTERS_MAP: &str = "VRRP_NOACCEPT_COUNTERS";
 /// Capacity of `NOACCEPT_MAP`: VIPs and excluded VIPs of every instance.

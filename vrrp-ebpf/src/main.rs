@@ -5,7 +5,7 @@
 //! adverts in `VRRP_PEERS` (an event in `VRRP_EVENTS` only on change), and
 //! count every verdict per interface in `VRRP_COUNTERS`. Other IP packets
 //! pass, except those to a VIP of a non-accept master (`VRRP_NOACCEPT`,
-//! counted in `VRRP_NOACCEPT_COUNTERS`). Valid adverts are
+//! counted in `VRRP_NOACCEPT_COUNTERS`; skipped while `VRRP_NOACCEPT_ROWS` is 0). Valid adverts are
 //! consumed here (the agent reads the maps), so the kernel never answers a
 //! unicast advert with ICMP protocol-unreachable; `INST_PASS_UP` passes
 //! them on for tcpdump.
@@ -78,6 +78,10 @@ static VRRP_WATCH: HashMap<InstanceKey, Watch, { INSTANCES_MAX_ENTRIES as usize 
 /// Addresses of non-accept masters (vrrp-common `accept::NOACCEPT_MAP`).
 #[btf_map]
 static VRRP_NOACCEPT: HashMap<VipKey, VipOwner, { NOACCEPT_MAX_ENTRIES as usize }> = HashMap::new();
+
+/// How many rows VRRP_NOACCEPT holds (vrrp-common `accept::NOACCEPT_ROWS_MAP`).
+#[btf_map]
+static VRRP_NOACCEPT_ROWS: Array<u32, 1> = Array::new();
 
 /// Packets to those addresses per interface and `NoAcceptVerdict`.
 #[btf_map]
@@ -238,6 +242,9 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
 /// is gone (fail open, as for adverts), passes.
 #[inline(always)]
 fn no_accept(ctx: &XdpContext, family: u8, dst: &[u8; 16], proto: u8, l4: usize) -> u32 {
+    if VRRP_NOACCEPT_ROWS.get(0).is_none_or(|n| *n == 0) {
+        return XDP_PASS;
+    }
     let ifindex = ctx.ingress_ifindex() as u32;
     let key = accept::vip_key(ifindex, family, dst);
     if VRRP_NOACCEPT.get_ptr(&key).is_none() {
