@@ -484,6 +484,23 @@ fn bpftool_prints_typed_peer_fields() -> Result<()> {
         .arg(pin_dir.join("VRRP_INSTANCES")))?;
     let text = String::from_utf8(out.stdout).context("bpftool output")?;
     assert!(text.contains("\"password\"") && text.contains("\"vrid\":52"), "{text}");
+    // Accept Mode's rows: named fields too.
+    let (key, owner) = (
+        vrrp_common::accept::vip_key(0, vrrp_common::maps::FAMILY_IPV4, &{
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&VIP[0].octets());
+            b
+        }),
+        vrrp_common::accept::VipOwner { ifindex: lab.ifindex, vrid: 51, _pad: [0; 3] },
+    );
+    lab.dp.add_no_accept(key, owner)?;
+    let out = run(Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(pin_dir.join("VRRP_NOACCEPT")))?;
+    let text = String::from_utf8(out.stdout).context("bpftool output")?;
+    for field in ["\"family\":4", "\"addr\":[192,0,2,100,", "\"vrid\":51", "\"_pad\""] {
+        assert!(text.contains(field), "bpftool output lacks {field}: {text}");
+    }
     drop(lab);
     assert!(!pinned.exists(), "pins must be removed when the datapath is dropped");
     Ok(())
@@ -710,6 +727,13 @@ fn no_accept_drops_packets_to_the_vips_but_neighbour_discovery() -> Result<()> {
         eprintln!(
             "per packet: ARP {t_arp:?}, UDP to another address {t_other:?}, UDP to a VIP (dropped) {t_vip:?}"
         );
+        // The agent gone (its alive deadline past): fail open, uncounted.
+        dp.set_alive_until(1)?;
+        let before = dp.no_accept_counters()?;
+        let open = dp.test_run(&cases[1].1, ifindex)?;
+        anyhow::ensure!(open == XDP_PASS, "a dead agent's rows must not drop (action {open})");
+        anyhow::ensure!(dp.no_accept_counters()? == before, "nor count");
+        dp.set_alive()?;
         for a in [vip4, vip6, vip_ll] {
             dp.remove_no_accept(&key(&a))?;
         }

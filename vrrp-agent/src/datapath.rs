@@ -292,13 +292,17 @@ impl Datapath {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
             .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
             .unwrap_or(0);
+        self.set_alive_until(now + ALIVE_WINDOW_NS)
+    }
+
+    /// Set the `ALIVE_MAP` deadline (CLOCK_MONOTONIC ns); a past one makes
+    /// the program fail open as if the agent had died (tests).
+    pub fn set_alive_until(&mut self, until_ns: u64) -> Result<(), DatapathError> {
         let map =
             self.ebpf.map_mut(ALIVE_MAP).ok_or(DatapathError::Missing { what: "map", name: ALIVE_MAP })?;
         let mut alive: Array<&mut MapData, u64> =
             Array::try_from(map).map_err(|source| DatapathError::Map { name: ALIVE_MAP, source })?;
-        alive
-            .set(0, now + ALIVE_WINDOW_NS, 0)
-            .map_err(|source| DatapathError::Map { name: ALIVE_MAP, source })
+        alive.set(0, until_ns, 0).map_err(|source| DatapathError::Map { name: ALIVE_MAP, source })
     }
 
     /// Pin the XDP links as `dir/link_<interface>`, so that they outlive
