@@ -72,6 +72,16 @@ fn no_accept_count(ns: &Netns, name: &str, verdict: &str) -> Result<u64> {
         .sum())
 }
 
+/// `vrrp-agent status --name NAME --json` in `ns`.
+fn status_json(ns: &Netns, name: &str) -> Result<String> {
+    let bin = agent_bin()?;
+    let out = ns
+        .command(bin.to_str().context("agent path")?)
+        .args(["status", "--name", name, "--json"])
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The MAC `ns` has for `addr` on eth0, if resolved (ARP answered).
 fn neighbour(ns: &Netns, addr: &str) -> Result<Option<[u8; 6]>> {
     let out = ns.ip(&["neigh", "show", addr, "dev", "eth0"])?;
@@ -121,6 +131,8 @@ fn accept_mode_lets_a_master_answer_for_its_vip() -> Result<()> {
     assert!(ping(&seg.nodes[2].ns, VIP)?, "the master answers a ping to its VIP under accept");
     assert!(udp_reaches(&client, &server, Duration::from_secs(2))?, "UDP to the VIP reaches the master");
     assert_eq!(no_accept_count(&seg.nodes[0].ns, &name0, "dropped_icmp")?, 0);
+    let st = status_json(&seg.nodes[0].ns, &name0)?;
+    assert!(st.contains("\"accept\": 1"), "{st}");
     a0.stop(Duration::from_secs(5))?;
     a1.stop(Duration::from_secs(5))?;
     Ok(())
@@ -143,6 +155,8 @@ fn no_accept_drops_and_counts_packets_to_the_vip_on_the_master_only() -> Result<
 
     assert!(!ping(client_ns, VIP)?, "the master must not answer a ping to its VIP under no_accept");
     assert!(no_accept_count(&seg.nodes[0].ns, &name0, "dropped_icmp")? >= 1, "the drop is counted");
+    let st = status_json(&seg.nodes[0].ns, &name0)?;
+    assert!(st.contains("\"accept\": 0") && st.contains("\"strict_mode\": 0"), "{st}");
     // The master's own address is not a VIP: answered.
     assert!(ping(client_ns, "192.0.2.1")?, "the master's own address still answers");
     // The VIP stays resolvable: ARP is not IP, the master answers it.

@@ -48,7 +48,8 @@ pub struct InstanceStatus {
     pub last_transition: f64,
     /// Accept Mode as in effect (keepalived's `accept`, 0 or 1): 0 drops
     /// packets to the VIPs while MASTER (`vrrp-agent stats` counts them).
-    #[serde(default)]
+    /// A file from before this field read as 1: those agents accepted.
+    #[serde(default = "accepting")]
     pub accept: u8,
     /// keepalived's `strict_mode`, 0 or 1.
     #[serde(default)]
@@ -109,4 +110,9 @@ pub fn read(name: &str) -> io::Result<AgentStatus> {
 /// Remove the file (clean exit).
 pub fn remove(name: &str) {
     let _ = std::fs::remove_file(path(name));
+}
+
+/// `InstanceStatus::accept` of a file that lacks it.
+fn accepting() -> u8 {
+    1
 }
