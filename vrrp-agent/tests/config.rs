@@ -262,3 +262,106 @@ fn virtual_addresses_as_keepalived_takes_them() {
         "{errs:#?}"
     );
 }
+
+fn load_text(text: &str) -> (config::Config, Vec<String>) {
+    let dir = tree(&[("k.conf", text)]);
+    let (cfg, w) = config::load(&dir.join("k.conf")).expect("loads");
+    let _ = std::fs::remove_dir_all(dir);
+    (cfg, w.iter().map(|d| d.to_string()).collect())
+}
+
+#[test]
+fn accept_mode_defaults_as_keepalived() {
+    // Not strict: accept unless no_accept.
+    let (cfg, _) = load_text(&instance(BASE));
+    assert!(cfg.instances[0].accept && !cfg.instances[0].drops_to_vips());
+    let (cfg, _) = load_text(&instance(&format!("{BASE}\n  no_accept")));
+    assert!(!cfg.instances[0].accept && cfg.instances[0].drops_to_vips());
+    // The address owner accepts, whatever it says (vrrp_handle_accept_mode).
+    let (cfg, _) = load_text(&instance(&format!("{BASE}\n  priority 255\n  no_accept")));
+    assert!(!cfg.instances[0].drops_to_vips());
+    // Strict: no_accept unless the owner; v3 may ask for accept.
+    let strict = "global_defs {\n  vrrp_strict\n}\n";
+    let (cfg, _) = load_text(&format!("{strict}{}", instance(BASE)));
+    assert!(cfg.instances[0].strict && !cfg.instances[0].accept);
+    let (cfg, _) = load_text(&format!("{strict}{}", instance(&format!("{BASE}\n  priority 255"))));
+    assert!(cfg.instances[0].accept);
+    let (cfg, _) = load_text(&format!("{strict}{}", instance(&format!("{BASE}\n  version 3\n  accept"))));
+    assert!(cfg.instances[0].accept);
+    // strict_mode per instance overrides vrrp_strict either way.
+    let (cfg, _) = load_text(&format!("{strict}{}", instance(&format!("{BASE}\n  strict_mode off"))));
+    assert!(!cfg.instances[0].strict && cfg.instances[0].accept);
+    let (cfg, _) = load_text(&instance(&format!("{BASE}\n  strict_mode")));
+    assert!(cfg.instances[0].strict && !cfg.instances[0].accept);
+    let errs = errors(&instance(&format!("{BASE}\n  strict_mode maybe")));
+    assert!(errs.iter().any(|e| e.contains("k.conf:7:15: error: `strict_mode maybe`")), "{errs:?}");
+}
+
+#[test]
+fn strict_mode_resets_what_keepalived_resets_with_its_warnings() {
+    let text = format!(
+        "global_defs {{\n  vrrp_strict\n}}\n{}",
+        instance(&format!(
+            "{BASE}\n  state MASTER\n  priority 100\n  accept\n  preempt_delay 5\n  lower_prio_no_advert off\n  garp_lower_prio_repeat 3\n  authentication {{\n    auth_type PASS\n    auth_pass 1111\n  }}"
+        ))
+    );
+    let (cfg, w) = load_text(&text);
+    let i = &cfg.instances[0];
+    assert_eq!(i.state, config::model::InitialState::Backup);
+    assert_eq!(i.auth, None);
+    assert!(!i.accept && i.drops_to_vips());
+    assert_eq!(i.preempt_delay, std::time::Duration::ZERO);
+    assert!(i.lower_prio_no_advert);
+    let has = |s: &str| w.iter().any(|x| x.contains(s));
+    for m in [
+        "k.conf:10:3: warning: (VI_1) State MASTER must match being address owner",
+        "k.conf:16:3: warning: (VI_1) Strict mode does not support authentication. Ignoring.",
+        "k.conf:12:3: warning: (VI_1) warning - accept mode for VRRP version 2 does not comply with RFC3768 - resetting",
+        "k.conf:13:3: warning: (VI_1) preempt_delay is incompatible with strict mode - resetting",
+        "k.conf:14:3: warning: (VI_1) Strict mode requires no lower priority advert. resetting",
+        "k.conf:15:3: warning: (VI_1) Strict mode requires no repeat garps. resetting",
+    ] {
+        assert!(has(m), "{m}\n{w:#?}");
+    }
+    // Without strict mode, the same file keeps them.
+    let (cfg, _) = load_text(&text.replace("  vrrp_strict\n", ""));
+    let i = &cfg.instances[0];
+    assert_eq!(i.state, config::model::InitialState::Master);
+    assert!(i.auth.is_some() && i.accept && !i.lower_prio_no_advert);
+    assert_eq!(i.preempt_delay, std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn strict_mode_refuses_unicast_peers_and_makes_ipv6_version_3() {
+    let strict = "global_defs {\n  vrrp_strict\n}\n";
+    let errs =
+        errors(&format!("{strict}{}", instance(&format!("{BASE}\n  unicast_peer {{\n    192.0.2.2\n  }}"))));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("k.conf:4:1: error: (VI_1) Unicast peers are not supported in strict mode")),
+        "{errs:?}"
+    );
+    let v6 = "  interface eth0\n  virtual_router_id 55\n  version 2\n  virtual_ipaddress {\n    2001:db8::10/64\n  }";
+    assert!(!errors(&instance(v6)).is_empty(), "v2 with IPv6 is refused outside strict mode");
+    let (cfg, w) = load_text(&format!("{strict}{}", instance(v6)));
+    assert_eq!(cfg.instances[0].version, Version::V3);
+    let has = |s: &str| w.iter().any(|x| x.contains(s));
+    assert!(has("(VI_1) cannot use IPv6 with VRRP version 2; setting version 3"), "{w:#?}");
+    assert!(has("(VI_1) the first IPv6 VIP address must be link local"), "{w:#?}");
+}
+
+#[test]
+fn keepalived_default_config_loads_as_keepalived_reads_it() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/strict/keepalived.conf");
+    let (cfg, w) = config::load(&path).expect("loads");
+    let i = &cfg.instances[0];
+    assert!(cfg.global.vrrp_strict && i.strict);
+    assert_eq!((i.vrid, i.priority, i.version), (51, 100, Version::V2));
+    assert_eq!(i.state, config::model::InitialState::Backup, "MASTER without priority 255 is reset");
+    assert_eq!(i.auth, None, "strict mode drops PASS authentication");
+    assert!(i.drops_to_vips(), "strict mode implies no_accept");
+    assert!(i.lower_prio_no_advert);
+    assert_eq!(i.vips.len(), 3);
+    let w: Vec<String> = w.iter().map(|d| d.to_string()).collect();
+    assert!(!w.iter().any(|x| x.contains("`vrrp_strict` ignored")), "{w:#?}");
+}

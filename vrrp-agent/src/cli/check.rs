@@ -49,6 +49,12 @@ pub fn describe(i: &Instance) -> String {
         let t: Vec<&str> = i.track_script.iter().map(|t| t.name.as_str()).collect();
         parts.push(format!("track_script {}", t.join(", ")));
     }
+    if i.strict {
+        parts.push("strict_mode".into());
+    }
+    if i.drops_to_vips() {
+        parts.push("no_accept (packets to the VIPs dropped while MASTER)".into());
+    }
     format!("{}: {}", i.name, parts.join(", "))
 }
 

@@ -54,7 +54,7 @@ pub fn run(args: &StatusArgs) -> Result<()> {
     println!("vrrp-agent pid {}, receiving via {}", st.pid, st.receive);
     for i in &st.instances {
         println!(
-            "{}: {}, priority {} (base {}), VRID {} on {}, VIPs {}, adverts sent {}, became master {} time(s)",
+            "{}: {}, priority {} (base {}), VRID {} on {}, VIPs {}, adverts sent {}, became master {} time(s){}",
             i.iname,
             i.state,
             i.effective_priority,
@@ -63,7 +63,9 @@ pub fn run(args: &StatusArgs) -> Result<()> {
             i.interface,
             i.vips.join(" "),
             i.stats.advert_sent,
-            i.stats.become_master
+            i.stats.become_master,
+            // Accept Mode off: say so (the drops are in `vrrp-agent stats`).
+            if i.accept == 0 { ", no_accept" } else { "" }
         );
     }
     Ok(())

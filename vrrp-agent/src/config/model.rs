@@ -134,6 +134,27 @@ pub struct Instance {
     pub notify: Notify,
     /// `v3_checksum_as_v2`: send the RFC 9568 checksum (no pseudo-header).
     pub v3_checksum_as_v2: bool,
+    /// `strict_mode` (default: `vrrp_strict` in global_defs): keepalived's
+    /// strict RFC compliance, applied to this instance's settings below.
+    pub strict: bool,
+    /// Accept Mode (RFC 5798 6.1) after keepalived's defaults: `accept` /
+    /// `no_accept`, else on unless strict mode, always on for the address
+    /// owner (priority 255). See [`Instance::drops_to_vips`].
+    pub accept: bool,
+    /// `lower_prio_no_advert` (default `vrrp_lower_prio_no_advert`, forced
+    /// on by strict mode): a master that hears a lower-priority advert does
+    /// not answer it with an advert of its own.
+    pub lower_prio_no_advert: bool,
+}
+
+impl Instance {
+    /// Whether, while MASTER, packets addressed to the VIPs (and excluded
+    /// VIPs) are dropped: non-accept mode and not the address owner, as
+    /// keepalived's `vrrp_handle_accept_mode` decides (an owner's
+    /// `no_accept` has no effect).
+    pub fn drops_to_vips(&self) -> bool {
+        !self.accept && self.priority != 255
+    }
 }
 
 /// Notify scripts.
@@ -192,6 +213,10 @@ pub struct Global {
     pub script_user_loc: Option<Loc>,
     /// `v3_checksum_as_v2` in global_defs: the default for instances.
     pub v3_checksum_as_v2: bool,
+    /// `vrrp_strict`: the default of every instance's `strict_mode`.
+    pub vrrp_strict: bool,
+    /// `vrrp_lower_prio_no_advert`: the default of `lower_prio_no_advert`.
+    pub lower_prio_no_advert: bool,
 }
 
 impl Default for Global {
@@ -206,6 +231,8 @@ impl Default for Global {
             script_user: None,
             script_user_loc: None,
             v3_checksum_as_v2: false,
+            vrrp_strict: false,
+            lower_prio_no_advert: false,
         }
     }
 }
@@ -352,6 +379,27 @@ fn duration(
     }
 }
 
+/// keepalived's optional boolean argument (`strict_mode`,
+/// `lower_prio_no_advert`, ...): absent means true; otherwise one of
+/// on/off, true/false, yes/no.
+fn flag(s: &Stmt, r: &mut Report) -> Option<bool> {
+    match s.args.first().map(|(v, l)| (v.to_ascii_lowercase(), l)) {
+        None => Some(true),
+        Some((v, l)) => match v.as_str() {
+            "on" | "true" | "yes" => Some(true),
+            "off" | "false" | "no" => Some(false),
+            _ => {
+                r.error(
+                    l,
+                    format!("`{} {v}`: expected on, off, true, false, yes or no", s.key),
+                    "or no value, which means on",
+                );
+                None
+            }
+        },
+    }
+}
+
 fn user(s: &Stmt) -> Option<(String, Option<String>)> {
     s.args.first().map(|(u, _)| (u.clone(), s.args.get(1).map(|(g, _)| g.clone())))
 }
@@ -467,6 +515,10 @@ fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
                 g.script_user_loc = Some(st.loc.clone());
             }
             "v3_checksum_as_v2" | "vrrp_v3_checksum_as_v2" => g.v3_checksum_as_v2 = true,
+            "vrrp_strict" => g.vrrp_strict = true,
+            "vrrp_lower_prio_no_advert" => {
+                g.lower_prio_no_advert = flag(st, r).unwrap_or(g.lower_prio_no_advert)
+            }
             k => keywords::report_unread(keywords::Ctx::Global, k, &st.loc, r),
         }
     }
@@ -605,13 +657,26 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         track_script: Vec::new(),
         notify: Notify::default(),
         v3_checksum_as_v2: g.v3_checksum_as_v2,
+        strict: g.vrrp_strict,
+        accept: true,
+        lower_prio_no_advert: g.lower_prio_no_advert,
     };
     let mut advert_loc = None;
+    // keepalived's PARAMETER_UNSET: what was set explicitly, and where.
+    let mut strict_mode = None;
+    let mut accept: Option<(bool, Loc)> = None;
+    let mut lower_prio_no_advert: Option<(bool, Loc)> = None;
+    let mut garp_lower_prio: Vec<(String, Loc)> = Vec::new();
+    let mut preempt_delay_loc = None;
+    let mut state_loc = None;
     let mut auth_loc = None;
     let mut version_set = false;
     for st in s.block.as_deref().unwrap_or_default() {
         match st.key.as_str() {
-            "state" => match st.args.first().map(|(v, l)| (v.as_str(), l)) {
+            "state" => match st.args.first().map(|(v, l)| {
+                state_loc = Some(st.loc.clone());
+                (v.as_str(), l)
+            }) {
                 Some(("MASTER", _)) => i.state = InitialState::Master,
                 Some(("BACKUP", _)) => i.state = InitialState::Backup,
                 Some((v, l)) => r.error(
@@ -742,6 +807,7 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
             "preempt_delay" => {
                 if let Some(d) = duration(st, r, 0.0..=1000.0, "seconds, 0 to 1000 (fractions allowed)") {
                     i.preempt_delay = d;
+                    preempt_delay_loc = Some(st.loc.clone());
                 }
             }
             "garp_master_delay" => {
@@ -769,6 +835,18 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
                 i.notify.locs.push((key, st.loc.clone()));
             }
             "v3_checksum_as_v2" => i.v3_checksum_as_v2 = true,
+            "accept" => accept = Some((true, st.loc.clone())),
+            "no_accept" => accept = Some((false, st.loc.clone())),
+            "strict_mode" => strict_mode = flag(st, r).or(strict_mode),
+            "lower_prio_no_advert" => {
+                lower_prio_no_advert = flag(st, r).map(|b| (b, st.loc.clone())).or(lower_prio_no_advert)
+            }
+            k @ ("garp_lower_prio_delay" | "garp_lower_prio_repeat") => {
+                keywords::report_unread(keywords::Ctx::Instance, k, &st.loc, r);
+                if st.args.first().is_some_and(|(v, _)| v != "0") {
+                    garp_lower_prio.push((k.to_string(), st.loc.clone()));
+                }
+            }
             k => keywords::report_unread(keywords::Ctx::Instance, k, &st.loc, r),
         }
     }
@@ -794,6 +872,16 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         i.family = if first.addr.is_ipv4() { Family::V4 } else { Family::V6 };
     }
     let v6 = i.family == Family::V6;
+    i.strict = strict_mode.unwrap_or(g.vrrp_strict);
+    if v6 && i.version == Version::V2 && version_set && i.strict {
+        // keepalived's vrrp_complete_instance, in its order from here on.
+        r.warn(
+            &s.loc,
+            format!("({}) cannot use IPv6 with VRRP version 2; setting version 3", i.name),
+            "strict mode (vrrp_strict): IPv6 instances are VRRPv3",
+        );
+        i.version = Version::V3;
+    }
     if v6 && i.version == Version::V2 {
         if version_set {
             r.error(
@@ -806,15 +894,52 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
             i.version = Version::V3;
         }
     }
+    if i.strict {
+        strict_rules(&mut i, s, r, &state_loc, &auth_loc, &preempt_delay_loc, &garp_lower_prio);
+        if i.auth.is_none() {
+            auth_loc = None;
+        }
+    }
+    // Accept Mode's default, keepalived's: the owner accepts; otherwise
+    // accept unless strict. Strict mode refuses it for VRRPv2, which
+    // RFC 3768 does not define it for.
+    i.accept = match &accept {
+        Some((a, _)) => *a,
+        None => i.priority == 255 || !i.strict,
+    };
+    if let Some((true, loc)) = &accept
+        && i.priority != 255
+        && i.strict
+        && i.version == Version::V2
+    {
+        r.warn(
+            loc,
+            format!("({}) warning - accept mode for VRRP version 2 does not comply with RFC3768 - resetting", i.name),
+            "strict mode (vrrp_strict): packets to the VIPs are dropped while MASTER; use version 3 for accept",
+        );
+        i.accept = false;
+    }
+    match &lower_prio_no_advert {
+        Some((false, loc)) if i.strict => r.warn(
+            loc,
+            format!("({}) Strict mode requires no lower priority advert. resetting", i.name),
+            "strict mode (vrrp_strict) keeps lower_prio_no_advert on",
+        ),
+        Some((b, _)) => i.lower_prio_no_advert = *b,
+        None => {}
+    }
+    if i.strict {
+        i.lower_prio_no_advert = true;
+    }
     if i.vips.is_empty() {
         // keepalived (vrrp.c vrrp_complete_instance): without a VIP a
         // VRRPv2 instance runs with a warning (cloud setups move the
         // address from notify_master); VRRPv3 requires one.
-        if i.version == Version::V3 {
+        if i.version == Version::V3 || i.strict {
             r.error(
                 &s.loc,
                 format!("({}) No VIP specified; at least one is required", i.name),
-                "VRRPv3 instances need a virtual_ipaddress (keepalived refuses them too); use version 2 to run without one",
+                "VRRPv3 and strict-mode instances need a virtual_ipaddress (keepalived refuses them too); use version 2 to run without one",
             );
         } else {
             r.warn(
@@ -875,6 +1000,74 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         );
     }
     if r.errors_since(errors_before, dropped_before) { None } else { Some(i) }
+}
+
+/// What keepalived's strict mode (`vrrp_strict`, `strict_mode`) refuses
+/// or resets in an instance, with its messages (vrrp.c,
+/// `vrrp_complete_instance`). Resets are warnings, as keepalived carries
+/// on; an instance keepalived drops (unicast peers) is an error.
+fn strict_rules(
+    i: &mut Instance,
+    s: &Stmt,
+    r: &mut Report,
+    state_loc: &Option<Loc>,
+    auth_loc: &Option<Loc>,
+    preempt_delay_loc: &Option<Loc>,
+    garp_lower_prio: &[(String, Loc)],
+) {
+    let why = "strict mode (vrrp_strict or strict_mode) enforces RFC 5798";
+    let owner = i.priority == 255;
+    if state_loc.is_some() && (i.state == InitialState::Master) != owner {
+        r.warn(
+            state_loc.as_ref().unwrap_or(&s.loc),
+            format!("({}) State MASTER must match being address owner", i.name),
+            format!("{why}: the instance starts as {}", if owner { "MASTER" } else { "BACKUP" }),
+        );
+        i.state = if owner { InitialState::Master } else { InitialState::Backup };
+    }
+    if i.auth.is_some() {
+        r.warn(
+            auth_loc.as_ref().unwrap_or(&s.loc),
+            format!("({}) Strict mode does not support authentication. Ignoring.", i.name),
+            format!("{why}: adverts are sent and accepted without authentication"),
+        );
+        i.auth = None;
+    }
+    if !i.unicast_peers.is_empty() {
+        r.error(
+            &s.loc,
+            format!("({}) Unicast peers are not supported in strict mode", i.name),
+            "remove unicast_peer (adverts go to the multicast group) or set `strict_mode off` in the instance",
+        );
+    }
+    if i.family == Family::V6 && i.unicast_peers.is_empty() {
+        if let Some(first) = i.vips.first().filter(|v| match v.addr {
+            IpAddr::V6(a) => !a.is_unicast_link_local(),
+            IpAddr::V4(_) => false,
+        }) {
+            r.warn(
+                &s.loc,
+                format!("({}) the first IPv6 VIP address must be link local", i.name),
+                format!("{why} 5.2.9: {} is not fe80::/10; keepalived carries on", first.addr),
+            );
+        }
+    }
+    if !i.preempt_delay.is_zero() {
+        r.warn(
+            preempt_delay_loc.as_ref().unwrap_or(&s.loc),
+            format!("({}) preempt_delay is incompatible with strict mode - resetting", i.name),
+            why,
+        );
+        i.preempt_delay = std::time::Duration::ZERO;
+    }
+    for (k, loc) in garp_lower_prio {
+        let msg = if k == "garp_lower_prio_repeat" {
+            "Strict mode requires no repeat garps. resetting"
+        } else {
+            "Strict mode requires no repeat garp delay. resetting"
+        };
+        r.warn(loc, format!("({}) {msg}", i.name), why);
+    }
 }
 
 fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
