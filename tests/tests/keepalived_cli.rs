@@ -119,3 +119,43 @@ fn a_missing_capability_is_named() -> Result<()> {
     assert!(!seg.holds(0, VIP)?);
     Ok(())
 }
+
+/// keepalived's `net_namespace NAME`: started in the host's namespace, the
+/// agent joins /run/netns/NAME (as keepalived does, without `ip netns
+/// exec`), holds the VIP there and never in the host's namespace, takes
+/// the namespace's name as its own (so one agent per namespace can run
+/// with one file each), and a stop removes the VIP there. `-s NAME` does
+/// the same from the command line.
+#[test]
+fn net_namespace_runs_the_agent_in_that_namespace() -> Result<()> {
+    if !require_root("net_namespace_runs_the_agent_in_that_namespace") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24"])?;
+    let ns = seg.nodes[0].ns.name().to_owned();
+    for how in ["config", "-s"] {
+        let text = match how {
+            "config" => format!("net_namespace {ns}\n{}", conf()),
+            _ => conf(),
+        };
+        let path = seg.file(&format!("ns-{}.conf", how.trim_start_matches('-')), &text)?;
+        let mut cmd = Command::new(agent_bin()?);
+        if how == "-s" {
+            cmd.args(["-n", "-s", &ns, "-f"]).arg(&path);
+        } else {
+            cmd.args(["run", "-f"]).arg(&path);
+        }
+        let mut p = Process::spawn("agent", &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
+        p.wait_for_line("Entering MASTER STATE", Duration::from_secs(15))?;
+        assert!(seg.holds(0, VIP)?, "{how}: the VIP is in the namespace: {:#?}", p.lines());
+        let host = Command::new("ip").args(["-4", "addr", "show"]).output()?;
+        assert!(!String::from_utf8_lossy(&host.stdout).contains(VIP), "{how}: never in the host's namespace");
+        let st = vrrp_agent::daemon::status::read(&ns)
+            .with_context(|| format!("{how}: status under the namespace's name"))?;
+        assert_eq!(st.instances[0].state, "MASTER");
+        p.signal(Signal::SIGTERM)?;
+        assert_eq!(p.stop(Duration::from_secs(10))?.code(), Some(0), "{:#?}", p.lines());
+        assert!(!seg.holds(0, VIP)?, "{how}: removed at stop");
+    }
+    Ok(())
+}

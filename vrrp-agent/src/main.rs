@@ -149,7 +149,7 @@ fn real_main(argv: Vec<std::ffi::OsString>, namespace: Option<String>, notes: &[
             }
         })
         .init();
-    if let Some(ns) = &namespace {
+    if let (Some(ns), false) = (&namespace, matches!(cli.command, Command::Run(_))) {
         cli::keepalived::enter_namespace(ns)?;
     }
     // Once, from the supervisor (or the agent alone), not again from its worker.
@@ -166,7 +166,17 @@ fn real_main(argv: Vec<std::ffi::OsString>, namespace: Option<String>, notes: &[
         }
         Command::Stats(args) => cli::stats::run(&args),
         Command::Status(args) => cli::status::run(&args),
-        Command::Run(args) => {
+        Command::Run(mut args) => {
+            // keepalived's `-s NAME` overrides the configuration's
+            // `net_namespace` (keepalived(8)).
+            if let Some(ns) = namespace.or_else(|| args.net_namespace()) {
+                cli::keepalived::enter_namespace(&ns)?;
+                // One agent per namespace, as keepalived's per-namespace
+                // /run mount: the default name becomes the namespace's.
+                if args.agent.name == cli::DEFAULT_NAME {
+                    args.agent.name = ns;
+                }
+            }
             if args.supervises() {
                 // Before any runtime or thread exists: the worker's
                 // parent-death signal is tied to the thread that forks it.

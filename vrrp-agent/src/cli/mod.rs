@@ -18,6 +18,9 @@ use vrrp_common::maps::{
     EVENT_INTERVAL, EVENT_NEW_PEER, EVENT_PRIORITY, EVENT_RESIGN, FAMILY_IPV4, PeerEvent, PeerKey,
 };
 
+/// The agent's name when none is given.
+pub const DEFAULT_NAME: &str = "default";
+
 /// What `run` and `watch` share: how adverts come in and where the agent
 /// keeps its pins and lock.
 #[derive(clap::Args, Debug)]
@@ -26,8 +29,9 @@ pub struct AgentArgs {
     /// (with a warning) where it cannot attach.
     #[arg(long, value_enum, default_value_t = ReceiveMode::Auto)]
     pub receive: ReceiveMode,
-    /// Name of this agent: its pin directory, lock and status files.
-    #[arg(long, default_value = "default")]
+    /// Name of this agent: its pin directory, lock and status files (in a
+    /// `net_namespace` or with `-s NAME`, the default is the namespace's name).
+    #[arg(long, default_value = DEFAULT_NAME)]
     pub name: String,
     /// bpffs directory the per-agent pin directories go under.
     #[arg(long, default_value = "/sys/fs/bpf/vrrp-agent")]

@@ -60,6 +60,14 @@ impl Drop for PidFile {
 }
 
 impl RunArgs {
+    /// The configuration's `net_namespace`, if it loads and has one (a
+    /// configuration that does not load is reported by `run` itself).
+    pub fn net_namespace(&self) -> Option<String> {
+        config::load(&config::default_path(self.config.as_deref()))
+            .ok()
+            .and_then(|(c, _)| c.global.net_namespace)
+    }
+
     /// Whether this process is to be the supervisor.
     pub fn supervises(&self) -> bool {
         !self.no_supervise && self.supervised.is_none()

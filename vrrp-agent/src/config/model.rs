@@ -217,6 +217,9 @@ pub struct Global {
     pub vrrp_strict: bool,
     /// `vrrp_lower_prio_no_advert`: the default of `lower_prio_no_advert`.
     pub lower_prio_no_advert: bool,
+    /// `net_namespace NAME` (top level or in global_defs): the network
+    /// namespace (/run/netns/NAME) the agent runs in.
+    pub net_namespace: Option<String>,
 }
 
 impl Default for Global {
@@ -233,6 +236,7 @@ impl Default for Global {
             v3_checksum_as_v2: false,
             vrrp_strict: false,
             lower_prio_no_advert: false,
+            net_namespace: None,
         }
     }
 }
@@ -408,7 +412,7 @@ fn user(s: &Stmt) -> Option<(String, Option<String>)> {
 /// it, else reported (an ignored or unknown block) and dropped.
 pub fn triage(s: Stmt, r: &mut Report) -> Option<Stmt> {
     match s.key.as_str() {
-        "global_defs" | "vrrp_instance" | "vrrp_script" => Some(s),
+        "global_defs" | "vrrp_instance" | "vrrp_script" | "net_namespace" => Some(s),
         k => {
             ignored_top(k, &s.loc, r);
             None
@@ -434,6 +438,7 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
     for s in stmts {
         match s.key.as_str() {
             "global_defs" => {}
+            "net_namespace" => net_namespace(s, &mut cfg.global, r),
             "vrrp_instance" => {
                 if let Some(i) = instance(s, &cfg.global, r) {
                     if let Some(other) = names.get(&i.name).map(|n| &cfg.instances[*n]) {
@@ -516,11 +521,24 @@ fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
             }
             "v3_checksum_as_v2" | "vrrp_v3_checksum_as_v2" => g.v3_checksum_as_v2 = true,
             "vrrp_strict" => g.vrrp_strict = true,
+            "net_namespace" => net_namespace(st, g, r),
             "vrrp_lower_prio_no_advert" => {
                 g.lower_prio_no_advert = flag(st, r).unwrap_or(g.lower_prio_no_advert)
             }
             k => keywords::report_unread(keywords::Ctx::Global, k, &st.loc, r),
         }
+    }
+}
+
+/// `net_namespace NAME`: keepalived joins /run/netns/NAME (made by `ip
+/// netns add`) before anything else.
+fn net_namespace(s: &Stmt, g: &mut Global, r: &mut Report) {
+    match s.args.first() {
+        Some((n, l)) if n.is_empty() || n.contains('/') || n == "." || n == ".." => {
+            r.error(l, format!("`net_namespace {n}`: not a namespace name"), "a name under /run/netns")
+        }
+        Some((n, _)) => g.net_namespace = Some(n.clone()),
+        None => r.error(&s.loc, "`net_namespace` needs a name", "as made by `ip netns add NAME`"),
     }
 }
 
