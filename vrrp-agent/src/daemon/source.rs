@@ -91,6 +91,12 @@ impl Source {
     /// write only on change.
     pub(super) fn sync_watch(&mut self, inst: &mut Inst, now: Micros) {
         let Source::Xdp(x) = self else { return };
+        // Not bound to an interface (it does not exist yet): the map has no
+        // row for it, and the instance is in FAULT anyway. Trying would log
+        // a warning on every timer tick.
+        if inst.ifindex == 0 {
+            return;
+        }
         let want = inst.wanted_watch();
         if inst.watch == Some(want) {
             return;
