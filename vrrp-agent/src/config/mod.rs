@@ -5,6 +5,7 @@
 pub mod diag;
 pub mod lexer;
 pub mod model;
+pub mod routes;
 pub mod system;
 pub mod tree;
 

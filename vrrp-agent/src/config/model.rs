@@ -10,6 +10,7 @@ use vrrp_common::wire::{Family, Version};
 
 use super::diag::{Diag, Severity};
 use super::lexer::Loc;
+use super::routes::{self, Route, Rule, RulePriorities};
 use super::tree::Stmt;
 
 /// keepalived's `state`: the initial wish (see `machine::Machine::start`).
@@ -132,6 +133,10 @@ pub struct Instance {
     pub notify: Notify,
     /// `v3_checksum_as_v2`: send the RFC 9568 checksum (no pseudo-header).
     pub v3_checksum_as_v2: bool,
+    /// `virtual_routes { ... }`: installed while MASTER.
+    pub routes: Vec<Route>,
+    /// `virtual_rules { ... }`: installed while MASTER.
+    pub rules: Vec<Rule>,
 }
 
 /// Notify scripts.
@@ -217,6 +222,12 @@ pub struct Config {
     pub instances: Vec<Instance>,
     /// Scripts, in file order.
     pub scripts: Vec<Script>,
+    /// `static_ipaddress { ... }`: installed while the agent runs.
+    pub static_addresses: Vec<Vip>,
+    /// `static_routes { ... }`: installed while the agent runs.
+    pub static_routes: Vec<Route>,
+    /// `static_rules { ... }`: installed while the agent runs.
+    pub static_rules: Vec<Rule>,
 }
 
 /// At most this many diagnostics are kept; the rest are counted. A
@@ -294,12 +305,6 @@ const IGNORED_TOP: &[(&str, &str)] = &[
     ),
     ("virtual_server_group", "LVS is not part of vrrp-agent"),
     ("vrrp_sync_group", "sync groups are not supported yet: each instance fails over on its own"),
-    (
-        "static_ipaddress",
-        "static addresses are not managed by vrrp-agent: configure them with your network tooling",
-    ),
-    ("static_routes", "static routes are not managed by vrrp-agent"),
-    ("static_rules", "static rules are not managed by vrrp-agent"),
     ("linkbeat_interfaces", "link state comes from netlink events"),
 ];
 
@@ -367,7 +372,8 @@ fn user(s: &Stmt) -> Option<(String, Option<String>)> {
 /// it, else reported (an ignored or unknown block) and dropped.
 pub fn triage(s: Stmt, r: &mut Report) -> Option<Stmt> {
     match s.key.as_str() {
-        "global_defs" | "vrrp_instance" | "vrrp_script" => Some(s),
+        "global_defs" | "vrrp_instance" | "vrrp_script" | "static_ipaddress" | "static_routes"
+        | "static_rules" => Some(s),
         k => {
             ignored_top(k, &s.loc, r);
             None
@@ -397,11 +403,35 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
     for s in stmts.iter().filter(|s| s.key == "global_defs") {
         global(s, &mut cfg.global, r);
     }
+    // Rules without a preference are numbered in file order across
+    // static_rules and virtual_rules, as keepalived does.
+    let mut rule_prio = RulePriorities::default();
     for s in stmts {
         match s.key.as_str() {
             "global_defs" => {}
+            "static_ipaddress" => {
+                for a in s.block.as_deref().unwrap_or_default() {
+                    if let Some(mut v) = vip(a, r) {
+                        // keepalived adds a static address without `dev` to
+                        // the default interface (global_defs
+                        // default_interface, which defaults to eth0).
+                        v.dev.get_or_insert_with(|| "eth0".to_owned());
+                        cfg.static_addresses.push(v);
+                    }
+                }
+            }
+            "static_routes" => {
+                for a in s.block.as_deref().unwrap_or_default() {
+                    cfg.static_routes.extend(routes::route(a, "static_routes", r));
+                }
+            }
+            "static_rules" => {
+                for a in s.block.as_deref().unwrap_or_default() {
+                    cfg.static_rules.extend(routes::rule(a, "static_rules", &mut rule_prio, r));
+                }
+            }
             "vrrp_instance" => {
-                if let Some(i) = instance(s, &cfg.global, r) {
+                if let Some(i) = instance(s, &cfg.global, &mut rule_prio, r) {
                     if let Some(other) = names.get(&i.name).map(|n| &cfg.instances[*n]) {
                         r.error(
                             &s.loc,
@@ -598,7 +628,7 @@ fn tracks(s: &Stmt, r: &mut Report) -> Vec<Track> {
     out
 }
 
-fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
+fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report) -> Option<Instance> {
     let Some((name, _)) = s.args.first() else {
         r.error(&s.loc, "vrrp_instance needs a name", "as in `vrrp_instance VI_1 {`");
         return None;
@@ -631,6 +661,8 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         track_script: Vec::new(),
         notify: Notify::default(),
         v3_checksum_as_v2: g.v3_checksum_as_v2,
+        routes: Vec::new(),
+        rules: Vec::new(),
     };
     let mut advert_loc = None;
     let mut auth_loc = None;
@@ -741,6 +773,16 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
                             i.vips_excluded.push(v);
                         }
                     }
+                }
+            }
+            "virtual_routes" => {
+                for a in st.block.as_deref().unwrap_or_default() {
+                    i.routes.extend(routes::route(a, "virtual_routes", r));
+                }
+            }
+            "virtual_rules" => {
+                for a in st.block.as_deref().unwrap_or_default() {
+                    i.rules.extend(routes::rule(a, "virtual_rules", rule_prio, r));
                 }
             }
             "nopreempt" => i.preempt = false,
