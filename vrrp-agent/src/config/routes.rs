@@ -346,9 +346,9 @@ pub fn route(s: &Stmt, what: &str, r: &mut Report) -> Option<Route> {
                 family = Some(v6);
             }
             "src" | "via" | "gw" => {
-                let Some((v, vl)) = next(&mut i, r) else { return None };
+                let (v, vl) = next(&mut i, r)?;
                 let v = if matches!(v, "inet" | "inet6") && k != "src" {
-                    let Some((v2, _)) = next(&mut i, r) else { return None };
+                    let (v2, _) = next(&mut i, r)?;
                     v2
                 } else {
                     v

@@ -3,6 +3,7 @@ pub mod announce;
 mod instance;
 pub mod link;
 pub mod reconcile;
+pub mod routes;
 pub mod run;
 pub mod signals;
 mod source;
