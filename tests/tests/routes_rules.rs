@@ -51,7 +51,7 @@ fn conf(priority: u8) -> String {
     unreachable 198.51.100.128/25 table 101 no_track
     prohibit 198.51.100.64/26 table 101 scope host
     2001:db8:99::/48 dev eth0 table 100
-    inet6 blackhole 2001:db8:98::/48 table 101 metric 7
+    blackhole 2001:db8:98::/48 table 101 metric 7
   }}
   virtual_rules {{
     from 198.51.100.0/24 table 100 priority 1000
@@ -234,7 +234,7 @@ static_routes {
 }
 static_rules {
   from 203.0.113.0/24 table 200 preference 2000
-  inet6 to 2001:db8:51::/48 table 200 preference 2001
+  to 2001:db8:51::/48 table 200 preference 2001
 }
 ";
     let _master = seg.agent(1, &conf(200), &[])?;
@@ -413,16 +413,16 @@ fn keepalived_routes_sample_runs_on_two_nodes() -> Result<()> {
             && main.contains("203.0.113.192/28 dev eth1 proto keepalived scope link"))
     };
     let w = HolderWatch::start(&[n0, n1], "192.0.2.16")?;
-    let _a0 = seg.agent(0, &text, &[])?;
-    seg.wait_holders("192.0.2.16", &[0], TAKEOVER)?;
-    wait_until(SETTLE, || Ok(vroutes(n0)?.iter().all(|p| *p)))
-        .with_context(|| format!("{:?}", vroutes(n0)))?;
-    // Same priority: the higher address (node 1) takes over when it starts.
+    // Same priority: the first one up is MASTER, and the other one, with
+    // an equal priority, does not preempt it (RFC 5798 6.4.2).
     let mut a1 = seg.agent(1, &text, &[])?;
     seg.wait_holders("192.0.2.16", &[1], TAKEOVER)?;
-    wait_until(SETTLE, || Ok(vroutes(n1)?.iter().all(|p| *p) && vroutes(n0)?.iter().all(|p| !*p)))
-        .with_context(|| format!("node 0 {:?}, node 1 {:?}", vroutes(n0), vroutes(n1)))?;
-    assert!(statics(n0)? && statics(n1)?, "static routes on both nodes");
+    wait_until(SETTLE, || Ok(vroutes(n1)?.iter().all(|p| *p)))
+        .with_context(|| format!("{:?}", vroutes(n1)))?;
+    let _a0 = seg.agent(0, &text, &[])?;
+    wait_until(SETTLE, || Ok(statics(n0)? && statics(n1)?)).context("static routes on both nodes")?;
+    assert!(vroutes(n0)?.iter().all(|p| !*p), "BACKUP has virtual routes: {:?}", vroutes(n0));
+    // The MASTER stops: the routes move to the other node.
     a1.stop(Duration::from_secs(5))?;
     seg.wait_holders("192.0.2.16", &[0], TAKEOVER)?;
     wait_until(SETTLE, || Ok(vroutes(n0)?.iter().all(|p| *p) && vroutes(n1)?.iter().all(|p| !*p)))
