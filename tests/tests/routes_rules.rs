@@ -431,3 +431,23 @@ fn keepalived_routes_sample_runs_on_two_nodes() -> Result<()> {
     w.finish()?.assert_single_holder_but_handovers(Duration::from_millis(20))?;
     Ok(())
 }
+
+/// A worker killed while MASTER: its supervisor removes the virtual routes
+/// and rules it held, with its VIPs (the crash record names them).
+#[test]
+fn a_killed_workers_routes_and_rules_are_removed_by_its_supervisor() -> Result<()> {
+    if !require_root("a_killed_workers_routes_and_rules_are_removed_by_its_supervisor") {
+        return Ok(());
+    }
+    let seg = pair()?;
+    let n0 = &seg.nodes[0].ns;
+    let mut p = seg.agent(0, &conf(200), &[])?;
+    seg.wait_holders(VIP, &[0], TAKEOVER)?;
+    wait_virtual(n0, true, "MASTER")?;
+    vrrp_tests::lab::signal_worker(&p, nix::sys::signal::Signal::SIGKILL)?;
+    p.wait_for_line("removed route 198.51.100.0/24 (table 100)", TAKEOVER)?;
+    // The no_track ones too: they are the agent's all the same.
+    wait_virtual(n0, false, "after the worker was killed")?;
+    assert!(!seg.holds(0, VIP)?);
+    Ok(())
+}

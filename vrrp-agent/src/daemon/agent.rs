@@ -88,7 +88,7 @@ pub(super) struct Agent {
     pub(super) written: Option<Vec<(State, u8, Stats)>>,
     pub(super) written_at: Micros,
     /// What the crash record (`<name>.vips`) last said.
-    pub(super) held_written: Vec<(u32, IpAddr, u8)>,
+    pub(super) held_written: vips::Held,
 }
 
 impl Agent {
@@ -621,7 +621,7 @@ impl Agent {
         let route_ops = self.routes.plan(&route_wants);
         let rule_wants = self.rule_wants();
         let rule_ops = self.rules.plan(&rule_wants);
-        self.record_intent(&ops);
+        self.record_intent(&ops, &route_ops, &rule_ops);
         let mut failed = false;
         for op in route_ops.iter().filter(|o| o.is_remove()) {
             let outcome = self.apply_route(op).await;
@@ -793,25 +793,71 @@ impl Agent {
         }
     }
 
-    /// Add what `ops` are about to add to the crash record first.
-    fn record_intent(&mut self, ops: &[Op]) {
+    /// The protocol a held route was added with (keepalived's when no
+    /// configured route has that key any more).
+    fn route_protocol(&self, key: &RouteKey) -> u8 {
+        self.insts
+            .iter()
+            .flat_map(|i| &i.conf.routes)
+            .chain(&self.cfg.static_routes)
+            .find(|r| routes::route_key(r) == *key)
+            .map_or(crate::config::routes::RTPROT_KEEPALIVED, |r| r.protocol)
+    }
+
+    /// Whether a held rule carries keepalived's protocol.
+    fn rule_tracked(&self, key: &RuleKey) -> bool {
+        self.insts
+            .iter()
+            .flat_map(|i| &i.conf.rules)
+            .chain(&self.cfg.static_rules)
+            .find(|r| routes::rule_key(r) == *key)
+            .is_none_or(|r| !r.no_track)
+    }
+
+    /// What we hold now, as the crash record says it.
+    fn held_now(&self) -> vips::Held {
+        vips::Held {
+            addrs: self.addrs.installed().collect(),
+            routes: self.routes.held().map(|(k, _)| (*k, self.route_protocol(k))).collect(),
+            rules: self.rules.held().map(|(k, _)| (k.clone(), self.rule_tracked(k))).collect(),
+        }
+    }
+
+    /// Add what the operations are about to add to the crash record first.
+    fn record_intent(&mut self, ops: &[Op], route_ops: &[Op<RouteKey>], rule_ops: &[Op<RuleKey>]) {
         // Recorded before the adds, not only after: a worker killed between
-        // an add and the record would leave an address its supervisor does
+        // an add and the record would leave something its supervisor does
         // not know of. `record_held` drops what then failed.
-        let mut intent: Vec<(u32, IpAddr, u8)> = self.addrs.installed().collect();
-        let before = intent.len();
+        let mut intent = self.held_now();
+        let before = intent.clone();
         for op in ops {
             if let Op::Add { key, detail: prefix, .. } = *op
-                && !intent.contains(&(key.ifindex, key.addr, prefix))
+                && !intent.addrs.contains(&(key.ifindex, key.addr, prefix))
             {
-                intent.push((key.ifindex, key.addr, prefix));
+                intent.addrs.push((key.ifindex, key.addr, prefix));
             }
         }
-        if intent.len() == before {
+        for op in route_ops {
+            if let Op::Add { key, .. } = op {
+                let entry = (*key, self.route_protocol(key));
+                if !intent.routes.contains(&entry) {
+                    intent.routes.push(entry);
+                }
+            }
+        }
+        for op in rule_ops {
+            if let Op::Add { key, .. } = op {
+                let entry = (key.clone(), self.rule_tracked(key));
+                if !intent.rules.contains(&entry) {
+                    intent.rules.push(entry);
+                }
+            }
+        }
+        if intent == before {
             return;
         }
         if let Err(e) = vips::save_held(&self.opts.name, &intent) {
-            log::warn!("recording the VIPs about to be added: {e}");
+            log::warn!("recording what is about to be added: {e}");
         }
         self.held_written = intent;
     }
@@ -819,12 +865,12 @@ impl Agent {
     /// Keep the crash record (`<name>.vips`) equal to what we hold, so a
     /// supervisor or the next start can remove what a dead agent held.
     fn record_held(&mut self) {
-        if self.addrs.installed().eq(self.held_written.iter().copied()) {
+        let now_held = self.held_now();
+        if now_held == self.held_written {
             return;
         }
-        let now_held: Vec<(u32, IpAddr, u8)> = self.addrs.installed().collect();
         if let Err(e) = vips::save_held(&self.opts.name, &now_held) {
-            log::warn!("recording the VIPs held: {e}");
+            log::warn!("recording what is held: {e}");
         }
         self.held_written = now_held;
     }
@@ -921,7 +967,7 @@ impl Agent {
             tokio::time::sleep(Duration::from_micros(linger)).await;
         }
         status::remove(&self.opts.name);
-        if self.addrs.installed().next().is_none() {
+        if self.held_now() == vips::Held::default() {
             let _ = std::fs::remove_file(vips::held_file(&self.opts.name));
         }
         drop(self.source);

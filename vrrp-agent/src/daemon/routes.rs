@@ -389,6 +389,101 @@ pub async fn dump_rules(handle: &Handle) -> Result<Vec<RuleKey>, rtnetlink::Erro
     Ok(out)
 }
 
+fn opt_net(n: Option<(IpAddr, u8)>) -> String {
+    n.map_or_else(|| "-".to_owned(), |(a, l)| format!("{a}/{l}"))
+}
+
+fn parse_net(v: &str) -> Option<Option<(IpAddr, u8)>> {
+    if v == "-" {
+        return Some(None);
+    }
+    let (a, l) = v.split_once('/')?;
+    Some(Some((a.parse().ok()?, l.parse().ok()?)))
+}
+
+/// A route of the crash record: `route 4|6 TABLE DST/LEN TOS METRIC PROTOCOL`.
+pub fn route_record(key: &RouteKey, protocol: u8) -> String {
+    let fam = if key.v6 { 6 } else { 4 };
+    format!("route {fam} {} {}/{} {} {} {protocol}", key.table, key.dst, key.dst_len, key.tos, key.metric)
+}
+
+/// Read a `route_record` line back.
+pub fn parse_route_record(line: &str) -> Option<(RouteKey, u8)> {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let [_, fam, table, dst, tos, metric, proto] = w.as_slice() else { return None };
+    let (d, l) = dst.split_once('/')?;
+    let key = RouteKey {
+        v6: *fam == "6",
+        table: table.parse().ok()?,
+        dst: d.parse().ok()?,
+        dst_len: l.parse().ok()?,
+        tos: tos.parse().ok()?,
+        metric: metric.parse().ok()?,
+    };
+    Some((key, proto.parse().ok()?))
+}
+
+/// A rule of the crash record: `rule 4|6 PREF ACTION FROM TO MARK/MASK IIF
+/// OIF TOS INVERT TRACKED` (`-` for none).
+pub fn rule_record(key: &RuleKey, tracked: bool) -> String {
+    let action = match key.action {
+        RuleAction::Table(t) => format!("table:{t}"),
+        RuleAction::Goto(g) => format!("goto:{g}"),
+        RuleAction::Nop => "nop".into(),
+        RuleAction::Blackhole => "blackhole".into(),
+        RuleAction::Unreachable => "unreachable".into(),
+        RuleAction::Prohibit => "prohibit".into(),
+    };
+    format!(
+        "rule {} {} {action} {} {} {}/{} {} {} {} {} {}",
+        if key.v6 { 6 } else { 4 },
+        key.priority,
+        opt_net(key.from),
+        opt_net(key.to),
+        key.fwmark.0,
+        key.fwmark.1,
+        key.iif.as_deref().unwrap_or("-"),
+        key.oif.as_deref().unwrap_or("-"),
+        key.tos,
+        u8::from(key.invert),
+        u8::from(tracked)
+    )
+}
+
+/// Read a `rule_record` line back.
+pub fn parse_rule_record(line: &str) -> Option<(RuleKey, bool)> {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let [_, fam, prio, action, from, to, mark, iif, oif, tos, invert, tracked] = w.as_slice() else {
+        return None;
+    };
+    let action = match action.split_once(':') {
+        Some(("table", t)) => RuleAction::Table(t.parse().ok()?),
+        Some(("goto", g)) => RuleAction::Goto(g.parse().ok()?),
+        _ => match *action {
+            "nop" => RuleAction::Nop,
+            "blackhole" => RuleAction::Blackhole,
+            "unreachable" => RuleAction::Unreachable,
+            "prohibit" => RuleAction::Prohibit,
+            _ => return None,
+        },
+    };
+    let (m, k) = mark.split_once('/')?;
+    let name = |v: &str| (v != "-").then(|| v.to_owned());
+    let key = RuleKey {
+        v6: *fam == "6",
+        priority: prio.parse().ok()?,
+        action,
+        from: parse_net(from)?,
+        to: parse_net(to)?,
+        fwmark: (m.parse().ok()?, k.parse().ok()?),
+        iif: name(iif),
+        oif: name(oif),
+        tos: tos.parse().ok()?,
+        invert: *invert == "1",
+    };
+    Some((key, *tracked == "1"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +538,8 @@ mod tests {
             assert_eq!(key.dst, masked(r.dst, r.dst_len), "masked");
         }
         assert_eq!(route_key(&route("2001:db8::", 64, true)).metric, 1024, "the kernel's IPv6 default");
+        let key = route_key(&route("2001:db8:1::", 48, true));
+        assert_eq!(parse_route_record(&route_record(&key, 18)), Some((key, 18)), "crash record");
     }
 
     #[test]
@@ -480,6 +577,8 @@ mod tests {
             assert_eq!(rule_key_of(&rule_message(&key, true)), Some(key));
         }
         assert_eq!(rule_key(&base).fwmark, (7, u32::MAX), "a mark without a mask matches all its bits");
+        let key = rule_key(&base);
+        assert_eq!(parse_rule_record(&rule_record(&key, true)), Some((key, true)), "crash record");
         assert_eq!(rule_key(&base).from, Some(("203.0.113.0".parse().expect("a"), 24)));
     }
 }

@@ -209,7 +209,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         retry_at: None,
         written: None,
         written_at: Micros(0),
-        held_written: Vec::new(),
+        held_written: super::vips::Held::default(),
     };
     agent.serve(net, health_rx, signals, shutdown).await;
     Ok(())
