@@ -229,8 +229,8 @@ fn virtual_and_static_routes_and_rules_parse_as_keepalived_reads_them() {
     assert_eq!(
         (r[0].src, r[0].dst, r[0].dst_len, r[0].table, r[0].metric, r[0].scope, r[0].no_track),
         (
-            Some("192.0.2.130".parse().unwrap()),
-            "198.51.100.0".parse().unwrap(),
+            Some("192.0.2.130".parse().expect("address")),
+            "198.51.100.0".parse().expect("address"),
             25,
             254,
             Some(7),
@@ -239,7 +239,7 @@ fn virtual_and_static_routes_and_rules_parse_as_keepalived_reads_them() {
         )
     );
     assert_eq!((r[1].kind, r[1].table), (6, 101), "blackhole");
-    assert!(r[2].v6 && r[2].dst_len == 0 && r[2].via == Some("2001:db8::1".parse().unwrap()));
+    assert!(r[2].v6 && r[2].dst_len == 0 && r[2].via == Some("2001:db8::1".parse().expect("address")));
     assert_eq!(r[3].nexthops.len(), 2, "via A or B is multipath");
     assert_eq!((r[4].nexthops[0].weight, r[4].nexthops[1].onlink), (3, true));
     let u = &i.rules;
