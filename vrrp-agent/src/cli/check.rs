@@ -49,6 +49,15 @@ pub fn describe(i: &Instance) -> String {
         let t: Vec<&str> = i.track_script.iter().map(|t| t.name.as_str()).collect();
         parts.push(format!("track_script {}", t.join(", ")));
     }
+    for (n, what) in [
+        (i.vips_excluded.len(), "excluded address(es)"),
+        (i.routes.len(), "virtual route(s)"),
+        (i.rules.len(), "virtual rule(s)"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
     format!("{}: {}", i.name, parts.join(", "))
 }
 
@@ -69,6 +78,13 @@ pub fn run(explicit: Option<&Path>) -> Result<()> {
             );
             for i in &cfg.instances {
                 println!("{}", describe(i));
+            }
+            let statics = (cfg.static_addresses.len(), cfg.static_routes.len(), cfg.static_rules.len());
+            if statics != (0, 0, 0) {
+                println!(
+                    "static: {} address(es), {} route(s), {} rule(s), installed while the agent runs",
+                    statics.0, statics.1, statics.2
+                );
             }
             Ok(())
         }
