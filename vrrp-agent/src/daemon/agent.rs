@@ -15,6 +15,9 @@
 //! which VIPs they want (`Inst::wants`), the kernel's address events say
 //! what is there, and `Reconciler` decides what to add or remove. A VIP
 //! deleted under a master is put back; one found on a backup is removed.
+//! Virtual routes and rules (`Inst::route_wants`, `Inst::rule_wants`) and
+//! the static addresses, routes and rules go through the same model, with
+//! route and rule events; of those only what the agent added is removed.
 
 use std::collections::HashMap;
 use std::future::Future;
