@@ -188,6 +188,18 @@ fn virtual_routes_rules_and_excluded_addresses_follow_the_master() -> Result<()>
         "{:#?}",
         master.lines()
     );
+    // The VIP deleted: the kernel drops the route that has it as its source
+    // without an event; both come back.
+    n0.ip(&["addr", "del", &format!("{VIP}/24"), "dev", "eth0"])?;
+    wait_until(SETTLE, || {
+        Ok(seg.holds(0, VIP)?
+            && has(
+                n0,
+                &["route", "show", "table", "100"],
+                "203.0.113.0/25 via 192.0.2.254 dev eth0 proto keepalived src 192.0.2.100",
+            )?)
+    })
+    .context("the VIP and the route using it as its source put back")?;
 
     // Failover: the master stops; the backup takes everything over, and
     // the stopped node keeps nothing.

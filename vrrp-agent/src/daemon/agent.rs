@@ -408,8 +408,15 @@ impl Agent {
             log::warn!("{addr}/{prefix} was removed from ifindex {ifindex} by someone else");
         }
         // The kernel drops the routes whose source was this address
-        // without an event: read them again.
-        if !up && !self.route_keys.is_empty() {
+        // without an event: read them again (only then: a failover removes
+        // many addresses, and a router's table may be large).
+        let a_src = self
+            .insts
+            .iter()
+            .flat_map(|i| &i.conf.routes)
+            .chain(&self.cfg.static_routes)
+            .any(|r| r.src == Some(addr));
+        if !up && a_src {
             self.resync_routes().await;
         }
         self.reconcile().await;
