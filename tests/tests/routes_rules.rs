@@ -285,6 +285,22 @@ static_rules {
     })
     .with_context(|| format!("static ones put back: {:?}", state()))?;
     assert!(!state()?[4], "a no_track static route was put back");
+    // The link down and up: the kernel drops the routes through it; they
+    // come back when it is up.
+    n0.ip(&["link", "set", "eth0", "down"])?;
+    wait_until(SETTLE, || Ok(!state()?[2])).context("the kernel dropped the route with the link")?;
+    assert!(
+        !has(n0, &["route", "show", "table", "200"], "203.0.113.192/26")?,
+        "the kernel keeps routes through a down link here: the test proves nothing"
+    );
+    n0.ip(&["link", "set", "eth0", "up"])?;
+    wait_until(TAKEOVER, || {
+        let s = state()?;
+        Ok(s[0] && s[2] && s[3] && s[5] && s[6])
+    })
+    .with_context(|| format!("static ones back with the link: {:?}", state()))?;
+    // The flap took someone else's route too; theirs to put back.
+    n0.ip(&["route", "add", "203.0.113.192/26", "dev", "eth0", "table", "200"])?;
 
     backup.stop(Duration::from_secs(5))?;
     assert_eq!(state()?, vec![false; 7], "the statics are gone at stop");
