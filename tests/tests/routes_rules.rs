@@ -43,6 +43,7 @@ fn conf(priority: u8) -> String {
   virtual_ipaddress_excluded {{
     203.0.113.100/32
     2001:db8:61::100/64
+    198.51.100.200/32 no_track
   }}
   virtual_routes {{
     198.51.100.0/24 via 192.0.2.254 dev eth0 table 100
@@ -107,6 +108,7 @@ fn virtual_state(ns: &Netns) -> Result<Vec<(&'static str, bool)>> {
         ("rule no_track", rules.contains("1003:\tfrom all to 198.51.100.128/25 lookup 101")),
         ("excluded v4", addrs.contains("inet 203.0.113.100/32")),
         ("excluded v6", addrs.contains("inet6 2001:db8:61::100/64")),
+        ("excluded no_track", addrs.contains("inet 198.51.100.200/32")),
     ])
 }
 
@@ -167,6 +169,7 @@ fn virtual_routes_rules_and_excluded_addresses_follow_the_master() -> Result<()>
     // agent has already decided about the no_track ones.
     n0.ip(&["route", "del", "unreachable", "198.51.100.128/25", "table", "101"])?;
     n0.ip(&["rule", "del", "priority", "1003"])?;
+    n0.ip(&["addr", "del", "198.51.100.200/32", "dev", "eth0"])?;
     n0.ip(&["route", "del", "198.51.100.0/24", "table", "100"])?;
     n0.ip(&["-6", "route", "del", "2001:db8:99::/48", "table", "100"])?;
     n0.ip(&["rule", "del", "priority", "1000"])?;
@@ -183,6 +186,7 @@ fn virtual_routes_rules_and_excluded_addresses_follow_the_master() -> Result<()>
         "the no_track route was put back"
     );
     assert!(!has(n0, &["rule", "show"], "1003:")?, "the no_track rule was put back");
+    assert!(!seg.holds(0, "198.51.100.200")?, "the no_track address was put back");
     assert!(
         master.lines().iter().any(|l| l.contains("was removed: putting it back")),
         "{:#?}",

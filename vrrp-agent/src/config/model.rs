@@ -42,6 +42,9 @@ pub struct Vip {
     pub label: Option<String>,
     /// `scope SCOPE`.
     pub scope: Option<String>,
+    /// `no_track`: not put back if someone deletes it (until the instance
+    /// next becomes MASTER; a static one until the agent restarts).
+    pub no_track: bool,
 }
 
 /// A `track_script` or `track_interface` entry.
@@ -305,6 +308,10 @@ const IGNORED_TOP: &[(&str, &str)] = &[
     ),
     ("virtual_server_group", "LVS is not part of vrrp-agent"),
     ("vrrp_sync_group", "sync groups are not supported yet: each instance fails over on its own"),
+    (
+        "track_group",
+        "not supported: static addresses, routes and rules are not tied to the group's interfaces (they stay while the agent runs)",
+    ),
     ("linkbeat_interfaces", "link state comes from netlink events"),
 ];
 
@@ -563,7 +570,7 @@ fn vip(s: &Stmt, r: &mut Report) -> Option<Vip> {
             }
         },
     };
-    let mut v = Vip { addr, prefix, dev: None, label: None, scope: None };
+    let mut v = Vip { addr, prefix, dev: None, label: None, scope: None, no_track: false };
     let mut it = s.args.iter();
     while let Some((k, loc)) = it.next() {
         let val = |it: &mut std::slice::Iter<'_, (String, Loc)>, r: &mut Report| {
@@ -585,7 +592,16 @@ fn vip(s: &Stmt, r: &mut Report) -> Option<Vip> {
                     "vrrp-agent adds addresses with address, prefix, dev, label and scope",
                 );
             }
-            "no_track" | "home" | "noprefixroute" | "nodad" | "autojoin" => {
+            "no_track" => v.no_track = true,
+            "track_group" => {
+                let _ = val(&mut it, r);
+                r.warn(
+                    loc,
+                    "`track_group` on an address not supported",
+                    "the address is not tied to the group's interfaces (it stays while the agent runs)",
+                );
+            }
+            "home" | "noprefixroute" | "nodad" | "autojoin" => {
                 r.warn(
                     loc,
                     format!("`{k}` on a virtual address ignored"),

@@ -591,7 +591,7 @@ impl Agent {
             key: AddrKey { ifindex: v.ifindex, addr: v.vip.addr },
             detail: v.vip.prefix,
             present,
-            track: true,
+            track: !v.vip.no_track,
             owner,
         });
         self.insts.iter().enumerate().flat_map(|(i, inst)| inst.wants(i)).chain(statics).collect()

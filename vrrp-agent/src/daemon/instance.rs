@@ -459,7 +459,7 @@ impl Inst {
             key: AddrKey { ifindex: v.ifindex, addr: v.vip.addr },
             detail: v.vip.prefix,
             present,
-            track: true,
+            track: !v.vip.no_track,
             owner: i,
         })
     }
