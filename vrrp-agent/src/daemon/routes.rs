@@ -48,7 +48,8 @@ pub fn route_key(r: &Route) -> RouteKey {
         dst: masked(r.dst, r.dst_len),
         dst_len: r.dst_len,
         tos: r.tos,
-        metric: r.metric.unwrap_or(default_metric(r.v6)),
+        // IPv6 takes metric 0 for "none" too (net/ipv6/route.c).
+        metric: r.metric.filter(|m| *m != 0 || !r.v6).unwrap_or(default_metric(r.v6)),
     }
 }
 
@@ -538,6 +539,7 @@ mod tests {
             assert_eq!(key.dst, masked(r.dst, r.dst_len), "masked");
         }
         assert_eq!(route_key(&route("2001:db8::", 64, true)).metric, 1024, "the kernel's IPv6 default");
+        assert_eq!(route_key(&Route { metric: Some(0), ..route("2001:db8::", 64, true) }).metric, 1024);
         let key = route_key(&route("2001:db8:1::", 48, true));
         assert_eq!(parse_route_record(&route_record(&key, 18)), Some((key, 18)), "crash record");
     }
