@@ -171,6 +171,10 @@ fn virtual_routes_rules_and_excluded_addresses_follow_the_master() -> Result<()>
     n0.ip(&["rule", "del", "priority", "1003"])?;
     n0.ip(&["addr", "del", "198.51.100.200/32", "dev", "eth0"])?;
     n0.ip(&["route", "del", "198.51.100.0/24", "table", "100"])?;
+    let deleted = std::time::Instant::now();
+    wait_until(SETTLE, || has(n0, &["route", "show", "table", "100"], "198.51.100.0/24 via 192.0.2.254"))
+        .context("tracked route put back")?;
+    println!("route put back {:?} after `ip route del` returned", deleted.elapsed());
     n0.ip(&["-6", "route", "del", "2001:db8:99::/48", "table", "100"])?;
     n0.ip(&["rule", "del", "priority", "1000"])?;
     n0.ip(&["-6", "rule", "del", "priority", "1002"])?;
