@@ -55,7 +55,7 @@ fn conf(priority: u8) -> String {
     blackhole 2001:db8:98::/48 table 101 metric 7
   }}
   virtual_rules {{
-    from 198.51.100.0/24 table 100 priority 1000
+    from 198.51.100.0/24 iif eth0 table 100 priority 1000
     to 203.0.113.0/24 fwmark 0x10 table 101 preference 1001
     from 2001:db8:99::/48 table 100 priority 1002
     to 198.51.100.128/25 table 101 priority 1003 no_track
@@ -99,7 +99,7 @@ fn virtual_state(ns: &Netns) -> Result<Vec<(&'static str, bool)>> {
         ("prohibit scope host", t101.contains("prohibit 198.51.100.64/26 proto keepalived scope host")),
         ("IPv6 route", t100v6.contains("2001:db8:99::/48 dev eth0 proto keepalived metric 1024")),
         ("IPv6 blackhole", t101v6.contains("blackhole 2001:db8:98::/48 dev lo proto keepalived metric 7")),
-        ("rule from", rules.contains("1000:\tfrom 198.51.100.0/24 lookup 100 proto keepalived")),
+        ("rule from", rules.contains("1000:\tfrom 198.51.100.0/24 iif eth0 lookup 100 proto keepalived")),
         (
             "rule fwmark",
             rules.contains("1001:\tfrom all to 203.0.113.0/24 fwmark 0x10 lookup 101 proto keepalived"),
