@@ -196,12 +196,14 @@ fn a_missing_file_says_which() {
     assert!(e.to_string().starts_with("/nonexistent/keepalived.conf: "), "{e}");
 }
 
-/// Load `text` (written as k.conf): the config, or the errors.
+/// Load `text` (written as k.conf): the config and warnings, or the
+/// errors, with the temporary directory removed from locations.
 fn load(text: &str) -> Result<(config::Config, Vec<String>), Vec<String>> {
     let dir = tree(&[("k.conf", text)]);
+    let strip = |d: &config::Diag| d.to_string().replace(&dir.display().to_string(), "");
     let out = match config::load(&dir.join("k.conf")) {
-        Ok((cfg, w)) => Ok((cfg, w.iter().map(|d| d.to_string()).collect())),
-        Err(ConfigError::Invalid { diags }) => Err(diags.iter().map(|d| d.to_string()).collect()),
+        Ok((cfg, w)) => Ok((cfg, w.iter().map(strip).collect())),
+        Err(ConfigError::Invalid { diags }) => Err(diags.iter().map(strip).collect()),
         Err(e) => Err(vec![e.to_string()]),
     };
     let _ = std::fs::remove_dir_all(dir);
@@ -364,4 +366,92 @@ fn keepalived_default_config_loads_as_keepalived_reads_it() {
     assert_eq!(i.vips.len(), 3);
     let w: Vec<String> = w.iter().map(|d| d.to_string()).collect();
     assert!(!w.iter().any(|x| x.contains("`vrrp_strict` ignored")), "{w:#?}");
+}
+
+#[test]
+fn virtual_and_static_routes_and_rules_parse_as_keepalived_reads_them() {
+    use vrrp_agent::config::routes::RuleAction;
+    let text = format!(
+        "static_ipaddress {{\n  203.0.113.5/24 dev eth1 scope link\n  203.0.113.6\n}}\n\
+         static_routes {{\n  198.51.100.0/24 via 192.0.2.254 dev eth0 table 200\n}}\n\
+         static_rules {{\n  from 203.0.113.0/24 table 200\n}}\n{}",
+        instance(&format!(
+            "{BASE}\n  virtual_routes {{\n    src 192.0.2.130 to 198.51.100.0/25 via 192.0.2.1 dev eth0 table main metric 7 scope link no_track\n    \
+             blackhole 203.0.113.0/26 table 101\n    inet6 default via 2001:db8::1 dev eth0 table 100\n    \
+             203.0.113.64/26 via 192.0.2.2 or 192.0.2.3\n    203.0.113.128/26 nexthop via 192.0.2.4 weight 3 nexthop via 192.0.2.5 dev eth0 onlink\n  }}\n  \
+             virtual_rules {{\n    not from 198.51.100.0/24 to 203.0.113.0/24 lookup 100 preference 10 fwmark 0x10/0xff iif eth0 no_track\n    \
+             from 2001:db8::/32 table 7\n    to 192.0.2.0/24 prohibit priority 12\n  }}"
+        ))
+    );
+    let (cfg, warnings) = load(&text).expect("loads");
+    assert_eq!(cfg.static_addresses.len(), 2);
+    assert_eq!(cfg.static_addresses[1].dev.as_deref(), Some("eth0"), "keepalived's default interface");
+    assert_eq!(cfg.static_routes[0].table, 200);
+    assert_eq!(cfg.static_rules[0].priority, 16384, "numbered as keepalived numbers them");
+    let i = &cfg.instances[0];
+    let r = &i.routes;
+    assert_eq!(r.len(), 5);
+    assert_eq!(
+        (r[0].src, r[0].dst, r[0].dst_len, r[0].table, r[0].metric, r[0].scope, r[0].no_track),
+        (
+            Some("192.0.2.130".parse().expect("address")),
+            "198.51.100.0".parse().expect("address"),
+            25,
+            254,
+            Some(7),
+            Some(253),
+            true
+        )
+    );
+    assert_eq!((r[1].kind, r[1].table), (6, 101), "blackhole");
+    assert!(r[2].v6 && r[2].dst_len == 0 && r[2].via == Some("2001:db8::1".parse().expect("address")));
+    assert_eq!(r[3].nexthops.len(), 2, "via A or B is multipath");
+    assert_eq!((r[4].nexthops[0].weight, r[4].nexthops[1].onlink), (3, true));
+    let u = &i.rules;
+    assert!(u[0].invert && u[0].no_track);
+    assert_eq!(
+        (u[0].action, u[0].priority, u[0].fwmark, u[0].iif.as_deref()),
+        (RuleAction::Table(100), 10, Some((16, Some(255))), Some("eth0"))
+    );
+    assert!(u[1].v6);
+    assert_eq!(u[1].priority, 16384, "IPv6 rules are numbered apart");
+    assert_eq!((u[2].action, u[2].priority), (RuleAction::Prohibit, 12));
+    assert!(
+        warnings.iter().all(|w| w.contains("rule has no preference")),
+        "only keepalived's numbering warning: {warnings:#?}"
+    );
+}
+
+#[test]
+fn bad_routes_and_rules_are_errors_and_unsupported_options_say_what_is_lost() {
+    let errs = load(&instance(&format!("{BASE}\n  virtual_rules {{\n    to 192.168.100./24 table 1\n  }}")))
+        .expect_err("refused");
+    assert!(
+        errs.iter().any(|e| e.contains("k.conf:8:8: error: virtual_rules: invalid rule to address")),
+        "{errs:#?}"
+    );
+    let errs = load(&instance(&format!(
+        "{BASE}\n  virtual_routes {{\n    via 192.0.2.1\n    198.51.100.0/24 via 2001:db8::1\n    198.51.100.0/24 frobnicate\n  }}\n  virtual_rules {{\n    from 192.0.2.0/24\n  }}"
+    )))
+    .expect_err("refused");
+    for want in [
+        "k.conf:8:5: error: virtual_routes: the route has no destination",
+        "k.conf:9:25: error: virtual_routes: cannot mix IPv4 and IPv6",
+        "k.conf:10:21: error: virtual_routes: unknown route keyword",
+        "k.conf:13:5: error: virtual_rules: the rule has no action",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(want)), "{want}: {errs:#?}");
+    }
+    let (_, warnings) = load(&instance(&format!(
+        "{BASE}\n  virtual_routes {{\n    198.51.100.0/24 dev eth0 mtu lock 1400 append\n  }}\n  virtual_rules {{\n    from 192.0.2.0/24 table 3 preference 5 uidrange 1000-2000\n  }}"
+    )))
+    .expect("loads");
+    for want in [
+        "k.conf:8:30: warning: virtual_routes: route option `mtu` not supported",
+        "the route is added without the route's path MTU",
+        "k.conf:8:44: warning: virtual_routes: route option `append` not supported",
+        "k.conf:11:44: warning: virtual_rules: rule option `uidrange` not supported",
+    ] {
+        assert!(warnings.iter().any(|w| w.contains(want)), "{want}: {warnings:#?}");
+    }
 }

@@ -55,6 +55,15 @@ pub fn describe(i: &Instance) -> String {
     if i.drops_to_vips() {
         parts.push("no_accept (packets to the VIPs dropped while MASTER)".into());
     }
+    for (n, what) in [
+        (i.vips_excluded.len(), "excluded address(es)"),
+        (i.routes.len(), "virtual route(s)"),
+        (i.rules.len(), "virtual rule(s)"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
     format!("{}: {}", i.name, parts.join(", "))
 }
 
@@ -92,6 +101,13 @@ pub fn run(explicit: Option<&Path>) -> Result<()> {
             );
             for i in &cfg.instances {
                 println!("{}", describe(i));
+            }
+            let statics = (cfg.static_addresses.len(), cfg.static_routes.len(), cfg.static_rules.len());
+            if statics != (0, 0, 0) {
+                println!(
+                    "static: {} address(es), {} route(s), {} rule(s), installed while the agent runs",
+                    statics.0, statics.1, statics.2
+                );
             }
             Ok(())
         }

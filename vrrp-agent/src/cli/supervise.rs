@@ -279,10 +279,10 @@ impl Netlink {
             log::error!("netlink hung removing the VIPs ({why})");
             return;
         };
-        for (addr, prefix, r) in done {
+        for (what, r) in done {
             match r {
-                Ok(()) => log::warn!("removed {addr}/{prefix}: {why}"),
-                Err(e) => log::error!("{e} ({why})"),
+                Ok(()) => log::warn!("removed {what}: {why}"),
+                Err(e) => log::error!("removing {what}: {e} ({why})"),
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod keywords;
 pub mod lexer;
 pub mod model;
 pub mod preproc;
+pub mod routes;
 pub mod system;
 pub mod tree;
 

@@ -11,6 +11,7 @@ use vrrp_common::wire::{Family, Version};
 use super::diag::{Diag, Severity};
 use super::keywords;
 use super::lexer::Loc;
+use super::routes::{self, Route, Rule, RulePriorities};
 use super::tree::Stmt;
 
 /// keepalived's `state`: the initial wish (see `machine::Machine::start`).
@@ -42,6 +43,9 @@ pub struct Vip {
     pub label: Option<String>,
     /// `scope SCOPE`.
     pub scope: Option<String>,
+    /// `no_track`: not put back if someone deletes it (until the instance
+    /// next becomes MASTER; a static one until the agent restarts).
+    pub no_track: bool,
 }
 
 /// A `track_script` or `track_interface` entry.
@@ -134,6 +138,10 @@ pub struct Instance {
     pub notify: Notify,
     /// `v3_checksum_as_v2`: send the RFC 9568 checksum (no pseudo-header).
     pub v3_checksum_as_v2: bool,
+    /// `virtual_routes { ... }`: installed while MASTER.
+    pub routes: Vec<Route>,
+    /// `virtual_rules { ... }`: installed while MASTER.
+    pub rules: Vec<Rule>,
     /// `strict_mode` (default: `vrrp_strict` in global_defs): keepalived's
     /// strict RFC compliance, applied to this instance's settings below.
     pub strict: bool,
@@ -250,6 +258,12 @@ pub struct Config {
     pub instances: Vec<Instance>,
     /// Scripts, in file order.
     pub scripts: Vec<Script>,
+    /// `static_ipaddress { ... }`: installed while the agent runs.
+    pub static_addresses: Vec<Vip>,
+    /// `static_routes { ... }`: installed while the agent runs.
+    pub static_routes: Vec<Route>,
+    /// `static_rules { ... }`: installed while the agent runs.
+    pub static_rules: Vec<Rule>,
 }
 
 /// At most this many diagnostics are kept; the rest are counted. A
@@ -412,7 +426,8 @@ fn user(s: &Stmt) -> Option<(String, Option<String>)> {
 /// it, else reported (an ignored or unknown block) and dropped.
 pub fn triage(s: Stmt, r: &mut Report) -> Option<Stmt> {
     match s.key.as_str() {
-        "global_defs" | "vrrp_instance" | "vrrp_script" | "net_namespace" => Some(s),
+        "global_defs" | "vrrp_instance" | "vrrp_script" | "net_namespace" | "static_ipaddress"
+        | "static_routes" | "static_rules" => Some(s),
         k => {
             ignored_top(k, &s.loc, r);
             None
@@ -435,12 +450,36 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
     for s in stmts.iter().filter(|s| s.key == "global_defs") {
         global(s, &mut cfg.global, r);
     }
+    // Rules without a preference are numbered in file order across
+    // static_rules and virtual_rules, as keepalived does.
+    let mut rule_prio = RulePriorities::default();
     for s in stmts {
         match s.key.as_str() {
             "global_defs" => {}
             "net_namespace" => net_namespace(s, &mut cfg.global, r),
+            "static_ipaddress" => {
+                for a in s.block.as_deref().unwrap_or_default() {
+                    if let Some(mut v) = vip(a, r) {
+                        // keepalived adds a static address without `dev` to
+                        // the default interface (global_defs
+                        // default_interface, which defaults to eth0).
+                        v.dev.get_or_insert_with(|| "eth0".to_owned());
+                        cfg.static_addresses.push(v);
+                    }
+                }
+            }
+            "static_routes" => {
+                for a in s.block.as_deref().unwrap_or_default() {
+                    cfg.static_routes.extend(routes::route(a, "static_routes", r));
+                }
+            }
+            "static_rules" => {
+                for a in s.block.as_deref().unwrap_or_default() {
+                    cfg.static_rules.extend(routes::rule(a, "static_rules", &mut rule_prio, r));
+                }
+            }
             "vrrp_instance" => {
-                if let Some(i) = instance(s, &cfg.global, r) {
+                if let Some(i) = instance(s, &cfg.global, &mut rule_prio, r) {
                     if let Some(other) = names.get(&i.name).map(|n| &cfg.instances[*n]) {
                         r.error(
                             &s.loc,
@@ -577,7 +616,7 @@ fn vip(s: &Stmt, r: &mut Report) -> Option<Vip> {
             }
         },
     };
-    let mut v = Vip { addr, prefix, dev: None, label: None, scope: None };
+    let mut v = Vip { addr, prefix, dev: None, label: None, scope: None, no_track: false };
     let mut it = s.args.iter();
     while let Some((k, loc)) = it.next() {
         let val = |it: &mut std::slice::Iter<'_, (String, Loc)>, r: &mut Report| {
@@ -599,7 +638,16 @@ fn vip(s: &Stmt, r: &mut Report) -> Option<Vip> {
                     "vrrp-agent adds addresses with address, prefix, dev, label and scope",
                 );
             }
-            "no_track" | "home" | "noprefixroute" | "nodad" | "autojoin" => {
+            "no_track" => v.no_track = true,
+            "track_group" => {
+                let _ = val(&mut it, r);
+                r.warn(
+                    loc,
+                    "`track_group` on an address not supported",
+                    "the address is not tied to the group's interfaces (it stays while the agent runs)",
+                );
+            }
+            "home" | "noprefixroute" | "nodad" | "autojoin" => {
                 r.warn(
                     loc,
                     format!("`{k}` on a virtual address ignored"),
@@ -642,7 +690,7 @@ fn tracks(s: &Stmt, r: &mut Report) -> Vec<Track> {
     out
 }
 
-fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
+fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report) -> Option<Instance> {
     let Some((name, _)) = s.args.first() else {
         r.error(&s.loc, "vrrp_instance needs a name", "as in `vrrp_instance VI_1 {`");
         return None;
@@ -678,6 +726,8 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         strict: g.vrrp_strict,
         accept: true,
         lower_prio_no_advert: g.lower_prio_no_advert,
+        routes: Vec::new(),
+        rules: Vec::new(),
     };
     let mut advert_loc = None;
     // keepalived's PARAMETER_UNSET: what was set explicitly, and where.
@@ -818,6 +868,16 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
                             i.vips_excluded.push(v);
                         }
                     }
+                }
+            }
+            "virtual_routes" => {
+                for a in st.block.as_deref().unwrap_or_default() {
+                    i.routes.extend(routes::route(a, "virtual_routes", r));
+                }
+            }
+            "virtual_rules" => {
+                for a in st.block.as_deref().unwrap_or_default() {
+                    i.rules.extend(routes::rule(a, "virtual_rules", rule_prio, r));
                 }
             }
             "nopreempt" => i.preempt = false,

@@ -96,9 +96,25 @@ fn program_problem(cmd: &str, security: bool) -> Option<String> {
     None
 }
 
+/// A warning for each interface of route `rt` that does not exist.
+fn missing_route_dev(rt: &super::routes::Route, what: &str, r: &mut Report) {
+    let devs = rt.dev.iter().chain(rt.nexthops.iter().filter_map(|n| n.dev.as_ref()));
+    for dev in devs.filter(|d| !exists(d)) {
+        r.warn(
+            &rt.loc,
+            format!("{what} {}/{}: `dev {dev}` does not exist (yet)", rt.dst, rt.dst_len),
+            "the route cannot be added until the interface appears",
+        );
+    }
+}
+
 /// Check `cfg` against this system; adjust it where keepalived does.
 pub fn check(cfg: &mut Config, r: &mut Report) {
     scripts(cfg, r);
+    for rt in &cfg.static_routes {
+        missing_route_dev(rt, "static route", r);
+    }
+
     for i in &mut cfg.instances {
         if !exists(&i.interface) {
             r.warn(
@@ -127,6 +143,9 @@ pub fn check(cfg: &mut Config, r: &mut Report) {
                     "the address cannot be added until the interface appears",
                 );
             }
+        }
+        for rt in &i.routes {
+            missing_route_dev(rt, &format!("instance {}: virtual route", i.name), r);
         }
         // An advert that cannot carry the VIPs is never sent, and then both
         // nodes become MASTER. keepalived moves the excess to the excluded

@@ -15,6 +15,9 @@
 //! which VIPs they want (`Inst::wants`), the kernel's address events say
 //! what is there, and `Reconciler` decides what to add or remove. A VIP
 //! deleted under a master is put back; one found on a backup is removed.
+//! Virtual routes and rules (`Inst::route_wants`, `Inst::rule_wants`) and
+//! the static addresses, routes and rules go through the same model, with
+//! route and rule events; of those only what the agent added is removed.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,13 +31,14 @@ use vrrp_common::maps::{EVENT_SILENT, PeerEvent, PeerKey, PeerState};
 use super::instance::{Inst, unix_now};
 use super::link::NetEvent;
 use super::no_accept::{NoAcceptRows, RowOp};
-use super::reconcile::{Op, Outcome, Reconciler, Want};
+use super::reconcile::{AddrKey, Op, Outcome, Reconciler, RouteKey, RuleKey, Want};
+use super::routes;
 use super::run::{DaemonError, Options};
 use super::signals::Sig;
 use super::source::{Source, next_events};
 use super::status::{self, AgentStatus, Stats};
 use super::timer::{self, Deadline};
-use super::vips;
+use super::vips::{self, ManagedVip};
 use crate::config::Config;
 use crate::health::{Health, Status};
 use crate::machine::{Action, Input, Micros, State};
@@ -73,13 +77,22 @@ pub(super) struct Agent {
     pub(super) nl: Handle,
     /// The addresses the agent owns in the kernel.
     pub(super) addrs: Reconciler,
+    /// The routes and rules it owns (only its own are ever removed).
+    pub(super) routes: Reconciler<RouteKey>,
+    pub(super) rules: Reconciler<RuleKey>,
+    /// The keys of every configured route and rule: the kernel's routes
+    /// and rules are followed for these only.
+    pub(super) route_keys: std::collections::BTreeSet<RouteKey>,
+    pub(super) rule_keys: std::collections::BTreeSet<RuleKey>,
+    /// Stopping: the static addresses, routes and rules go too.
+    pub(super) stopping: bool,
     /// When to reconcile again after a failure.
     pub(super) retry_at: Option<Micros>,
     /// What the status file last said: states, priorities, counters.
     pub(super) written: Option<Vec<(State, u8, Stats)>>,
     pub(super) written_at: Micros,
     /// What the crash record (`<name>.vips`) last said.
-    pub(super) held_written: Vec<(u32, IpAddr, u8)>,
+    pub(super) held_written: vips::Held,
     /// The Accept Mode rows the agent wrote into the XDP program's map.
     pub(super) no_accept: NoAcceptRows,
 }
@@ -227,9 +240,69 @@ impl Agent {
             NetEvent::Link { ifindex, name, up } => {
                 self.follow(ifindex, &name).await;
                 self.on_link(ifindex, up).await;
+                self.routes_after_link(&name, up).await;
             }
-            NetEvent::LinkGone { ifindex, name } => self.on_link_gone(ifindex, &name).await,
+            NetEvent::LinkGone { ifindex, name } => {
+                self.on_link_gone(ifindex, &name).await;
+                self.routes_after_link(&name, false).await;
+            }
             NetEvent::Addr { ifindex, addr, prefix, up } => self.on_addr(ifindex, addr, prefix, up).await,
+            NetEvent::Route { key, up } => self.on_route(key, up).await,
+            NetEvent::Rule { key, up } => self.on_rule(key, up).await,
+        }
+    }
+
+    /// A route of one of our keys appeared or went: someone deleted one we
+    /// installed (put back while it is wanted, unless `no_track`), or the
+    /// kernel reports our own add.
+    async fn on_route(&mut self, key: RouteKey, up: bool) {
+        if !self.route_keys.contains(&key) {
+            return;
+        }
+        if self.routes.observed(key, (), up) {
+            log::warn!("route {}/{} (table {}) was removed by someone else", key.dst, key.dst_len, key.table);
+        }
+        self.reconcile().await;
+    }
+
+    /// As `on_route`, for a rule.
+    async fn on_rule(&mut self, key: RuleKey, up: bool) {
+        if !self.rule_keys.contains(&key) {
+            return;
+        }
+        if self.rules.observed(key.clone(), (), up) {
+            log::warn!("rule preference {} ({:?}) was removed by someone else", key.priority, key.action);
+        }
+        self.reconcile().await;
+    }
+
+    /// A link changed: when it went down or away, the kernel dropped its
+    /// routes without a word, so read them again; when it is there, a
+    /// route or static address waiting for it can be added.
+    async fn routes_after_link(&mut self, name: &str, up: bool) {
+        let uses = |dev: Option<&String>| dev.is_some_and(|d| d == name);
+        let routes_use =
+            self.insts.iter().flat_map(|i| &i.conf.routes).chain(&self.cfg.static_routes).any(|r| {
+                uses(r.dev.as_ref()) || r.nexthops.iter().any(|n| uses(n.dev.as_ref())) || r.dev.is_none()
+            });
+        let addrs_use = self.cfg.static_addresses.iter().any(|v| uses(v.dev.as_ref()));
+        if !routes_use && !addrs_use {
+            return;
+        }
+        if !up && !self.route_keys.is_empty() {
+            self.resync_routes().await;
+        }
+        self.reconcile().await;
+    }
+
+    /// Read the kernel's routes again (see `Reconciler::resync`).
+    async fn resync_routes(&mut self) {
+        match routes::dump_routes(&self.nl).await {
+            Ok(list) => {
+                let keys = &self.route_keys;
+                self.routes.resync(list.into_iter().filter(|k| keys.contains(k)).map(|k| (k, ())));
+            }
+            Err(e) => log::error!("reading the kernel's routes: {e}"),
         }
     }
 
@@ -323,18 +396,31 @@ impl Agent {
     /// An instance waiting for an address on its (re-created) interface
     /// tries to open there.
     async fn on_addr(&mut self, ifindex: u32, addr: IpAddr, prefix: u8, up: bool) {
-        let ours = self.addrs.observed(super::reconcile::AddrKey { ifindex, addr }, prefix, up);
+        let ours = self.addrs.observed(AddrKey { ifindex, addr }, prefix, up);
         for i in 0..self.insts.len() {
             if up && !self.insts[i].bound() {
                 self.rebind(i).await;
             }
         }
-        let managed = self.insts.iter().any(|i| i.manages(ifindex, addr));
+        let managed = self.insts.iter().any(|i| i.manages(ifindex, addr))
+            || self.static_addrs().any(|v| v.ifindex == ifindex && v.vip.addr == addr);
         if !managed {
             return;
         }
         if !up && ours {
             log::warn!("{addr}/{prefix} was removed from ifindex {ifindex} by someone else");
+        }
+        // The kernel drops the routes whose source was this address
+        // without an event: read them again (only then: a failover removes
+        // many addresses, and a router's table may be large).
+        let a_src = self
+            .insts
+            .iter()
+            .flat_map(|i| &i.conf.routes)
+            .chain(&self.cfg.static_routes)
+            .any(|r| r.src == Some(addr));
+        if !up && a_src {
+            self.resync_routes().await;
         }
         self.reconcile().await;
     }
@@ -484,13 +570,63 @@ impl Agent {
         }
     }
 
-    /// What every instance wants of its addresses now.
-    fn wants(&self) -> Vec<Want> {
-        self.insts.iter().enumerate().flat_map(|(i, inst)| inst.wants(i)).collect()
+    /// The owner index of the static addresses, routes and rules: one past
+    /// the instances'.
+    fn static_owner(&self) -> usize {
+        self.insts.len()
     }
 
-    /// Bring the kernel's addresses to what the instances want; on a
-    /// failure, try again `RECONCILE_RETRY` later.
+    /// `static_ipaddress`, resolved to the interfaces as they are now.
+    fn static_addrs(&self) -> impl Iterator<Item = ManagedVip> + '_ {
+        self.cfg.static_addresses.iter().filter_map(|v| {
+            let dev = v.dev.as_deref()?;
+            let ifindex = nix::net::if_::if_nametoindex(dev).ok()?;
+            Some(ManagedVip::new(v.clone(), ifindex))
+        })
+    }
+
+    /// What every instance wants of its addresses now, and the static
+    /// addresses (present until the agent stops).
+    fn wants(&self) -> Vec<Want> {
+        let present = !self.stopping;
+        let owner = self.static_owner();
+        let statics = self.static_addrs().map(|v| Want {
+            key: AddrKey { ifindex: v.ifindex, addr: v.vip.addr },
+            detail: v.vip.prefix,
+            present,
+            track: !v.vip.no_track,
+            owner,
+        });
+        self.insts.iter().enumerate().flat_map(|(i, inst)| inst.wants(i)).chain(statics).collect()
+    }
+
+    /// What every instance wants of its virtual routes, and the static
+    /// routes.
+    fn route_wants(&self) -> Vec<Want<RouteKey>> {
+        let owner = self.static_owner();
+        let statics = self.cfg.static_routes.iter().filter(|r| routes::missing_devs(r).is_empty()).map(|r| {
+            Want { key: routes::route_key(r), detail: (), present: !self.stopping, track: !r.no_track, owner }
+        });
+        self.insts.iter().enumerate().flat_map(|(i, inst)| inst.route_wants(i)).chain(statics).collect()
+    }
+
+    /// What every instance wants of its virtual rules, and the static rules.
+    fn rule_wants(&self) -> Vec<Want<RuleKey>> {
+        let owner = self.static_owner();
+        let statics = self.cfg.static_rules.iter().map(|r| Want {
+            key: routes::rule_key(r),
+            detail: (),
+            present: !self.stopping,
+            track: !r.no_track,
+            owner,
+        });
+        self.insts.iter().enumerate().flat_map(|(i, inst)| inst.rule_wants(i)).chain(statics).collect()
+    }
+
+    /// Bring the kernel's addresses, routes and rules to what the
+    /// instances want; on a failure, try again `RECONCILE_RETRY` later.
+    /// Routes and rules go before the addresses and come after them: a
+    /// route may name a VIP as its source, which must exist while it does.
     async fn reconcile(&mut self) {
         let wants = self.wants();
         let ops = self.addrs.plan(&wants);
@@ -499,13 +635,37 @@ impl Agent {
         let rows = self.insts.iter().flat_map(Inst::no_accept_rows).collect();
         let (row_adds, row_removes) = self.no_accept.plan(&rows);
         let mut failed = !self.apply_rows(&row_adds);
-        self.record_intent(&ops);
+        let route_wants = self.route_wants();
+        let route_ops = self.routes.plan(&route_wants);
+        let rule_wants = self.rule_wants();
+        let rule_ops = self.rules.plan(&rule_wants);
+        self.record_intent(&ops, &route_ops, &rule_ops);
+        for op in route_ops.iter().filter(|o| o.is_remove()) {
+            let outcome = self.apply_route(op).await;
+            failed |= outcome == Outcome::Failed;
+            self.routes.applied(op, outcome);
+        }
+        for op in rule_ops.iter().filter(|o| o.is_remove()) {
+            let outcome = self.apply_rule(op).await;
+            failed |= outcome == Outcome::Failed;
+            self.rules.applied(op, outcome);
+        }
         for op in &ops {
             let outcome = self.apply(op).await;
             failed |= outcome == Outcome::Failed;
             self.addrs.applied(op, outcome);
         }
         failed |= !self.apply_rows(&row_removes);
+        for op in rule_ops.iter().filter(|o| !o.is_remove()) {
+            let outcome = self.apply_rule(op).await;
+            failed |= outcome == Outcome::Failed;
+            self.rules.applied(op, outcome);
+        }
+        for op in route_ops.iter().filter(|o| !o.is_remove()) {
+            let outcome = self.apply_route(op).await;
+            failed |= outcome == Outcome::Failed;
+            self.routes.applied(op, outcome);
+        }
         if failed {
             self.retry_at = Some(timer::now().after(RECONCILE_RETRY));
         }
@@ -532,33 +692,128 @@ impl Agent {
         ok
     }
 
-    /// One netlink operation, logged as keepalived would.
+    /// Who `owner` is, for logs.
+    fn owner_name(&self, owner: usize) -> String {
+        self.insts.get(owner).map_or_else(|| "static".to_owned(), |i| i.conf.name.clone())
+    }
+
+    /// The configured route of `key` that `owner` wants.
+    fn route_of(&self, owner: usize, key: &RouteKey) -> Option<&crate::config::routes::Route> {
+        let list = self.insts.get(owner).map_or(&self.cfg.static_routes, |i| &i.conf.routes);
+        list.iter().find(|r| routes::route_key(r) == *key)
+    }
+
+    /// The configured rule of `key` that `owner` wants.
+    fn rule_of(&self, owner: usize, key: &RuleKey) -> Option<&crate::config::routes::Rule> {
+        let list = self.insts.get(owner).map_or(&self.cfg.static_rules, |i| &i.conf.rules);
+        list.iter().find(|r| routes::rule_key(r) == *key)
+    }
+
+    /// One route operation, logged.
+    async fn apply_route(&mut self, op: &Op<RouteKey>) -> Outcome {
+        let (key, owner, add) = match op {
+            Op::Add { key, owner, restore, .. } => {
+                if *restore {
+                    log::warn!(
+                        "({}) route {}/{} (table {}) was removed: putting it back",
+                        self.owner_name(*owner),
+                        key.dst,
+                        key.dst_len,
+                        key.table
+                    );
+                }
+                (key, *owner, true)
+            }
+            Op::Remove { key, owner, .. } => (key, *owner, false),
+        };
+        let Some(route) = self.route_of(owner, key) else { return Outcome::Failed };
+        let r = if add {
+            routes::add_route(&self.nl, routes::route_message(route)).await
+        } else {
+            routes::del_route(&self.nl, routes::route_delete_message(key, route.protocol)).await
+        };
+        match r {
+            Ok(o) => o,
+            Err(e) => {
+                log::error!(
+                    "({}) {} route {}/{} (table {}): {e}",
+                    self.owner_name(owner),
+                    if add { "adding" } else { "removing" },
+                    key.dst,
+                    key.dst_len,
+                    key.table
+                );
+                Outcome::Failed
+            }
+        }
+    }
+
+    /// One rule operation, logged.
+    async fn apply_rule(&mut self, op: &Op<RuleKey>) -> Outcome {
+        let (key, owner, add) = match op {
+            Op::Add { key, owner, restore, .. } => {
+                if *restore {
+                    log::warn!(
+                        "({}) rule preference {} was removed: putting it back",
+                        self.owner_name(*owner),
+                        key.priority
+                    );
+                }
+                (key, *owner, true)
+            }
+            Op::Remove { key, owner, .. } => (key, *owner, false),
+        };
+        let Some(rule) = self.rule_of(owner, key) else { return Outcome::Failed };
+        let msg = routes::rule_message(key, !rule.no_track);
+        let r =
+            if add { routes::add_rule(&self.nl, msg).await } else { routes::del_rule(&self.nl, msg).await };
+        match r {
+            Ok(o) => o,
+            Err(e) => {
+                log::error!(
+                    "({}) {} rule preference {}: {e}",
+                    self.owner_name(owner),
+                    if add { "adding" } else { "removing" },
+                    key.priority
+                );
+                Outcome::Failed
+            }
+        }
+    }
+
+    /// One address operation, logged as keepalived would.
     async fn apply(&mut self, op: &Op) -> Outcome {
         match *op {
-            Op::Add { key, prefix, owner, restore } => {
-                let inst = &self.insts[owner];
-                let Some(v) = inst.vips.iter().find(|v| v.ifindex == key.ifindex && v.vip.addr == key.addr)
-                else {
+            Op::Add { key, detail: prefix, owner, restore } => {
+                let statics: Vec<ManagedVip>;
+                let (name, iface, list) = match self.insts.get(owner) {
+                    Some(inst) => (inst.conf.name.clone(), inst.conf.interface.clone(), &inst.vips),
+                    None => {
+                        statics = self.static_addrs().collect();
+                        ("static".to_owned(), String::new(), &statics)
+                    }
+                };
+                let Some(v) = list.iter().find(|v| v.ifindex == key.ifindex && v.vip.addr == key.addr) else {
                     return Outcome::Failed;
                 };
                 let msg = v.message_with(prefix);
                 if restore {
+                    let when = if owner < self.insts.len() { " while MASTER" } else { "" };
                     log::warn!(
-                        "({}) {}/{prefix} was removed from {} while MASTER: putting it back",
-                        inst.conf.name,
+                        "({name}) {}/{prefix} was removed from {}{when}: putting it back",
                         key.addr,
-                        inst.conf.interface
+                        if iface.is_empty() { v.vip.dev.as_deref().unwrap_or("?") } else { &iface }
                     );
                 }
                 let outcome = vips::add(&self.nl, msg).await;
                 if let Err(e) = &outcome {
-                    log::error!("({}) adding {}/{prefix}: {e}", inst.conf.name, key.addr);
+                    log::error!("({name}) adding {}/{prefix}: {e}", key.addr);
                 }
                 outcome.unwrap_or(Outcome::Failed)
             }
-            Op::Remove { key, prefix, owner, foreign } => {
-                let inst = &self.insts[owner];
-                if foreign {
+            Op::Remove { key, detail: prefix, owner, foreign } => {
+                let name = self.owner_name(owner);
+                if foreign && let Some(inst) = self.insts.get(owner) {
                     log::warn!(
                         "({}) {}/{prefix} is on ifindex {} but the instance is {}: removing it (only a master may answer for it)",
                         inst.conf.name,
@@ -569,32 +824,78 @@ impl Agent {
                 }
                 let outcome = vips::remove(&self.nl, key.ifindex, key.addr, prefix).await;
                 if let Err(e) = &outcome {
-                    log::error!("({}) removing {}/{prefix}: {e}", inst.conf.name, key.addr);
+                    log::error!("({name}) removing {}/{prefix}: {e}", key.addr);
                 }
                 outcome.unwrap_or(Outcome::Failed)
             }
         }
     }
 
-    /// Add what `ops` are about to add to the crash record first.
-    fn record_intent(&mut self, ops: &[Op]) {
+    /// The protocol a held route was added with (keepalived's when no
+    /// configured route has that key any more).
+    fn route_protocol(&self, key: &RouteKey) -> u8 {
+        self.insts
+            .iter()
+            .flat_map(|i| &i.conf.routes)
+            .chain(&self.cfg.static_routes)
+            .find(|r| routes::route_key(r) == *key)
+            .map_or(crate::config::routes::RTPROT_KEEPALIVED, |r| r.protocol)
+    }
+
+    /// Whether a held rule carries keepalived's protocol.
+    fn rule_tracked(&self, key: &RuleKey) -> bool {
+        self.insts
+            .iter()
+            .flat_map(|i| &i.conf.rules)
+            .chain(&self.cfg.static_rules)
+            .find(|r| routes::rule_key(r) == *key)
+            .is_none_or(|r| !r.no_track)
+    }
+
+    /// What we hold now, as the crash record says it.
+    fn held_now(&self) -> vips::Held {
+        vips::Held {
+            addrs: self.addrs.installed().collect(),
+            routes: self.routes.held().map(|(k, _)| (*k, self.route_protocol(k))).collect(),
+            rules: self.rules.held().map(|(k, _)| (k.clone(), self.rule_tracked(k))).collect(),
+        }
+    }
+
+    /// Add what the operations are about to add to the crash record first.
+    fn record_intent(&mut self, ops: &[Op], route_ops: &[Op<RouteKey>], rule_ops: &[Op<RuleKey>]) {
         // Recorded before the adds, not only after: a worker killed between
-        // an add and the record would leave an address its supervisor does
+        // an add and the record would leave something its supervisor does
         // not know of. `record_held` drops what then failed.
-        let mut intent: Vec<(u32, IpAddr, u8)> = self.addrs.installed().collect();
-        let before = intent.len();
+        let mut intent = self.held_now();
+        let before = intent.clone();
         for op in ops {
-            if let Op::Add { key, prefix, .. } = *op
-                && !intent.contains(&(key.ifindex, key.addr, prefix))
+            if let Op::Add { key, detail: prefix, .. } = *op
+                && !intent.addrs.contains(&(key.ifindex, key.addr, prefix))
             {
-                intent.push((key.ifindex, key.addr, prefix));
+                intent.addrs.push((key.ifindex, key.addr, prefix));
             }
         }
-        if intent.len() == before {
+        for op in route_ops {
+            if let Op::Add { key, .. } = op {
+                let entry = (*key, self.route_protocol(key));
+                if !intent.routes.contains(&entry) {
+                    intent.routes.push(entry);
+                }
+            }
+        }
+        for op in rule_ops {
+            if let Op::Add { key, .. } = op {
+                let entry = (key.clone(), self.rule_tracked(key));
+                if !intent.rules.contains(&entry) {
+                    intent.rules.push(entry);
+                }
+            }
+        }
+        if intent == before {
             return;
         }
         if let Err(e) = vips::save_held(&self.opts.name, &intent) {
-            log::warn!("recording the VIPs about to be added: {e}");
+            log::warn!("recording what is about to be added: {e}");
         }
         self.held_written = intent;
     }
@@ -602,12 +903,12 @@ impl Agent {
     /// Keep the crash record (`<name>.vips`) equal to what we hold, so a
     /// supervisor or the next start can remove what a dead agent held.
     fn record_held(&mut self) {
-        if self.addrs.installed().eq(self.held_written.iter().copied()) {
+        let now_held = self.held_now();
+        if now_held == self.held_written {
             return;
         }
-        let now_held: Vec<(u32, IpAddr, u8)> = self.addrs.installed().collect();
         if let Err(e) = vips::save_held(&self.opts.name, &now_held) {
-            log::warn!("recording the VIPs held: {e}");
+            log::warn!("recording what is held: {e}");
         }
         self.held_written = now_held;
     }
@@ -678,6 +979,8 @@ impl Agent {
     /// priority-0 advert), drop the VIPs, then detach.
     async fn stop(mut self) {
         let now = timer::now();
+        // keepalived removes the static addresses, routes and rules at stop.
+        self.stopping = true;
         for i in 0..self.insts.len() {
             let mut out = Vec::new();
             self.insts[i].machine.handle(now, Input::Shutdown, &mut out);
@@ -702,7 +1005,7 @@ impl Agent {
             tokio::time::sleep(Duration::from_micros(linger)).await;
         }
         status::remove(&self.opts.name);
-        if self.addrs.installed().next().is_none() {
+        if self.held_now() == vips::Held::default() {
             let _ = std::fs::remove_file(vips::held_file(&self.opts.name));
         }
         drop(self.source);

@@ -12,7 +12,7 @@ use vrrp_common::wire::{Auth, Family};
 use super::announce::Announcer;
 use super::link;
 use super::no_accept;
-use super::reconcile::{AddrKey, Want};
+use super::reconcile::{AddrKey, RouteKey, RuleKey, Want};
 use super::run::DaemonError;
 use super::status::{InstanceStatus, Stats};
 use super::tx::{AdvertSpec, Sender};
@@ -464,8 +464,36 @@ impl Inst {
         let src = self.sender.as_ref().map(Sender::src);
         self.vips.iter().filter(move |v| Some(v.vip.addr) != src && v.ifindex != 0).map(move |v| Want {
             key: AddrKey { ifindex: v.ifindex, addr: v.vip.addr },
-            prefix: v.vip.prefix,
+            detail: v.vip.prefix,
             present,
+            track: !v.vip.no_track,
+            owner: i,
+        })
+    }
+
+    /// What this instance (index `i`) wants of its `virtual_routes`:
+    /// present while MASTER (keepalived adds them on the transition to
+    /// MASTER and deletes them on leaving it). A route whose interface does
+    /// not exist cannot be added; the kernel dropped it with the interface.
+    pub(super) fn route_wants(&self, i: usize) -> impl Iterator<Item = Want<RouteKey>> + '_ {
+        let present = self.machine.state() == State::Master;
+        self.conf.routes.iter().filter(|r| super::routes::missing_devs(r).is_empty()).map(move |r| Want {
+            key: super::routes::route_key(r),
+            detail: (),
+            present,
+            track: !r.no_track,
+            owner: i,
+        })
+    }
+
+    /// What this instance (index `i`) wants of its `virtual_rules`.
+    pub(super) fn rule_wants(&self, i: usize) -> impl Iterator<Item = Want<RuleKey>> + '_ {
+        let present = self.machine.state() == State::Master;
+        self.conf.rules.iter().map(move |r| Want {
+            key: super::routes::rule_key(r),
+            detail: (),
+            present,
+            track: !r.no_track,
             owner: i,
         })
     }

@@ -80,6 +80,20 @@ pub enum NetEvent {
         /// Added or removed.
         up: bool,
     },
+    /// A route was added (`up`) or removed.
+    Route {
+        /// As the reconciler keys it.
+        key: crate::daemon::reconcile::RouteKey,
+        /// Added or removed.
+        up: bool,
+    },
+    /// A rule was added (`up`) or removed.
+    Rule {
+        /// As the reconciler keys it.
+        key: crate::daemon::reconcile::RuleKey,
+        /// Added or removed.
+        up: bool,
+    },
 }
 
 /// Link and address events from the kernel.
@@ -89,13 +103,29 @@ pub struct NetEvents {
 
 impl NetEvents {
     /// Subscribe to link, IPv4 and IPv6 address changes on a connection of
-    /// our own (subscribe before dumping, so no change falls between).
-    pub fn subscribe() -> io::Result<NetEvents> {
-        use rtnetlink::constants::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK};
+    /// our own (subscribe before dumping, so no change falls between), and
+    /// to route and rule changes when the configuration has routes or
+    /// rules (a router's route churn is not ours to read otherwise).
+    pub fn subscribe(routes: bool, rules: bool) -> io::Result<NetEvents> {
+        use rtnetlink::constants::{
+            RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE,
+            RTMGRP_LINK,
+        };
+        /// RTNLGRP_IPV6_RULE: it has no bit in the legacy group mask.
+        const RTNLGRP_IPV6_RULE: u32 = 19;
         let (mut conn, _handle, rx) = rtnetlink::new_connection()?;
-        conn.socket_mut()
-            .socket_mut()
-            .bind(&SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))?;
+        let mut groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+        if routes {
+            groups |= RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
+        }
+        if rules {
+            groups |= RTMGRP_IPV4_RULE;
+        }
+        let sock = conn.socket_mut().socket_mut();
+        sock.bind(&SocketAddr::new(0, groups))?;
+        if rules {
+            sock.add_membership(RTNLGRP_IPV6_RULE)?;
+        }
         tokio::spawn(conn);
         Ok(NetEvents { rx })
     }
@@ -120,6 +150,22 @@ impl NetEvents {
                 },
                 RouteNetlinkMessage::DelAddress(a) => match address_of(&a) {
                     Some((ifindex, addr, prefix)) => NetEvent::Addr { ifindex, addr, prefix, up: false },
+                    None => continue,
+                },
+                RouteNetlinkMessage::NewRoute(r) => match crate::daemon::routes::route_key_of(&r) {
+                    Some(key) => NetEvent::Route { key, up: true },
+                    None => continue,
+                },
+                RouteNetlinkMessage::DelRoute(r) => match crate::daemon::routes::route_key_of(&r) {
+                    Some(key) => NetEvent::Route { key, up: false },
+                    None => continue,
+                },
+                RouteNetlinkMessage::NewRule(r) => match crate::daemon::routes::rule_key_of(&r) {
+                    Some(key) => NetEvent::Rule { key, up: true },
+                    None => continue,
+                },
+                RouteNetlinkMessage::DelRule(r) => match crate::daemon::routes::rule_key_of(&r) {
+                    Some(key) => NetEvent::Rule { key, up: false },
                     None => continue,
                 },
                 _ => continue,

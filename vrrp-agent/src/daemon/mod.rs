@@ -4,6 +4,7 @@ mod instance;
 pub mod link;
 pub mod no_accept;
 pub mod reconcile;
+pub mod routes;
 pub mod run;
 pub mod signals;
 mod source;

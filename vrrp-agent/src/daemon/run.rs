@@ -170,7 +170,20 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         }
     }
     // Subscribe before the dump, so that no change falls between them.
-    let net = NetEvents::subscribe().map_err(io("netlink events"))?;
+    let route_keys: std::collections::BTreeSet<_> = insts
+        .iter()
+        .flat_map(|i| &i.conf.routes)
+        .chain(&cfg.static_routes)
+        .map(super::routes::route_key)
+        .collect();
+    let rule_keys: std::collections::BTreeSet<_> = insts
+        .iter()
+        .flat_map(|i| &i.conf.rules)
+        .chain(&cfg.static_rules)
+        .map(super::routes::rule_key)
+        .collect();
+    let net =
+        NetEvents::subscribe(!route_keys.is_empty(), !rule_keys.is_empty()).map_err(io("netlink events"))?;
     let mut addrs = Reconciler::new();
     match link::dump_addresses(&nl).await {
         Ok(list) => {
@@ -179,6 +192,22 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             }
         }
         Err(e) => log::error!("reading the interfaces' addresses: {e}"),
+    }
+    // Only what we add is ever removed: routes and rules found at start
+    // are someone else's (a crashed run's are removed from its record).
+    let mut routes = super::reconcile::Reconciler::only_own();
+    if !route_keys.is_empty() {
+        match super::routes::dump_routes(&nl).await {
+            Ok(list) => routes.resync(list.into_iter().filter(|k| route_keys.contains(k)).map(|k| (k, ()))),
+            Err(e) => log::error!("reading the kernel's routes: {e}"),
+        }
+    }
+    let mut rules = super::reconcile::Reconciler::only_own();
+    if !rule_keys.is_empty() {
+        match super::routes::dump_rules(&nl).await {
+            Ok(list) => rules.resync(list.into_iter().filter(|k| rule_keys.contains(k)).map(|k| (k, ()))),
+            Err(e) => log::error!("reading the kernel's rules: {e}"),
+        }
     }
     let agent = Agent {
         cfg_path: opts.config_path.clone(),
@@ -191,10 +220,15 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         links,
         nl,
         addrs,
+        routes,
+        rules,
+        route_keys,
+        rule_keys,
+        stopping: false,
         retry_at: None,
         written: None,
         written_at: Micros(0),
-        held_written: Vec::new(),
+        held_written: super::vips::Held::default(),
         no_accept: NoAcceptRows::default(),
     };
     agent.serve(net, health_rx, signals, shutdown).await;

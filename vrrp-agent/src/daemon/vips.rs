@@ -10,7 +10,8 @@ use rtnetlink::packet_route::address::{
 };
 
 use crate::config::Vip;
-use crate::daemon::reconcile::Outcome;
+use crate::daemon::reconcile::{Outcome, RouteKey, RuleKey};
+use crate::daemon::routes;
 
 /// A failed netlink call.
 #[derive(Debug, thiserror::Error)]
@@ -129,37 +130,81 @@ pub fn held_file(name: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(crate::instance_lock::LOCK_DIR).join(format!("{name}.vips"))
 }
 
-/// Record `held` (ifindex, address, prefix), one per line.
-pub fn save_held(name: &str, held: &[(u32, IpAddr, u8)]) -> std::io::Result<()> {
-    let text: String = held.iter().map(|(i, a, p)| format!("{i} {a}/{p}\n")).collect();
+/// What an agent holds in the kernel, as its crash record says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Addresses: (ifindex, address, prefix).
+    pub addrs: Vec<(u32, IpAddr, u8)>,
+    /// Routes, with the protocol they were added with.
+    pub routes: Vec<(RouteKey, u8)>,
+    /// Rules, and whether they carry keepalived's protocol.
+    pub rules: Vec<(RuleKey, bool)>,
+}
+
+/// Record `held`, one per line: `IFINDEX ADDRESS/PREFIX` for an address,
+/// `route ...` and `rule ...` (see `routes::route_record`).
+pub fn save_held(name: &str, held: &Held) -> std::io::Result<()> {
+    let mut text: String = held.addrs.iter().map(|(i, a, p)| format!("{i} {a}/{p}\n")).collect();
+    for (k, p) in &held.routes {
+        text.push_str(&routes::route_record(k, *p));
+        text.push('\n');
+    }
+    for (k, t) in &held.rules {
+        text.push_str(&routes::rule_record(k, *t));
+        text.push('\n');
+    }
     let path = held_file(name);
     let tmp = path.with_extension("vips.tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, path)
 }
 
-/// Remove the addresses a previous agent of this name recorded and did not
-/// remove (it was killed). Called with the instance lock held, so that
-/// agent is gone.
+/// Remove what a previous agent of this name recorded and did not remove
+/// (it was killed). Called with the instance lock held, so that agent is
+/// gone.
 pub async fn cleanup_stale(name: &str, handle: &Handle) {
-    for (addr, prefix, r) in remove_recorded(name, handle).await {
+    for (what, r) in remove_recorded(name, handle).await {
         match r {
-            Ok(()) => log::warn!("removed {addr}/{prefix}, left by an earlier run that did not stop cleanly"),
-            Err(e) => log::warn!("removing {addr}/{prefix} left by an earlier run: {e}"),
+            Ok(()) => log::warn!("removed {what}, left by an earlier run that did not stop cleanly"),
+            Err(e) => log::warn!("removing {what} left by an earlier run: {e}"),
         }
     }
     let _ = std::fs::remove_file(held_file(name));
 }
 
-/// Remove every address recorded in agent `name`'s held file, leaving the
-/// file in place; returns each address with its outcome. The supervisor
-/// calls it for a worker that died or stopped, the next run (through
-/// `cleanup_stale`) for one that was killed with its supervisor.
-pub async fn remove_recorded(name: &str, handle: &Handle) -> Vec<(IpAddr, u8, Result<(), VipError>)> {
+/// Remove everything recorded in agent `name`'s held file, leaving the
+/// file in place; returns each entry (as `192.0.2.1/24`, `route ...`,
+/// `rule ...`) with its outcome. Routes and rules go first (a route may
+/// use a recorded address as its source). The supervisor calls it for a
+/// worker that died or stopped, the next run (through `cleanup_stale`)
+/// for one that was killed with its supervisor.
+pub async fn remove_recorded(name: &str, handle: &Handle) -> Vec<(String, Result<(), String>)> {
     let path = held_file(name);
     let Ok(text) = std::fs::read_to_string(&path) else { return Vec::new() };
     let mut out = Vec::new();
-    for line in text.lines() {
+    let mut addrs = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let r = if line.starts_with("route ") {
+            let Some((key, proto)) = routes::parse_route_record(line) else {
+                log::warn!("{}: ignoring malformed line {line:?}", path.display());
+                continue;
+            };
+            let what = format!("route {}/{} (table {})", key.dst, key.dst_len, key.table);
+            (what, routes::del_route(handle, routes::route_delete_message(&key, proto)).await)
+        } else if line.starts_with("rule ") {
+            let Some((key, tracked)) = routes::parse_rule_record(line) else {
+                log::warn!("{}: ignoring malformed line {line:?}", path.display());
+                continue;
+            };
+            let what = format!("rule preference {}", key.priority);
+            (what, routes::del_rule(handle, routes::rule_message(&key, tracked)).await)
+        } else {
+            addrs.push(line);
+            continue;
+        };
+        out.push((r.0, r.1.map(|_| ()).map_err(|e| e.to_string())));
+    }
+    for line in addrs {
         let parsed = line.split_once(' ').and_then(|(i, rest)| {
             let (a, p) = rest.split_once('/')?;
             Some((i.parse::<u32>().ok()?, a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?))
@@ -170,14 +215,14 @@ pub async fn remove_recorded(name: &str, handle: &Handle) -> Vec<(IpAddr, u8, Re
         };
         let r = match remove(handle, ifindex, addr, prefix).await {
             Ok(_) => Ok(()),
-            Err(source) => Err(VipError { op: "removing", addr, prefix, ifindex, source }),
+            Err(source) => Err(format!("ifindex {ifindex}: {source}")),
         };
-        out.push((addr, prefix, r));
+        out.push((format!("{addr}/{prefix}"), r));
     }
     out
 }
 
-/// Whether agent `name`'s held file records any address.
+/// Whether agent `name`'s held file records anything.
 pub fn any_recorded(name: &str) -> bool {
     std::fs::read_to_string(held_file(name)).is_ok_and(|t| t.lines().any(|l| !l.trim().is_empty()))
 }
