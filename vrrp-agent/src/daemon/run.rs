@@ -128,7 +128,10 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
     tokio::spawn(conn);
     super::vips::cleanup_stale(&opts.name, &nl).await;
-    let mut insts = cfg.instances.iter().map(build).collect::<Result<Vec<_>, _>>()?;
+    // The macvlans of use_vmac before the instances, which open on them.
+    let (vmacs, vmac_names) = super::vmac::Manager::start(&cfg, &nl).await;
+    let mut insts =
+        cfg.instances.iter().zip(vmac_names).map(|(c, v)| build(c, v)).collect::<Result<Vec<_>, _>>()?;
     let source = match opts.receive {
         ReceiveMode::Socket => sockets(&insts)?,
         ReceiveMode::Xdp => xdp(&insts, &opts)?,
@@ -172,6 +175,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         links,
         nl,
         addrs,
+        vmacs,
         retry_at: None,
         written: None,
         written_at: Micros(0),
@@ -246,10 +250,10 @@ fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
         let rx = match by_key.entry(key) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let rx = Receiver::open(&inst.conf.interface, inst.family).map_err(|source| {
+                let rx = Receiver::open_as(inst.rx_iface(), inst.family, inst.ifindex).map_err(|source| {
                     DaemonError::Io { instance: inst.conf.name.clone(), what: "raw receive socket", source }
                 })?;
-                log::info!("receiving on a raw socket on {}", inst.conf.interface);
+                log::info!("receiving on a raw socket on {}", inst.rx_iface());
                 v.insert(rx)
             }
         };
