@@ -461,12 +461,16 @@ pub mod edge {
 pub struct Manager {
     plan: Vmacs,
     wants: Vec<Want>,
-    /// Per base interface, arp_ignore and arp_filter as they were before
-    /// we set them (keepalived restores them at exit).
-    saved: BTreeMap<String, (Option<u32>, Option<u32>)>,
+    /// Per base interface, its ARP settings as they were before we set
+    /// them (`BASE_ARP`; keepalived restores them at exit).
+    saved: BTreeMap<String, Vec<Option<u32>>>,
     /// Conflicts already logged, so a link event does not log them again.
     conflicts: Vec<String>,
 }
+
+/// The base interface's ARP settings while an IPv4 VMAC is on it
+/// (`Manager::base_arp`).
+const BASE_ARP: [(&str, u32); 3] = [("arp_ignore", 1), ("arp_filter", 1), ("arp_announce", 2)];
 
 /// One instance's macvlan, named.
 #[derive(Clone, Debug)]
@@ -693,17 +697,26 @@ impl Manager {
         ]))
     }
 
-    /// keepalived (vrrp_if_config.c): arp_ignore=1 and arp_filter=1 on the
-    /// base of an IPv4 VMAC, so the base never answers ARP for a VIP
-    /// (which lives on the macvlan) with its own MAC address.
+    /// The base of an IPv4 VMAC must never tell a host the VIP is at its
+    /// own MAC address (the host would keep sending there after a
+    /// failover, to the old master):
+    /// - keepalived (vrrp_if_config.c): arp_ignore=1 and arp_filter=1,
+    ///   so the base does not answer ARP for the VIP, which lives on the
+    ///   macvlan;
+    /// - and arp_announce=2 (beyond keepalived): a reply from the VIP
+    ///   leaves by the base's route to the subnet, and the ARP request the
+    ///   base sends for the host would carry the VIP as its sender
+    ///   address, which the host takes into its entry for the VIP
+    ///   (RFC 826's merge; measured: the entry moved from the virtual
+    ///   MAC to the base's at the host's first reply). With 2, the
+    ///   request carries the base's own address.
     fn base_arp(&mut self, base: &str) {
         if !self.saved.contains_key(base) {
-            let ignore = edge::get("ipv4", base, "arp_ignore").ok();
-            let filter = edge::get("ipv4", base, "arp_filter").ok();
-            self.saved.insert(base.to_owned(), (ignore, filter));
+            let old = BASE_ARP.iter().map(|(k, _)| edge::get("ipv4", base, k).ok()).collect();
+            self.saved.insert(base.to_owned(), old);
         }
-        for key in ["arp_ignore", "arp_filter"] {
-            if let Err(e) = edge::set("ipv4", base, key, 1) {
+        for (key, v) in BASE_ARP {
+            if let Err(e) = edge::set("ipv4", base, key, v) {
                 log::warn!("setting {key} on {base}: {e}");
             }
         }
@@ -719,8 +732,8 @@ impl Manager {
         for op in self.plan.plan_stop(&links) {
             self.apply(handle, &op, &[]).await;
         }
-        for (base, (ignore, filter)) in std::mem::take(&mut self.saved) {
-            for (key, v) in [("arp_ignore", ignore), ("arp_filter", filter)] {
+        for (base, old) in std::mem::take(&mut self.saved) {
+            for ((key, _), v) in BASE_ARP.iter().zip(old) {
                 if let Some(v) = v
                     && let Err(e) = edge::set("ipv4", &base, key, v)
                 {
