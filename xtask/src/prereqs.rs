@@ -22,7 +22,7 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_BUILD_PACKAGES: [&str; 3] = ["rustc-web", "libstd-rust-web-dev-bpf", "llvm-22-dev"];
 /// Tools the integration tests and the demo run.
-const TEST_TOOLS: [(&str, &str); 7] = [
+const TEST_TOOLS: [(&str, &str); 8] = [
     ("bpftool", "bpftool"),
     ("ip", "iproute2"),
     ("nsenter", "util-linux"),
@@ -30,11 +30,14 @@ const TEST_TOOLS: [(&str, &str); 7] = [
     ("keepalived", "keepalived"),
     // The firewall tests partition nodes with nftables rules.
     ("nft", "nftables"),
-    // FRR's vrrpd beside the agent (tests/tests/other_speakers.rs), run in
-    // the tests' namespaces. Note: on a systemd machine the package's
+    // FRR's vrrpd beside the agent (tests/tests/other_speakers.rs) and as
+    // its peer (tests/tests/frr_peer.rs), run in the tests' namespaces
+    // with their own run directories (`-N`). Note: on a systemd machine the package's
     // frr.service starts zebra and staticd in the root namespace (vrrpd=no
     // in /etc/frr/daemons); unconfigured, they route nothing.
     ("vtysh", "frr"),
+    // The VMAC and FRR tests read and set per-interface sysctls.
+    ("sysctl", "procps"),
 ];
 
 /// What a task needs.
