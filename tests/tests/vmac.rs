@@ -303,3 +303,55 @@ fn mixed_pair_with_keepalived_use_vmac() -> Result<()> {
     watch.finish()?.assert_single_holder()?;
     Ok(())
 }
+
+/// On raw sockets (`--receive socket`) the agents hear each other through
+/// their macvlans: a private macvlan takes the other node's adverts, whose
+/// source MAC is its own, away from the base (keepalived receives there
+/// too). The lower-priority agent stays backup beside the master, then
+/// takes over when it stops.
+#[test]
+fn agents_on_raw_sockets_hear_each_other_through_their_vmacs() -> Result<()> {
+    let test = "agents_on_raw_sockets_hear_each_other_through_their_vmacs";
+    if !require_root(test) {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
+    let mut master = seg.agent(0, &conf4(150, ""), &["--receive", "socket"])?;
+    seg.wait_holders(VIP, &[0], ELECTION)?;
+    let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP)?;
+    let backup = seg.agent(1, &conf4(100, ""), &["--receive", "socket"])?;
+    stays_master(&seg, 0).with_context(|| format!("the backup on raw sockets: {:#?}", backup.lines()))?;
+    master.stop(Duration::from_secs(10))?;
+    seg.wait_holders(VIP, &[1], ELECTION)?;
+    watch.finish()?.assert_single_holder()?;
+    Ok(())
+}
+
+/// `vmac_xmit_base`: the adverts go out on the base interface (its own
+/// MAC address), the gratuitous ARPs still from the virtual MAC, and the
+/// VIP lives on the macvlan.
+#[test]
+fn vmac_xmit_base_sends_adverts_from_the_base() -> Result<()> {
+    let test = "vmac_xmit_base_sends_adverts_from_the_base";
+    if !require_root(test) {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.3/24"])?;
+    let cap = Capture::start(&seg.nodes[1].ns, "eth0")?;
+    let _agent = seg.agent(0, &conf4(150, "  vmac_xmit_base\n"), &[])?;
+    seg.wait_holders(VIP, &[0], ELECTION)?;
+    assert!(on(&seg.nodes[0].ns, "vrrp.5", VIP)?, "{VIP} is not on vrrp.5");
+    assert_eq!(neigh_after_ping(&seg.nodes[1].ns, VIP)?, MAC4);
+    let base = capture::mac(&seg.nodes[0].ns, "eth0")?;
+    // Adverts go out every second (RFC 5798 6.4.3): two more at least.
+    std::thread::sleep(Duration::from_millis(2100));
+    let frames = cap.stop();
+    let adverts: Vec<_> = frames.iter().filter(|f| capture::is_advert_from(f, [192, 0, 2, 1])).collect();
+    assert!(adverts.len() >= 2, "adverts seen: {}", adverts.len());
+    assert!(adverts.iter().all(|f| f.data[6..12] == base), "an advert not from eth0's MAC");
+    assert!(
+        frames.iter().any(|f| capture::is_garp(f, [0, 0, 0x5e, 0, 1, 5], [192, 0, 2, 55])),
+        "no GARP from the VMAC"
+    );
+    Ok(())
+}
