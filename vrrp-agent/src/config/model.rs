@@ -548,6 +548,11 @@ fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
                 "`max_auto_priority` accepted and not needed",
                 "vrrp-agent's timers do not depend on scheduling priority",
             ),
+            k @ ("vmac_prefix" | "vmac_addr_prefix") => r.warn(
+                &st.loc,
+                format!("`{k}` is not supported: VMACs are named as by default (vrrp.VRID, ...)"),
+                "name a VMAC with `use_vmac NAME` in its vrrp_instance instead",
+            ),
             k if IGNORED_GLOBAL.contains(&k) => {
                 r.warn(&st.loc, format!("`{k}` ignored"), "it has no meaning for vrrp-agent")
             }

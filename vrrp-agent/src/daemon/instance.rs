@@ -169,10 +169,9 @@ pub(super) fn build(conf: &config::Instance, vmac: Option<String>) -> Result<Ins
     };
     match inst.bind() {
         Ok(_) => {}
-        Err(DaemonError::NoInterface { .. }) => log::warn!(
-            "({}) interface {} does not exist (yet): the instance stays in FAULT until it appears",
-            conf.name,
-            conf.interface
+        Err(DaemonError::NoInterface { iface, .. }) => log::warn!(
+            "({}) interface {iface} does not exist (yet): the instance stays in FAULT until it appears",
+            conf.name
         ),
         Err(e) => return Err(e),
     }
