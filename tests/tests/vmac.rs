@@ -355,3 +355,31 @@ fn vmac_xmit_base_sends_adverts_from_the_base() -> Result<()> {
     );
     Ok(())
 }
+
+/// The base interface deleted (the kernel deletes its macvlan with it)
+/// and created again: the master goes to FAULT, the backup takes over;
+/// the agent creates the macvlan again on the new interface and preempts
+/// back with the VIP on it; one holder throughout.
+#[test]
+fn a_recreated_base_gets_its_vmac_back() -> Result<()> {
+    let test = "a_recreated_base_gets_its_vmac_back";
+    if !require_root(test) {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
+    let n0 = &seg.nodes[0].ns;
+    let master = seg.agent(0, &conf4(150, ""), &[])?;
+    let _backup = seg.agent(1, &conf4(100, ""), &[])?;
+    seg.wait_holders(VIP, &[0], ELECTION)?;
+    let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP)?;
+    n0.ip(&["link", "del", "eth0"])?;
+    seg.wait_holders(VIP, &[1], ELECTION)?;
+    assert!(link(n0, "vrrp.5").is_none(), "the kernel deletes a macvlan with its base");
+    seg.lan.plug("br0", "p0", n0, "eth0")?;
+    n0.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"])?;
+    seg.wait_holders(VIP, &[0], ELECTION).with_context(|| format!("{:#?}", master.lines()))?;
+    is_vmac(n0, "vrrp.5", MAC4)?;
+    assert!(on(n0, "vrrp.5", VIP)?, "{VIP} is not on the new vrrp.5");
+    watch.finish()?.assert_single_holder_but_handovers(Duration::from_millis(20))?;
+    Ok(())
+}
