@@ -576,11 +576,11 @@ impl Manager {
             })
             .collect();
         for op in self.plan.plan(&desired, &links) {
-            self.apply(handle, &op, &desired).await;
+            self.apply(handle, &op).await;
         }
     }
 
-    async fn apply(&mut self, handle: &rtnetlink::Handle, op: &VmacOp, desired: &[Desired]) {
+    async fn apply(&mut self, handle: &rtnetlink::Handle, op: &VmacOp) {
         let want = |name: &str| self.wants.iter().find(|w| w.name == name).cloned();
         let mac_s = |m: &[u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         let ifindex = match op {
@@ -655,7 +655,6 @@ impl Manager {
         }) else {
             return;
         };
-        let _ = desired;
         let ll = (w.family == Family::V6 && !w.xmit_base).then(|| self.link_local(&w)).flatten();
         for e in edge::configure(handle, &w.name, ifindex, w.family, ll).await {
             log::warn!("({}) configuring {}: {e}", w.instance, w.name);
@@ -730,7 +729,7 @@ impl Manager {
         }
         let links = edge::observe(handle).await.unwrap_or_default();
         for op in self.plan.plan_stop(&links) {
-            self.apply(handle, &op, &[]).await;
+            self.apply(handle, &op).await;
         }
         for (base, old) in std::mem::take(&mut self.saved) {
             for ((key, _), v) in BASE_ARP.iter().zip(old) {
