@@ -383,3 +383,33 @@ fn a_recreated_base_gets_its_vmac_back() -> Result<()> {
     watch.finish()?.assert_single_holder_but_handovers(Duration::from_millis(20))?;
     Ok(())
 }
+
+/// With strict reverse-path filtering (`net.ipv4.conf.all.rp_filter=1`,
+/// which wins over the macvlan's 0), traffic to the VIP arriving on the
+/// macvlan from a host whose route goes by the base would be dropped.
+/// keepalived's `clear_rp_filter`: every interface (and `default`) gets
+/// at least `all`'s value, then `all` is set to 0, so only the macvlan
+/// runs without it; all put back at stop.
+#[test]
+fn strict_rp_filter_is_moved_off_all_as_keepalived_does() -> Result<()> {
+    let test = "strict_rp_filter_is_moved_off_all_as_keepalived_does";
+    if !require_root(test) {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.3/24"])?;
+    let n0 = &seg.nodes[0].ns;
+    exec(n0, &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=0"])?;
+    let rp = |k: &str| sysctl(n0, &format!("net.ipv4.conf.{k}.rp_filter"));
+    let before = (rp("eth0")?, rp("lo")?);
+    let mut agent = seg.agent(0, &conf4(150, ""), &[])?;
+    seg.wait_holders(VIP, &[0], ELECTION)?;
+    assert_eq!(neigh_after_ping(&seg.nodes[1].ns, VIP)?, MAC4);
+    assert_eq!(
+        (rp("all")?, rp("default")?, rp("eth0")?, rp("vrrp/5")?),
+        ("0".into(), "1".into(), "1".into(), "0".into())
+    );
+    agent.stop(Duration::from_secs(10))?;
+    assert_eq!((rp("all")?, rp("default")?), ("1".into(), "0".into()), "all and default put back");
+    assert_eq!((rp("eth0")?, rp("lo")?), before, "the interfaces put back");
+    Ok(())
+}

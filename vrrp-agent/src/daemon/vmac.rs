@@ -286,6 +286,68 @@ fn generated(s: &Spec, taken: &[String], links: &[Observed]) -> String {
     }
 }
 
+/// What `clear_rp_filter` changed, to put back at stop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RpFilterSaved {
+    /// `all.rp_filter` before (non-zero, or nothing was changed).
+    pub all: u32,
+    /// `default.rp_filter` before, if it was raised.
+    pub default: Option<u32>,
+    /// Interfaces raised, with their value before.
+    pub ifaces: Vec<(String, u32)>,
+}
+
+/// keepalived's `clear_rp_filter` (vrrp_if_config.c), pure: an IPv4
+/// macvlan needs rp_filter 0 (traffic for the VIP arrives on it from
+/// hosts whose route goes by the base), and the kernel uses the larger of
+/// `all` and the interface's value. So when `all` is set, `default` and
+/// every interface are raised to at least `all`'s value (nothing changes
+/// for them), then `all` is set to 0. Returns the writes (`"all"`,
+/// `"default"` or an interface, value) and what to put back; None when
+/// `all` is 0.
+pub fn clear_rp_filter(
+    all: u32,
+    default: u32,
+    ifaces: &[(String, u32)],
+) -> Option<(Vec<(String, u32)>, RpFilterSaved)> {
+    if all == 0 {
+        return None;
+    }
+    let mut writes = Vec::new();
+    let mut saved = RpFilterSaved { all, ..RpFilterSaved::default() };
+    if default < all {
+        writes.push(("default".to_owned(), all));
+        saved.default = Some(default);
+    }
+    for (name, v) in ifaces.iter().filter(|(n, v)| *v < all && n != "all" && n != "default") {
+        writes.push((name.clone(), all));
+        saved.ifaces.push((name.clone(), *v));
+    }
+    writes.push(("all".to_owned(), 0));
+    Some((writes, saved))
+}
+
+/// keepalived's `restore_rp_filter`: put back what `clear_rp_filter`
+/// changed, only where the value is still what we set (someone may have
+/// changed it since). `now` reads a current value.
+pub fn restore_rp_filter(saved: &RpFilterSaved, now: impl Fn(&str) -> Option<u32>) -> Vec<(String, u32)> {
+    let mut writes = Vec::new();
+    if now("all") == Some(0) {
+        writes.push(("all".to_owned(), saved.all));
+    }
+    if let Some(d) = saved.default
+        && now("default") == Some(saved.all)
+    {
+        writes.push(("default".to_owned(), d));
+    }
+    for (name, v) in &saved.ifaces {
+        if now(name) == Some(saved.all) {
+            writes.push((name.clone(), *v));
+        }
+    }
+    writes
+}
+
 /// The netlink and sysctl side.
 pub mod edge {
     use std::io;
@@ -466,6 +528,12 @@ pub struct Manager {
     saved: BTreeMap<String, Vec<Option<u32>>>,
     /// Conflicts already logged, so a link event does not log them again.
     conflicts: Vec<String>,
+    /// What `clear_rp_filter` changed.
+    rp_filter: Option<RpFilterSaved>,
+}
+
+fn value_of(ifaces: &[(String, u32)], name: &str) -> u32 {
+    ifaces.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v)
 }
 
 /// The base interface's ARP settings while an IPv4 VMAC is on it
@@ -536,6 +604,9 @@ impl Manager {
                     _ => None,
                 },
             });
+        }
+        if m.wants.iter().any(|w| w.family == Family::V4) {
+            m.clear_rp_filter();
         }
         m.reconcile(handle).await;
         let mut out = Vec::new();
@@ -721,6 +792,38 @@ impl Manager {
         }
     }
 
+    /// `clear_rp_filter` on this namespace's sysctls, logged as keepalived.
+    fn clear_rp_filter(&mut self) {
+        let Ok(all) = edge::get("ipv4", "all", "rp_filter") else {
+            log::warn!("Unable to read sysctl net.ipv4.conf.all.rp_filter");
+            return;
+        };
+        let default = edge::get("ipv4", "default", "rp_filter").unwrap_or(all);
+        let ifaces: Vec<(String, u32)> = std::fs::read_dir("/proc/sys/net/ipv4/conf")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter_map(|n| edge::get("ipv4", &n, "rp_filter").ok().map(|v| (n, v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Some((writes, saved)) = clear_rp_filter(all, default, &ifaces) else { return };
+        for (name, v) in writes {
+            let old = if name == "all" {
+                all
+            } else if name == "default" {
+                default
+            } else {
+                value_of(&ifaces, &name)
+            };
+            log::info!("NOTICE: setting sysctl net.ipv4.conf.{name}.rp_filter from {old} to {v}");
+            if let Err(e) = edge::set("ipv4", &name, "rp_filter", v) {
+                log::warn!("{e}");
+            }
+        }
+        self.rp_filter = Some(saved);
+    }
+
     /// The agent stops: delete the macvlans we own (their addresses go
     /// with them) and put back the bases' ARP settings.
     pub async fn stop(&mut self, handle: &rtnetlink::Handle) {
@@ -730,6 +833,14 @@ impl Manager {
         let links = edge::observe(handle).await.unwrap_or_default();
         for op in self.plan.plan_stop(&links) {
             self.apply(handle, &op).await;
+        }
+        if let Some(saved) = self.rp_filter.take() {
+            for (name, v) in restore_rp_filter(&saved, |n| edge::get("ipv4", n, "rp_filter").ok()) {
+                log::info!("NOTICE: resetting sysctl net.ipv4.conf.{name}.rp_filter to {v}");
+                if let Err(e) = edge::set("ipv4", &name, "rp_filter", v) {
+                    log::warn!("{e}");
+                }
+            }
         }
         for (base, old) in std::mem::take(&mut self.saved) {
             for ((key, _), v) in BASE_ARP.iter().zip(old) {
@@ -849,6 +960,27 @@ mod tests {
         assert_eq!(ops, vec![VmacOp::Delete { name: "vrrp.5".into(), ifindex: 7 }]);
         v.applied(&ops[0], 7);
         assert!(v.plan_stop(&links).is_empty());
+    }
+
+    #[test]
+    fn rp_filter_moves_off_all_and_comes_back() {
+        assert_eq!(clear_rp_filter(0, 1, &[("eth0".into(), 0)]), None, "nothing to do when all is 0");
+        let ifaces = [("eth0".into(), 0), ("lo".into(), 2), ("all".into(), 1), ("default".into(), 0)];
+        let (writes, saved) = clear_rp_filter(1, 0, &ifaces).expect("changes");
+        assert_eq!(
+            writes,
+            vec![("default".to_owned(), 1), ("eth0".to_owned(), 1), ("all".to_owned(), 0)],
+            "default and interfaces below all raised first, then all cleared"
+        );
+        assert_eq!(saved, RpFilterSaved { all: 1, default: Some(0), ifaces: vec![("eth0".into(), 0)] });
+        // Put back only what is still ours: eth0 was changed meanwhile.
+        let now = |n: &str| match n {
+            "all" => Some(0),
+            "default" => Some(1),
+            "eth0" => Some(2),
+            _ => None,
+        };
+        assert_eq!(restore_rp_filter(&saved, now), vec![("all".to_owned(), 1), ("default".to_owned(), 0)]);
     }
 
     #[test]
