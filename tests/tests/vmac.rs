@@ -241,15 +241,20 @@ fn keepalived_conf(priority: u8) -> String {
 /// master never takes over within it.
 const HEARS: Duration = Duration::from_secs(8);
 
-/// Node `i` stays the only holder for `HEARS`: the other node, a backup
-/// of lower priority, hears its adverts.
+/// Node `i` stays the only holder of `VIP` for `HEARS`: the other node,
+/// a backup of lower priority, hears its adverts.
 fn stays_master(seg: &Segment, i: usize) -> Result<()> {
+    stays_master_of(seg, i, VIP)
+}
+
+/// As `stays_master`, for `vip`.
+fn stays_master_of(seg: &Segment, i: usize, vip: &str) -> Result<()> {
     let start = std::time::Instant::now();
     while start.elapsed() < HEARS {
-        let h = seg.holders(VIP)?;
+        let h = seg.holders(vip)?;
         if h != [i] {
             bail!(
-                "after {:?}, {VIP} is held by {h:?}, not only node {i}: its backup does not hear it",
+                "after {:?}, {vip} is held by {h:?}, not only node {i}: its backup does not hear it",
                 start.elapsed()
             );
         }
@@ -411,5 +416,41 @@ fn strict_rp_filter_is_moved_off_all_as_keepalived_does() -> Result<()> {
     agent.stop(Duration::from_secs(10))?;
     assert_eq!((rp("all")?, rp("default")?), ("1".into(), "0".into()), "all and default put back");
     assert_eq!((rp("eth0")?, rp("lo")?), before, "the interfaces put back");
+    Ok(())
+}
+
+/// The mixed pair over IPv6: the agent and keepalived 2.2.7, both with
+/// use_vmac on an IPv6 instance (VRRPv3, adverts from the base's
+/// link-local address on the macvlans, 00:00:5e:00:02:05). Each side
+/// master in turn and hearing the other's master; a third node reaches
+/// the VIP at the virtual MAC; one holder at a time.
+#[test]
+fn mixed_pair_with_keepalived_use_vmac_ipv6() -> Result<()> {
+    let test = "mixed_pair_with_keepalived_use_vmac_ipv6";
+    if !require_root(test) || !require_tool(test, "keepalived") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24", "192.0.2.3/24"])?;
+    let client = &seg.nodes[2].ns;
+    client.ip(&["addr", "add", "2001:db8::3/64", "dev", "eth0"])?;
+    seg.wait_ipv6_ready()?;
+    let mut ka = seg.keepalived(1, &conf6(100))?;
+    seg.wait_holders(VIP6, &[1], ELECTION)?;
+    is_vmac(&seg.nodes[1].ns, "vrrp.5", MAC6).context("keepalived's VMAC")?;
+    let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP6)?;
+    assert_eq!(neigh_after_ping(client, VIP6)?, MAC6, "keepalived master");
+    let mut agent = seg.agent(0, &conf6(50), &[])?;
+    stays_master_of(&seg, 1, VIP6).context("the agent beside keepalived's master")?;
+    // Alone on VRID 5 for IPv6, keepalived's name is vrrp.5 too.
+    is_vmac(&seg.nodes[0].ns, "vrrp.5", MAC6)?;
+    ka.stop(Duration::from_secs(10))?;
+    seg.wait_holders(VIP6, &[0], ELECTION)?;
+    assert_eq!(neigh_after_ping(client, VIP6)?, MAC6, "agent master");
+    let _ka = seg.keepalived(1, &conf6(20))?;
+    stays_master_of(&seg, 0, VIP6).context("keepalived beside the agent's master")?;
+    agent.stop(Duration::from_secs(10))?;
+    seg.wait_holders(VIP6, &[1], ELECTION)?;
+    assert_eq!(neigh_after_ping(client, VIP6)?, MAC6, "keepalived master again");
+    watch.finish()?.assert_single_holder()?;
     Ok(())
 }

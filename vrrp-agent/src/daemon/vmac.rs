@@ -988,6 +988,7 @@ mod tests {
         let links = [plain(2, "eth0")];
         let got = resolve_names(&[spec(None, Family::V4, 5), spec(None, Family::V6, 5)], &links);
         assert_eq!((got[0].0.as_str(), got[1].0.as_str()), ("vrrp.5", "vrrp6.5"));
+        assert_eq!(resolve_names(&[spec(None, Family::V6, 5)], &links)[0].0, "vrrp.5", "IPv6 alone");
         let got = resolve_names(&[spec(None, Family::V4, 5), spec(None, Family::V4, 5)], &links);
         assert_eq!(got[1].0, "vrrp1.5");
         // A link of that name that is not ours to take: the next name.
