@@ -183,7 +183,8 @@ fn the_vips_mac_does_not_change_across_a_failover() -> Result<()> {
 
 /// A killed worker: its supervisor removes the VIP from the macvlan (which
 /// stays); the next start of the same agent takes the macvlan over (same
-/// index, logged) instead of creating another, and holds the VIP on it.
+/// index, logged) instead of creating another, and holds the VIP on it;
+/// its stop puts back the base's settings from before the killed run.
 #[test]
 fn a_killed_agents_vmac_is_taken_over_at_the_next_start() -> Result<()> {
     let test = "a_killed_agents_vmac_is_taken_over_at_the_next_start";
@@ -192,6 +193,13 @@ fn a_killed_agents_vmac_is_taken_over_at_the_next_start() -> Result<()> {
     }
     let seg = Segment::new(&["192.0.2.1/24"])?;
     let n0 = &seg.nodes[0].ns;
+    let arp = || -> Result<Vec<String>> {
+        ["arp_ignore", "arp_filter", "arp_announce"]
+            .iter()
+            .map(|k| sysctl(n0, &format!("net.ipv4.conf.eth0.{k}")))
+            .collect()
+    };
+    let before = arp()?;
     let (mut agent, name) = seg.agent_named(0, &conf4(150, ""), &[])?;
     seg.wait_holders(VIP, &[0], ELECTION)?;
     let index = n0.ifindex("vrrp.5")?;
@@ -210,6 +218,9 @@ fn a_killed_agents_vmac_is_taken_over_at_the_next_start() -> Result<()> {
     assert!(on(n0, "vrrp.5", VIP)?);
     again.stop(Duration::from_secs(10))?;
     assert!(link(n0, "vrrp.5").is_none(), "a taken-over macvlan is ours: removed at stop");
+    // The killed run's record: eth0's settings from before it, not the
+    // ones it left.
+    assert_eq!(arp()?, before, "eth0's ARP settings not put back after a killed run");
     Ok(())
 }
 

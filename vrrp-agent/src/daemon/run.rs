@@ -129,7 +129,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     tokio::spawn(conn);
     super::vips::cleanup_stale(&opts.name, &nl).await;
     // The macvlans of use_vmac before the instances, which open on them.
-    let (vmacs, vmac_names) = super::vmac::Manager::start(&cfg, &nl).await;
+    let (vmacs, vmac_names) = super::vmac::Manager::start(&cfg, &nl, &opts.name).await;
     let mut insts =
         cfg.instances.iter().zip(vmac_names).map(|(c, v)| build(c, v)).collect::<Result<Vec<_>, _>>()?;
     let source = match opts.receive {

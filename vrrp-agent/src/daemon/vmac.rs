@@ -348,6 +348,72 @@ pub fn restore_rp_filter(saved: &RpFilterSaved, now: impl Fn(&str) -> Option<u32
     writes
 }
 
+/// The sysctls a run changed, with their values before, as recorded in
+/// `/run/vrrp-agent/<name>.vmac` for the next run: an agent killed before
+/// it put them back leaves them changed, and the next run must put back
+/// the values from before the first, not what it finds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Originals {
+    /// Per base interface, `BASE_ARP`'s keys before (None: unreadable).
+    pub arp: BTreeMap<String, Vec<Option<u32>>>,
+    /// What `clear_rp_filter` changed.
+    pub rp_filter: Option<RpFilterSaved>,
+}
+
+impl Originals {
+    /// One line per setting.
+    pub fn to_text(&self) -> String {
+        let v = |x: &Option<u32>| x.map_or("-".to_owned(), |n| n.to_string());
+        let mut out = String::new();
+        for (base, vals) in &self.arp {
+            out += &format!("arp {base} {}\n", vals.iter().map(v).collect::<Vec<_>>().join(" "));
+        }
+        if let Some(rp) = &self.rp_filter {
+            out += &format!("rp_all {}\n", rp.all);
+            if let Some(d) = rp.default {
+                out += &format!("rp_default {d}\n");
+            }
+            for (i, x) in &rp.ifaces {
+                out += &format!("rp_if {i} {x}\n");
+            }
+        }
+        out
+    }
+
+    /// Read `to_text`'s lines; malformed ones are skipped.
+    pub fn parse(text: &str) -> Originals {
+        let mut o = Originals::default();
+        let num = |w: Option<&str>| w.and_then(|x| x.parse::<u32>().ok());
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            match w.next() {
+                Some("arp") => {
+                    if let Some(base) = w.next() {
+                        o.arp.insert(base.to_owned(), w.map(|x| x.parse().ok()).collect());
+                    }
+                }
+                Some("rp_all") => {
+                    if let Some(a) = num(w.next()) {
+                        o.rp_filter.get_or_insert_with(RpFilterSaved::default).all = a;
+                    }
+                }
+                Some("rp_default") => {
+                    if let Some(d) = num(w.next()) {
+                        o.rp_filter.get_or_insert_with(RpFilterSaved::default).default = Some(d);
+                    }
+                }
+                Some("rp_if") => {
+                    if let (Some(i), Some(x)) = (w.next(), num(w.next())) {
+                        o.rp_filter.get_or_insert_with(RpFilterSaved::default).ifaces.push((i.to_owned(), x));
+                    }
+                }
+                _ => {}
+            }
+        }
+        o
+    }
+}
+
 /// The netlink and sysctl side.
 pub mod edge {
     use std::io;
@@ -526,6 +592,8 @@ pub struct Manager {
     /// Per base interface, its ARP settings as they were before we set
     /// them (`BASE_ARP`; keepalived restores them at exit).
     saved: BTreeMap<String, Vec<Option<u32>>>,
+    /// Where `saved` and `rp_filter` are recorded for the next run.
+    record: Option<std::path::PathBuf>,
     /// Conflicts already logged, so a link event does not log them again.
     conflicts: Vec<String>,
     /// What `clear_rp_filter` changed.
@@ -560,10 +628,26 @@ impl Manager {
     pub async fn start(
         cfg: &crate::config::Config,
         handle: &rtnetlink::Handle,
+        agent: &str,
     ) -> (Manager, Vec<Option<String>>) {
         let mut m = Manager::default();
+        // A run killed before it put the sysctls back recorded the values
+        // from before it: those are the ones to put back.
+        let path = std::path::PathBuf::from(crate::instance_lock::LOCK_DIR).join(format!("{agent}.vmac"));
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let o = Originals::parse(&text);
+            log::warn!(
+                "{}: an earlier run did not stop cleanly; the sysctls it changed are put back to its record at stop",
+                path.display()
+            );
+            m.saved = o.arp;
+            m.rp_filter = o.rp_filter;
+        }
+        m.record = Some(path);
         let with: Vec<&crate::config::Instance> = cfg.instances.iter().filter(|i| i.vmac.is_some()).collect();
         if with.is_empty() {
+            // No VMAC any more: put back what the earlier run changed now.
+            m.restore_sysctls();
             return (m, vec![None; cfg.instances.len()]);
         }
         let links = match edge::observe(handle).await {
@@ -784,6 +868,7 @@ impl Manager {
         if !self.saved.contains_key(base) {
             let old = BASE_ARP.iter().map(|(k, _)| edge::get("ipv4", base, k).ok()).collect();
             self.saved.insert(base.to_owned(), old);
+            self.write_record();
         }
         for (key, v) in BASE_ARP {
             if let Err(e) = edge::set("ipv4", base, key, v) {
@@ -794,6 +879,10 @@ impl Manager {
 
     /// `clear_rp_filter` on this namespace's sysctls, logged as keepalived.
     fn clear_rp_filter(&mut self) {
+        // Recorded by a run that was killed: `all` is ours already.
+        if self.rp_filter.is_some() {
+            return;
+        }
         let Ok(all) = edge::get("ipv4", "all", "rp_filter") else {
             log::warn!("Unable to read sysctl net.ipv4.conf.all.rp_filter");
             return;
@@ -822,18 +911,22 @@ impl Manager {
             }
         }
         self.rp_filter = Some(saved);
+        self.write_record();
     }
 
-    /// The agent stops: delete the macvlans we own (their addresses go
-    /// with them) and put back the bases' ARP settings.
-    pub async fn stop(&mut self, handle: &rtnetlink::Handle) {
-        if self.wants.is_empty() {
-            return;
+    /// Record what we changed, before it matters (a kill may come next).
+    fn write_record(&self) {
+        let Some(path) = &self.record else { return };
+        let text = Originals { arp: self.saved.clone(), rp_filter: self.rp_filter.clone() }.to_text();
+        let tmp = path.with_extension("vmac.tmp");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            log::warn!("recording the sysctls changed in {}: {e}", path.display());
         }
-        let links = edge::observe(handle).await.unwrap_or_default();
-        for op in self.plan.plan_stop(&links) {
-            self.apply(handle, &op).await;
-        }
+    }
+
+    /// Put back the sysctls we changed (keepalived's restore_rp_filter and
+    /// reset_interface_parameters) and drop the record.
+    fn restore_sysctls(&mut self) {
         if let Some(saved) = self.rp_filter.take() {
             for (name, v) in restore_rp_filter(&saved, |n| edge::get("ipv4", n, "rp_filter").ok()) {
                 log::info!("NOTICE: resetting sysctl net.ipv4.conf.{name}.rp_filter to {v}");
@@ -844,6 +937,7 @@ impl Manager {
         }
         for (base, old) in std::mem::take(&mut self.saved) {
             for ((key, _), v) in BASE_ARP.iter().zip(old) {
+                // A base that is gone has nothing to put back.
                 if let Some(v) = v
                     && let Err(e) = edge::set("ipv4", &base, key, v)
                 {
@@ -851,6 +945,23 @@ impl Manager {
                 }
             }
         }
+        if let Some(path) = &self.record {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The agent stops: delete the macvlans we own (their addresses go
+    /// with them) and put back the bases' ARP settings.
+    pub async fn stop(&mut self, handle: &rtnetlink::Handle) {
+        if self.wants.is_empty() {
+            self.restore_sysctls();
+            return;
+        }
+        let links = edge::observe(handle).await.unwrap_or_default();
+        for op in self.plan.plan_stop(&links) {
+            self.apply(handle, &op).await;
+        }
+        self.restore_sysctls();
     }
 }
 
@@ -981,6 +1092,19 @@ mod tests {
             _ => None,
         };
         assert_eq!(restore_rp_filter(&saved, now), vec![("all".to_owned(), 1), ("default".to_owned(), 0)]);
+    }
+
+    #[test]
+    fn the_record_reads_back_what_it_wrote() {
+        let mut o = Originals::default();
+        o.arp.insert("eth0".into(), vec![Some(0), None, Some(2)]);
+        o.rp_filter = Some(RpFilterSaved {
+            all: 1,
+            default: Some(0),
+            ifaces: vec![("eth0".into(), 0), ("lo".into(), 0)],
+        });
+        assert_eq!(Originals::parse(&o.to_text()), o);
+        assert_eq!(Originals::parse("garbage\narp\nrp_all x\n"), Originals::default());
     }
 
     #[test]
