@@ -232,7 +232,7 @@ fn a_killed_agents_vmac_is_taken_over_at_the_next_start() -> Result<()> {
 }
 
 /// A macvlan deleted under a running master is created again and the VIP
-/// put back on it.
+/// put back on it; one set down is set up again.
 #[test]
 fn a_deleted_vmac_is_put_back() -> Result<()> {
     let test = "a_deleted_vmac_is_put_back";
@@ -241,12 +241,20 @@ fn a_deleted_vmac_is_put_back() -> Result<()> {
     }
     let seg = Segment::new(&["192.0.2.1/24"])?;
     let n0 = &seg.nodes[0].ns;
-    let agent = seg.agent(0, &conf4(150, ""), &[])?;
+    let mut agent = seg.agent(0, &conf4(150, ""), &[])?;
     seg.wait_holders(VIP, &[0], ELECTION)?;
     n0.ip(&["link", "del", "vrrp.5"])?;
     wait_until(ELECTION, || Ok(link(n0, "vrrp.5").is_some() && on(n0, "vrrp.5", VIP)?))
         .with_context(|| format!("vrrp.5 and its VIP not put back: {:#?}", agent.lines()))?;
     is_vmac(n0, "vrrp.5", MAC4)?;
+    // Set down: set up again, and the instance (in FAULT meanwhile)
+    // becomes master again.
+    n0.ip(&["link", "set", "vrrp.5", "down"])?;
+    agent.wait_for_line("VMAC interface vrrp.5 was set down: setting it up", Duration::from_secs(5))?;
+    wait_until(ELECTION, || {
+        Ok(link(n0, "vrrp.5").is_some_and(|l| l.contains("state UP")) && on(n0, "vrrp.5", VIP)?)
+    })
+    .with_context(|| format!("vrrp.5 not up with its VIP again: {:#?}", agent.lines()))?;
     Ok(())
 }
 
