@@ -480,3 +480,38 @@ fn mixed_pair_with_keepalived_use_vmac_ipv6() -> Result<()> {
     watch.finish()?.assert_single_holder()?;
     Ok(())
 }
+
+/// A second agent (another `--name`) for the same VRID on the interface
+/// is refused (two agents would both be MASTER) before it touches the
+/// first one's macvlan, even one it would replace (another MAC).
+#[test]
+fn a_second_agent_for_the_vrid_leaves_the_first_ones_vmac_alone() -> Result<()> {
+    let test = "a_second_agent_for_the_vrid_leaves_the_first_ones_vmac_alone";
+    if !require_root(test) {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24"])?;
+    let n0 = &seg.nodes[0].ns;
+    let first = seg.agent(0, &conf4(150, ""), &[])?;
+    seg.wait_holders(VIP, &[0], ELECTION)?;
+    let index = n0.ifindex("vrrp.5")?;
+    let text = conf4(150, "").replace("  use_vmac\n", "  use_vmac vrrp.5 02:00:00:00:00:09\n");
+    let path = seg.file("second.conf", &text)?;
+    let bin = vrrp_tests::lab::agent_bin()?;
+    let mut cmd = n0.command(&bin.to_string_lossy());
+    cmd.arg("run").arg("-f").arg(&path).args(["--name", &vrrp_tests::netns::unique("t2")]);
+    let mut second = vrrp_tests::process::Process::spawn("second", &mut cmd, false)?;
+    let mut status = None;
+    wait_until(Duration::from_secs(10), || {
+        status = second.try_wait()?;
+        Ok(status.is_some())
+    })
+    .with_context(|| format!("the second agent runs beside the first: {:#?}", second.lines()))?;
+    assert!(status.is_some_and(|s| !s.success()), "exit status {status:?}");
+    assert!(second.lines().iter().any(|l| l.contains("eth0 is taken")), "{:#?}", second.lines());
+    assert_eq!(n0.ifindex("vrrp.5")?, index, "the first agent's vrrp.5 was replaced");
+    is_vmac(n0, "vrrp.5", MAC4)?;
+    assert!(on(n0, "vrrp.5", VIP)?);
+    drop(first);
+    Ok(())
+}

@@ -128,6 +128,24 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
     tokio::spawn(conn);
     super::vips::cleanup_stale(&opts.name, &nl).await;
+    // Another agent's live program serving one of our VRIDs (issue 12,
+    // case 9) is refused below; with use_vmac, refuse before touching
+    // the macvlans, which would be that agent's (a killed agent of our
+    // own name is not another agent: its program goes first).
+    if cfg.instances.iter().any(|i| i.vmac.is_some()) {
+        if opts.receive != ReceiveMode::Socket {
+            Datapath::clear_stale(&opts.pin_root, &opts.name);
+        }
+        let wanted: Vec<(&str, u32, Family, u8)> = cfg
+            .instances
+            .iter()
+            .filter_map(|i| {
+                let idx = nix::net::if_::if_nametoindex(i.interface.as_str()).ok()?;
+                Some((i.interface.as_str(), idx, i.family, i.vrid))
+            })
+            .collect();
+        crate::datapath::refuse_taken(&wanted)?;
+    }
     // The macvlans of use_vmac before the instances, which open on them.
     let (vmacs, vmac_names) = super::vmac::Manager::start(&cfg, &nl, &opts.name).await;
     let mut insts =
