@@ -50,6 +50,18 @@ pub struct Seen {
 impl HolderWatch {
     /// Start watching `addr` in each of `nodes`.
     pub fn start(nodes: &[&Netns], addr: &str) -> Result<HolderWatch> {
+        HolderWatch::start_with(nodes, addr, false)
+    }
+
+    /// As `start`, counting the address only on an interface that is up
+    /// and running: FRR's vrrpd keeps a Backup's VIPs on its macvlan and
+    /// sets the macvlan protodown (no carrier), so that node does not
+    /// answer for them.
+    pub fn start_running(nodes: &[&Netns], addr: &str) -> Result<HolderWatch> {
+        HolderWatch::start_with(nodes, addr, true)
+    }
+
+    fn start_with(nodes: &[&Netns], addr: &str, running_only: bool) -> Result<HolderWatch> {
         let addr: IpAddr = addr.parse().context("address to watch")?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -66,7 +78,7 @@ impl HolderWatch {
                 let mut open: Option<(Instant, Instant)> = None;
                 while !stop.load(Ordering::Relaxed) {
                     let now = Instant::now();
-                    if holds(addr)? {
+                    if holds(addr, running_only)? {
                         open = Some(open.map_or((now, now), |(a, _)| (a, now)));
                     } else if let Some(s) = open.take() {
                         spans.push(s);
@@ -162,10 +174,13 @@ impl Seen {
     }
 }
 
-/// Whether any interface of this thread's namespace has `addr`.
-fn holds(addr: IpAddr) -> Result<bool> {
+/// Whether any interface of this thread's namespace has `addr` (and,
+/// with `running_only`, is up and running).
+fn holds(addr: IpAddr, running_only: bool) -> Result<bool> {
+    use nix::net::if_::InterfaceFlags;
     let list = nix::ifaddrs::getifaddrs().context("getifaddrs")?;
-    Ok(list.filter_map(|i| i.address).any(|a| {
+    let running = InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING;
+    Ok(list.filter(|i| !running_only || i.flags.contains(running)).filter_map(|i| i.address).any(|a| {
         a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())) == Some(addr)
             || a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())) == Some(addr)
     }))

@@ -9,6 +9,7 @@
 pub mod advert;
 pub mod capture;
 pub mod frame;
+pub mod frr;
 pub mod holders;
 pub mod lab;
 pub mod netns;

@@ -123,35 +123,6 @@ fn no_advert_is_taken_for_somebody_elses_at_start() -> Result<()> {
     Ok(())
 }
 
-/// FRR's state for VRID 6 on eth0 of `ns` (`show vrrp 6 json`): its IPv4
-/// status ("Backup", "Master", ...), transitions and adverts received.
-fn frr_vrrp6(ns: &vrrp_tests::Netns) -> Result<(String, u64, u64)> {
-    let out = vrrp_tests::netns::run(std::process::Command::new("vtysh").args([
-        "-N",
-        ns.name(),
-        "-c",
-        "show vrrp 6 json",
-    ]))?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| anyhow::anyhow!("vtysh JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)))?;
-    let v4 = &v[0]["v4"];
-    let status = v4["status"].as_str().unwrap_or("?").to_owned();
-    Ok((
-        status,
-        v4["stats"]["transitions"].as_u64().unwrap_or(0),
-        v4["stats"]["adverRx"].as_u64().unwrap_or(0),
-    ))
-}
-
-/// FRR's run directory for a namespace (`-N NS`), removed on drop.
-struct FrrDir(std::path::PathBuf);
-
-impl Drop for FrrDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The issue's reproduction: FRR's vrrpd, BACKUP of VRID 6 on node 1's
 /// eth0, beside the agent (XDP) for VRID 5 there; node 0 is VRID 6's
 /// master (an agent, priority 200). FRR must stay Backup, still counting
@@ -169,63 +140,25 @@ fn frr_beside_the_agent_keeps_hearing_its_master() -> Result<()> {
     let _master = seg.agent(0, master_conf, &[])?;
     seg.wait_holders(KA_VIP, &[0], Duration::from_secs(8))?;
 
-    // FRR on node 1 (see ../shared/DESIGN-NOTES.md, "Peers for interop
-    // tests"): a macvlan with VRID 6's virtual MAC carries the VIP.
+    // FRR on node 1 (see vrrp_tests::frr): a macvlan with VRID 6's
+    // virtual MAC carries the VIP.
     let ns = &seg.nodes[1].ns;
-    ns.ip(&[
-        "link",
-        "add",
-        "link",
-        "eth0",
-        "name",
-        "vrrp6",
-        "address",
-        "00:00:5e:00:01:06",
-        "type",
-        "macvlan",
-        "mode",
-        "bridge",
-    ])?;
-    ns.ip(&["link", "set", "dev", "vrrp6", "addrgenmode", "random"])?;
-    ns.ip(&["link", "set", "vrrp6", "up"])?;
-    ns.ip(&["addr", "add", "192.0.2.66/24", "dev", "vrrp6"])?;
+    vrrp_tests::frr::macvlan(ns, "eth0", "vrrp6", 4, 6, &["192.0.2.66/24"])?;
     vrrp_tests::lab::exec(
         ns,
         &["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"],
     )?;
-    let dir = FrrDir(std::path::Path::new("/var/run/frr").join(ns.name()));
-    std::fs::create_dir_all(&dir.0)?;
-    let _ = vrrp_tests::netns::run(std::process::Command::new("chown").args(["frr:frr"]).arg(&dir.0));
-    let echo = std::env::var_os("VRRP_TEST_ECHO").is_some();
-    let spawn = |daemon: &str| {
-        let mut c = std::process::Command::new("ip");
-        c.args(["netns", "exec", ns.name(), &format!("/usr/lib/frr/{daemon}"), "-N", ns.name(), "-P", "0"]);
-        c.args(["--log", "stdout"]);
-        vrrp_tests::process::Process::spawn(daemon, &mut c, echo)
-    };
-    let _zebra = spawn("zebra")?;
-    vrrp_tests::process::wait_until(Duration::from_secs(10), || Ok(dir.0.join("zserv.api").exists()))?;
-    let _vrrpd = spawn("vrrpd")?;
-    let configure = || {
-        vrrp_tests::netns::run(std::process::Command::new("vtysh").args([
-            "-N",
-            ns.name(),
-            "-c",
-            "configure terminal",
-            "-c",
-            "interface eth0",
-            "-c",
+    let frr = vrrp_tests::frr::Frr::start(ns)?;
+    frr.configure(
+        "eth0",
+        &[
             "vrrp 6 version 3",
-            "-c",
             "vrrp 6 priority 100",
-            "-c",
             "vrrp 6 advertisement-interval 1000",
-            "-c",
             "vrrp 6 ip 192.0.2.66",
-        ]))
-    };
-    // vrrpd takes a moment to open its vty socket.
-    vrrp_tests::process::wait_until(Duration::from_secs(10), || Ok(configure().is_ok()))?;
+        ],
+    )?;
+    let frr_vrrp6 = |_: &vrrp_tests::Netns| frr.status(6, "v4");
     // FRR hears the master and settles as Backup.
     vrrp_tests::process::wait_until(Duration::from_secs(10), || {
         let (status, _, rx) = frr_vrrp6(ns)?;

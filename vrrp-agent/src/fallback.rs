@@ -48,16 +48,25 @@ impl Receiver {
     /// joined to the VRRP group, non-blocking.
     pub fn open(iface: &str, family: Family) -> io::Result<Receiver> {
         let ifindex = nix::net::if_::if_nametoindex(iface).map_err(io::Error::from)?;
+        Receiver::open_as(iface, family, ifindex)
+    }
+
+    /// As `open`, on `iface` but recording peers and counters under
+    /// `ifindex` (the base interface's, for an instance with use_vmac:
+    /// a macvlan in private mode takes the other node's adverts, whose
+    /// source MAC is its own, from the base, as keepalived hears them).
+    pub fn open_as(iface: &str, family: Family, ifindex: u32) -> io::Result<Receiver> {
+        let on = nix::net::if_::if_nametoindex(iface).map_err(io::Error::from)?;
         let proto = Some(Protocol::from(IPPROTO_VRRP as i32));
         let sock = match family {
             Family::V4 => {
                 let s = Socket::new(Domain::IPV4, Type::RAW, proto)?;
-                s.join_multicast_v4_n(&GROUP_V4, &socket2::InterfaceIndexOrAddress::Index(ifindex))?;
+                s.join_multicast_v4_n(&GROUP_V4, &socket2::InterfaceIndexOrAddress::Index(on))?;
                 s
             }
             Family::V6 => {
                 let s = Socket::new(Domain::IPV6, Type::RAW, proto)?;
-                s.join_multicast_v6(&GROUP_V6, ifindex)?;
+                s.join_multicast_v6(&GROUP_V6, on)?;
                 // IPv6 raw sockets deliver no IP header: the destination
                 // and hop limit come as control messages.
                 setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;

@@ -455,3 +455,54 @@ fn bad_routes_and_rules_are_errors_and_unsupported_options_say_what_is_lost() {
         assert!(warnings.iter().any(|w| w.contains(want)), "{want}: {warnings:#?}");
     }
 }
+
+/// Load `text`; the configuration and the warnings as strings.
+fn load_warn(text: &str) -> (config::Config, Vec<String>) {
+    let dir = tree(&[("k.conf", text)]);
+    let (cfg, warnings) = config::load(&dir.join("k.conf")).expect("loads");
+    let _ = std::fs::remove_dir_all(dir);
+    (cfg, warnings.iter().map(|d| d.to_string()).collect())
+}
+
+#[test]
+fn use_vmac_as_keepalived_reads_it() {
+    let (cfg, w) = load_warn(&instance(&format!("{BASE}\n  use_vmac")));
+    assert!(w.is_empty(), "{w:?}");
+    let i = &cfg.instances[0];
+    let vm = i.vmac.as_ref().expect("use_vmac");
+    assert_eq!((vm.name.as_deref(), vm.mac, i.vmac_xmit_base), (None, None, false));
+    assert_eq!(vm.mac_for(55, Family::V4), [0, 0, 0x5e, 0, 1, 55]);
+    assert_eq!(vm.mac_for(55, Family::V6), [0, 0, 0x5e, 0, 2, 55]);
+    // A name and a MAC in either order; five octets take the VRID.
+    let (cfg, w) =
+        load_warn(&instance(&format!("{BASE}\n  use_vmac 02:00:00:00:07 vip55\n  vmac_xmit_base")));
+    assert!(w.is_empty(), "{w:?}");
+    let i = &cfg.instances[0];
+    let vm = i.vmac.as_ref().expect("use_vmac");
+    assert_eq!(
+        (vm.name.as_deref(), vm.mac, i.vmac_xmit_base),
+        (Some("vip55"), Some([2, 0, 0, 0, 7, 55]), true)
+    );
+}
+
+#[test]
+fn use_vmac_oddities_are_warnings() {
+    let (cfg, w) = load_warn(&instance(&format!(
+        "{BASE}\n  use_vmac a/b 01:00:00:00:00:01\n  unicast_peer {{\n    192.0.2.2\n  }}\n  use_vmac_addr"
+    )));
+    let has = |s: &str| w.iter().any(|x| x.contains(s));
+    assert!(has("use_vmac interface name `a/b` too long or with invalid characters: ignored"), "{w:#?}");
+    assert!(has("use_vmac MAC address `01:00:00:00:00:01` ignored: it is a multicast address"), "{w:#?}");
+    assert!(has("(VI_1) unicast with use_vmac requires vmac_xmit_base - setting"), "{w:#?}");
+    assert!(has("`use_vmac_addr` is not supported"), "{w:#?}");
+    let i = &cfg.instances[0];
+    assert!(i.vmac_xmit_base, "unicast forces vmac_xmit_base, as keepalived");
+    assert_eq!(i.vmac.as_ref().map(|v| (v.name.clone(), v.mac)), Some((None, None)));
+    let (cfg, w) = load_warn(&instance(
+        "  interface eth0\n  virtual_router_id 55\n  vmac_xmit_base\n  virtual_ipaddress {\n    192.0.2.130/24 use_vmac\n  }",
+    ));
+    let has = |s: &str| w.iter().any(|x| x.contains(s));
+    assert!(has("`use_vmac` on a virtual address is not supported"), "{w:#?}");
+    assert!(has("`vmac_xmit_base` without `use_vmac` has no effect"), "{w:#?}");
+    assert!(!cfg.instances[0].vmac_xmit_base);
+}

@@ -30,13 +30,16 @@ const TEST_TOOLS: [(&str, &str); 8] = [
     ("keepalived", "keepalived"),
     // The firewall tests partition nodes with nftables rules.
     ("nft", "nftables"),
-    // FRR's vrrpd beside the agent (tests/tests/other_speakers.rs), run in
-    // the tests' namespaces. Note: on a systemd machine the package's
+    // FRR's vrrpd beside the agent (tests/tests/other_speakers.rs) and as
+    // its peer (tests/tests/frr_peer.rs), run in the tests' namespaces
+    // with their own run directories (`-N`). Note: on a systemd machine the package's
     // frr.service starts zebra and staticd in the root namespace (vrrpd=no
     // in /etc/frr/daemons); unconfigured, they route nothing.
     ("vtysh", "frr"),
     // The Accept Mode tests ping the VIP from a third namespace.
     ("ping", "iputils-ping"),
+    // The VMAC and FRR tests read and set per-interface sysctls.
+    ("sysctl", "procps"),
 ];
 
 /// What a task needs.

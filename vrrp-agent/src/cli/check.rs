@@ -41,6 +41,13 @@ pub fn describe(i: &Instance) -> String {
         parts.push("auth PASS".into());
     }
     parts.push(format!("VIPs {}", i.vips.iter().map(vip).collect::<Vec<_>>().join(", ")));
+    if let Some(vm) = &i.vmac {
+        let mac =
+            vm.mac_for(i.vrid, i.family).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let name = vm.name.clone().unwrap_or_else(|| format!("vrrp.{}", i.vrid));
+        let xmit = if i.vmac_xmit_base { ", adverts from the base" } else { "" };
+        parts.push(format!("use_vmac {name} ({mac}{xmit})"));
+    }
     parts.push(if i.preempt { "preempt".into() } else { "nopreempt".into() });
     if !i.preempt_delay.is_zero() {
         parts.push(format!("preempt_delay {} s", i.preempt_delay.as_secs_f64()));

@@ -311,9 +311,15 @@ pub static KEYWORDS: &[Keyword] = &[
     k(I, "notify_backup", Yes),
     k(I, "notify_fault", Yes),
     k(I, "notify_stop", Yes),
-    k(I, "use_vmac", Changes("VMACs are not supported: the VIPs live on the interface with its own MAC")),
-    k(I, "use_vmac_addr", Changes("VMACs are not supported")),
-    k(I, "vmac_xmit_base", Changes("VMACs are not supported")),
+    k(I, "use_vmac", Yes),
+    k(
+        I,
+        "use_vmac_addr",
+        Changes(
+            "not supported: VIPs and eVIPs on another interface (`dev`) or of the other family get no macvlan of their own; they answer with that interface's own MAC",
+        ),
+    ),
+    k(I, "vmac_xmit_base", Yes),
     k(I, "use_ipvlan", Changes("ipvlan interfaces are not supported: the VIPs live on the interface")),
     k(
         I,
@@ -457,7 +463,7 @@ mod tests {
             let w = warning_for(kw.ctx, kw.name);
             assert!(!w.contains("spelling"), "{w}");
         }
-        assert!(warning_for(Ctx::Instance, "use_vmac").contains("not supported by vrrp-agent"));
+        assert!(warning_for(Ctx::Instance, "use_ipvlan").contains("not supported by vrrp-agent"));
         assert!(warning_for(Ctx::Global, "smtp_server").contains("not supported by vrrp-agent"));
     }
 

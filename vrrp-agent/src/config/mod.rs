@@ -14,7 +14,7 @@ pub mod tree;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diag, Severity};
-pub use model::{Config, Instance, Script, Vip};
+pub use model::{Config, Instance, Script, Vip, VmacConf};
 
 /// keepalived's default path.
 pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";

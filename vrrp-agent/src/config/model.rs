@@ -153,6 +153,12 @@ pub struct Instance {
     /// on by strict mode): a master that hears a lower-priority advert does
     /// not answer it with an advert of its own.
     pub lower_prio_no_advert: bool,
+    /// `use_vmac [NAME] [MAC]`: the VIPs live on a macvlan with the
+    /// virtual MAC address (RFC 5798 7.3).
+    pub vmac: Option<VmacConf>,
+    /// `vmac_xmit_base`: adverts go out on the base interface, not the
+    /// macvlan.
+    pub vmac_xmit_base: bool,
 }
 
 impl Instance {
@@ -163,6 +169,62 @@ impl Instance {
     pub fn drops_to_vips(&self) -> bool {
         !self.accept && self.priority != 255
     }
+}
+
+/// `use_vmac [NAME] [MAC]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VmacConf {
+    /// The macvlan's name (default `vrrp.VRID`, keepalived's naming).
+    pub name: Option<String>,
+    /// A MAC address instead of RFC 5798's 00:00:5e:00:01:VRID
+    /// (00:00:5e:00:02:VRID for IPv6); five octets take the VRID as sixth.
+    pub mac: Option<[u8; 6]>,
+}
+
+impl VmacConf {
+    /// The macvlan's MAC address for VRID `vrid` of `family`.
+    pub fn mac_for(&self, vrid: u8, family: Family) -> [u8; 6] {
+        self.mac.unwrap_or(virtual_mac(vrid, family))
+    }
+}
+
+/// RFC 5798 7.3: 00-00-5E-00-01-{VRID} for IPv4, 00-00-5E-00-02-{VRID}
+/// for IPv6.
+pub fn virtual_mac(vrid: u8, family: Family) -> [u8; 6] {
+    [0, 0, 0x5e, 0, if family == Family::V6 { 2 } else { 1 }, vrid]
+}
+
+/// The kernel's `dev_valid_name`, as keepalived checks a VMAC's name.
+fn dev_name_valid(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+}
+
+/// `use_vmac`'s MAC argument, as keepalived reads it: six hex octets, or
+/// five (the VRID is the sixth; `None` in the last place). Multicast
+/// and RFC 5798 addresses are refused (keepalived ignores them).
+fn vmac_mac(v: &str) -> Result<[Option<u8>; 6], &'static str> {
+    let parts: Vec<&str> = v.trim_end_matches(':').split(':').collect();
+    if !(5..=6).contains(&parts.len()) {
+        return Err("a MAC address has five or six octets");
+    }
+    let mut out = [None; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.is_empty() || p.len() > 2 {
+            return Err("each octet is one or two hex digits");
+        }
+        out[i] = Some(u8::from_str_radix(p, 16).map_err(|_| "each octet is one or two hex digits")?);
+    }
+    if out[0].is_some_and(|b| b & 1 == 1) {
+        return Err("it is a multicast address");
+    }
+    if out[..4] == [Some(0), Some(0), Some(0x5e), Some(0)] && matches!(out[4], Some(1 | 2)) {
+        return Err("it is an RFC 5798 address (the default already)");
+    }
+    Ok(out)
 }
 
 /// Notify scripts.
@@ -647,6 +709,11 @@ fn vip(s: &Stmt, r: &mut Report) -> Option<Vip> {
                     "the address is not tied to the group's interfaces (it stays while the agent runs)",
                 );
             }
+            "use_vmac" => r.warn(
+                loc,
+                "`use_vmac` on a virtual address is not supported: it gets no macvlan of its own",
+                "it is added to its `dev` (or the instance's macvlan with the instance's use_vmac), answering with that interface's MAC address",
+            ),
             "home" | "noprefixroute" | "nodad" | "autojoin" => {
                 r.warn(
                     loc,
@@ -728,7 +795,10 @@ fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report
         lower_prio_no_advert: g.lower_prio_no_advert,
         routes: Vec::new(),
         rules: Vec::new(),
+        vmac: None,
+        vmac_xmit_base: false,
     };
+    let mut vmac_mac_arg: Option<[Option<u8>; 6]> = None;
     let mut advert_loc = None;
     // keepalived's PARAMETER_UNSET: what was set explicitly, and where.
     let mut strict_mode = None;
@@ -913,6 +983,37 @@ fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report
                 i.notify.locs.push((key, st.loc.clone()));
             }
             "v3_checksum_as_v2" => i.v3_checksum_as_v2 = true,
+            "use_vmac" => {
+                let vm = i.vmac.get_or_insert_with(VmacConf::default);
+                // keepalived: up to two arguments, a MAC address (it has a
+                // ':') and a name, in either order.
+                for (a, l) in st.args.iter().take(2) {
+                    if a.contains(':') {
+                        match vmac_mac(a) {
+                            Ok(m) => vmac_mac_arg = Some(m),
+                            Err(why) => r.warn(
+                                l,
+                                format!("use_vmac MAC address `{a}` ignored: {why}"),
+                                "keepalived ignores it too; the macvlan gets 00:00:5e:00:01:VRID (IPv6: 00:00:5e:00:02:VRID)",
+                            ),
+                        }
+                    } else if !dev_name_valid(a) {
+                        r.warn(
+                            l,
+                            format!(
+                                "use_vmac interface name `{a}` too long or with invalid characters: ignored"
+                            ),
+                            "at most 15 characters, no '/', ':' or spaces; the macvlan is named vrrp.VRID",
+                        );
+                    } else {
+                        vm.name = Some(a.clone());
+                    }
+                }
+                if let Some((a, l)) = st.args.get(2) {
+                    r.warn(l, format!("extra argument `{a}` to use_vmac ignored"), "use_vmac [NAME] [MAC]");
+                }
+            }
+            "vmac_xmit_base" => i.vmac_xmit_base = true,
             "accept" => accept = Some((true, st.loc.clone())),
             "no_accept" => accept = Some((false, st.loc.clone())),
             "strict_mode" => strict_mode = flag(st, r).or(strict_mode),
@@ -929,6 +1030,36 @@ fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report
         }
     }
     let _ = version_set;
+    if let Some(vm) = &mut i.vmac
+        && let Some(m) = vmac_mac_arg
+    {
+        vm.mac = Some(m.map(|b| b.unwrap_or(0)));
+        if m[5].is_none() {
+            // Filled with the VRID once it is known, below.
+            vm.mac = vm.mac.map(|mut a| {
+                a[5] = vrid.unwrap_or(0);
+                a
+            });
+        }
+    }
+    if i.vmac.is_some() && !i.unicast_peers.is_empty() && !i.vmac_xmit_base {
+        // keepalived (vrrp_parser.c): unicast adverts cannot go out on the
+        // macvlan, whose MAC the peers would learn for our own address.
+        r.warn(
+            &s.loc,
+            format!("({}) unicast with use_vmac requires vmac_xmit_base - setting", i.name),
+            "add `vmac_xmit_base` to say so",
+        );
+        i.vmac_xmit_base = true;
+    }
+    if i.vmac_xmit_base && i.vmac.is_none() {
+        r.warn(
+            &s.loc,
+            format!("instance {}: `vmac_xmit_base` without `use_vmac` has no effect", i.name),
+            "add `use_vmac`, or drop `vmac_xmit_base`",
+        );
+        i.vmac_xmit_base = false;
+    }
     match interface {
         Some(ifc) => i.interface = ifc,
         None => r.error(

@@ -86,6 +86,8 @@ pub(super) struct Agent {
     pub(super) rule_keys: std::collections::BTreeSet<RuleKey>,
     /// Stopping: the static addresses, routes and rules go too.
     pub(super) stopping: bool,
+    /// The macvlans of use_vmac the agent owns.
+    pub(super) vmacs: super::vmac::Manager,
     /// When to reconcile again after a failure.
     pub(super) retry_at: Option<Micros>,
     /// What the status file last said: states, priorities, counters.
@@ -238,12 +240,20 @@ impl Agent {
     async fn on_net(&mut self, ev: NetEvent) {
         match ev {
             NetEvent::Link { ifindex, name, up } => {
+                // A macvlan of ours changed or a base came back: repair.
+                if self.vmacs.concerns(&name) {
+                    self.vmacs.reconcile(&self.nl).await;
+                }
                 self.follow(ifindex, &name).await;
                 self.on_link(ifindex, up).await;
                 self.routes_after_link(&name, up).await;
             }
             NetEvent::LinkGone { ifindex, name } => {
                 self.on_link_gone(ifindex, &name).await;
+                // One of our macvlans deleted: create it again.
+                if self.vmacs.concerns(&name) {
+                    self.vmacs.reconcile(&self.nl).await;
+                }
                 self.routes_after_link(&name, false).await;
             }
             NetEvent::Addr { ifindex, addr, prefix, up } => self.on_addr(ifindex, addr, prefix, up).await,
@@ -313,7 +323,9 @@ impl Agent {
     async fn follow(&mut self, ifindex: u32, name: &str) {
         for i in 0..self.insts.len() {
             self.insts[i].relink(name, ifindex);
-            if self.insts[i].conf.interface == name {
+            if self.insts[i].conf.interface == name
+                || self.insts[i].vmac.as_ref().is_some_and(|m| m.name == name)
+            {
                 self.rebind(i).await;
             }
         }
@@ -1004,6 +1016,9 @@ impl Agent {
         if self.insts.iter().any(|i| i.stats.pri_zero_sent > 0) {
             tokio::time::sleep(Duration::from_micros(linger)).await;
         }
+        // The VIPs are gone; their macvlans go now (after the linger: a
+        // link deletion takes the RTNL lock too).
+        self.vmacs.stop(&self.nl).await;
         status::remove(&self.opts.name);
         if self.held_now() == vips::Held::default() {
             let _ = std::fs::remove_file(vips::held_file(&self.opts.name));

@@ -58,10 +58,40 @@ pub(super) struct Inst {
     /// and on the raw-socket path, which has no watch.
     pub(super) watch: Option<(u8, u8)>,
     pub(super) watch_since: Micros,
+    /// `use_vmac`: the macvlan the VIPs live on.
+    pub(super) vmac: Option<InstVmac>,
     /// Whether the kernel's watch has been armed by an advert since it was
     /// last configured: then the agent's own Master_Down_Timer is only a
     /// backstop (`WATCH_BACKSTOP` later), and the kernel wakes us.
     pub(super) watch_armed: bool,
+}
+
+/// An instance's macvlan (`use_vmac`), created by the agent before the
+/// instance is built (`vmac.rs`).
+#[derive(Clone, Debug)]
+pub(super) struct InstVmac {
+    /// Its name.
+    pub(super) name: String,
+    /// Its index when the instance was last opened.
+    pub(super) ifindex: u32,
+    /// `vmac_xmit_base`: adverts go out on the base interface.
+    pub(super) xmit_base: bool,
+}
+
+/// Where VIP `v` of instance `conf` lives: keepalived puts those without
+/// a `dev` (or with the instance's interface) of the instance's family on
+/// its macvlan, the others on their interface.
+pub(super) fn vip_iface<'a>(
+    conf: &'a config::Instance,
+    vmac: Option<&'a str>,
+    v: &'a config::Vip,
+) -> &'a str {
+    let on_base = v.dev.as_deref().is_none_or(|d| d == conf.interface);
+    let same_family = v.addr.is_ipv4() == (conf.family == Family::V4);
+    match (vmac, on_base && same_family) {
+        (Some(m), true) => m,
+        _ => v.dev.as_deref().unwrap_or(&conf.interface),
+    }
 }
 
 /// With the kernel's master-down watch armed, the agent's own
@@ -73,15 +103,26 @@ pub(super) const WATCH_BACKSTOP: Micros = Micros(1_000_000);
 /// Build instance `conf`. An interface that does not exist yet is not an
 /// error: the instance starts in FAULT and comes up when the interface
 /// appears (`bind` on its link event), as it does after a re-creation.
-pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
+pub(super) fn build(conf: &config::Instance, vmac: Option<String>) -> Result<Inst, DaemonError> {
     let resolve = |name: &str| nix::net::if_::if_nametoindex(name).unwrap_or(0);
+    // VIPs on the instance's own interface get its index at `bind`; those
+    // on another (a `dev`, the macvlan) now.
     let vips = conf
         .vips
         .iter()
         .chain(&conf.vips_excluded)
-        .map(|v| ManagedVip::new(v.clone(), v.dev.as_deref().map_or(0, resolve)))
+        .map(|v| {
+            let at = vip_iface(conf, vmac.as_deref(), v);
+            ManagedVip::new(v.clone(), if at == conf.interface { 0 } else { resolve(at) })
+        })
         .collect();
     let mut track_ifs = vec![(0, conf.interface.clone(), 0)];
+    // keepalived tracks the macvlan as the instance's interface: without
+    // it (deleted, set down) the instance is in FAULT until the agent
+    // has put it back.
+    if let Some(m) = &vmac {
+        track_ifs.push((resolve(m), m.clone(), 0));
+    }
     for t in &conf.track_interface {
         let idx = resolve(&t.name);
         if idx == 0 {
@@ -118,6 +159,7 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         watch: None,
         watch_since: Micros(0),
         watch_armed: false,
+        vmac: vmac.map(|name| InstVmac { name, ifindex: 0, xmit_base: conf.vmac_xmit_base }),
         announce_at: None,
         announce_batches: 0,
         refresh_at: None,
@@ -130,10 +172,9 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
     };
     match inst.bind() {
         Ok(_) => {}
-        Err(DaemonError::NoInterface { .. }) => log::warn!(
-            "({}) interface {} does not exist (yet): the instance stays in FAULT until it appears",
-            conf.name,
-            conf.interface
+        Err(DaemonError::NoInterface { iface, .. }) => log::warn!(
+            "({}) interface {iface} does not exist (yet): the instance stays in FAULT until it appears",
+            conf.name
         ),
         Err(e) => return Err(e),
     }
@@ -180,7 +221,16 @@ impl Inst {
         let ifindex = nix::net::if_::if_nametoindex(conf.interface.as_str()).map_err(|source| {
             DaemonError::NoInterface { instance: name.clone(), iface: conf.interface.clone(), source }
         })?;
-        if self.sender.is_some() && ifindex == self.ifindex {
+        let vmac_index = match &self.vmac {
+            None => 0,
+            Some(m) => nix::net::if_::if_nametoindex(m.name.as_str()).map_err(|source| {
+                DaemonError::NoInterface { instance: name.clone(), iface: m.name.clone(), source }
+            })?,
+        };
+        if self.sender.is_some()
+            && ifindex == self.ifindex
+            && self.vmac.as_ref().is_none_or(|m| m.ifindex == vmac_index)
+        {
             return Ok(false);
         }
         // Never run an instance that cannot advertise: the check at start
@@ -219,9 +269,19 @@ impl Inst {
             let instance = name.clone();
             move |source| DaemonError::Io { instance, what, source }
         };
-        let sender = Sender::open(&conf.interface, ifindex, src, &conf.unicast_peers, advert_spec(conf))
+        // With use_vmac, adverts go out on the macvlan, so their source
+        // MAC is the virtual router's (RFC 5798 7.3), from the base's
+        // address (IPv6: the base's link-local, which the macvlan got
+        // too); with vmac_xmit_base, from the base. Announcements always
+        // go out on the macvlan: hosts learn the virtual MAC for the VIPs.
+        let (tx_if, tx_index, ann_if, ann_index) = match &self.vmac {
+            None => (conf.interface.as_str(), ifindex, conf.interface.as_str(), ifindex),
+            Some(m) if m.xmit_base => (conf.interface.as_str(), ifindex, m.name.as_str(), vmac_index),
+            Some(m) => (m.name.as_str(), vmac_index, m.name.as_str(), vmac_index),
+        };
+        let sender = Sender::open(tx_if, tx_index, src, &conf.unicast_peers, advert_spec(conf))
             .map_err(io("advert socket"))?;
-        let announcer = Announcer::new(&conf.interface, ifindex).map_err(io("announcement sockets"))?;
+        let announcer = Announcer::new(ann_if, ann_index).map_err(io("announcement sockets"))?;
         if self.conf.vips.iter().chain(&self.conf.vips_excluded).any(|v| v.addr == src)
             && self.sender.is_none()
             && self.ifindex == 0
@@ -242,6 +302,11 @@ impl Inst {
         self.ifindex = ifindex;
         let iface = self.conf.interface.clone();
         self.relink(&iface, ifindex);
+        if let Some(m) = &mut self.vmac {
+            m.ifindex = vmac_index;
+            let vname = m.name.clone();
+            self.relink(&vname, vmac_index);
+        }
         // The kernel's watch and the peers fed are per interface index.
         self.watch = None;
         self.watch_armed = false;
@@ -255,8 +320,25 @@ impl Inst {
     /// updates its neighbour entry even within its lock time, where a
     /// gratuitous ARP may be ignored.
     pub(super) fn announce_self(&mut self) {
-        let (Some(sender), Some(announcer)) = (&self.sender, &mut self.announcer) else { return };
+        let (Some(sender), Some(own)) = (&self.sender, &mut self.announcer) else { return };
         let src = sender.src();
+        // The announcer of an instance with use_vmac sends from the
+        // virtual MAC; the base's address is announced with the base's.
+        let mut base;
+        let announcer = if self.vmac.is_some() {
+            match Announcer::new(&self.conf.interface, self.ifindex) {
+                Ok(a) => {
+                    base = a;
+                    &mut base
+                }
+                Err(e) => {
+                    log::warn!("({}) announcing {src}: {e}", self.conf.name);
+                    return;
+                }
+            }
+        } else {
+            own
+        };
         if let Err(e) = announcer.announce(src) {
             log::warn!("({}) announcing {src}: {e}", self.conf.name);
         }
@@ -276,6 +358,16 @@ impl Inst {
         self.announcer = None;
     }
 
+    /// Where a raw socket hears this instance's adverts: the macvlan
+    /// with use_vmac (without vmac_xmit_base), as keepalived; else the
+    /// interface.
+    pub(super) fn rx_iface(&self) -> &str {
+        match &self.vmac {
+            Some(m) if !m.xmit_base => &m.name,
+            _ => &self.conf.interface,
+        }
+    }
+
     /// Whether the instance is open on its interface.
     pub(super) fn bound(&self) -> bool {
         self.sender.is_some()
@@ -285,9 +377,9 @@ impl Inst {
     /// the instance's interface) and tracked interfaces of that name
     /// follow it.
     pub(super) fn relink(&mut self, name: &str, ifindex: u32) {
-        let own = self.conf.interface.clone();
+        let vmac = self.vmac.as_ref().map(|m| m.name.as_str());
         for v in &mut self.vips {
-            if v.vip.dev.as_deref().unwrap_or(&own) == name {
+            if vip_iface(&self.conf, vmac, &v.vip) == name {
                 v.ifindex = ifindex;
             }
         }
@@ -531,13 +623,9 @@ impl Inst {
         } else {
             "unsolicited neighbour advertisements"
         };
+        let on = self.vmac.as_ref().map_or(&self.conf.interface, |m| &m.name);
         for v in &self.vips {
-            log::info!(
-                "({}) Sending/queueing {what} on {} for {}",
-                self.conf.name,
-                self.conf.interface,
-                v.vip.addr
-            );
+            log::info!("({}) Sending/queueing {what} on {on} for {}", self.conf.name, v.vip.addr);
         }
     }
 }

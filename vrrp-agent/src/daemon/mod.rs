@@ -12,5 +12,6 @@ pub mod status;
 pub mod timer;
 pub mod tx;
 pub mod vips;
+pub mod vmac;
 
 pub use run::{DaemonError, Options, ReceiveMode, run};

@@ -143,7 +143,28 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
     tokio::spawn(conn);
     super::vips::cleanup_stale(&opts.name, &nl).await;
-    let mut insts = cfg.instances.iter().map(build).collect::<Result<Vec<_>, _>>()?;
+    // Another agent's live program serving one of our VRIDs (issue 12,
+    // case 9) is refused below; with use_vmac, refuse before touching
+    // the macvlans, which would be that agent's (a killed agent of our
+    // own name is not another agent: its program goes first).
+    if cfg.instances.iter().any(|i| i.vmac.is_some()) {
+        if opts.receive != ReceiveMode::Socket {
+            Datapath::clear_stale(&opts.pin_root, &opts.name);
+        }
+        let wanted: Vec<(&str, u32, Family, u8)> = cfg
+            .instances
+            .iter()
+            .filter_map(|i| {
+                let idx = nix::net::if_::if_nametoindex(i.interface.as_str()).ok()?;
+                Some((i.interface.as_str(), idx, i.family, i.vrid))
+            })
+            .collect();
+        crate::datapath::refuse_taken(&wanted)?;
+    }
+    // The macvlans of use_vmac before the instances, which open on them.
+    let (vmacs, vmac_names) = super::vmac::Manager::start(&cfg, &nl, &opts.name).await;
+    let mut insts =
+        cfg.instances.iter().zip(vmac_names).map(|(c, v)| build(c, v)).collect::<Result<Vec<_>, _>>()?;
     let source = match opts.receive {
         ReceiveMode::Socket => {
             refuse_no_accept(&insts, "raw sockets were asked for (--receive socket)")?;
@@ -225,6 +246,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         route_keys,
         rule_keys,
         stopping: false,
+        vmacs,
         retry_at: None,
         written: None,
         written_at: Micros(0),
@@ -316,10 +338,10 @@ fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
         let rx = match by_key.entry(key) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let rx = Receiver::open(&inst.conf.interface, inst.family).map_err(|source| {
+                let rx = Receiver::open_as(inst.rx_iface(), inst.family, inst.ifindex).map_err(|source| {
                     DaemonError::Io { instance: inst.conf.name.clone(), what: "raw receive socket", source }
                 })?;
-                log::info!("receiving on a raw socket on {}", inst.conf.interface);
+                log::info!("receiving on a raw socket on {}", inst.rx_iface());
                 v.insert(rx)
             }
         };

@@ -57,7 +57,8 @@ impl Source {
                 let gone =
                     |r: &AsyncFd<Receiver>| nix::net::if_::if_indextoname(r.get_ref().ifindex()).is_err();
                 rxs.retain(|r| !gone(r));
-                let mut rx = Receiver::open(iface, inst.family).map_err(|e| e.to_string())?;
+                let mut rx = Receiver::open_as(inst.rx_iface(), inst.family, inst.ifindex)
+                    .map_err(|e| e.to_string())?;
                 for other in insts.iter().filter(|o| o.ifindex == inst.ifindex && o.family == inst.family) {
                     rx.add_instance(other.conf.vrid, other.fallback_instance());
                 }
