@@ -160,3 +160,41 @@ fn the_group_s_tracking_applies_to_every_member_and_members_lose_their_weights()
     let errors = load(&missing).expect_err("refused");
     assert!(errors.iter().any(|e| e.contains("sync group G1 tracks script `chk_nope`")), "{errors:#?}");
 }
+
+/// keepalived's sample `keepalived.conf.vrrp.sync` (addresses rewritten to
+/// the documentation ranges), with its notify scripts pointed at ones
+/// that exist.
+#[test]
+fn keepalived_s_sync_sample_is_accepted_without_a_behaviour_changing_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/keepalived-samples/keepalived.conf.vrrp.sync");
+    let text = std::fs::read_to_string(&sample).expect("the sample");
+    let p = write("");
+    let dir = p.parent().expect("dir").to_path_buf();
+    for s in ["vrrp.back", "vrrp.mast", "vrrp.fault"] {
+        let f = dir.join(s);
+        std::fs::write(&f, "#!/bin/sh\nexit 0\n").expect("script");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    std::fs::write(&p, text.replace("/usr/local/bin/", &format!("{}/", dir.display()))).expect("write");
+    let (cfg, warnings) = config::check(&p).unwrap_or_else(|e| panic!("the sample is refused: {e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    // The only warnings allowed are about this machine (eth0 / eth1 absent,
+    // the default script user), never about a keyword.
+    for w in &warnings {
+        let w = w.to_string();
+        assert!(w.contains("does not exist (yet)") || w.contains("default user"), "unexpected warning: {w}");
+    }
+    let groups: Vec<(&str, Vec<&str>)> = cfg
+        .sync_groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.members.iter().map(String::as_str).collect()))
+        .collect();
+    assert_eq!(
+        groups,
+        [("G1", vec!["VI_1", "VI_2", "VI_5", "VI_6", "VI_7", "VI_8", "VI_9"]), ("G2", vec!["VI_3", "VI_4"])]
+    );
+    assert_eq!(cfg.instances.len(), 9);
+    assert!(cfg.sync_groups[0].notify.master.as_deref().is_some_and(|m| m.ends_with("vrrp.mast arg1 arg2")));
+}
