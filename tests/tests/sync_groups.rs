@@ -34,7 +34,8 @@ const HANDOVER: Duration = Duration::from_millis(20);
 /// `<name>.log`; returns (script, log).
 fn notify_script(seg: &Segment, name: &str) -> Result<(PathBuf, PathBuf)> {
     let log = seg.file(&format!("{name}.log"), "")?;
-    let script = seg.file(&format!("{name}.sh"), &format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()))?;
+    let script =
+        seg.file(&format!("{name}.sh"), &format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()))?;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
     Ok((script, log))
 }
@@ -49,7 +50,7 @@ fn conf(priority: u8, notify: &Path) -> String {
         )
     };
     format!(
-        "vrrp_sync_group G {{\n  group {{\n    VI_1\n    VI_2\n  }}\n  notify_master \"{n} master-only\"\n  notify {n}\n}}\n{}{}",
+        "vrrp_sync_group G {{\n  group {{\n    VI_1\n    VI_2\n  }}\n  notify_master \"{n} master-only\"\n  notify_stop \"{n} stop-only\"\n  notify {n}\n}}\n{}{}",
         inst("VI_1", "eth0", 61, VIP1),
         inst("VI_2", "eth1", 62, VIP2)
     )
@@ -116,18 +117,36 @@ fn agents_move_the_group_as_one_when_the_master_s_outside_link_fails() -> Result
     let (s1, log1) = notify_script(&seg, "notify1")?;
     let (s0, log0) = notify_script(&seg, "notify0")?;
     let mut master = seg.agent(1, &conf(150, &s1), &[])?;
-    let _backup = seg.agent(0, &conf(100, &s0), &[])?;
+    let mut backup = seg.agent(0, &conf(100, &s0), &[])?;
     let (over, _) = fail_over_and_back(&seg)?;
-    assert!(over >= MDI.saturating_sub(Duration::from_millis(110)), "not before VI_2's Master_Down_Interval: {over:?}");
+    assert!(
+        over >= MDI.saturating_sub(Duration::from_millis(110)),
+        "not before VI_2's Master_Down_Interval: {over:?}"
+    );
     master.wait_for_line("VRRP_Group(G) Syncing instances to FAULT state", Duration::from_secs(1))?;
     assert!(master.lines().iter().any(|l| l.contains("(VI_1) Entering FAULT STATE")), "VI_1 followed VI_2");
 
     // keepalived's arguments: GROUP NAME STATE 0; notify_master as written.
     let g1 = group_lines(&log1, 5)?;
-    assert_eq!(g1, ["GROUP G BACKUP 0", "GROUP G MASTER 0", "GROUP G FAULT 0", "GROUP G BACKUP 0", "GROUP G MASTER 0"]);
+    assert_eq!(
+        g1,
+        ["GROUP G BACKUP 0", "GROUP G MASTER 0", "GROUP G FAULT 0", "GROUP G BACKUP 0", "GROUP G MASTER 0"]
+    );
     assert_eq!(lines(&log1).iter().filter(|l| *l == "master-only").count(), 2, "{:?}", lines(&log1));
     let g0 = group_lines(&log0, 3)?;
     assert_eq!(g0, ["GROUP G BACKUP 0", "GROUP G MASTER 0", "GROUP G BACKUP 0"]);
+
+    // A stop runs the group's notify_stop and `notify ... STOP 0` before
+    // the agent exits: a backup's stop, which has nothing to resign and
+    // exits at once, too.
+    backup.stop(Duration::from_secs(5))?;
+    let g0 = group_lines(&log0, 4)?;
+    assert_eq!(g0.last().map(String::as_str), Some("GROUP G STOP 0"));
+    assert!(lines(&log0).iter().any(|l| l == "stop-only"), "{:?}", lines(&log0));
+    master.stop(Duration::from_secs(5))?;
+    let g1 = group_lines(&log1, 6)?;
+    assert_eq!(g1.last().map(String::as_str), Some("GROUP G STOP 0"));
+    assert!(lines(&log1).iter().any(|l| l == "stop-only"), "{:?}", lines(&log1));
     Ok(())
 }
 

@@ -483,7 +483,14 @@ impl Agent {
     /// (vrrp_notify.c send_group_notifies: a group has no priority).
     fn group_notify(&self, g: usize, to: State) {
         let Some(run_as) = self.group_notify_as else { return };
-        let Some(conf) = self.cfg.sync_groups.get(g) else { return };
+        for argv in self.group_notify_argv(g, to) {
+            runner::spawn_notify(argv, run_as);
+        }
+    }
+
+    /// The command lines of group `g`'s notify scripts for `to`.
+    fn group_notify_argv(&self, g: usize, to: State) -> Vec<Vec<String>> {
+        let Some(conf) = self.cfg.sync_groups.get(g) else { return Vec::new() };
         let n = &conf.notify;
         let (own, word) = match to {
             State::Master => (&n.master, "MASTER"),
@@ -491,14 +498,13 @@ impl Agent {
             State::Fault => (&n.fault, "FAULT"),
             State::Init => (&n.stop, "STOP"),
         };
-        if let Some(cmd) = own {
-            runner::spawn_notify(runner::argv(cmd), run_as);
-        }
+        let mut out: Vec<Vec<String>> = own.iter().map(|cmd| runner::argv(cmd)).collect();
         if let Some(cmd) = &n.any {
             let mut argv = runner::argv(cmd);
             argv.extend(["GROUP".to_owned(), conf.name.clone(), word.to_owned(), "0".to_owned()]);
-            runner::spawn_notify(argv, run_as);
+            out.push(argv);
         }
+        out
     }
 
     /// Carry out a machine's actions for instance `i`, in order: the
@@ -752,11 +758,19 @@ impl Agent {
             self.insts[i].machine.handle(now, Input::Shutdown, &mut out);
             self.execute(i, now, out).await;
         }
+        // The groups' STOP notifies run to completion (at most 1 s each,
+        // keepalived's limit for them) before the agent exits, which would
+        // kill them.
+        let mut stops = tokio::task::JoinSet::new();
         for g in 0..self.groups.len() {
             let mut events = Vec::new();
             self.groups[g].stop(&mut events);
-            self.group_notify(g, State::Init);
+            let Some(run_as) = self.group_notify_as else { continue };
+            for argv in self.group_notify_argv(g, State::Init) {
+                stops.spawn(async move { runner::run_once(&argv, run_as, Duration::from_secs(1)).await });
+            }
         }
+        stops.join_all().await;
         // Anything still held (a removal that failed) gets one more try.
         self.reconcile().await;
         // The XDP teardown holds the kernel's RTNL lock for 10-20 ms. A
