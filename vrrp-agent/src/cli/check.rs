@@ -70,6 +70,9 @@ pub fn run(explicit: Option<&Path>) -> Result<()> {
             for i in &cfg.instances {
                 println!("{}", describe(i));
             }
+            for g in &cfg.sync_groups {
+                println!("sync group {}: {}", g.name, g.members.join(", "));
+            }
             Ok(())
         }
         Err(ConfigError::Invalid { diags }) => {
