@@ -459,6 +459,9 @@ impl Agent {
             self.carry_out(i, now, actions).await;
             return;
         };
+        if actions.contains(&Action::WantMaster) {
+            self.refresh_wishes(g, i, now).await;
+        }
         let mut more = Vec::new();
         let mut events = Vec::new();
         self.groups[g].follow(now, i, &actions, &mut InstMachines(&mut self.insts), &mut more, &mut events);
@@ -475,6 +478,35 @@ impl Agent {
             if let sync_group::Event::Notify(to) = e {
                 self.group_notify(g, to);
             }
+        }
+    }
+
+    /// Before group `g` decides on member `i`'s wish for MASTER: the other
+    /// members that want it too may have heard their master again since
+    /// (the kernel records adverts without waking us), so feed them what
+    /// the peer table saw; an advert they accept withdraws their wish.
+    async fn refresh_wishes(&mut self, g: usize, i: usize, now: Micros) {
+        let others: Vec<usize> = self.groups[g]
+            .members()
+            .iter()
+            .copied()
+            .filter(|m| *m != i && self.insts[*m].machine.state() == State::Backup)
+            .filter(|m| self.insts[*m].machine.wants_master())
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let peers = self.source.peers();
+        for m in others {
+            let inst = &mut self.insts[m];
+            let mut fresh: Vec<&(PeerKey, PeerState)> = peers.iter().filter(|(k, _)| inst.owns(k)).collect();
+            fresh.sort_by_key(|(_, s)| s.last_seen_ns);
+            let mut out = Vec::new();
+            for (k, s) in fresh {
+                inst.feed(k, s, &mut out);
+            }
+            // A backup fed adverts only logs and moves its timer.
+            self.carry_out(m, now, out).await;
         }
     }
 
