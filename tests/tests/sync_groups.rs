@@ -267,3 +267,34 @@ fn keepalived_s_sync_sample_runs_on_two_nodes() -> Result<()> {
     wait_until(Duration::from_secs(5), || Ok(lines(&log0).iter().any(|l| l == "vrrp.mast arg1 arg2")))?;
     Ok(())
 }
+
+#[test]
+fn without_the_group_the_same_fault_splits_the_vips_and_the_watch_says_so() {
+    // The control for the tests above: the same two instances without
+    // `vrrp_sync_group` fail over one by one, and `assert_not_split_from`
+    // catches the split.
+    if !require_root("without_the_group_the_same_fault_splits_the_vips_and_the_watch_says_so") {
+        return;
+    }
+    let run = || -> Result<String> {
+        let seg = two_links()?;
+        let (s1, _) = notify_script(&seg, "notify1")?;
+        let (s0, _) = notify_script(&seg, "notify0")?;
+        let ungrouped =
+            |c: String| c.split_once("vrrp_instance").map(|(_, i)| format!("vrrp_instance{i}")).unwrap_or(c);
+        let _master = seg.agent(1, &ungrouped(conf(150, &s1)), &[])?;
+        let _backup = seg.agent(0, &ungrouped(conf(100, &s0)), &[])?;
+        seg.wait_holders(VIP1, &[1], MDI * 10 + MARGIN)?;
+        seg.wait_holders(VIP2, &[1], MDI * 10 + MARGIN)?;
+        let nodes = [&seg.nodes[0].ns, &seg.nodes[1].ns];
+        let (w1, w2) = (HolderWatch::start(&nodes, VIP1)?, HolderWatch::start(&nodes, VIP2)?);
+        seg.nodes[1].ns.ip(&["link", "set", "eth1", "down"])?;
+        seg.wait_holders(VIP2, &[0], MDI + MARGIN)?;
+        std::thread::sleep(MDI * 2);
+        assert_eq!(seg.holders(VIP1)?, vec![1], "VI_1 stayed on node 1");
+        let (s1, s2) = (w1.finish()?, w2.finish()?);
+        Ok(s2.assert_not_split_from(&s1, HANDOVER).expect_err("a split").to_string())
+    };
+    let e = run().expect("the control ran");
+    assert!(e.starts_with("split: node 0 held the first address while node 1 held the second"), "{e}");
+}
