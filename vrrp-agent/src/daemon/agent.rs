@@ -155,7 +155,8 @@ impl Agent {
         let health: Vec<(u8, bool)> =
             self.insts.iter().map(|i| i.health_input(&self.statuses, &self.links)).collect();
         for g in &mut self.groups {
-            for &m in g.members().to_vec().iter() {
+            let members = g.members().to_vec();
+            for m in members {
                 g.record_fault(m, health[m].1);
             }
         }
