@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use vrrp_tests::holders::HolderWatch;
-use vrrp_tests::lab::Segment;
+use vrrp_tests::lab::{Segment, exec};
 use vrrp_tests::privilege::{require_root, require_tool};
 use vrrp_tests::process::wait_until;
 
@@ -297,4 +297,43 @@ fn without_the_group_the_same_fault_splits_the_vips_and_the_watch_says_so() {
     };
     let e = run().expect("the control ran");
     assert!(e.starts_with("split: node 0 held the first address while node 1 held the second"), "{e}");
+}
+
+#[test]
+fn a_partition_of_one_link_does_not_take_the_group() -> Result<()> {
+    // Node 1's adverts on the eth1 segment are dropped in the bridge: node
+    // 0's VI_2 hears nothing and wants MASTER, but its VI_1 still hears
+    // node 1's, so node 0's group stays BACKUP and node 1 keeps both VIPs
+    // (keepalived: "prefer backup state to avoid thrashing"). Without the
+    // group, node 0 would take VIP2 beside node 1.
+    let test = "a_partition_of_one_link_does_not_take_the_group";
+    if !require_root(test) || !require_tool(test, "nft") {
+        return Ok(());
+    }
+    let seg = two_links()?;
+    let (s1, _) = notify_script(&seg, "notify1")?;
+    let (s0, log0) = notify_script(&seg, "notify0")?;
+    let _master = seg.agent(1, &conf(150, &s1), &[])?;
+    let _backup = seg.agent(0, &conf(100, &s0), &[])?;
+    seg.wait_holders(VIP1, &[1], MDI * 10 + MARGIN)?;
+    seg.wait_holders(VIP2, &[1], MDI * 10 + MARGIN)?;
+    let nodes = [&seg.nodes[0].ns, &seg.nodes[1].ns];
+    let (w1, w2) = (HolderWatch::start(&nodes, VIP1)?, HolderWatch::start(&nodes, VIP2)?);
+    let lan = &seg.lan;
+    exec(lan, &["nft", "add", "table", "bridge", "cut"])?;
+    exec(lan, &["nft", "add", "chain", "bridge", "cut", "c", "{ type filter hook forward priority 0; }"])?;
+    exec(
+        lan,
+        &["nft", "add", "rule", "bridge", "cut", "c", "iifname", "q1", "ip", "protocol", "112", "drop"],
+    )?;
+    // Many Master_Down_Intervals of node 0's VI_2 wanting MASTER.
+    std::thread::sleep(MDI * 8);
+    exec(lan, &["nft", "delete", "table", "bridge", "cut"])?;
+    std::thread::sleep(MDI * 3);
+    let (v1, v2) = (w1.finish()?, w2.finish()?);
+    assert!(v1.spans[0].is_empty(), "node 0 never held VIP1: {:?}", v1.spans[0]);
+    assert!(v2.spans[0].is_empty(), "node 0 never held VIP2: {:?}", v2.spans[0]);
+    assert_eq!((seg.holders(VIP1)?, seg.holders(VIP2)?), (vec![1], vec![1]));
+    assert_eq!(group_lines(&log0, 1)?, ["GROUP G BACKUP 0"]);
+    Ok(())
 }
