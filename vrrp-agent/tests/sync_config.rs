@@ -104,6 +104,19 @@ fn keepalived_s_warnings_and_what_we_do_not_do() {
     assert!(has("k.conf:11:3: warning: `smtp_alert` not supported: vrrp-agent sends no mail"), "{w:#?}");
     assert!(has("k.conf:12:3: warning: (G1) global_tracking is deprecated"), "{w:#?}");
     assert!(cfg.sync_groups[0].tracking_weight, "global_tracking keeps the members' weights");
+    // keepalived's `SCRIPT USER`: the user is not supported, and says so.
+    let user = format!(
+        "vrrp_sync_group G1 {{\n  group {{\n    VI_1\n    VI_2\n  }}\n  notify_fault /bin/true nobody\n}}\n{}{}",
+        inst("VI_1", 1, "eth0", ""),
+        inst("VI_2", 2, "eth1", "")
+    );
+    let (_, w) = load(&user).expect("loads");
+    assert!(
+        w.iter().any(|x| x.contains(
+            "k.conf:6:26: warning: `notify_fault ... nobody`: running a notify script as its own user is not supported"
+        )),
+        "{w:#?}"
+    );
     // Without a mail server, smtp_alert loses nothing: no warning.
     let quiet = format!(
         "vrrp_sync_group G1 {{\n  group {{\n    VI_1\n    VI_2\n  }}\n  smtp_alert\n}}\n{}{}",

@@ -628,8 +628,17 @@ fn tracks(s: &Stmt, r: &mut Report) -> Vec<Track> {
 
 /// One of `notify`, `notify_master`, `notify_backup`, `notify_fault`,
 /// `notify_stop` (an instance's or a sync group's).
-fn notify_stmt(st: &Stmt, n: &mut Notify) {
+fn notify_stmt(st: &Stmt, n: &mut Notify, r: &mut Report) {
     let v = st.args.first().map(|(v, _)| v.clone());
+    // keepalived reads `SCRIPT [USER [GROUP]]`: a command with arguments
+    // is quoted, the words after it name who runs it.
+    if let Some((u, loc)) = st.args.get(1) {
+        r.warn(
+            loc,
+            format!("`{} ... {u}`: running a notify script as its own user is not supported", st.key),
+            format!("it runs as script_user (else keepalived_script, else root); quote the command if `{u}` is one of its arguments"),
+        );
+    }
     let (key, slot) = match st.key.as_str() {
         "notify" => ("notify", &mut n.any),
         "notify_master" => ("notify_master", &mut n.master),
@@ -693,7 +702,7 @@ fn sync_groups(stmts: &[Stmt], cfg: &mut Config, r: &mut Report) {
                 "track_interface" => g.track_interface = tracks(st, r),
                 "track_script" => g.track_script = tracks(st, r),
                 "notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" => {
-                    notify_stmt(st, &mut g.notify)
+                    notify_stmt(st, &mut g.notify, r)
                 }
                 "sync_group_tracking_weight" => g.tracking_weight = true,
                 "global_tracking" => {
@@ -1057,7 +1066,7 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
             "track_interface" => i.track_interface = tracks(st, r),
             "track_script" => i.track_script = tracks(st, r),
             "notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" => {
-                notify_stmt(st, &mut i.notify)
+                notify_stmt(st, &mut i.notify, r)
             }
             "v3_checksum_as_v2" => i.v3_checksum_as_v2 = true,
             "native_ipv6"
