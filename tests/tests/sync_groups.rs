@@ -116,9 +116,19 @@ fn agents_move_the_group_as_one_when_the_master_s_outside_link_fails() -> Result
     let seg = two_links()?;
     let (s1, log1) = notify_script(&seg, "notify1")?;
     let (s0, log0) = notify_script(&seg, "notify0")?;
-    let mut master = seg.agent(1, &conf(150, &s1), &[])?;
-    let mut backup = seg.agent(0, &conf(100, &s0), &[])?;
+    let (mut master, name1) = seg.agent_named(1, &conf(150, &s1), &[])?;
+    let (mut backup, name0) = seg.agent_named(0, &conf(100, &s0), &[])?;
     let (over, _) = fail_over_and_back(&seg)?;
+    // The status file shows the groups.
+    for (name, state) in [(&name1, "MASTER"), (&name0, "BACKUP")] {
+        let path = format!("/run/vrrp-agent/{name}.json");
+        wait_until(Duration::from_secs(2), || {
+            let st: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+            Ok(st["sync_groups"]
+                == serde_json::json!([{"gname": "G", "state": state, "instances": ["VI_1", "VI_2"]}]))
+        })
+        .with_context(|| format!("{path}: {:?}", std::fs::read_to_string(&path)))?;
+    }
     assert!(
         over >= MDI.saturating_sub(Duration::from_millis(110)),
         "not before VI_2's Master_Down_Interval: {over:?}"

@@ -725,6 +725,15 @@ impl Agent {
             pid: std::process::id(),
             receive: self.source.kind().into(),
             instances: self.insts.iter().map(Inst::status).collect(),
+            sync_groups: self
+                .groups
+                .iter()
+                .map(|g| status::GroupStatus {
+                    gname: g.name().to_owned(),
+                    state: g.state().to_string(),
+                    instances: g.members().iter().map(|m| self.insts[*m].conf.name.clone()).collect(),
+                })
+                .collect(),
         }
     }
 
