@@ -191,6 +191,20 @@ fn keepalived_s_sync_sample_is_accepted_without_a_behaviour_changing_warning() {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     std::fs::write(&p, text.replace("/usr/local/bin/", &format!("{}/", dir.display()))).expect("write");
+    // The command itself: it exits 0 and lists the groups.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vrrp-agent"))
+        .args(["check-config", "-f"])
+        .arg(&p)
+        .output()
+        .expect("running check-config");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "check-config refused the sample:\n{stderr}");
+    assert!(stdout.contains("9 instance(s)"), "{stdout}");
+    assert!(stdout.contains("sync group G1: VI_1, VI_2, VI_5, VI_6, VI_7, VI_8, VI_9"), "{stdout}");
+    assert!(stdout.contains("sync group G2: VI_3, VI_4"), "{stdout}");
+    for line in stderr.lines().filter(|l| l.contains("warning:")) {
+        assert!(line.contains("does not exist (yet)") || line.contains("default user"), "unexpected: {line}");
+    }
     let (cfg, warnings) = config::check(&p).unwrap_or_else(|e| panic!("the sample is refused: {e}"));
     let _ = std::fs::remove_dir_all(&dir);
     // The only warnings allowed are about this machine (eth0 / eth1 absent,
