@@ -83,6 +83,30 @@ pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, vlan: Option<u16>, payl
     f
 }
 
+/// A unicast IPv4 or IPv6 frame carrying `payload` as protocol (or IPv6
+/// Next Header) `proto`, to the broadcast MAC (for BPF_PROG_TEST_RUN and
+/// veths, which deliver whatever they get).
+pub fn ip_proto(src: std::net::IpAddr, dst: std::net::IpAddr, proto: u8, payload: &[u8]) -> Vec<u8> {
+    use std::net::IpAddr;
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut f =
+                ipv4(&V4 { src: s, dst: d, ttl: 64, fragment: false, vlan: None, dst_mac: None }, payload);
+            f[14 + 9] = proto;
+            f[14 + 10..14 + 12].fill(0);
+            let c = checksum::of(&f[14..34]);
+            f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+            f
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut f = ipv6(s, d, 64, None, payload);
+            f[14 + 6] = proto;
+            f
+        }
+        _ => panic!("ip_proto: mixed families"),
+    }
+}
+
 /// An AF_PACKET socket bound to one interface of the namespace it was
 /// made in.
 pub struct FrameSocket {

@@ -58,10 +58,10 @@ fn finish(cmd: &mut Command, limit: Duration) -> Result<(Option<i32>, String)> {
     Ok((code, text))
 }
 
-/// The first line that reports an error, without anyhow's "Error: ".
+/// The first line that reports an error, without the program's prefix.
 fn first_error(text: &str) -> Option<String> {
     text.lines().find(|l| l.contains(": error: ")).map(|l| {
-        let l = l.split_once("Error: ").map_or(l, |(_, r)| r);
+        let l = l.split_once("vrrp-agent: error: ").map_or(l, |(_, r)| r);
         l.to_owned()
     })
 }
@@ -75,7 +75,12 @@ fn located(line: &str, path: &Path) -> bool {
 }
 
 fn check_config(path: &Path) -> Result<(Option<i32>, String)> {
-    finish(Command::new(agent_bin()?).arg("check-config").arg("-f").arg(path), Duration::from_secs(60))
+    // RUST_BACKTRACE=1 as on a machine where it was set globally: an error
+    // exit must still read as a configuration error, not a crash.
+    finish(
+        Command::new(agent_bin()?).env("RUST_BACKTRACE", "1").arg("check-config").arg("-f").arg(path),
+        Duration::from_secs(60),
+    )
 }
 
 fn instance(body: &str) -> String {
@@ -121,7 +126,7 @@ fn check_config_and_run_refuse_the_same_files() -> Result<()> {
             )
             .into_bytes(),
         ),
-        ("missing include", format!("{}include /nonexistent/vrrp.conf\n", instance("")).into_bytes()),
+        ("missing include", format!("{}includem /nonexistent/vrrp.conf\n", instance("")).into_bytes()),
         ("Latin-1 outside a comment", latin1_value),
     ];
     // Every case is tried; the failures are reported together.
@@ -129,9 +134,12 @@ fn check_config_and_run_refuse_the_same_files() -> Result<()> {
     for (what, text) in cases {
         let path = dir.file(&format!("{}.conf", what.replace(' ', "-")), &text)?;
         let (code, out) = check_config(&path)?;
-        if code != Some(1) {
+        if code != Some(2) {
             failed.push(format!("check-config accepted the {what} (exit {code:?}):\n{out}"));
             continue;
+        }
+        if out.to_lowercase().contains("backtrace") {
+            failed.push(format!("{what}: check-config printed a backtrace:\n{out}"));
         }
         let Some(want) = first_error(&out) else {
             failed.push(format!("{what}: no error line from check-config in\n{out}"));
@@ -142,8 +150,15 @@ fn check_config_and_run_refuse_the_same_files() -> Result<()> {
         }
         let bin = agent_bin()?;
         let mut run = ns.command(bin.to_str().context("path")?);
-        run.arg("run").arg("-f").arg(&path).args(["--name", &unique("cf"), "--no-pin"]);
+        run.env("RUST_BACKTRACE", "full").arg("run").arg("-f").arg(&path).args([
+            "--name",
+            &unique("cf"),
+            "--no-pin",
+        ]);
         let (code, out) = finish(&mut run, Duration::from_secs(20))?;
+        if out.to_lowercase().contains("backtrace") {
+            failed.push(format!("{what}: run printed a backtrace:\n{out}"));
+        }
         if code.is_none_or(|c| c == 0) {
             failed.push(format!("run did not refuse the {what} (exit {code:?}):\n{out}"));
         } else if first_error(&out).as_deref() != Some(want.as_str()) {

@@ -484,6 +484,23 @@ fn bpftool_prints_typed_peer_fields() -> Result<()> {
         .arg(pin_dir.join("VRRP_INSTANCES")))?;
     let text = String::from_utf8(out.stdout).context("bpftool output")?;
     assert!(text.contains("\"password\"") && text.contains("\"vrid\":52"), "{text}");
+    // Accept Mode's rows: named fields too.
+    let (key, owner) = (
+        vrrp_common::accept::vip_key(0, vrrp_common::maps::FAMILY_IPV4, &{
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&VIP[0].octets());
+            b
+        }),
+        vrrp_common::accept::VipOwner { ifindex: lab.ifindex, vrid: 51, _pad: [0; 3] },
+    );
+    lab.dp.add_no_accept(key, owner)?;
+    let out = run(Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(pin_dir.join("VRRP_NOACCEPT")))?;
+    let text = String::from_utf8(out.stdout).context("bpftool output")?;
+    for field in ["\"family\":4", "\"addr\":[192,0,2,100,", "\"vrid\":51", "\"_pad\""] {
+        assert!(text.contains(field), "bpftool output lacks {field}: {text}");
+    }
     drop(lab);
     assert!(!pinned.exists(), "pins must be removed when the datapath is dropped");
     Ok(())
@@ -574,5 +591,175 @@ fn packets_for_a_vrid_we_do_not_serve_pass_whatever_they_carry() -> Result<()> {
     let wrong: Vec<_> = results.iter().filter(|(_, got, want)| got != want).collect();
     assert!(wrong.is_empty(), "actions (1 drop, 2 pass) that differ: {wrong:#?}");
     assert_eq!(unknown, n_passed, "every VRID 6 packet counted unknown_vrid");
+    Ok(())
+}
+
+/// Accept Mode (RFC 5798 6.4.3, keepalived's `no_accept`): with a VIP in
+/// `VRRP_NOACCEPT`, the program's action (BPF_PROG_TEST_RUN) drops what
+/// keepalived's nftables rules drop (everything to the VIP) and passes
+/// what they pass (IPv6 neighbour discovery; ARP is not IP); each counted
+/// per reason. Without the row, everything passes.
+#[test]
+fn no_accept_drops_packets_to_the_vips_but_neighbour_discovery() -> Result<()> {
+    if !require_root("no_accept_drops_packets_to_the_vips_but_neighbour_discovery") {
+        return Ok(());
+    }
+    use vrrp_common::accept::{NoAcceptVerdict as N, VipOwner, vip_key};
+    use vrrp_common::maps::{FAMILY_IPV4, FAMILY_IPV6};
+    const XDP_DROP: u32 = 1;
+    const XDP_PASS: u32 = 2;
+    let ns = Netns::new("vtn")?;
+    ns.ip(&["link", "add", "vn0", "type", "veth", "peer", "name", "vn1"])?;
+    ns.ip(&["link", "set", "vn0", "up"])?;
+    let ifindex = ns.ifindex("vn0")?;
+    let other = ns.ifindex("vn1")?;
+    let vip4 = IpAddr::V4(VIP[0]);
+    let vip6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100));
+    let vip_ll = IpAddr::V6(ll(0x100));
+    let src4 = IpAddr::V4(A);
+    let src6 = IpAddr::V6(ll(1));
+    let icmp = |t: u8| vec![t, 0, 0, 0, 0, 0, 0, 0];
+    let udp = vec![0x30, 0x39, 0x00, 0x35, 0, 8, 0, 0];
+    let tcp = vec![0u8; 20];
+    // (what, frame, ingress ifindex, action with the rows, counted as)
+    type Case = (&'static str, Vec<u8>, u32, u32, Option<N>);
+    let cases: Vec<Case> = vec![
+        (
+            "ICMP echo to the IPv4 VIP",
+            frame::ip_proto(src4, vip4, 1, &icmp(8)),
+            ifindex,
+            XDP_DROP,
+            Some(N::DropIcmp),
+        ),
+        ("UDP to the IPv4 VIP", frame::ip_proto(src4, vip4, 17, &udp), ifindex, XDP_DROP, Some(N::DropUdp)),
+        ("TCP to the IPv4 VIP", frame::ip_proto(src4, vip4, 6, &tcp), ifindex, XDP_DROP, Some(N::DropTcp)),
+        ("GRE to the IPv4 VIP", frame::ip_proto(src4, vip4, 47, &udp), ifindex, XDP_DROP, Some(N::DropOther)),
+        // keepalived's `ip daddr @vips` has no interface in it.
+        (
+            "UDP to the IPv4 VIP on another interface",
+            frame::ip_proto(src4, vip4, 17, &udp),
+            other,
+            XDP_DROP,
+            Some(N::DropUdp),
+        ),
+        (
+            "ICMP echo to our own address",
+            frame::ip_proto(src4, IpAddr::V4(B), 1, &icmp(8)),
+            ifindex,
+            XDP_PASS,
+            None,
+        ),
+        (
+            "ICMPv6 echo to the IPv6 VIP",
+            frame::ip_proto(src6, vip6, 58, &icmp(128)),
+            ifindex,
+            XDP_DROP,
+            Some(N::DropIcmp),
+        ),
+        ("UDP to the IPv6 VIP", frame::ip_proto(src6, vip6, 17, &udp), ifindex, XDP_DROP, Some(N::DropUdp)),
+        (
+            "neighbour solicitation to the IPv6 VIP",
+            frame::ip_proto(src6, vip6, 58, &icmp(135)),
+            ifindex,
+            XDP_PASS,
+            Some(N::PassNd),
+        ),
+        (
+            "neighbour advertisement to the IPv6 VIP",
+            frame::ip_proto(src6, vip6, 58, &icmp(136)),
+            ifindex,
+            XDP_PASS,
+            Some(N::PassNd),
+        ),
+        (
+            "solicitation behind a hop-by-hop header",
+            frame::ip_proto(src6, vip6, 0, &[58, 0, 0, 0, 0, 0, 0, 0, 135, 0, 0, 0]),
+            ifindex,
+            XDP_DROP,
+            Some(N::DropOther),
+        ),
+        (
+            "ICMPv6 echo to the link-local VIP",
+            frame::ip_proto(src6, vip_ll, 58, &icmp(128)),
+            ifindex,
+            XDP_DROP,
+            Some(N::DropIcmp),
+        ),
+        // keepalived's `vips_link_local` set is per interface.
+        (
+            "ICMPv6 echo to the link-local VIP on another interface",
+            frame::ip_proto(src6, vip_ll, 58, &icmp(128)),
+            other,
+            XDP_PASS,
+            None,
+        ),
+    ];
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[2, 0, 0, 0, 0, 0x99, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&[2, 0, 0, 0, 0, 0x99, 192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 192, 0, 2, 100]);
+    let (with_rows, counted, without_rows, arp_action) = ns.run_in(move || {
+        let mut dp = Datapath::load(None)?;
+        let owner = VipOwner { ifindex, vrid: 51, _pad: [0; 3] };
+        let key = |a: &IpAddr| match a {
+            IpAddr::V4(v) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&v.octets());
+                vip_key(ifindex, FAMILY_IPV4, &b)
+            }
+            IpAddr::V6(v) => vip_key(ifindex, FAMILY_IPV6, &v.octets()),
+        };
+        for a in [vip4, vip6, vip_ll] {
+            dp.add_no_accept(key(&a), owner)?;
+        }
+        let mut with_rows = Vec::new();
+        for (what, f, ifx, want, _) in &cases {
+            with_rows.push((*what, dp.test_run(f, *ifx)?, *want));
+        }
+        let arp_action = dp.test_run(&arp, ifindex)?;
+        let counted = dp.no_accept_counters()?;
+        // The price on other traffic: a UDP packet to an address that is
+        // not a VIP costs one hash lookup more than before Accept Mode.
+        let other_udp = frame::ip_proto(src4, IpAddr::V4(B), 17, &udp);
+        let (a, t_other) = dp.test_run_repeat(&other_udp, ifindex, 100_000)?;
+        let (b, t_arp) = dp.test_run_repeat(&arp, ifindex, 100_000)?;
+        let (c, t_vip) = dp.test_run_repeat(&cases[1].1, ifindex, 100_000)?;
+        anyhow::ensure!((a, b, c) == (XDP_PASS, XDP_PASS, XDP_DROP), "repeated actions {a} {b} {c}");
+        eprintln!(
+            "per packet: ARP {t_arp:?}, UDP to another address {t_other:?}, UDP to a VIP (dropped) {t_vip:?}"
+        );
+        // The agent gone (its alive deadline past): fail open, uncounted.
+        dp.set_alive_until(1)?;
+        let before = dp.no_accept_counters()?;
+        let open = dp.test_run(&cases[1].1, ifindex)?;
+        anyhow::ensure!(open == XDP_PASS, "a dead agent's rows must not drop (action {open})");
+        anyhow::ensure!(dp.no_accept_counters()? == before, "nor count");
+        dp.set_alive()?;
+        for a in [vip4, vip6, vip_ll] {
+            dp.remove_no_accept(&key(&a))?;
+        }
+        dp.remove_no_accept(&key(&vip4)).context("removing a missing row is no error")?;
+        let mut without_rows = Vec::new();
+        for (what, f, ifx, _, _) in &cases {
+            without_rows.push((*what, dp.test_run(f, *ifx)?, XDP_PASS));
+        }
+        // No row at all (accept mode everywhere): the lookup is skipped.
+        let (d, t_none) = dp.test_run_repeat(&cases[1].1, ifindex, 100_000)?;
+        anyhow::ensure!(d == XDP_PASS, "repeated action {d}");
+        eprintln!("per packet with no row: UDP {t_none:?}");
+        Ok((with_rows, (counted, cases), without_rows, arp_action))
+    })?;
+    let wrong: Vec<_> = with_rows.iter().filter(|(_, got, want)| got != want).collect();
+    assert!(wrong.is_empty(), "actions (1 drop, 2 pass) that differ: {wrong:#?}");
+    assert_eq!(arp_action, XDP_PASS, "ARP for the VIP passes: it stays resolvable");
+    let wrong: Vec<_> = without_rows.iter().filter(|(_, got, want)| got != want).collect();
+    assert!(wrong.is_empty(), "without the rows everything passes: {wrong:#?}");
+    let (counted, cases) = counted;
+    let mut want: BTreeMap<(u32, N), u64> = BTreeMap::new();
+    for (_, _, ifx, _, reason) in &cases {
+        if let Some(r) = reason {
+            *want.entry((*ifx, *r)).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(counted, want, "counted per interface and reason");
     Ok(())
 }

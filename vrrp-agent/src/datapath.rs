@@ -13,6 +13,10 @@ use aya::programs::xdp::XdpLinkId;
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use vrrp_common::Verdict;
+use vrrp_common::accept::{
+    NOACCEPT_COUNTERS_MAP, NOACCEPT_MAP, NOACCEPT_ROWS_MAP, NoAcceptCounterKey, NoAcceptVerdict, VipKey,
+    VipOwner,
+};
 use vrrp_common::maps::{
     ADDR_OWN, ADDR_PEER, ADDRS_MAP, ALIVE_MAP, ALIVE_WINDOW_NS, AddrInfo, COUNTERS_MAP, CSUM_FORMS_MAP,
     CounterKey, EVENTS_MAP, INST_PASS_UP, INSTANCES_MAP, InstanceConfig, InstanceKey, PEERS_MAP, PeerEvent,
@@ -95,13 +99,25 @@ pub enum DatapathError {
 }
 
 /// Maps the agent uses; the object must have them all.
-const ALL_MAPS: [&str; 8] =
-    [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, EVENTS_MAP, CSUM_FORMS_MAP, WATCH_MAP, ALIVE_MAP];
+const ALL_MAPS: [&str; 11] = [
+    PEERS_MAP,
+    COUNTERS_MAP,
+    INSTANCES_MAP,
+    ADDRS_MAP,
+    EVENTS_MAP,
+    CSUM_FORMS_MAP,
+    WATCH_MAP,
+    ALIVE_MAP,
+    NOACCEPT_MAP,
+    NOACCEPT_ROWS_MAP,
+    NOACCEPT_COUNTERS_MAP,
+];
 /// Prefix of a pinned XDP link in an agent's pin directory
 /// (`link_<interface>`).
 const LINK_PIN_PREFIX: &str = "link_";
 /// Maps pinned for bpftool (the ring buffer has no use outside the agent).
-const PINNED_MAPS: [&str; 5] = [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, CSUM_FORMS_MAP];
+const PINNED_MAPS: [&str; 7] =
+    [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, CSUM_FORMS_MAP, NOACCEPT_MAP, NOACCEPT_COUNTERS_MAP];
 
 /// How to attach: the kernel's choice, or forced generic / native.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -276,13 +292,17 @@ impl Datapath {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
             .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
             .unwrap_or(0);
+        self.set_alive_until(now + ALIVE_WINDOW_NS)
+    }
+
+    /// Set the `ALIVE_MAP` deadline (CLOCK_MONOTONIC ns); a past one makes
+    /// the program fail open as if the agent had died (tests).
+    pub fn set_alive_until(&mut self, until_ns: u64) -> Result<(), DatapathError> {
         let map =
             self.ebpf.map_mut(ALIVE_MAP).ok_or(DatapathError::Missing { what: "map", name: ALIVE_MAP })?;
         let mut alive: Array<&mut MapData, u64> =
             Array::try_from(map).map_err(|source| DatapathError::Map { name: ALIVE_MAP, source })?;
-        alive
-            .set(0, now + ALIVE_WINDOW_NS, 0)
-            .map_err(|source| DatapathError::Map { name: ALIVE_MAP, source })
+        alive.set(0, until_ns, 0).map_err(|source| DatapathError::Map { name: ALIVE_MAP, source })
     }
 
     /// Pin the XDP links as `dir/link_<interface>`, so that they outlive
@@ -450,6 +470,55 @@ impl Datapath {
             .map_err(|source| DatapathError::Map { name: ADDRS_MAP, source })
     }
 
+    /// Drop packets to `key` (Accept Mode off, `vrrp_common::accept`)
+    /// for the instance `owner`.
+    pub fn add_no_accept(&mut self, key: VipKey, owner: VipOwner) -> Result<(), DatapathError> {
+        self.hash_map::<VipKey, VipOwner>(NOACCEPT_MAP)?
+            .insert(key, owner, 0)
+            .map_err(|source| DatapathError::Map { name: NOACCEPT_MAP, source })?;
+        self.count_no_accept_rows()
+    }
+
+    /// Accept packets to `key` again; a row that is not there is no error.
+    pub fn remove_no_accept(&mut self, key: &VipKey) -> Result<(), DatapathError> {
+        match self.hash_map::<VipKey, VipOwner>(NOACCEPT_MAP)?.remove(key) {
+            Ok(()) => {}
+            Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc_enoent()) => {
+            }
+            Err(source) => return Err(DatapathError::Map { name: NOACCEPT_MAP, source }),
+        }
+        self.count_no_accept_rows()
+    }
+
+    /// Keep `NOACCEPT_ROWS_MAP` equal to the rows in `NOACCEPT_MAP` (the
+    /// program skips its lookup while it is 0). Counted from the map, so
+    /// it cannot drift from what is there.
+    fn count_no_accept_rows(&mut self) -> Result<(), DatapathError> {
+        let n = self.no_accept_rows()?.len();
+        let name = NOACCEPT_ROWS_MAP;
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::Missing { what: "map", name })?;
+        let mut rows: Array<&mut MapData, u32> =
+            Array::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+        rows.set(0, u32::try_from(n).unwrap_or(u32::MAX), 0)
+            .map_err(|source| DatapathError::Map { name, source })
+    }
+
+    /// The rows of `NOACCEPT_MAP`.
+    pub fn no_accept_rows(&self) -> Result<Vec<(VipKey, VipOwner)>, DatapathError> {
+        let name = NOACCEPT_MAP;
+        let map = self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?;
+        let rows: BpfHashMap<&MapData, VipKey, VipOwner> =
+            BpfHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+        rows.iter().collect::<Result<_, _>>().map_err(|source| DatapathError::Map { name, source })
+    }
+
+    /// Accept Mode counters summed over CPUs, per (ifindex, verdict).
+    pub fn no_accept_counters(&self) -> Result<BTreeMap<(u32, NoAcceptVerdict), u64>, DatapathError> {
+        let name = NOACCEPT_COUNTERS_MAP;
+        read_no_accept_counters(self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?)
+    }
+
     fn hash_map<K: aya::Pod, V: aya::Pod>(
         &mut self,
         name: &'static str,
@@ -524,10 +593,34 @@ pub fn read_counters(map: &aya::maps::Map) -> Result<BTreeMap<(u32, Verdict), u6
     Ok(out)
 }
 
+/// A `VRRP_NOACCEPT_COUNTERS` map summed over CPUs, per (ifindex, verdict).
+pub fn read_no_accept_counters(
+    map: &aya::maps::Map,
+) -> Result<BTreeMap<(u32, NoAcceptVerdict), u64>, DatapathError> {
+    let name = NOACCEPT_COUNTERS_MAP;
+    let counters: PerCpuHashMap<&MapData, NoAcceptCounterKey, u64> =
+        PerCpuHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+    let mut out = BTreeMap::new();
+    for row in counters.iter() {
+        let (key, per_cpu) = row.map_err(|source| DatapathError::Map { name, source })?;
+        if let Some(v) = NoAcceptVerdict::from_u32(key.reason) {
+            *out.entry((key.ifindex, v)).or_insert(0) += per_cpu.iter().sum::<u64>();
+        }
+    }
+    Ok(out)
+}
+
+/// ENOENT, which a map delete of a missing key returns.
+const fn libc_enoent() -> i32 {
+    nix::errno::Errno::ENOENT as i32
+}
+
 /// The maps a running agent pinned, opened by path (`vrrp-agent stats`).
 pub struct Pinned {
     peers: aya::maps::Map,
     counters: aya::maps::Map,
+    /// None for the pins of an agent older than Accept Mode.
+    no_accept_counters: Option<aya::maps::Map>,
 }
 
 impl Pinned {
@@ -544,7 +637,11 @@ impl Pinned {
             let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map { name, source })?;
             aya::maps::Map::from_map_data(data).map_err(|source| DatapathError::Map { name, source })
         };
-        Ok(Pinned { peers: open(PEERS_MAP)?, counters: open(COUNTERS_MAP)? })
+        Ok(Pinned {
+            peers: open(PEERS_MAP)?,
+            counters: open(COUNTERS_MAP)?,
+            no_accept_counters: open(NOACCEPT_COUNTERS_MAP).ok(),
+        })
     }
 
     /// As `Datapath::peers`.
@@ -555,6 +652,11 @@ impl Pinned {
     /// As `Datapath::counters`.
     pub fn counters(&self) -> Result<BTreeMap<(u32, Verdict), u64>, DatapathError> {
         read_counters(&self.counters)
+    }
+
+    /// As `Datapath::no_accept_counters` (empty for an older agent's pins).
+    pub fn no_accept_counters(&self) -> Result<BTreeMap<(u32, NoAcceptVerdict), u64>, DatapathError> {
+        self.no_accept_counters.as_ref().map_or(Ok(BTreeMap::new()), read_no_accept_counters)
     }
 }
 
@@ -726,6 +828,17 @@ impl Datapath {
     /// `ifindex` (BPF_PROG_TEST_RUN); its XDP action. The maps are the
     /// live ones: counters and peers move as for a real packet.
     pub fn test_run(&self, frame: &[u8], ifindex: u32) -> Result<u32, DatapathError> {
+        self.test_run_repeat(frame, ifindex, 1).map(|(action, _)| action)
+    }
+
+    /// As `test_run`, `repeat` times in the kernel; the action and the
+    /// kernel's mean time per run.
+    pub fn test_run_repeat(
+        &self,
+        frame: &[u8],
+        ifindex: u32,
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), DatapathError> {
         use aya::programs::{TestRun, TestRunOptions};
         let prog: &Xdp = self
             .ebpf
@@ -746,6 +859,7 @@ impl Datapath {
             data_in: Some(frame),
             data_out: Some(&mut out),
             ctx_in: Some(&md),
+            repeat,
             ..TestRunOptions::default()
         };
         let r = prog.test_run(opts).map_err(|source| DatapathError::Program {
@@ -753,7 +867,7 @@ impl Datapath {
             iface: "-".into(),
             source,
         })?;
-        Ok(r.return_value)
+        Ok((r.return_value, r.duration))
     }
 }
 

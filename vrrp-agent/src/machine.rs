@@ -85,6 +85,11 @@ pub struct Params {
     /// keepalived's `preempt_delay`: how long a lower-priority master is
     /// tolerated before we preempt it.
     pub preempt_delay: Micros,
+    /// keepalived's `lower_prio_no_advert` (forced by strict mode): a
+    /// master does not answer a lower-priority advert with its own at
+    /// once; its next scheduled advert tells the other (RFC 5798 6.4.3
+    /// says to discard it).
+    pub lower_prio_no_advert: bool,
 }
 
 /// Something the state machine reacts to, besides timers.
@@ -173,6 +178,9 @@ pub enum Note {
         theirs: u8,
         /// Ours.
         ours: u8,
+        /// Whether we answer with an advert at once (keepalived then
+        /// adds ", forcing new election").
+        forcing: bool,
     },
     /// As backup, the master resigned.
     BackupPriorityZero,
@@ -216,11 +224,9 @@ impl fmt::Display for Note {
             Note::MasterHigherPriority { src, theirs, ours } => {
                 write!(f, "Master received advert from {src} with higher priority {theirs}, ours {ours}")
             }
-            Note::LowerPriorityElection { src, theirs, ours } => {
-                write!(
-                    f,
-                    "Received advert from {src} with lower priority {theirs}, ours {ours}, forcing new election"
-                )
+            Note::LowerPriorityElection { src, theirs, ours, forcing } => {
+                write!(f, "Received advert from {src} with lower priority {theirs}, ours {ours}")?;
+                if *forcing { f.write_str(", forcing new election") } else { Ok(()) }
             }
             Note::BackupPriorityZero => f.write_str("Backup received priority 0 advertisement"),
             Note::MasterPriorityZero => f.write_str("Master received priority 0 message"),
@@ -522,10 +528,19 @@ impl Machine {
                     self.learn_interval(interval, out);
                     self.become_backup(now, out);
                 } else {
-                    // keepalived: a lower-priority master is told at once.
-                    out.push(Action::Log(Note::LowerPriorityElection { src, theirs, ours: self.priority }));
-                    out.push(Action::SendAdvert { priority: self.priority });
-                    self.set(Timer::Adver, Some(now.after(Micros::from_centis(self.params.advert_int))));
+                    // keepalived: a lower-priority master is told at once,
+                    // unless lower_prio_no_advert (strict mode).
+                    let forcing = !self.params.lower_prio_no_advert;
+                    out.push(Action::Log(Note::LowerPriorityElection {
+                        src,
+                        theirs,
+                        ours: self.priority,
+                        forcing,
+                    }));
+                    if forcing {
+                        out.push(Action::SendAdvert { priority: self.priority });
+                        self.set(Timer::Adver, Some(now.after(Micros::from_centis(self.params.advert_int))));
+                    }
                 }
             }
         }

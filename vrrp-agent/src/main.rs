@@ -16,6 +16,12 @@ struct Cli {
     /// takes precedence, with per-module filters).
     #[arg(short = 'l', long, global = true, default_value = "info")]
     log_level: log::LevelFilter,
+    /// Configuration ID for keepalived's conditional lines (`@ID ...`,
+    /// `@^ID ...`) and `$_INSTANCE` (default: the host name up to its
+    /// first dot, as keepalived's `-i/--config-id`; `-i` itself is
+    /// keepalived's command line's, see `vrrp-agent -h` there).
+    #[arg(long, global = true)]
+    config_id: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,7 +40,7 @@ enum Command {
     /// SIGTERM or SIGINT (then resign as master and remove the VIPs).
     Run(cli::run::RunArgs),
     /// Check a keepalived.conf: print the instances it defines, or every
-    /// error with file:line:column and a hint (exit status 1).
+    /// error with file:line:column and a hint (exit status 2).
     CheckConfig {
         /// The file (default: /etc/vrrp-agent/vrrp-agent.conf if present,
         /// else /etc/keepalived/keepalived.conf).
@@ -43,9 +49,83 @@ enum Command {
     },
     /// Say whether this binary carries its XDP program.
     Info,
+    /// Write the man pages and shell completions, generated from this
+    /// command line's own definition (used to build the package).
+    #[command(hide = true)]
+    Generate {
+        /// Directory for the man pages (vrrp-agent.8, vrrp-agent-run.8, ...).
+        #[arg(long)]
+        man: Option<std::path::PathBuf>,
+        /// Directory for the completions (bash, zsh, fish).
+        #[arg(long)]
+        completions: Option<std::path::PathBuf>,
+    },
 }
 
-fn main() -> Result<()> {
+/// Man pages (section 8: system administration) and completions for
+/// bash, zsh and fish.
+fn generate(man: Option<&std::path::Path>, completions: Option<&std::path::Path>) -> Result<()> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    let cmd = Cli::command().name("vrrp-agent");
+    if let Some(dir) = man {
+        std::fs::create_dir_all(dir)?;
+        let mut pages = vec![(String::from("vrrp-agent"), cmd.clone())];
+        for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+            let name = format!("vrrp-agent-{}", sub.get_name());
+            // clap names are &'static str here (no "string" feature); this
+            // runs once, at packaging time.
+            let leaked: &'static str = Box::leak(name.clone().into_boxed_str());
+            pages.push((name, sub.clone().name(leaked)));
+        }
+        for (name, page) in pages {
+            let path = dir.join(format!("{name}.8"));
+            let mut f = std::fs::File::create(&path).with_context(|| format!("{}", path.display()))?;
+            clap_mangen::Man::new(page)
+                .section("8")
+                .render(&mut f)
+                .with_context(|| format!("{}", path.display()))?;
+        }
+    }
+    if let Some(dir) = completions {
+        std::fs::create_dir_all(dir)?;
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            clap_complete::generate_to(shell, &mut cmd.clone(), "vrrp-agent", dir)
+                .with_context(|| format!("{shell} completion in {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    use cli::keepalived::Translated;
+    // keepalived's command line (`vrrp-agent -n -f FILE`, `-t`) becomes
+    // this program's own before anything else reads it.
+    let (argv, namespace, notes) = match cli::keepalived::translate(std::env::args_os().collect()) {
+        Translated::Ours(argv) => (argv, None, Vec::new()),
+        Translated::Keepalived { argv, namespace, notes } => (argv, namespace, notes),
+        Translated::Done { out, code } => {
+            if code == cli::exit::OK {
+                print!("{out}");
+            } else {
+                eprint!("{out}");
+            }
+            return std::process::ExitCode::from(code);
+        }
+    };
+    match real_main(argv, namespace, &notes) {
+        Ok(()) => std::process::ExitCode::from(cli::exit::OK),
+        // `{:#}`, not the Debug form `fn main() -> Result` prints: that one
+        // appends a backtrace when RUST_BACKTRACE is set in the environment,
+        // and a configuration error must not look like a crash.
+        Err(e) => {
+            eprintln!("vrrp-agent: error: {e:#}");
+            std::process::ExitCode::from(cli::exit::code_of(&e))
+        }
+    }
+}
+
+fn real_main(argv: Vec<std::ffi::OsString>, namespace: Option<String>, notes: &[String]) -> Result<()> {
     // The supervisor starts its worker through /proc/self/exe (the same
     // binary even if a package upgrade replaced the file), which would
     // make the worker's name "exe" in ps, pgrep and /proc/PID/comm.
@@ -55,7 +135,10 @@ fn main() -> Result<()> {
     }
     // keepalived-like lines: time, then the message; the level only when it
     // is not plain information.
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(argv);
+    if let Some(id) = &cli.config_id {
+        vrrp_agent::config::preproc::set_config_id(id.clone());
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(cli.log_level.as_str()))
         .format(|buf, record| {
             use std::io::Write;
@@ -66,6 +149,15 @@ fn main() -> Result<()> {
             }
         })
         .init();
+    if let Some(ns) = &namespace {
+        cli::keepalived::enter_namespace(ns)?;
+    }
+    // Once, from the supervisor (or the agent alone), not again from its worker.
+    if !matches!(&cli.command, Command::Run(r) if r.supervised.is_some()) {
+        for n in notes {
+            log::info!("{n}");
+        }
+    }
     match cli.command {
         Command::Info => {
             println!("vrrp-agent {}", env!("CARGO_PKG_VERSION"));
@@ -78,12 +170,13 @@ fn main() -> Result<()> {
             if args.supervises() {
                 // Before any runtime or thread exists: the worker's
                 // parent-death signal is tied to the thread that forks it.
-                std::process::exit(cli::supervise::run(&args.agent.name)?);
+                std::process::exit(cli::supervise::run(&args)?);
             }
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(cli::run::run(args, shutdown_signal()))
         }
         Command::CheckConfig { config } => cli::check::run(config.as_deref()),
+        Command::Generate { man, completions } => generate(man.as_deref(), completions.as_deref()),
         Command::Watch(args) => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(cli::watch::run(args, shutdown_signal()))
@@ -102,5 +195,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

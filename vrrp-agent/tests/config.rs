@@ -134,10 +134,15 @@ fn unsupported_and_unknown_keywords_are_warnings_never_silent() {
     assert_eq!(cfg.global.router_id.as_deref(), Some("lb1"));
     let w: Vec<String> = warnings.iter().map(|d| d.to_string()).collect();
     let has = |s: &str| w.iter().any(|x| x.contains(s));
-    assert!(has("k.conf:3:3: warning: `max_auto_priority` accepted and not needed"), "{w:#?}");
+    assert!(has("k.conf:3:3: warning: `max_auto_priority` accepted; it has no effect"), "{w:#?}");
     assert!(has("k.conf:4:3: warning: unknown global_defs keyword `no_such_global` ignored"), "{w:#?}");
-    assert!(has("k.conf:6:1: warning: `virtual_server` block ignored"), "{w:#?}");
+    assert!(
+        has("k.conf:6:1: warning: `virtual_server` is not supported by vrrp-agent\n  hint: LVS"),
+        "{w:#?}"
+    );
     assert!(has("k.conf:15:3: warning: unknown vrrp_instance keyword `frobnicate` ignored"), "{w:#?}");
+    // A keyword keepalived knows is never taken for a misspelling.
+    assert_eq!(w.iter().filter(|x| x.contains("spelling")).count(), 2, "{w:#?}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -189,4 +194,174 @@ fn tracked_scripts_must_exist() {
 fn a_missing_file_says_which() {
     let e = config::load(Path::new("/nonexistent/keepalived.conf")).expect_err("fails");
     assert!(e.to_string().starts_with("/nonexistent/keepalived.conf: "), "{e}");
+}
+
+/// Load `text` (written as k.conf): the config, or the errors.
+fn load(text: &str) -> Result<(config::Config, Vec<String>), Vec<String>> {
+    let dir = tree(&[("k.conf", text)]);
+    let out = match config::load(&dir.join("k.conf")) {
+        Ok((cfg, w)) => Ok((cfg, w.iter().map(|d| d.to_string()).collect())),
+        Err(ConfigError::Invalid { diags }) => Err(diags.iter().map(|d| d.to_string()).collect()),
+        Err(e) => Err(vec![e.to_string()]),
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    out
+}
+
+#[test]
+fn ranges_as_keepalived_reads_them() {
+    // preempt_delay: keepalived's TIMER_MAX_SEC is 1000 s.
+    let (cfg, _) = load(&instance(&format!("{BASE}\n  preempt_delay 1000"))).expect("1000 s");
+    assert_eq!(cfg.instances[0].preempt_delay, std::time::Duration::from_secs(1000));
+    let (cfg, _) = load(&instance(&format!("{BASE}\n  preempt_delay 2.5"))).expect("fraction");
+    assert_eq!(cfg.instances[0].preempt_delay, std::time::Duration::from_millis(2500));
+    let errs = load(&instance(&format!("{BASE}\n  preempt_delay 1001"))).expect_err("beyond 1000 s");
+    assert!(errs.iter().any(|e| e.contains("k.conf:7:17: error: `preempt_delay 1001`")), "{errs:#?}");
+    // Script interval and timeout in fractions (keepalived 2.3 reads them
+    // to the millisecond).
+    let text = format!(
+        "vrrp_script chk {{\n  script /bin/true\n  interval 0.5\n  timeout 0.25\n}}\n{}",
+        instance(&format!("{BASE}\n  track_script {{\n    chk\n  }}"))
+    );
+    let (cfg, _) = load(&text).expect("fractional script timers");
+    assert_eq!(cfg.scripts[0].interval, std::time::Duration::from_millis(500));
+    assert_eq!(cfg.scripts[0].timeout, Some(std::time::Duration::from_millis(250)));
+}
+
+#[test]
+fn virtual_addresses_as_keepalived_takes_them() {
+    // An address of the other family is dropped with keepalived's words.
+    let text = instance(
+        "  interface eth0\n  virtual_router_id 5\n  virtual_ipaddress {\n    192.0.2.1/24\n    2001:db8::1/64\n    192.0.2.1/24\n    192.0.2.2/24\n  }",
+    );
+    let (cfg, w) = load(&text).expect("accepted with warnings");
+    let vips: Vec<String> = cfg.instances[0].vips.iter().map(|v| v.addr.to_string()).collect();
+    assert_eq!(vips, ["192.0.2.1", "192.0.2.2"]);
+    assert!(
+        w.iter().any(|w| w.contains(
+            "k.conf:6:5: warning: (VI_1): address family must match VRRP instance [2001:db8::1] - ignoring"
+        )),
+        "{w:#?}"
+    );
+    assert!(
+        w.iter()
+            .any(|w| w
+                .contains("k.conf:7:5: warning: instance VI_1: virtual address 192.0.2.1 is listed twice")),
+        "{w:#?}"
+    );
+    // No VIP: VRRPv2 runs with keepalived's warning, VRRPv3 is refused as
+    // keepalived refuses it.
+    let (cfg, w) = load(&instance("  interface eth0\n  virtual_router_id 5\n  notify_master /bin/true"))
+        .expect("v2 runs");
+    assert!(cfg.instances[0].vips.is_empty());
+    assert!(w.iter().any(|w| w.contains("(VI_1) No VIP specified; at least one is sensible")), "{w:#?}");
+    let errs =
+        load(&instance("  interface eth0\n  virtual_router_id 5\n  version 3")).expect_err("v3 refused");
+    assert!(
+        errs.iter().any(|e| e.contains("(VI_1) No VIP specified; at least one is required")),
+        "{errs:#?}"
+    );
+}
+
+fn load_text(text: &str) -> (config::Config, Vec<String>) {
+    let dir = tree(&[("k.conf", text)]);
+    let (cfg, w) = config::load(&dir.join("k.conf")).expect("loads");
+    let _ = std::fs::remove_dir_all(dir);
+    (cfg, w.iter().map(|d| d.to_string()).collect())
+}
+
+#[test]
+fn accept_mode_defaults_as_keepalived() {
+    // Not strict: accept unless no_accept.
+    let (cfg, _) = load_text(&instance(BASE));
+    assert!(cfg.instances[0].accept && !cfg.instances[0].drops_to_vips());
+    let (cfg, _) = load_text(&instance(&format!("{BASE}\n  no_accept")));
+    assert!(!cfg.instances[0].accept && cfg.instances[0].drops_to_vips());
+    // The address owner accepts, whatever it says (vrrp_handle_accept_mode).
+    let (cfg, _) = load_text(&instance(&format!("{BASE}\n  priority 255\n  no_accept")));
+    assert!(!cfg.instances[0].drops_to_vips());
+    // Strict: no_accept unless the owner; v3 may ask for accept.
+    let strict = "global_defs {\n  vrrp_strict\n}\n";
+    let (cfg, _) = load_text(&format!("{strict}{}", instance(BASE)));
+    assert!(cfg.instances[0].strict && !cfg.instances[0].accept);
+    let (cfg, _) = load_text(&format!("{strict}{}", instance(&format!("{BASE}\n  priority 255"))));
+    assert!(cfg.instances[0].accept);
+    let (cfg, _) = load_text(&format!("{strict}{}", instance(&format!("{BASE}\n  version 3\n  accept"))));
+    assert!(cfg.instances[0].accept);
+    // strict_mode per instance overrides vrrp_strict either way.
+    let (cfg, _) = load_text(&format!("{strict}{}", instance(&format!("{BASE}\n  strict_mode off"))));
+    assert!(!cfg.instances[0].strict && cfg.instances[0].accept);
+    let (cfg, _) = load_text(&instance(&format!("{BASE}\n  strict_mode")));
+    assert!(cfg.instances[0].strict && !cfg.instances[0].accept);
+    let errs = errors(&instance(&format!("{BASE}\n  strict_mode maybe")));
+    assert!(errs.iter().any(|e| e.contains("k.conf:7:15: error: `strict_mode maybe`")), "{errs:?}");
+}
+
+#[test]
+fn strict_mode_resets_what_keepalived_resets_with_its_warnings() {
+    let text = format!(
+        "global_defs {{\n  vrrp_strict\n}}\n{}",
+        instance(&format!(
+            "{BASE}\n  state MASTER\n  priority 100\n  accept\n  preempt_delay 5\n  lower_prio_no_advert off\n  garp_lower_prio_repeat 3\n  authentication {{\n    auth_type PASS\n    auth_pass 1111\n  }}"
+        ))
+    );
+    let (cfg, w) = load_text(&text);
+    let i = &cfg.instances[0];
+    assert_eq!(i.state, config::model::InitialState::Backup);
+    assert_eq!(i.auth, None);
+    assert!(!i.accept && i.drops_to_vips());
+    assert_eq!(i.preempt_delay, std::time::Duration::ZERO);
+    assert!(i.lower_prio_no_advert);
+    let has = |s: &str| w.iter().any(|x| x.contains(s));
+    for m in [
+        "k.conf:10:3: warning: (VI_1) State MASTER must match being address owner",
+        "k.conf:16:3: warning: (VI_1) Strict mode does not support authentication. Ignoring.",
+        "k.conf:12:3: warning: (VI_1) warning - accept mode for VRRP version 2 does not comply with RFC3768 - resetting",
+        "k.conf:13:3: warning: (VI_1) preempt_delay is incompatible with strict mode - resetting",
+        "k.conf:14:3: warning: (VI_1) Strict mode requires no lower priority advert. resetting",
+        "k.conf:15:3: warning: (VI_1) Strict mode requires no repeat garps. resetting",
+    ] {
+        assert!(has(m), "{m}\n{w:#?}");
+    }
+    // Without strict mode, the same file keeps them.
+    let (cfg, _) = load_text(&text.replace("  vrrp_strict\n", ""));
+    let i = &cfg.instances[0];
+    assert_eq!(i.state, config::model::InitialState::Master);
+    assert!(i.auth.is_some() && i.accept && !i.lower_prio_no_advert);
+    assert_eq!(i.preempt_delay, std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn strict_mode_refuses_unicast_peers_and_makes_ipv6_version_3() {
+    let strict = "global_defs {\n  vrrp_strict\n}\n";
+    let errs =
+        errors(&format!("{strict}{}", instance(&format!("{BASE}\n  unicast_peer {{\n    192.0.2.2\n  }}"))));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("k.conf:4:1: error: (VI_1) Unicast peers are not supported in strict mode")),
+        "{errs:?}"
+    );
+    let v6 = "  interface eth0\n  virtual_router_id 55\n  version 2\n  virtual_ipaddress {\n    2001:db8::10/64\n  }";
+    assert!(!errors(&instance(v6)).is_empty(), "v2 with IPv6 is refused outside strict mode");
+    let (cfg, w) = load_text(&format!("{strict}{}", instance(v6)));
+    assert_eq!(cfg.instances[0].version, Version::V3);
+    let has = |s: &str| w.iter().any(|x| x.contains(s));
+    assert!(has("(VI_1) cannot use IPv6 with VRRP version 2; setting version 3"), "{w:#?}");
+    assert!(has("(VI_1) the first IPv6 VIP address must be link local"), "{w:#?}");
+}
+
+#[test]
+fn keepalived_default_config_loads_as_keepalived_reads_it() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/strict/keepalived.conf");
+    let (cfg, w) = config::load(&path).expect("loads");
+    let i = &cfg.instances[0];
+    assert!(cfg.global.vrrp_strict && i.strict);
+    assert_eq!((i.vrid, i.priority, i.version), (51, 100, Version::V2));
+    assert_eq!(i.state, config::model::InitialState::Backup, "MASTER without priority 255 is reset");
+    assert_eq!(i.auth, None, "strict mode drops PASS authentication");
+    assert!(i.drops_to_vips(), "strict mode implies no_accept");
+    assert!(i.lower_prio_no_advert);
+    assert_eq!(i.vips.len(), 3);
+    let w: Vec<String> = w.iter().map(|d| d.to_string()).collect();
+    assert!(!w.iter().any(|x| x.contains("`vrrp_strict` ignored")), "{w:#?}");
 }

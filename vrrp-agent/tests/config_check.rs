@@ -158,7 +158,10 @@ fn the_runtime_never_falls_back_to_root_for_a_named_user() {
 
 #[test]
 fn a_missing_include_is_refused_where_it_is_written() {
-    let errs = errors(&format!("{}include other/instances.conf\n", instance("VI_1", 5, "")));
+    // `includem`: keepalived's include that requires its file (a plain
+    // `include` goes on without it, as keepalived's does: see
+    // keepalived_syntax.rs).
+    let errs = errors(&format!("{}includem other/instances.conf\n", instance("VI_1", 5, "")));
     assert!(
         errs.iter()
             .any(|e| e.starts_with("k.conf:8:1: error: included file `other/instances.conf` does not exist")),
@@ -171,7 +174,7 @@ fn a_missing_include_is_refused_where_it_is_written() {
         w.iter().any(|w| w.starts_with("k.conf:8:1: warning: no configuration file matches `conf.d/*.conf`")),
         "{w:#?}"
     );
-    let errs = errors(&format!("{}include /dev/zero\n", instance("VI_1", 5, "")));
+    let errs = errors(&format!("{}includer /dev/zero\n", instance("VI_1", 5, "")));
     assert!(
         errs.iter().any(|e| e.starts_with("k.conf:8:1: error: /dev/zero is not a regular file")),
         "{errs:#?}"

@@ -20,6 +20,7 @@ fn params(version: Version, priority: u8, advert_cs: u16) -> Params {
         primary: ip("192.0.2.2"),
         preempt: true,
         preempt_delay: Micros(0),
+        lower_prio_no_advert: false,
     }
 }
 
@@ -215,7 +216,11 @@ fn preempt_delay_tolerates_a_lower_master_for_the_delay() {
 }
 
 fn master_at(version: Version, priority: u8) -> Sim {
-    let mut s = Sim::new(params(version, priority, 100));
+    master_at_with(params(version, priority, 100))
+}
+
+fn master_at_with(p: Params) -> Sim {
+    let mut s = Sim::new(p);
     s.run_to(Micros(5_000_000));
     assert_eq!(s.m.state(), State::Master);
     s.take();
@@ -265,7 +270,15 @@ fn a_master_answers_lower_priority_and_priority_zero_at_once() {
     assert_eq!(
         s.take(),
         vec![
-            (t, Action::Log(Note::LowerPriorityElection { src: ip("192.0.2.1"), theirs: 100, ours: 150 })),
+            (
+                t,
+                Action::Log(Note::LowerPriorityElection {
+                    src: ip("192.0.2.1"),
+                    theirs: 100,
+                    ours: 150,
+                    forcing: true,
+                }),
+            ),
             (t, Action::SendAdvert { priority: 150 }),
         ]
     );
@@ -279,6 +292,18 @@ fn a_master_answers_lower_priority_and_priority_zero_at_once() {
     assert!(s.take().is_empty());
     s.run_to(t.after(Micros(1_000_000)));
     assert_eq!(s.take(), vec![(t.after(Micros(1_000_000)), Action::SendAdvert { priority: 150 })]);
+}
+
+#[test]
+fn with_lower_prio_no_advert_a_master_only_logs_a_lower_priority_advert() {
+    // keepalived's strict mode forces lower_prio_no_advert: no answer, the
+    // Adver_Timer keeps its schedule, and the line lacks "forcing new election".
+    let mut s = master_at_with(Params { lower_prio_no_advert: true, ..params(Version::V2, 150, 100) });
+    let t = s.now;
+    s.advert("192.0.2.1", 100, 100);
+    let note = Note::LowerPriorityElection { src: ip("192.0.2.1"), theirs: 100, ours: 150, forcing: false };
+    assert_eq!(note.to_string(), "Received advert from 192.0.2.1 with lower priority 100, ours 150");
+    assert_eq!(s.take(), vec![(t, Action::Log(note))]);
 }
 
 #[test]

@@ -100,8 +100,11 @@ fn keepalived_s_warnings_and_what_we_do_not_do() {
         ),
         "{w:#?}"
     );
-    assert!(has("k.conf:8:3: warning: `track_file` in a sync group not supported"), "{w:#?}");
-    assert!(has("k.conf:11:3: warning: `smtp_alert` not supported: vrrp-agent sends no mail"), "{w:#?}");
+    assert!(
+        has("k.conf:8:3: warning: `track_file` is not supported by vrrp-agent and changes behaviour"),
+        "{w:#?}"
+    );
+    assert!(has("k.conf:11:3: warning: `smtp_alert` is not supported by vrrp-agent"), "{w:#?}");
     assert!(has("k.conf:12:3: warning: (G1) global_tracking is deprecated"), "{w:#?}");
     assert!(cfg.sync_groups[0].tracking_weight, "global_tracking keeps the members' weights");
     // keepalived's `SCRIPT USER`: the user is not supported, and says so.

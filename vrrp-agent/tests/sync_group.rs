@@ -30,6 +30,7 @@ fn params(name: &str, node: usize, priority: u8) -> Params {
         primary: node_ip(node),
         preempt: true,
         preempt_delay: Micros(0),
+        lower_prio_no_advert: false,
     }
 }
 

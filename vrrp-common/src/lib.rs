@@ -1,6 +1,6 @@
 //! What the XDP program and the agent must agree on: the VRRP header checks
-//! (`classify`), the stable verdict numbering (`verdict`) and the BPF map
-//! layouts (`maps`).
+//! (`classify`), the stable verdict numbering (`verdict`), the BPF map
+//! layouts (`maps`) and Accept Mode's drop rule (`accept`).
 //!
 //! `no_std` so the same code runs in the kernel (built for
 //! `bpfel-unknown-none`) and is unit-tested on the host. The `user` feature
@@ -10,6 +10,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod accept;
 pub mod checksum;
 pub mod classify;
 pub mod maps;

@@ -3,7 +3,9 @@
 //! `VRRP_INSTANCES` / `VRRP_ADDRS`, drop the invalid ones (packets for a
 //! VRID no instance serves are somebody else's and pass), record valid
 //! adverts in `VRRP_PEERS` (an event in `VRRP_EVENTS` only on change), and
-//! count every verdict per interface in `VRRP_COUNTERS`. Valid adverts are
+//! count every verdict per interface in `VRRP_COUNTERS`. Other IP packets
+//! pass, except those to a VIP of a non-accept master (`VRRP_NOACCEPT`,
+//! counted in `VRRP_NOACCEPT_COUNTERS`; skipped while `VRRP_NOACCEPT_ROWS` is 0). Valid adverts are
 //! consumed here (the agent reads the maps), so the kernel never answers a
 //! unicast advert with ICMP protocol-unreachable; `INST_PASS_UP` passes
 //! them on for tcpdump.
@@ -23,6 +25,9 @@ use aya_ebpf::helpers::generated::{
 };
 use aya_ebpf::macros::{btf_map, xdp};
 use aya_ebpf::programs::XdpContext;
+use vrrp_common::accept::{
+    self, NOACCEPT_COUNTERS_MAX_ENTRIES, NOACCEPT_MAX_ENTRIES, NoAcceptCounterKey, VipKey, VipOwner,
+};
 use vrrp_common::classify::{self, Facts, HEADER_LEN, IpMeta};
 use vrrp_common::maps::{
     ADDR_OWN, ADDR_PEER, ADDRS_MAX_ENTRIES, AddrInfo, COUNTERS_MAX_ENTRIES, CounterKey, EVENT_SILENT,
@@ -69,6 +74,22 @@ struct Watch {
 /// Per instance: its `Watch` (vrrp-common `WATCH_MAP`).
 #[btf_map]
 static VRRP_WATCH: HashMap<InstanceKey, Watch, { INSTANCES_MAX_ENTRIES as usize }> = HashMap::new();
+
+/// Addresses of non-accept masters (vrrp-common `accept::NOACCEPT_MAP`).
+#[btf_map]
+static VRRP_NOACCEPT: HashMap<VipKey, VipOwner, { NOACCEPT_MAX_ENTRIES as usize }> = HashMap::new();
+
+/// How many rows VRRP_NOACCEPT holds (vrrp-common `accept::NOACCEPT_ROWS_MAP`).
+#[btf_map]
+static VRRP_NOACCEPT_ROWS: Array<u32, 1> = Array::new();
+
+/// Packets to those addresses per interface and `NoAcceptVerdict`.
+#[btf_map]
+static VRRP_NOACCEPT_COUNTERS: PerCpuHashMap<
+    NoAcceptCounterKey,
+    u64,
+    { NOACCEPT_COUNTERS_MAX_ENTRIES as usize },
+> = PerCpuHashMap::new();
 
 /// Until when the agent is alive (vrrp-common `ALIVE_MAP`).
 #[btf_map]
@@ -145,12 +166,15 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
     let (l4, meta) = match ethertype {
         ETH_P_IPV4 => {
             let vihl: u8 = read(ctx, l3)?;
-            if read::<u8>(ctx, l3 + 9)? != IPPROTO_VRRP {
-                return Some(XDP_PASS);
-            }
             let ihl = ((vihl & 0x0f) as usize) * 4;
             if ihl < 20 {
                 return Some(XDP_PASS);
+            }
+            let proto: u8 = read(ctx, l3 + 9)?;
+            if proto != IPPROTO_VRRP {
+                let d: [u8; 4] = read(ctx, l3 + 16)?;
+                dst[..4].copy_from_slice(&d);
+                return Some(no_accept(ctx, FAMILY_IPV4, &dst, proto, l3 + ihl));
             }
             let total = be16(ctx, l3 + 2)?;
             let frag = be16(ctx, l3 + 6)?;
@@ -174,8 +198,10 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
             (l3 + ihl, meta)
         }
         ETH_P_IPV6 => {
-            if read::<u8>(ctx, l3 + 6)? != IPPROTO_VRRP {
-                return Some(XDP_PASS);
+            let next: u8 = read(ctx, l3 + 6)?;
+            if next != IPPROTO_VRRP {
+                dst = read(ctx, l3 + 24)?;
+                return Some(no_accept(ctx, FAMILY_IPV6, &dst, next, l3 + IPV6_HLEN));
             }
             let meta = IpMeta {
                 family: FAMILY_IPV6,
@@ -208,6 +234,37 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
         return Some(XDP_PASS);
     }
     Some(action)
+}
+
+/// Accept Mode (vrrp-common `accept`): a packet to a VIP of a non-accept
+/// master is dropped, bar IPv6 neighbour discovery, and counted per
+/// interface and reason. Everything else, and everything once the agent
+/// is gone (fail open, as for adverts), passes.
+#[inline(always)]
+fn no_accept(ctx: &XdpContext, family: u8, dst: &[u8; 16], proto: u8, l4: usize) -> u32 {
+    if VRRP_NOACCEPT_ROWS.get(0).is_none_or(|n| *n == 0) {
+        return XDP_PASS;
+    }
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let key = accept::vip_key(ifindex, family, dst);
+    if VRRP_NOACCEPT.get_ptr(&key).is_none() {
+        return XDP_PASS;
+    }
+    // SAFETY: a helper without arguments or side effects.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if VRRP_ALIVE.get(0).is_none_or(|until| now > *until) {
+        return XDP_PASS;
+    }
+    let v = accept::verdict(family, proto, read::<u8>(ctx, l4));
+    let ckey = NoAcceptCounterKey { ifindex, reason: v as u32 };
+    match VRRP_NOACCEPT_COUNTERS.get_ptr_mut(&ckey) {
+        // SAFETY: per-CPU slot of this CPU, valid while the program runs.
+        Some(c) => unsafe { *c += 1 },
+        None => {
+            let _ = VRRP_NOACCEPT_COUNTERS.insert(&ckey, &1, 0);
+        }
+    }
+    if v.drops() { XDP_DROP } else { XDP_PASS }
 }
 
 /// All checks on one protocol-112 packet, in the shared order; records an

@@ -14,6 +14,7 @@ mod bench_targets;
 mod demo;
 mod ebpf;
 mod fuzz;
+mod package;
 mod prereqs;
 mod sh;
 mod soak;
@@ -47,6 +48,13 @@ enum Task {
     },
     /// Lint, unit tests, then the integration tests that need root.
     Test,
+    /// Build the Debian package (target/package/vrrp-agent_VERSION_ARCH.deb)
+    /// and check it by installing it into a scratch root.
+    Package {
+        /// Package the debug build (quicker; what `cargo xtask test` checks).
+        #[arg(long)]
+        debug: bool,
+    },
     /// Build everything and run a two-node lab in network namespaces.
     Demo,
     /// A long run of a pair with many instances whose health scripts
@@ -121,6 +129,7 @@ fn main() -> Result<()> {
         Task::BuildEbpf => ebpf::build(&prereqs::ensure(&prereqs::Need::build())?),
         Task::Build { release } => build(release),
         Task::Test => test(),
+        Task::Package { debug } => package::build(!debug).and_then(|deb| package::verify(&deb)),
         Task::Demo => demo::run(),
         Task::Fuzz { seconds, target } => fuzz::run(target, seconds),
         Task::Soak { minutes, instances, scripts } => {
@@ -202,6 +211,8 @@ fn test() -> Result<()> {
         "--",
         "--test-threads=2",
     ]))?;
+    sh::step("the Debian package (debug build) builds, installs and purges");
+    package::verify(&package::build(false)?)?;
     sh::step("all tests passed");
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use vrrp_agent::config::{self, ConfigError, Instance, Vip};
 use vrrp_common::wire::Version;
 
@@ -42,14 +42,37 @@ pub fn describe(i: &Instance) -> String {
     }
     parts.push(format!("VIPs {}", i.vips.iter().map(vip).collect::<Vec<_>>().join(", ")));
     parts.push(if i.preempt { "preempt".into() } else { "nopreempt".into() });
-    if i.preempt_delay.0 > 0 {
-        parts.push(format!("preempt_delay {} cs", i.preempt_delay.0));
+    if !i.preempt_delay.is_zero() {
+        parts.push(format!("preempt_delay {} s", i.preempt_delay.as_secs_f64()));
     }
     if !i.track_script.is_empty() {
         let t: Vec<&str> = i.track_script.iter().map(|t| t.name.as_str()).collect();
         parts.push(format!("track_script {}", t.join(", ")));
     }
+    if i.strict {
+        parts.push("strict_mode".into());
+    }
+    if i.drops_to_vips() {
+        parts.push("no_accept (packets to the VIPs dropped while MASTER)".into());
+    }
     format!("{}: {}", i.name, parts.join(", "))
+}
+
+/// The error for a configuration that could not be read: the file itself
+/// missing is "not configured", anything else a refused configuration.
+pub fn refused(path: &Path, e: &ConfigError) -> anyhow::Error {
+    use super::exit::{CONFIG, NOT_CONFIGURED, coded};
+    match e {
+        ConfigError::Lex(config::lexer::LexError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound && !path.exists() =>
+        {
+            coded(NOT_CONFIGURED, format!("{}: no such configuration file", path.display()))
+        }
+        _ => {
+            eprintln!("{e}");
+            coded(CONFIG, format!("{}: configuration refused", path.display()))
+        }
+    }
 }
 
 /// Load and check as `run` does (the same function), print, and fail on
@@ -80,8 +103,8 @@ pub fn run(explicit: Option<&Path>) -> Result<()> {
                 eprintln!("{d}");
             }
             let n = diags.iter().filter(|d| d.severity == config::Severity::Error).count();
-            bail!("{}: {n} error(s)", path.display())
+            Err(super::exit::coded(super::exit::CONFIG, format!("{}: {n} error(s)", path.display())))
         }
-        Err(e) => bail!("{e}"),
+        Err(e) => Err(refused(&path, &e)),
     }
 }

@@ -1,6 +1,8 @@
 //! The subcommands and what they share.
 
 pub mod check;
+pub mod exit;
+pub mod keepalived;
 pub mod run;
 pub mod stats;
 pub mod status;

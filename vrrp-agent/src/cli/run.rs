@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use vrrp_agent::config::{self, ConfigError};
 use vrrp_agent::daemon;
 
@@ -26,6 +26,37 @@ pub struct RunArgs {
     /// lock handed over as descriptors FILE,SOCKET.
     #[arg(long, hide = true, value_name = "FILE,SOCKET")]
     pub supervised: Option<String>,
+    /// Write the pid of the agent (the supervisor's; keepalived's `-p`)
+    /// to this file, removed at exit.
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Write the pid of the worker, which runs the VRRP instances
+    /// (keepalived's `-r`, the VRRP child's), to this file, removed at exit.
+    #[arg(long, value_name = "FILE")]
+    pub worker_pid_file: Option<PathBuf>,
+}
+
+/// A pid file, removed when dropped.
+pub struct PidFile(Option<PathBuf>);
+
+impl PidFile {
+    /// Write `pid` to `path` (if any).
+    pub fn write(path: Option<&PathBuf>, pid: u32) -> Result<PidFile> {
+        use anyhow::Context;
+        if let Some(p) = path {
+            std::fs::write(p, format!("{pid}\n"))
+                .with_context(|| format!("writing pid file {}", p.display()))?;
+        }
+        Ok(PidFile(path.cloned()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 impl RunArgs {
@@ -50,16 +81,28 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
             for d in &diags {
                 eprintln!("{d}");
             }
-            bail!("{}: configuration refused", path.display());
+            return Err(super::exit::coded(
+                super::exit::CONFIG,
+                format!("{}: configuration refused", path.display()),
+            ));
         }
-        Err(e) => bail!("{e}"),
+        Err(e) => return Err(super::check::refused(&path, &e)),
     };
+    privileges(args.agent.receive)?;
     log::info!(
         "Starting vrrp-agent {} with {} ({} instance(s))",
         env!("CARGO_PKG_VERSION"),
         path.display(),
         cfg.instances.len()
     );
+    // Alone (no supervisor), this process is both.
+    let _pids = match args.supervised {
+        Some(_) => None,
+        None => Some((
+            PidFile::write(args.pid_file.as_ref(), std::process::id())?,
+            PidFile::write(args.worker_pid_file.as_ref(), std::process::id())?,
+        )),
+    };
     let opts = daemon::Options {
         receive: args.agent.receive,
         name: args.agent.name,
@@ -72,4 +115,86 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
     };
     daemon::run(cfg, opts, shutdown).await?;
     Ok(())
+}
+
+/// Capability numbers (linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// This process's effective capabilities (`CapEff` in /proc/self/status).
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// Which capabilities `run` lacks for `receive`, by name; empty when it
+/// has them all. CAP_NET_ADMIN: addresses, routes, rules, links, XDP
+/// attachment; CAP_NET_RAW: adverts and gratuitous ARPs on raw sockets;
+/// loading the XDP program: CAP_BPF with CAP_PERFMON (kernel 5.8+), or
+/// CAP_SYS_ADMIN before them.
+pub fn missing_caps(eff: u64, receive: daemon::ReceiveMode) -> Vec<&'static str> {
+    let has = |c: u32| eff & (1 << c) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    if !has(CAP_NET_RAW) {
+        missing.push("CAP_NET_RAW");
+    }
+    let bpf = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+    if receive == daemon::ReceiveMode::Xdp && !bpf {
+        missing.push("CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN on kernels before 5.8)");
+    }
+    missing
+}
+
+/// Refuse to start without the capabilities `run` needs, naming them
+/// (exit 4, keepalived's KEEPALIVED_EXIT_MISSING_PERMISSION).
+fn privileges(receive: daemon::ReceiveMode) -> Result<()> {
+    let Some(eff) = effective_caps() else { return Ok(()) };
+    let missing = missing_caps(eff, receive);
+    if !missing.is_empty() {
+        return Err(super::exit::coded(
+            super::exit::NO_PERMISSION,
+            format!(
+                "missing privilege: {} (run as root, or grant them, e.g. AmbientCapabilities= in the systemd unit)",
+                missing.join(", ")
+            ),
+        ));
+    }
+    let has = |c: u32| eff & (1 << c) != 0;
+    if receive == daemon::ReceiveMode::Auto && !(has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) {
+        log::warn!(
+            "without CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) the XDP program cannot be loaded: receiving on raw sockets"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vrrp_agent::daemon::ReceiveMode;
+
+    #[test]
+    fn missing_capabilities_are_named() {
+        let all = (1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW) | (1 << CAP_BPF) | (1 << CAP_PERFMON);
+        assert!(missing_caps(all, ReceiveMode::Xdp).is_empty());
+        assert!(
+            missing_caps((1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW) | (1 << CAP_SYS_ADMIN), ReceiveMode::Xdp)
+                .is_empty()
+        );
+        assert_eq!(missing_caps(all & !(1 << CAP_NET_ADMIN), ReceiveMode::Auto), ["CAP_NET_ADMIN"]);
+        assert_eq!(missing_caps(1 << CAP_NET_ADMIN, ReceiveMode::Socket), ["CAP_NET_RAW"]);
+        assert_eq!(
+            missing_caps((1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW) | (1 << CAP_BPF), ReceiveMode::Xdp).len(),
+            1
+        );
+        // auto falls back to sockets without the BPF capabilities.
+        assert!(missing_caps((1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW), ReceiveMode::Auto).is_empty());
+    }
 }

@@ -45,6 +45,15 @@ pub fn run(args: &StatsArgs) -> Result<()> {
             verdict.name()
         );
     }
+    // Accept Mode: packets to a non-accept master's VIPs (keepalived's
+    // no_accept / vrrp_strict), per reason.
+    for ((ifindex, verdict), n) in pinned.no_accept_counters()? {
+        println!(
+            "no_accept interface={} ifindex={ifindex} verdict={} packets={n}",
+            name_of(ifindex),
+            verdict.name()
+        );
+    }
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).context("clock_gettime")?;
     let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
     for row in pinned.peers()? {

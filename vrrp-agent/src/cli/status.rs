@@ -15,9 +15,7 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// Exit status for an agent that is not running (LSB's "program is not
-/// running", as `systemctl status` uses).
-pub const NOT_RUNNING: i32 = 3;
+use super::exit::NOT_RUNNING;
 
 /// Print the status file of agent `name`; exit `NOT_RUNNING` when the file
 /// is a dead agent's.
@@ -41,7 +39,7 @@ pub fn run(args: &StatusArgs) -> Result<()> {
             Err(_) => format!("no status in {}", path.display()),
         };
         eprintln!("vrrp-agent --name {} is not running: {what}", args.name);
-        std::process::exit(NOT_RUNNING);
+        std::process::exit(i32::from(NOT_RUNNING));
     }
     if args.json {
         let text = std::fs::read_to_string(&path).with_context(|| {
@@ -56,7 +54,7 @@ pub fn run(args: &StatusArgs) -> Result<()> {
     println!("vrrp-agent pid {}, receiving via {}", st.pid, st.receive);
     for i in &st.instances {
         println!(
-            "{}: {}, priority {} (base {}), VRID {} on {}, VIPs {}, adverts sent {}, became master {} time(s)",
+            "{}: {}, priority {} (base {}), VRID {} on {}, VIPs {}, adverts sent {}, became master {} time(s){}",
             i.iname,
             i.state,
             i.effective_priority,
@@ -65,7 +63,9 @@ pub fn run(args: &StatusArgs) -> Result<()> {
             i.interface,
             i.vips.join(" "),
             i.stats.advert_sent,
-            i.stats.become_master
+            i.stats.become_master,
+            // Accept Mode off: say so (the drops are in `vrrp-agent stats`).
+            if i.accept == 0 { ", no_accept" } else { "" }
         );
     }
     for g in &st.sync_groups {

@@ -44,7 +44,8 @@ const FORWARDED: [Signal; 6] =
 
 /// Run the worker under supervision until it exits; returns the exit
 /// status for this process.
-pub fn run(name: &str) -> Result<i32> {
+pub fn run(args: &super::run::RunArgs) -> Result<i32> {
+    let name = args.agent.name.as_str();
     // Held for as long as this process lives (and handed to the worker):
     // no second agent of this name can start, or take the dead worker's
     // leftovers as its own, before the clean-up here is done.
@@ -89,8 +90,10 @@ pub fn run(name: &str) -> Result<i32> {
     }
     // Ready before the worker starts (no thread: a current-thread runtime).
     let nl = Netlink::new()?;
+    let _pid = super::run::PidFile::write(args.pid_file.as_ref(), std::process::id())?;
     let child = cmd.spawn().context("starting the worker")?;
     let worker = Pid::from_raw(i32::try_from(child.id()).context("worker pid")?);
+    let _worker_pid = super::run::PidFile::write(args.worker_pid_file.as_ref(), child.id());
     log::info!("supervising worker pid {worker} (a worker killed or stopped loses its VIPs)");
     let code = supervise(name, worker, &set, &nl);
     drop(lock);

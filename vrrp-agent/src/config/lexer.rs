@@ -92,6 +92,16 @@ pub enum LexError {
         /// Its length.
         len: usize,
     },
+    /// keepalived's preprocessing (`@ID`, `$NAME`, `~SEQ`) failed.
+    #[error(
+        "{loc}: error: {source}\n  hint: see PARAMETER SUBSTITUTION and CONDITIONAL CONFIGURATION in keepalived.conf(5)"
+    )]
+    Pre {
+        /// Where.
+        loc: Loc,
+        /// What.
+        source: super::preproc::PreError,
+    },
     /// Includes nested too deep (a loop).
     #[error("{loc}: error: includes nested more than {depth} deep (an include loop?)")]
     Depth {
@@ -111,6 +121,7 @@ impl LexError {
             | LexError::Include { loc, .. }
             | LexError::Encoding { loc, .. }
             | LexError::LineTooLong { loc, .. }
+            | LexError::Pre { loc, .. }
             | LexError::Depth { loc, .. } => Some(loc),
         }
     }
@@ -138,6 +149,47 @@ pub fn lex_file(path: &Path) -> Result<(Vec<Token>, Vec<Diag>), LexError> {
 /// and sixteen levels of that would never end.
 pub const MAX_FILES: usize = 1000;
 
+/// keepalived's include checks (keepalived.conf(5), "include"): which
+/// problems with an included file are errors rather than logged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct IncludeChecks {
+    /// A file that cannot be read, or is not a regular non-executable file.
+    readable: bool,
+    /// A named file that does not exist.
+    match_: bool,
+    /// A wildcard that matches nothing.
+    wildcard_match: bool,
+}
+
+impl IncludeChecks {
+    /// The checks of an include keyword, or None for another word.
+    fn of(word: &str) -> Option<IncludeChecks> {
+        let all = IncludeChecks { readable: true, match_: true, wildcard_match: true };
+        Some(match word {
+            "include" => IncludeChecks::default(),
+            "includer" => IncludeChecks { readable: true, ..Default::default() },
+            // keepalived's `b` (brace match) is a match check on the
+            // alternatives of `{a,b}`, which glob expands as files here.
+            "includem" | "includeb" => IncludeChecks { readable: true, match_: true, ..Default::default() },
+            "includew" => IncludeChecks { readable: true, match_: true, wildcard_match: true },
+            "includea" => all,
+            _ => return None,
+        })
+    }
+}
+
+/// Why keepalived would skip `f` as an included file.
+fn skip_reason(f: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(f) {
+        Err(_) => Some("cannot be read"),
+        Ok(m) if m.is_dir() => Some("is a directory"),
+        Ok(m) if !m.is_file() => Some("is not a regular file"),
+        Ok(m) if m.permissions().mode() & 0o111 != 0 => Some("is executable, not a configuration file"),
+        Ok(_) => None,
+    }
+}
+
 fn has_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
@@ -163,6 +215,7 @@ struct Source {
 /// returns it, or the warnings.
 pub struct Stream {
     stack: Vec<Source>,
+    pre: super::preproc::Pre,
     files: usize,
     warnings: Vec<Diag>,
     error: Option<LexError>,
@@ -171,7 +224,13 @@ pub struct Stream {
 impl Stream {
     /// Start reading `path`.
     pub fn new(path: &Path) -> Stream {
-        let mut st = Stream { stack: Vec::new(), files: 0, warnings: Vec::new(), error: None };
+        let mut st = Stream {
+            stack: Vec::new(),
+            pre: super::preproc::Pre::new(super::preproc::config_id()),
+            files: 0,
+            warnings: Vec::new(),
+            error: None,
+        };
         if let Err(e) = st.open(path, 0, None) {
             st.error = Some(e);
         }
@@ -225,8 +284,9 @@ impl Stream {
         Ok(())
     }
 
-    /// `include PATTERN`: push the matching files, first one on top.
-    fn include(&mut self, at: Loc) -> Result<(), LexError> {
+    /// `include PATTERN` (or one of keepalived's checked variants, see
+    /// [`IncludeChecks`]): push the matching files, first one on top.
+    fn include(&mut self, at: Loc, checks: IncludeChecks) -> Result<(), LexError> {
         let Some(src) = self.stack.last_mut() else { return Ok(()) };
         let next_is_word = matches!(src.pending.front(), Some(Token { tok: Tok::Word(_), .. }));
         let Some(Token { tok: Tok::Word(pattern), .. }) = src.pending.pop_front().filter(|_| next_is_word)
@@ -246,25 +306,43 @@ impl Stream {
         let mut files: Vec<PathBuf> = paths.flatten().collect();
         files.sort();
         if files.is_empty() {
-            if has_glob(&pattern) {
-                // keepalived logs "No config files matched" and goes on
-                // (an error only with `includew`/`-i`).
-                self.warnings.push(Diag::warning(
-                    &at,
-                    format!("no configuration file matches `{pattern}` (looked for {pat})"),
-                    "nothing is included; check the pattern if files were expected",
-                ));
+            // keepalived (lib/parser.c open_and_check_glob): a missing
+            // file is an error only under `includem`/`includeb`/`includea`,
+            // a wildcard matching nothing only under `includew`/`includea`;
+            // plain `include` logs it and goes on without the file.
+            let (wild, fatal) =
+                if has_glob(&pattern) { (true, checks.wildcard_match) } else { (false, checks.match_) };
+            let message = if wild {
+                format!("no configuration file matches `{pattern}` (looked for {pat})")
             } else {
-                // A named file that is missing drops whatever it held
-                // (instances, scripts) without a trace at run time:
-                // refused, as keepalived's `includem` does.
-                return Err(LexError::Include {
-                    loc: at,
-                    message: format!("included file `{pattern}` does not exist (looked for {pat})"),
-                });
+                format!("included file `{pattern}` does not exist (looked for {pat})")
+            };
+            if fatal {
+                return Err(LexError::Include { loc: at, message });
+            }
+            self.warnings.push(Diag::warning(
+                &at,
+                message,
+                "nothing is included, as keepalived does with `include`; use `includem` to make a missing file an error",
+            ));
+        }
+        let mut readable = Vec::new();
+        for f in files {
+            // keepalived skips anything but a regular non-executable file
+            // (check_glob_file); an error only under `includer`/`includea`.
+            match skip_reason(&f) {
+                None => readable.push(f),
+                Some(why) if checks.readable => {
+                    return Err(LexError::Include { loc: at, message: format!("{} {why}", f.display()) });
+                }
+                Some(why) => self.warnings.push(Diag::warning(
+                    &at,
+                    format!("{} {why}: skipped", f.display()),
+                    "keepalived skips it too; use `includer` to make this an error",
+                )),
             }
         }
-        for f in files.iter().rev() {
+        for f in readable.iter().rev() {
             self.open(f, depth + 1, Some(at.clone()))?;
         }
         Ok(())
@@ -274,8 +352,10 @@ impl Stream {
         loop {
             let Some(src) = self.stack.last_mut() else { return Ok(None) };
             if let Some(t) = src.pending.pop_front() {
-                if src.at_start && t.tok == Tok::Word("include".into()) {
-                    self.include(t.loc)?;
+                if let (true, Tok::Word(w)) = (src.at_start, &t.tok)
+                    && let Some(checks) = IncludeChecks::of(w)
+                {
+                    self.include(t.loc, checks)?;
                     continue;
                 }
                 src.at_start = matches!(t.tok, Tok::Newline | Tok::Open | Tok::Close);
@@ -295,9 +375,27 @@ impl Stream {
                 let raw = &rest[..end.unwrap_or(rest.len())];
                 src.pos += raw.len() + 1;
                 src.line += 1;
-                let mut line = Vec::new();
-                lex_one_line(raw, src.line, &src.file, &mut line)?;
-                src.pending.extend(line);
+                let text = decode_line(raw, src.line, &src.file)?;
+                let loc = Loc { file: Arc::clone(&src.file), line: src.line, col: 1 };
+                self.pre.set_pwd(&src.path.parent().unwrap_or(Path::new("/")).to_string_lossy());
+                let mut lines = Vec::new();
+                self.pre
+                    .feed(text, &mut lines)
+                    .map_err(|source| LexError::Pre { loc: loc.clone(), source })?;
+                let mut toks = Vec::new();
+                for l in &lines {
+                    // An untouched line, or one whose `@ID` was removed,
+                    // keeps its columns.
+                    let body = text.trim_end();
+                    let pad = if body.ends_with(l.as_str()) { body.len() - l.len() } else { 0 };
+                    let padded = format!("{}{l}", " ".repeat(pad));
+                    lex_line(&padded, loc.line, &loc.file, &mut toks)?;
+                    toks.push(Token {
+                        tok: Tok::Newline,
+                        loc: Loc { col: padded.chars().count() + 1, ..loc.clone() },
+                    });
+                }
+                src.pending.extend(toks);
                 continue;
             }
             if !src.ended {
@@ -368,6 +466,15 @@ pub fn lex_bytes(bytes: &[u8], file: &Arc<PathBuf>) -> Result<Vec<Token>, LexErr
 
 /// Tokens of line `n` (without its '\n'), then a Newline token.
 fn lex_one_line(raw: &[u8], n: usize, file: &Arc<PathBuf>, out: &mut Vec<Token>) -> Result<(), LexError> {
+    let text = decode_line(raw, n, file)?;
+    let chars = text.chars().count();
+    lex_line(text, n, file, out)?;
+    out.push(Token { tok: Tok::Newline, loc: Loc { file: Arc::clone(file), line: n, col: chars + 1 } });
+    Ok(())
+}
+
+/// Line `n` (without its '\n') as text, its comment removed.
+fn decode_line<'a>(raw: &'a [u8], n: usize, file: &Arc<PathBuf>) -> Result<&'a str, LexError> {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     if raw.len() > MAX_LINE {
         return Err(LexError::LineTooLong {
@@ -384,10 +491,7 @@ fn lex_one_line(raw: &[u8], n: usize, file: &Arc<PathBuf>, out: &mut Vec<Token>)
             byte: code.get(e.valid_up_to()).copied().unwrap_or_default(),
         }
     })?;
-    let chars = text.chars().count();
-    lex_line(text, n, file, out)?;
-    out.push(Token { tok: Tok::Newline, loc: Loc { file: Arc::clone(file), line: n, col: chars + 1 } });
-    Ok(())
+    Ok(text)
 }
 
 /// Tokens of one file's text.

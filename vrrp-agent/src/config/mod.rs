@@ -3,8 +3,10 @@
 //! warnings, or every error with its file:line:column and a hint.
 
 pub mod diag;
+pub mod keywords;
 pub mod lexer;
 pub mod model;
+pub mod preproc;
 pub mod system;
 pub mod tree;
 

@@ -9,6 +9,7 @@ use vrrp_common::Centis;
 use vrrp_common::wire::{Family, Version};
 
 use super::diag::{Diag, Severity};
+use super::keywords;
 use super::lexer::Loc;
 use super::tree::Stmt;
 
@@ -61,10 +62,11 @@ pub struct Script {
     pub name: String,
     /// The command line.
     pub script: String,
-    /// Seconds between runs (default 1).
-    pub interval: u32,
-    /// Seconds before a run is killed (default: the interval).
-    pub timeout: Option<u32>,
+    /// Time between runs (default 1 s; fractions to the millisecond, as
+    /// keepalived 2.3 reads them).
+    pub interval: std::time::Duration,
+    /// Time before a run is killed (default: the interval).
+    pub timeout: Option<std::time::Duration>,
     /// Weight (default 0) and `reverse`.
     pub weight: i32,
     /// `weight W reverse`.
@@ -116,8 +118,8 @@ pub struct Instance {
     pub vips_excluded: Vec<Vip>,
     /// Preempt_Mode (`nopreempt` clears it).
     pub preempt: bool,
-    /// `preempt_delay` in centiseconds.
-    pub preempt_delay: Centis,
+    /// `preempt_delay` (0-1000 s, keepalived's TIMER_MAX_SEC).
+    pub preempt_delay: std::time::Duration,
     /// `garp_master_delay` seconds (default: global, else 5).
     pub garp_master_delay: u32,
     /// `garp_master_repeat` (default: global, else 5).
@@ -132,6 +134,27 @@ pub struct Instance {
     pub notify: Notify,
     /// `v3_checksum_as_v2`: send the RFC 9568 checksum (no pseudo-header).
     pub v3_checksum_as_v2: bool,
+    /// `strict_mode` (default: `vrrp_strict` in global_defs): keepalived's
+    /// strict RFC compliance, applied to this instance's settings below.
+    pub strict: bool,
+    /// Accept Mode (RFC 5798 6.1) after keepalived's defaults: `accept` /
+    /// `no_accept`, else on unless strict mode, always on for the address
+    /// owner (priority 255). See [`Instance::drops_to_vips`].
+    pub accept: bool,
+    /// `lower_prio_no_advert` (default `vrrp_lower_prio_no_advert`, forced
+    /// on by strict mode): a master that hears a lower-priority advert does
+    /// not answer it with an advert of its own.
+    pub lower_prio_no_advert: bool,
+}
+
+impl Instance {
+    /// Whether, while MASTER, packets addressed to the VIPs (and excluded
+    /// VIPs) are dropped: non-accept mode and not the address owner, as
+    /// keepalived's `vrrp_handle_accept_mode` decides (an owner's
+    /// `no_accept` has no effect).
+    pub fn drops_to_vips(&self) -> bool {
+        !self.accept && self.priority != 255
+    }
 }
 
 /// Notify scripts.
@@ -190,6 +213,10 @@ pub struct Global {
     pub script_user_loc: Option<Loc>,
     /// `v3_checksum_as_v2` in global_defs: the default for instances.
     pub v3_checksum_as_v2: bool,
+    /// `vrrp_strict`: the default of every instance's `strict_mode`.
+    pub vrrp_strict: bool,
+    /// `vrrp_lower_prio_no_advert`: the default of `lower_prio_no_advert`.
+    pub lower_prio_no_advert: bool,
 }
 
 impl Default for Global {
@@ -204,6 +231,8 @@ impl Default for Global {
             script_user: None,
             script_user_loc: None,
             v3_checksum_as_v2: false,
+            vrrp_strict: false,
+            lower_prio_no_advert: false,
         }
     }
 }
@@ -312,38 +341,6 @@ impl Report {
     }
 }
 
-/// Keywords of keepalived that this agent knows and deliberately ignores.
-const IGNORED_TOP: &[(&str, &str)] = &[
-    (
-        "virtual_server",
-        "LVS is not part of vrrp-agent; run keepalived's checker or another load balancer for it",
-    ),
-    ("virtual_server_group", "LVS is not part of vrrp-agent"),
-    (
-        "static_ipaddress",
-        "static addresses are not managed by vrrp-agent: configure them with your network tooling",
-    ),
-    ("static_routes", "static routes are not managed by vrrp-agent"),
-    ("static_rules", "static rules are not managed by vrrp-agent"),
-    ("linkbeat_interfaces", "link state comes from netlink events"),
-];
-
-const IGNORED_GLOBAL: &[&str] = &[
-    "notification_email",
-    "notification_email_from",
-    "smtp_server",
-    "smtp_connect_timeout",
-    "smtp_helo_name",
-    "lvs_id",
-    "vrrp_skip_check_adv_addr",
-    "vrrp_strict",
-    "vrrp_garp_interval",
-    "vrrp_gna_interval",
-    "dynamic_interfaces",
-    "vrrp_startup_delay",
-    "script_security",
-];
-
 fn arg<'a>(s: &'a Stmt, r: &mut Report, hint: &str) -> Option<&'a (String, Loc)> {
     let a = s.args.first();
     if a.is_none() {
@@ -384,6 +381,51 @@ fn seconds(s: &Stmt, r: &mut Report, hint: &str) -> Option<Centis> {
     }
 }
 
+/// Seconds, possibly fractional (to the microsecond, as keepalived's
+/// timers), within `range`.
+fn duration(
+    s: &Stmt,
+    r: &mut Report,
+    range: std::ops::RangeInclusive<f64>,
+    hint: &str,
+) -> Option<std::time::Duration> {
+    let (v, loc) = arg(s, r, hint)?;
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && range.contains(&x) => {
+            Some(std::time::Duration::from_micros((x * 1e6).round() as u64))
+        }
+        _ => {
+            r.error(
+                loc,
+                format!("`{} {v}`: expected seconds from {} to {}", s.key, range.start(), range.end()),
+                hint,
+            );
+            None
+        }
+    }
+}
+
+/// keepalived's optional boolean argument (`strict_mode`,
+/// `lower_prio_no_advert`, ...): absent means true; otherwise one of
+/// on/off, true/false, yes/no.
+fn flag(s: &Stmt, r: &mut Report) -> Option<bool> {
+    match s.args.first().map(|(v, l)| (v.to_ascii_lowercase(), l)) {
+        None => Some(true),
+        Some((v, l)) => match v.as_str() {
+            "on" | "true" | "yes" => Some(true),
+            "off" | "false" | "no" => Some(false),
+            _ => {
+                r.error(
+                    l,
+                    format!("`{} {v}`: expected on, off, true, false, yes or no", s.key),
+                    "or no value, which means on",
+                );
+                None
+            }
+        },
+    }
+}
+
 fn user(s: &Stmt) -> Option<(String, Option<String>)> {
     s.args.first().map(|(u, _)| (u.clone(), s.args.get(1).map(|(g, _)| g.clone())))
 }
@@ -401,14 +443,7 @@ pub fn triage(s: Stmt, r: &mut Report) -> Option<Stmt> {
 }
 
 fn ignored_top(k: &str, loc: &Loc, r: &mut Report) {
-    match IGNORED_TOP.iter().find(|(name, _)| *name == k) {
-        Some((_, why)) => r.warn(loc, format!("`{k}` block ignored"), *why),
-        None => r.warn(
-            loc,
-            format!("unknown keyword `{k}` ignored"),
-            "check the spelling against keepalived.conf(5)",
-        ),
-    }
+    keywords::report_unread(keywords::Ctx::Top, k, loc, r);
 }
 
 /// Build the model from statements; diagnostics go to `r`.
@@ -509,19 +544,11 @@ fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
                 g.script_user_loc = Some(st.loc.clone());
             }
             "v3_checksum_as_v2" | "vrrp_v3_checksum_as_v2" => g.v3_checksum_as_v2 = true,
-            "max_auto_priority" => r.warn(
-                &st.loc,
-                "`max_auto_priority` accepted and not needed",
-                "vrrp-agent's timers do not depend on scheduling priority",
-            ),
-            k if IGNORED_GLOBAL.contains(&k) => {
-                r.warn(&st.loc, format!("`{k}` ignored"), "it has no meaning for vrrp-agent")
+            "vrrp_strict" => g.vrrp_strict = true,
+            "vrrp_lower_prio_no_advert" => {
+                g.lower_prio_no_advert = flag(st, r).unwrap_or(g.lower_prio_no_advert)
             }
-            k => r.warn(
-                &st.loc,
-                format!("unknown global_defs keyword `{k}` ignored"),
-                "check the spelling against keepalived.conf(5)",
-            ),
+            k => keywords::report_unread(keywords::Ctx::Global, k, &st.loc, r),
         }
     }
 }
@@ -714,35 +741,17 @@ fn sync_groups(stmts: &[Stmt], cfg: &mut Config, r: &mut Report) {
                     );
                 }
                 "smtp_alert" => {
-                    let on = st.args.first().is_none_or(|(v, _)| !matches!(v.as_str(), "no" | "false" | "off"));
+                    let on =
+                        st.args.first().is_none_or(|(v, _)| !matches!(v.as_str(), "no" | "false" | "off"));
                     if on && mail {
                         r.warn(
                             &st.loc,
-                            "`smtp_alert` not supported: vrrp-agent sends no mail",
-                            "the group's transitions are not mailed; a group `notify` script can send them",
+                            "`smtp_alert` is not supported by vrrp-agent",
+                            "no e-mail is sent on the group's transitions; a group `notify` script can send them",
                         );
                     }
                 }
-                k @ ("track_file" | "track_process" | "track_bfd") => r.warn(
-                    &st.loc,
-                    format!("`{k}` in a sync group not supported"),
-                    "vrrp-agent does not follow it: the group's members do not go to FAULT or change priority with it; use a vrrp_script in track_script instead",
-                ),
-                "notify_priority_changes" => r.warn(
-                    &st.loc,
-                    "`notify_priority_changes` not supported",
-                    "it writes priority changes to keepalived's notify FIFO, which vrrp-agent does not have",
-                ),
-                "notify_deleted" => r.warn(
-                    &st.loc,
-                    "`notify_deleted` not supported",
-                    "it applies to instances removed by an in-place reload, which vrrp-agent does not do (a restart applies changes)",
-                ),
-                k => r.warn(
-                    &st.loc,
-                    format!("unknown vrrp_sync_group keyword `{k}` ignored"),
-                    "check the spelling against keepalived.conf(5)",
-                ),
+                k => keywords::report_unread(keywords::Ctx::SyncGroup, k, &st.loc, r),
             }
         }
         let Some(listed) = listed.filter(|l| !l.is_empty()) else {
@@ -926,7 +935,7 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         vips: Vec::new(),
         vips_excluded: Vec::new(),
         preempt: true,
-        preempt_delay: Centis(0),
+        preempt_delay: std::time::Duration::ZERO,
         garp_master_delay: g.garp_master_delay,
         garp_master_repeat: g.garp_master_repeat,
         garp_master_refresh: g.garp_master_refresh,
@@ -934,13 +943,26 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         track_script: Vec::new(),
         notify: Notify::default(),
         v3_checksum_as_v2: g.v3_checksum_as_v2,
+        strict: g.vrrp_strict,
+        accept: true,
+        lower_prio_no_advert: g.lower_prio_no_advert,
     };
     let mut advert_loc = None;
+    // keepalived's PARAMETER_UNSET: what was set explicitly, and where.
+    let mut strict_mode = None;
+    let mut accept: Option<(bool, Loc)> = None;
+    let mut lower_prio_no_advert: Option<(bool, Loc)> = None;
+    let mut garp_lower_prio: Vec<(String, Loc)> = Vec::new();
+    let mut preempt_delay_loc = None;
+    let mut state_loc = None;
     let mut auth_loc = None;
     let mut version_set = false;
     for st in s.block.as_deref().unwrap_or_default() {
         match st.key.as_str() {
-            "state" => match st.args.first().map(|(v, l)| (v.as_str(), l)) {
+            "state" => match st.args.first().map(|(v, l)| {
+                state_loc = Some(st.loc.clone());
+                (v.as_str(), l)
+            }) {
                 Some(("MASTER", _)) => i.state = InitialState::Master,
                 Some(("BACKUP", _)) => i.state = InitialState::Backup,
                 Some((v, l)) => r.error(
@@ -1039,7 +1061,27 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
                 for a in st.block.as_deref().unwrap_or_default() {
                     if let Some(v) = vip(a, r) {
                         if st.key == "virtual_ipaddress" {
-                            i.vips.push(v);
+                            // keepalived (vrrp_data.c alloc_vrrp_vip): the
+                            // first address sets the instance's family; one
+                            // of the other family is dropped.
+                            if i.vips.first().is_some_and(|f| f.addr.is_ipv4() != v.addr.is_ipv4()) {
+                                r.warn(
+                                    &a.loc,
+                                    format!("({}): address family must match VRRP instance [{}] - ignoring", i.name, v.addr),
+                                    "as keepalived: one family per instance; put it in virtual_ipaddress_excluded or in an instance of its own",
+                                );
+                            } else if i.vips.iter().any(|o| o.addr == v.addr) {
+                                r.warn(
+                                    &a.loc,
+                                    format!(
+                                        "instance {}: virtual address {} is listed twice; kept once",
+                                        i.name, v.addr
+                                    ),
+                                    "remove one of the lines",
+                                );
+                            } else {
+                                i.vips.push(v);
+                            }
                         } else {
                             i.vips_excluded.push(v);
                         }
@@ -1049,8 +1091,9 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
             "nopreempt" => i.preempt = false,
             "preempt" => i.preempt = true,
             "preempt_delay" => {
-                if let Some(c) = seconds(st, r, "seconds, up to 1000") {
-                    i.preempt_delay = c;
+                if let Some(d) = duration(st, r, 0.0..=1000.0, "seconds, 0 to 1000 (fractions allowed)") {
+                    i.preempt_delay = d;
+                    preempt_delay_loc = Some(st.loc.clone());
                 }
             }
             "garp_master_delay" => {
@@ -1069,19 +1112,19 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
                 notify_stmt(st, &mut i.notify, r)
             }
             "v3_checksum_as_v2" => i.v3_checksum_as_v2 = true,
-            "native_ipv6"
-            | "dont_track_primary"
-            | "smtp_alert"
-            | "debug"
-            | "garp_lower_prio_delay"
-            | "garp_lower_prio_repeat" => {
-                r.warn(&st.loc, format!("`{}` ignored", st.key), "it has no effect in vrrp-agent");
+            "accept" => accept = Some((true, st.loc.clone())),
+            "no_accept" => accept = Some((false, st.loc.clone())),
+            "strict_mode" => strict_mode = flag(st, r).or(strict_mode),
+            "lower_prio_no_advert" => {
+                lower_prio_no_advert = flag(st, r).map(|b| (b, st.loc.clone())).or(lower_prio_no_advert)
             }
-            k => r.warn(
-                &st.loc,
-                format!("unknown vrrp_instance keyword `{k}` ignored"),
-                "check the spelling against keepalived.conf(5)",
-            ),
+            k @ ("garp_lower_prio_delay" | "garp_lower_prio_repeat") => {
+                keywords::report_unread(keywords::Ctx::Instance, k, &st.loc, r);
+                if st.args.first().is_some_and(|(v, _)| v != "0") {
+                    garp_lower_prio.push((k.to_string(), st.loc.clone()));
+                }
+            }
+            k => keywords::report_unread(keywords::Ctx::Instance, k, &st.loc, r),
         }
     }
     let _ = version_set;
@@ -1102,23 +1145,20 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         ),
         None => {}
     }
-    if i.vips.is_empty() {
-        r.error(
-            &s.loc,
-            format!("instance {} has no `virtual_ipaddress`", i.name),
-            "add the address(es) that move with the master",
-        );
-    }
     if let Some(first) = i.vips.first() {
         i.family = if first.addr.is_ipv4() { Family::V4 } else { Family::V6 };
-        for v in &i.vips {
-            if v.addr.is_ipv4() != first.addr.is_ipv4() {
-                r.error(&s.loc, format!("instance {} mixes IPv4 and IPv6 in virtual_ipaddress", i.name), "one family per instance; put the others in virtual_ipaddress_excluded or another instance");
-                break;
-            }
-        }
     }
     let v6 = i.family == Family::V6;
+    i.strict = strict_mode.unwrap_or(g.vrrp_strict);
+    if v6 && i.version == Version::V2 && version_set && i.strict {
+        // keepalived's vrrp_complete_instance, in its order from here on.
+        r.warn(
+            &s.loc,
+            format!("({}) cannot use IPv6 with VRRP version 2; setting version 3", i.name),
+            "strict mode (vrrp_strict): IPv6 instances are VRRPv3",
+        );
+        i.version = Version::V3;
+    }
     if v6 && i.version == Version::V2 {
         if version_set {
             r.error(
@@ -1129,6 +1169,61 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         } else {
             // keepalived does the same: IPv6 instances are VRRPv3.
             i.version = Version::V3;
+        }
+    }
+    if i.strict {
+        strict_rules(&mut i, s, r, &state_loc, &auth_loc, &preempt_delay_loc, &garp_lower_prio);
+        if i.auth.is_none() {
+            auth_loc = None;
+        }
+    }
+    // Accept Mode's default, keepalived's: the owner accepts; otherwise
+    // accept unless strict. Strict mode refuses it for VRRPv2, which
+    // RFC 3768 does not define it for.
+    i.accept = match &accept {
+        Some((a, _)) => *a,
+        None => i.priority == 255 || !i.strict,
+    };
+    if let Some((true, loc)) = &accept
+        && i.priority != 255
+        && i.strict
+        && i.version == Version::V2
+    {
+        r.warn(
+            loc,
+            format!("({}) warning - accept mode for VRRP version 2 does not comply with RFC3768 - resetting", i.name),
+            "strict mode (vrrp_strict): packets to the VIPs are dropped while MASTER; use version 3 for accept",
+        );
+        i.accept = false;
+    }
+    match &lower_prio_no_advert {
+        Some((false, loc)) if i.strict => r.warn(
+            loc,
+            format!("({}) Strict mode requires no lower priority advert. resetting", i.name),
+            "strict mode (vrrp_strict) keeps lower_prio_no_advert on",
+        ),
+        Some((b, _)) => i.lower_prio_no_advert = *b,
+        None => {}
+    }
+    if i.strict {
+        i.lower_prio_no_advert = true;
+    }
+    if i.vips.is_empty() {
+        // keepalived (vrrp.c vrrp_complete_instance): without a VIP a
+        // VRRPv2 instance runs with a warning (cloud setups move the
+        // address from notify_master); VRRPv3 requires one.
+        if i.version == Version::V3 || i.strict {
+            r.error(
+                &s.loc,
+                format!("({}) No VIP specified; at least one is required", i.name),
+                "VRRPv3 and strict-mode instances need a virtual_ipaddress (keepalived refuses them too); use version 2 to run without one",
+            );
+        } else {
+            r.warn(
+                &s.loc,
+                format!("({}) No VIP specified; at least one is sensible", i.name),
+                "the instance elects a master and runs its notify scripts, but no address moves",
+            );
         }
     }
     if let (Some(loc), Version::V3) = (&auth_loc, i.version) {
@@ -1184,6 +1279,74 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
     if r.errors_since(errors_before, dropped_before) { None } else { Some(i) }
 }
 
+/// What keepalived's strict mode (`vrrp_strict`, `strict_mode`) refuses
+/// or resets in an instance, with its messages (vrrp.c,
+/// `vrrp_complete_instance`). Resets are warnings, as keepalived carries
+/// on; an instance keepalived drops (unicast peers) is an error.
+fn strict_rules(
+    i: &mut Instance,
+    s: &Stmt,
+    r: &mut Report,
+    state_loc: &Option<Loc>,
+    auth_loc: &Option<Loc>,
+    preempt_delay_loc: &Option<Loc>,
+    garp_lower_prio: &[(String, Loc)],
+) {
+    let why = "strict mode (vrrp_strict or strict_mode) enforces RFC 5798";
+    let owner = i.priority == 255;
+    if state_loc.is_some() && (i.state == InitialState::Master) != owner {
+        r.warn(
+            state_loc.as_ref().unwrap_or(&s.loc),
+            format!("({}) State MASTER must match being address owner", i.name),
+            format!("{why}: the instance starts as {}", if owner { "MASTER" } else { "BACKUP" }),
+        );
+        i.state = if owner { InitialState::Master } else { InitialState::Backup };
+    }
+    if i.auth.is_some() {
+        r.warn(
+            auth_loc.as_ref().unwrap_or(&s.loc),
+            format!("({}) Strict mode does not support authentication. Ignoring.", i.name),
+            format!("{why}: adverts are sent and accepted without authentication"),
+        );
+        i.auth = None;
+    }
+    if !i.unicast_peers.is_empty() {
+        r.error(
+            &s.loc,
+            format!("({}) Unicast peers are not supported in strict mode", i.name),
+            "remove unicast_peer (adverts go to the multicast group) or set `strict_mode off` in the instance",
+        );
+    }
+    if i.family == Family::V6 && i.unicast_peers.is_empty() {
+        if let Some(first) = i.vips.first().filter(|v| match v.addr {
+            IpAddr::V6(a) => !a.is_unicast_link_local(),
+            IpAddr::V4(_) => false,
+        }) {
+            r.warn(
+                &s.loc,
+                format!("({}) the first IPv6 VIP address must be link local", i.name),
+                format!("{why} 5.2.9: {} is not fe80::/10; keepalived carries on", first.addr),
+            );
+        }
+    }
+    if !i.preempt_delay.is_zero() {
+        r.warn(
+            preempt_delay_loc.as_ref().unwrap_or(&s.loc),
+            format!("({}) preempt_delay is incompatible with strict mode - resetting", i.name),
+            why,
+        );
+        i.preempt_delay = std::time::Duration::ZERO;
+    }
+    for (k, loc) in garp_lower_prio {
+        let msg = if k == "garp_lower_prio_repeat" {
+            "Strict mode requires no repeat garps. resetting"
+        } else {
+            "Strict mode requires no repeat garp delay. resetting"
+        };
+        r.warn(loc, format!("({}) {msg}", i.name), why);
+    }
+}
+
 fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
     let Some((name, _)) = s.args.first() else {
         r.error(&s.loc, "vrrp_script needs a name", "as in `vrrp_script check_nginx {`");
@@ -1194,7 +1357,7 @@ fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
     let mut sc = Script {
         name: name.clone(),
         script: String::new(),
-        interval: 1,
+        interval: std::time::Duration::from_secs(1),
         timeout: None,
         weight: 0,
         reverse: false,
@@ -1209,8 +1372,11 @@ fn script(s: &Stmt, r: &mut Report) -> Option<Script> {
         match st.key.as_str() {
             // keepalived joins the words of an unquoted command line.
             "script" => sc.script = st.args.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>().join(" "),
-            "interval" => sc.interval = int(st, r, 1..=86400, "seconds").unwrap_or(sc.interval),
-            "timeout" => sc.timeout = int(st, r, 1..=86400, "seconds"),
+            "interval" => {
+                sc.interval =
+                    duration(st, r, 0.001..=86400.0, "seconds, 0.001 to 86400").unwrap_or(sc.interval)
+            }
+            "timeout" => sc.timeout = duration(st, r, 0.001..=86400.0, "seconds, 0.001 to 86400"),
             "weight" => {
                 sc.weight = int(st, r, -253..=253, "-253..=253").unwrap_or(0);
                 sc.reverse = st.args.iter().skip(1).any(|(a, _)| a == "reverse");

@@ -27,6 +27,7 @@ use vrrp_common::maps::{EVENT_SILENT, PeerEvent, PeerKey, PeerState};
 
 use super::instance::{Inst, unix_now};
 use super::link::NetEvent;
+use super::no_accept::{NoAcceptRows, RowOp};
 use super::reconcile::{Op, Outcome, Reconciler, Want};
 use super::run::{DaemonError, Options};
 use super::signals::Sig;
@@ -87,6 +88,8 @@ pub(super) struct Agent {
     /// Who the groups' notify scripts run as (None: notify scripts are
     /// disabled, the script user being gone).
     pub(super) group_notify_as: Option<Option<RunAs>>,
+    /// The Accept Mode rows the agent wrote into the XDP program's map.
+    pub(super) no_accept: NoAcceptRows,
 }
 
 /// The instances' machines, for a sync group to move its members.
@@ -627,17 +630,42 @@ impl Agent {
     async fn reconcile(&mut self) {
         let wants = self.wants();
         let ops = self.addrs.plan(&wants);
+        // Accept Mode's drop rows go in before the addresses and out after
+        // them, as keepalived's firewall rules (no_accept.rs).
+        let rows = self.insts.iter().flat_map(Inst::no_accept_rows).collect();
+        let (row_adds, row_removes) = self.no_accept.plan(&rows);
+        let mut failed = !self.apply_rows(&row_adds);
         self.record_intent(&ops);
-        let mut failed = false;
         for op in &ops {
             let outcome = self.apply(op).await;
             failed |= outcome == Outcome::Failed;
             self.addrs.applied(op, outcome);
         }
+        failed |= !self.apply_rows(&row_removes);
         if failed {
             self.retry_at = Some(timer::now().after(RECONCILE_RETRY));
         }
         self.record_held();
+    }
+
+    /// Write Accept Mode rows into the XDP program's map; false if one
+    /// failed (it stays planned). The raw-socket path has no map: the
+    /// start refuses non-accept instances there (run.rs).
+    fn apply_rows(&mut self, ops: &[RowOp]) -> bool {
+        let Source::Xdp(x) = &mut self.source else { return ops.is_empty() };
+        let mut ok = true;
+        for op in ops {
+            let r = match op {
+                RowOp::Add(k, o) => x.dp.add_no_accept(*k, *o),
+                RowOp::Remove(k) => x.dp.remove_no_accept(k),
+            };
+            if let Err(e) = &r {
+                log::error!("accept mode: {op:?}: {e}");
+            }
+            ok &= r.is_ok();
+            self.no_accept.applied(op, r.is_ok());
+        }
+        ok
     }
 
     /// One netlink operation, logged as keepalived would.

@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use vrrp_common::accept::{VipKey, VipOwner};
 use vrrp_common::maps::{PeerKey, PeerState};
 use vrrp_common::rx::Expect;
 use vrrp_common::wire::{Auth, Family};
 
 use super::announce::Announcer;
 use super::link;
+use super::no_accept;
 use super::reconcile::{AddrKey, Want};
 use super::run::DaemonError;
 use super::status::{InstanceStatus, Stats};
@@ -101,7 +103,8 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
             Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         }),
         preempt: conf.preempt,
-        preempt_delay: Micros::from_centis(conf.preempt_delay),
+        preempt_delay: Micros(u64::try_from(conf.preempt_delay.as_micros()).unwrap_or(u64::MAX)),
+        lower_prio_no_advert: conf.lower_prio_no_advert,
     };
     let mut inst = Inst {
         conf: conf.clone(),
@@ -360,7 +363,7 @@ impl Inst {
     /// keeps its own timer (it must see the tolerated adverts).
     pub(super) fn wanted_watch(&self) -> (u8, u8) {
         let p = self.machine.priority();
-        if self.machine.state() != State::Backup || self.conf.preempt_delay.0 != 0 {
+        if self.machine.state() != State::Backup || !self.conf.preempt_delay.is_zero() {
             return (0, p);
         }
         (if self.conf.preempt { p } else { 1 }, p)
@@ -430,6 +433,10 @@ impl Inst {
             master_adver_int: self.machine.master_adver_int().0,
             vips: self.conf.vips.iter().map(|v| format!("{}/{}", v.addr, v.prefix)).collect(),
             last_transition: self.last_transition,
+            // The owner's no_accept has no effect: report what happens.
+            accept: u8::from(!self.conf.drops_to_vips()),
+            strict_mode: u8::from(self.conf.strict),
+            lower_prio_no_advert: u8::from(self.conf.lower_prio_no_advert),
             stats: self.stats.clone(),
         }
     }
@@ -460,6 +467,20 @@ impl Inst {
             prefix: v.vip.prefix,
             present,
             owner: i,
+        })
+    }
+
+    /// The Accept Mode rows this instance wants (`no_accept::row`): its
+    /// VIPs and excluded VIPs while it is MASTER in non-accept mode and not
+    /// the address owner (keepalived's `vrrp_handle_accept_mode`), none
+    /// otherwise. The adverts' source address is the node's own and never
+    /// dropped.
+    pub(super) fn no_accept_rows(&self) -> impl Iterator<Item = (VipKey, VipOwner)> + '_ {
+        let on = self.conf.drops_to_vips() && self.machine.state() == State::Master;
+        let src = self.sender.as_ref().map(Sender::src);
+        self.vips.iter().filter(move |v| on && Some(v.vip.addr) != src).map(move |v| {
+            let ifindex = if v.ifindex != 0 { v.ifindex } else { self.ifindex };
+            no_accept::row(ifindex, self.conf.vrid, v.vip.addr)
         })
     }
 

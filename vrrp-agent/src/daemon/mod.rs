@@ -2,6 +2,7 @@ mod agent;
 pub mod announce;
 mod instance;
 pub mod link;
+pub mod no_accept;
 pub mod reconcile;
 pub mod run;
 pub mod signals;

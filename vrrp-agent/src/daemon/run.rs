@@ -12,6 +12,7 @@ use vrrp_common::wire::Family;
 use super::agent::Agent;
 use super::instance::{Inst, build};
 use super::link::{self, NetEvents};
+use super::no_accept::NoAcceptRows;
 use super::reconcile::{AddrKey, Reconciler};
 use super::signals::Signals;
 use super::source::{Source, XdpSource};
@@ -108,6 +109,20 @@ pub enum DaemonError {
         /// The error.
         source: std::io::Error,
     },
+    /// A non-accept instance without the XDP path, which does the dropping.
+    #[error(
+        "instance {instance}: no_accept{} needs the XDP receive path, which drops packets addressed to the VIPs of a MASTER, but {why}\n  hint: run with --receive xdp on an interface that takes XDP, or add `accept` to the instance{}",
+        if *strict { " (implied by vrrp_strict)" } else { "" },
+        if *strict { " with `version 3` (strict mode refuses accept for VRRPv2), or set `strict_mode off` in it" } else { "" }
+    )]
+    NoAcceptNeedsXdp {
+        /// Instance.
+        instance: String,
+        /// Why raw sockets are in use.
+        why: String,
+        /// Whether strict mode made it non-accept.
+        strict: bool,
+    },
     /// The XDP path failed (and no fallback was allowed).
     #[error(transparent)]
     Datapath(#[from] DatapathError),
@@ -131,13 +146,17 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     super::vips::cleanup_stale(&opts.name, &nl).await;
     let mut insts = cfg.instances.iter().map(build).collect::<Result<Vec<_>, _>>()?;
     let source = match opts.receive {
-        ReceiveMode::Socket => sockets(&insts)?,
+        ReceiveMode::Socket => {
+            refuse_no_accept(&insts, "raw sockets were asked for (--receive socket)")?;
+            sockets(&insts)?
+        }
         ReceiveMode::Xdp => xdp(&insts, &opts)?,
         ReceiveMode::Auto => match xdp(&insts, &opts) {
             Ok(s) => s,
             // Another agent serves our VRID there: no fallback (issue 12, case 9).
             Err(e @ DaemonError::Datapath(DatapathError::Taken { .. })) => return Err(e),
             Err(e) => {
+                refuse_no_accept(&insts, &format!("XDP is unavailable ({e})"))?;
                 log::warn!("XDP unavailable ({e}); receiving on raw sockets instead (more CPU per packet)");
                 sockets(&insts)?
             }
@@ -182,9 +201,26 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         held_written: Vec::new(),
         groups,
         group_notify_as,
+        no_accept: NoAcceptRows::default(),
     };
     agent.serve(net, health_rx, signals, shutdown).await;
     Ok(())
+}
+
+/// Accept Mode off (`no_accept`, or implied by `vrrp_strict`) is the XDP
+/// program's job (vrrp-common `accept`): on raw sockets nothing would drop
+/// the packets to the VIPs, and a master would answer them in breach of
+/// RFC 5798 6.4.3 while its configuration says it does not. Refuse,
+/// rather than run something other than what the file says.
+fn refuse_no_accept(insts: &[Inst], why: &str) -> Result<(), DaemonError> {
+    match insts.iter().find(|i| i.conf.drops_to_vips()) {
+        Some(i) => Err(DaemonError::NoAcceptNeedsXdp {
+            instance: i.conf.name.clone(),
+            why: why.to_string(),
+            strict: i.conf.strict,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Refuse to start when another agent's live program serves one of our
@@ -365,8 +401,8 @@ fn start_health(cfg: &Config, insts: &mut [Inst]) -> HealthParts {
             log::warn!("SECURITY VIOLATION - scripts are being executed but script_security not enabled.");
             warned = true;
         }
-        let interval = std::time::Duration::from_secs(u64::from(sc.interval));
-        let timeout = std::time::Duration::from_secs(u64::from(sc.timeout.unwrap_or(sc.interval)));
+        let interval = sc.interval;
+        let timeout = sc.timeout.unwrap_or(sc.interval);
         tasks.push(runner::spawn_check(CheckSpec { index: i, argv, interval, timeout, run_as }, tx.clone()));
     }
     (statuses, rx, tasks)

@@ -46,6 +46,17 @@ pub struct InstanceStatus {
     pub vips: Vec<String>,
     /// Unix time of the last state change, seconds.
     pub last_transition: f64,
+    /// Accept Mode as in effect (keepalived's `accept`, 0 or 1): 0 drops
+    /// packets to the VIPs while MASTER (`vrrp-agent stats` counts them).
+    /// A file from before this field read as 1: those agents accepted.
+    #[serde(default = "accepting")]
+    pub accept: u8,
+    /// keepalived's `strict_mode`, 0 or 1.
+    #[serde(default)]
+    pub strict_mode: u8,
+    /// keepalived's `lower_prio_no_advert`, 0 or 1.
+    #[serde(default)]
+    pub lower_prio_no_advert: u8,
     /// Counters.
     pub stats: Stats,
 }
@@ -113,4 +124,9 @@ pub fn read(name: &str) -> io::Result<AgentStatus> {
 /// Remove the file (clean exit).
 pub fn remove(name: &str) {
     let _ = std::fs::remove_file(path(name));
+}
+
+/// `InstanceStatus::accept` of a file that lacks it.
+fn accepting() -> u8 {
+    1
 }
