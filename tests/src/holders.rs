@@ -150,6 +150,30 @@ impl Seen {
         Ok(())
     }
 
+    /// Fail if this address and `other`'s (watched on the same nodes) were
+    /// certainly on two different nodes at once for longer than
+    /// `handover`: a sync group's addresses move together, so one node
+    /// holding one while another node holds the other is a split.
+    pub fn assert_not_split_from(&self, other: &Seen, handover: Duration) -> Result<()> {
+        for (i, a) in self.spans.iter().enumerate() {
+            for (j, b) in other.spans.iter().enumerate().filter(|(j, _)| *j != i) {
+                for (a1, a2) in a {
+                    for (b1, b2) in b {
+                        let (from, to) = ((*a1).max(*b1), (*a2).min(*b2));
+                        if from <= to && to - from > handover {
+                            bail!(
+                                "split: node {i} held the first address while node {j} held the second, for {:?}, {:?} after the watch started",
+                                to - from,
+                                from - self.started
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The longest time within [from, to] (offsets from the start) when no
     /// node was seen holding the address (up to a poll's uncertainty).
     pub fn longest_gap(&self, from: Duration, to: Duration) -> Duration {

@@ -63,6 +63,18 @@ impl Segment {
         Ok(Segment { lan, nodes, dir })
     }
 
+    /// A second segment on the same nodes: bridge `br1` in the bridge's
+    /// namespace, each node plugged into it as `eth1` with `addrs[i]`
+    /// (CIDR; e.g. 198.51.100.0/24), for instances on two interfaces.
+    pub fn second_link(&self, addrs: &[&str]) -> Result<()> {
+        self.lan.bridge("br1")?;
+        for (i, (n, a)) in self.nodes.iter().zip(addrs).enumerate() {
+            self.lan.plug("br1", &format!("q{i}"), &n.ns, "eth1")?;
+            n.ns.ip(&["addr", "add", a, "dev", "eth1"])?;
+        }
+        Ok(())
+    }
+
     /// Write `text` to a file of this segment's and return its path.
     pub fn file(&self, name: &str, text: &str) -> Result<PathBuf> {
         let p = self.dir.join(name);

@@ -12,3 +12,4 @@ pub mod health;
 pub mod instance_lock;
 pub mod machine;
 pub mod object;
+pub mod sync_group;

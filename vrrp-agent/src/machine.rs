@@ -110,6 +110,13 @@ pub enum Input {
     Fault(bool),
     /// Stop: resign if master.
     Shutdown,
+    /// From the instance's sync group (`sync_group.rs`): every member
+    /// wants MASTER, or the group is MASTER already: become master now.
+    SyncMaster,
+    /// From the instance's sync group: another member left MASTER for
+    /// BACKUP, so this one follows (keepalived's vrrp_sync_backup: no
+    /// priority-0 advert, the peer takes over on its own timer).
+    SyncBackup,
 }
 
 /// What the daemon must do, in order.
@@ -136,6 +143,11 @@ pub enum Action {
     },
     /// A line for the log.
     Log(Note),
+    /// A sync group member's Master_Down_Timer expired, but it may only
+    /// become master with the rest of its group: it stays BACKUP with the
+    /// timer restarted, and its group decides (keepalived's
+    /// vrrp_sync_can_goto_master).
+    WantMaster,
 }
 
 /// Log lines, worded as keepalived's so its users recognise them.
@@ -255,6 +267,11 @@ pub struct Machine {
     preempt_at: Option<Micros>,
     /// A fault holds the instance out of the election.
     fault: bool,
+    /// A member of a sync group: it never becomes master on its own.
+    synced: bool,
+    /// As a synced backup: its Master_Down_Timer expired and no advert has
+    /// held it down since (keepalived's `wantstate` MASTER).
+    wants_master: bool,
 }
 
 impl Machine {
@@ -270,7 +287,23 @@ impl Machine {
             timers: [None; 2],
             preempt_at: None,
             fault: false,
+            synced: false,
+            wants_master: false,
         }
+    }
+
+    /// Make this instance a member of a sync group (before `start`): a
+    /// Master_Down_Timer that expires then asks the group (`WantMaster`)
+    /// instead of taking over, and the group's `SyncMaster` /
+    /// `SyncBackup` move it.
+    pub fn set_synced(&mut self) {
+        self.synced = true;
+    }
+
+    /// As a sync group member in BACKUP, whether it would be master but
+    /// for its group (keepalived's wantstate MASTER); a master wants it too.
+    pub fn wants_master(&self) -> bool {
+        self.state == State::Master || (self.state == State::Backup && self.wants_master)
     }
 
     /// Our primary address changed (the interface was re-created and the
@@ -336,16 +369,26 @@ impl Machine {
         }
         if self.fault {
             self.enter_fault(out);
-        } else if self.priority == 255 {
+        } else if self.priority == 255 && !self.synced {
             // The address owner takes over at once.
             self.become_master(now, out);
         } else {
             // keepalived enters BACKUP at startup whatever `state` says
             // (measured with 2.2.7: `state MASTER` at priority 150 took
-            // over after 3 x advert_int + skew, as BACKUP did).
+            // over after 3 x advert_int + skew, as BACKUP did). A sync
+            // group's address owner too: its group goes MASTER when every
+            // member's timer has run out (vrrp_sync_can_goto_master).
             self.master_adver_int = self.params.advert_int;
             self.set(Timer::MasterDown, Some(now.after(self.master_down_interval())));
             self.transition(State::Backup, Note::EnteringBackupInit, out);
+            if self.synced && self.priority == 255 {
+                // keepalived (vrrp_init_state): an address owner wants
+                // MASTER from the start; its group goes MASTER at once if
+                // every member is an owner, else when the others' timers
+                // have run out.
+                self.wants_master = true;
+                out.push(Action::WantMaster);
+            }
         }
     }
 
@@ -356,6 +399,16 @@ impl Machine {
             Input::Priority(p) => self.set_priority(now, p, out),
             Input::Fault(f) => self.set_fault(now, f, out),
             Input::Shutdown => self.shutdown(out),
+            Input::SyncMaster => {
+                if self.state == State::Backup {
+                    self.become_master(now, out);
+                }
+            }
+            Input::SyncBackup => {
+                if self.state == State::Master {
+                    self.become_backup(now, out);
+                }
+            }
         }
     }
 
@@ -367,14 +420,24 @@ impl Machine {
             self.set(Timer::Adver, Some(now.after(Micros::from_centis(self.params.advert_int))));
         }
         if self.timers[Timer::MasterDown as usize].is_some_and(|t| t <= now) && self.state == State::Backup {
-            // RFC 5798 6.4.2: the master is gone.
-            self.become_master(now, out);
+            if self.synced {
+                // keepalived (vrrp_sync_can_goto_master): want MASTER, and
+                // wait another Master_Down_Interval for the rest of the
+                // group; the group moves us as soon as every member wants it.
+                self.wants_master = true;
+                self.set(Timer::MasterDown, Some(now.after(self.master_down_interval())));
+                out.push(Action::WantMaster);
+            } else {
+                // RFC 5798 6.4.2: the master is gone.
+                self.become_master(now, out);
+            }
         }
     }
 
     fn transition(&mut self, to: State, note: Note, out: &mut Vec<Action>) {
         let from = self.state;
         self.state = to;
+        self.wants_master = false;
         out.push(Action::Log(note));
         out.push(Action::Transition { from, to });
     }
@@ -444,6 +507,10 @@ impl Machine {
                     if theirs >= self.priority {
                         self.preempt_at = None;
                     }
+                    // keepalived (vrrp_state_backup): an advert we accept
+                    // means we want BACKUP again, so a sync group that
+                    // waited for us stays BACKUP.
+                    self.wants_master = false;
                     self.learn_interval(interval, out);
                     self.set(Timer::MasterDown, Some(now.after(self.master_down_interval())));
                 }

@@ -116,6 +116,9 @@ pub fn run(explicit: Option<&Path>) -> Result<()> {
                     statics.0, statics.1, statics.2
                 );
             }
+            for g in &cfg.sync_groups {
+                println!("sync group {}: {}", g.name, g.members.join(", "));
+            }
             Ok(())
         }
         Err(ConfigError::Invalid { diags }) => {

@@ -68,6 +68,9 @@ pub fn run(args: &StatusArgs) -> Result<()> {
             if i.accept == 0 { ", no_accept" } else { "" }
         );
     }
+    for g in &st.sync_groups {
+        println!("sync group {}: {} ({})", g.gname, g.state, g.instances.join(", "));
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! keepalived's keywords, as data: every keyword keepalived 2.2.7 knows
-//! where vrrp-agent reads a configuration (the top level, `global_defs`
-//! and `vrrp_instance`), and what vrrp-agent does with it.
+//! where vrrp-agent reads a configuration (the top level, `global_defs`,
+//! `vrrp_instance` and `vrrp_sync_group`), and what vrrp-agent does with it.
 //!
 //! The model (`model.rs`) implements the keywords marked [`Support::Implemented`]
 //! and sends every other keyword here. A keyword keepalived knows is never
@@ -24,6 +24,8 @@ pub enum Ctx {
     Global,
     /// Inside `vrrp_instance`.
     Instance,
+    /// Inside `vrrp_sync_group`.
+    SyncGroup,
 }
 
 impl Ctx {
@@ -32,6 +34,7 @@ impl Ctx {
             Ctx::Top => "top-level keyword",
             Ctx::Global => "global_defs keyword",
             Ctx::Instance => "vrrp_instance keyword",
+            Ctx::SyncGroup => "vrrp_sync_group keyword",
         }
     }
 }
@@ -62,7 +65,7 @@ pub struct Keyword {
     pub support: Support,
 }
 
-use Ctx::{Global as G, Instance as I, Top as T};
+use Ctx::{Global as G, Instance as I, SyncGroup as S, Top as T};
 use Support::{Changes, Implemented as Yes, Lost, NoEffect};
 
 const fn k(ctx: Ctx, name: &'static str, support: Support) -> Keyword {
@@ -93,7 +96,7 @@ pub static KEYWORDS: &[Keyword] = &[
     k(T, "global_defs", Yes),
     k(T, "vrrp_instance", Yes),
     k(T, "vrrp_script", Yes),
-    k(T, "vrrp_sync_group", Changes("sync groups are not supported: each instance fails over on its own")),
+    k(T, "vrrp_sync_group", Yes),
     k(T, "static_ipaddress", Yes),
     k(T, "static_routes", Yes),
     k(T, "static_rules", Yes),
@@ -384,6 +387,27 @@ pub static KEYWORDS: &[Keyword] = &[
         Changes("not supported: a master does not advertise before yielding to a higher priority"),
     ),
     k(I, "kernel_rx_buf_size", BUFS),
+    // vrrp_sync_group (vrrp_parser.c; `smtp_alert` is read too: it warns
+    // only where mail is configured, since otherwise nothing is lost).
+    k(S, "group", Yes),
+    k(S, "track_interface", Yes),
+    k(S, "track_script", Yes),
+    k(S, "track_file", Changes("track_file is not supported: the file does not move the group's members")),
+    k(
+        S,
+        "track_process",
+        Changes("track_process is not supported: the process does not move the group's members"),
+    ),
+    k(S, "track_bfd", Changes("BFD is not supported: a BFD session does not move the group's members")),
+    k(S, "notify_backup", Yes),
+    k(S, "notify_master", Yes),
+    k(S, "notify_fault", Yes),
+    k(S, "notify_stop", Yes),
+    k(S, "notify", Yes),
+    k(S, "smtp_alert", Yes),
+    k(S, "global_tracking", Yes),
+    k(S, "sync_group_tracking_weight", Yes),
+    k(S, "notify_priority_changes", Lost("priority changes are not notified")),
 ];
 
 /// The entry for `name` in `ctx`, if keepalived knows it there.
@@ -407,7 +431,7 @@ pub fn report_unread(ctx: Ctx, name: &str, loc: &Loc, r: &mut Report) {
             r.warn(loc, format!("`{name}` ignored here"), "see keepalived.conf(5) for its form")
         }
         None => {
-            let elsewhere = [Ctx::Top, Ctx::Global, Ctx::Instance]
+            let elsewhere = [Ctx::Top, Ctx::Global, Ctx::Instance, Ctx::SyncGroup]
                 .into_iter()
                 .find(|c| *c != ctx && lookup(*c, name).is_some());
             match elsewhere {

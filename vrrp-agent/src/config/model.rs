@@ -311,6 +311,30 @@ impl Default for Global {
     }
 }
 
+/// `vrrp_sync_group NAME { group { ... } ... }`: instances that change
+/// state together (keepalived's vrrp_sync.c). The group's tracking is
+/// already merged into its members' `track_script` / `track_interface`
+/// (keepalived applies it to every member the same way).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncGroup {
+    /// Name.
+    pub name: String,
+    /// Where it is defined.
+    pub loc: Loc,
+    /// The member instances' names, in `group { }` order (only instances
+    /// that exist and are in no other group).
+    pub members: Vec<String>,
+    /// The group's `track_interface`, as written.
+    pub track_interface: Vec<Track>,
+    /// The group's `track_script`, as written.
+    pub track_script: Vec<Track>,
+    /// The group's notify scripts (`notify` gets `GROUP NAME STATE 0`).
+    pub notify: Notify,
+    /// `sync_group_tracking_weight` (or the deprecated `global_tracking`):
+    /// members keep their own tracking weights.
+    pub tracking_weight: bool,
+}
+
 /// A whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
@@ -326,6 +350,8 @@ pub struct Config {
     pub static_routes: Vec<Route>,
     /// `static_rules { ... }`: installed while the agent runs.
     pub static_rules: Vec<Rule>,
+    /// `vrrp_sync_group`s, in file order.
+    pub sync_groups: Vec<SyncGroup>,
 }
 
 /// At most this many diagnostics are kept; the rest are counted. A
@@ -488,8 +514,8 @@ fn user(s: &Stmt) -> Option<(String, Option<String>)> {
 /// it, else reported (an ignored or unknown block) and dropped.
 pub fn triage(s: Stmt, r: &mut Report) -> Option<Stmt> {
     match s.key.as_str() {
-        "global_defs" | "vrrp_instance" | "vrrp_script" | "net_namespace" | "static_ipaddress"
-        | "static_routes" | "static_rules" => Some(s),
+        "global_defs" | "vrrp_instance" | "vrrp_script" | "vrrp_sync_group" | "net_namespace"
+        | "static_ipaddress" | "static_routes" | "static_rules" => Some(s),
         k => {
             ignored_top(k, &s.loc, r);
             None
@@ -571,9 +597,12 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
                     cfg.scripts.push(sc);
                 }
             }
+            // After the instances, which they name wherever they are.
+            "vrrp_sync_group" => {}
             k => ignored_top(k, &s.loc, r),
         }
     }
+    sync_groups(stmts, &mut cfg, r);
     let scripts: HashSet<&str> = cfg.scripts.iter().map(|s| s.name.as_str()).collect();
     for i in &cfg.instances {
         for t in &i.track_script {
@@ -755,6 +784,263 @@ fn tracks(s: &Stmt, r: &mut Report) -> Vec<Track> {
         out.push(t);
     }
     out
+}
+
+/// One of `notify`, `notify_master`, `notify_backup`, `notify_fault`,
+/// `notify_stop` (an instance's or a sync group's).
+fn notify_stmt(st: &Stmt, n: &mut Notify, r: &mut Report) {
+    let v = st.args.first().map(|(v, _)| v.clone());
+    // keepalived reads `SCRIPT [USER [GROUP]]`: a command with arguments
+    // is quoted, the words after it name who runs it.
+    if let Some((u, loc)) = st.args.get(1) {
+        r.warn(
+            loc,
+            format!("`{} ... {u}`: running a notify script as its own user is not supported", st.key),
+            format!("it runs as script_user (else keepalived_script, else root); quote the command if `{u}` is one of its arguments"),
+        );
+    }
+    let (key, slot) = match st.key.as_str() {
+        "notify" => ("notify", &mut n.any),
+        "notify_master" => ("notify_master", &mut n.master),
+        "notify_backup" => ("notify_backup", &mut n.backup),
+        "notify_fault" => ("notify_fault", &mut n.fault),
+        _ => ("notify_stop", &mut n.stop),
+    };
+    *slot = v;
+    n.locs.push((key, st.loc.clone()));
+}
+
+/// Parse the `vrrp_sync_group`s, check them as keepalived does
+/// (vrrp_parser.c, vrrp_sync.c vrrp_sync_set_group) and apply their
+/// tracking to the members (vrrp.c vrrp_complete_instance,
+/// sync_group_tracking_init).
+fn sync_groups(stmts: &[Stmt], cfg: &mut Config, r: &mut Report) {
+    // Whether mail is configured at all: without smtp_server keepalived
+    // sends no alert either, so `smtp_alert` loses nothing here.
+    let mail = stmts
+        .iter()
+        .filter(|s| s.key == "global_defs")
+        .flat_map(|s| s.block.as_deref().unwrap_or_default())
+        .any(|st| st.key == "smtp_server");
+    let mut in_group: HashMap<String, String> = HashMap::new();
+    for s in stmts.iter().filter(|s| s.key == "vrrp_sync_group") {
+        let [(name, _)] = s.args.as_slice() else {
+            r.error(&s.loc, "vrrp_sync_group must have a name (one word)", "as in `vrrp_sync_group G1 {`");
+            continue;
+        };
+        if let Some(other) = cfg.sync_groups.iter().find(|g| &g.name == name) {
+            r.error(
+                &s.loc,
+                format!("vrrp sync group {name} already defined (at {})", other.loc),
+                "rename one of them",
+            );
+            continue;
+        }
+        let mut g = SyncGroup {
+            name: name.clone(),
+            loc: s.loc.clone(),
+            members: Vec::new(),
+            track_interface: Vec::new(),
+            track_script: Vec::new(),
+            notify: Notify::default(),
+            tracking_weight: false,
+        };
+        let mut listed: Option<Vec<&Stmt>> = None;
+        for st in s.block.as_deref().unwrap_or_default() {
+            match st.key.as_str() {
+                "group" => {
+                    if listed.is_some() {
+                        r.error(
+                            &st.loc,
+                            format!("Group list already specified for sync group {name}"),
+                            "list every member in one `group { }` block",
+                        );
+                        continue;
+                    }
+                    listed = Some(st.block.as_deref().unwrap_or_default().iter().collect());
+                }
+                "track_interface" => g.track_interface = tracks(st, r),
+                "track_script" => g.track_script = tracks(st, r),
+                "notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" => {
+                    notify_stmt(st, &mut g.notify, r)
+                }
+                "sync_group_tracking_weight" => g.tracking_weight = true,
+                "global_tracking" => {
+                    g.tracking_weight = true;
+                    r.warn(
+                        &st.loc,
+                        format!("({name}) global_tracking is deprecated. Use track_interface/script/file on the sync group"),
+                        "it is taken as sync_group_tracking_weight (members keep their own tracking weights), as keepalived does",
+                    );
+                }
+                "smtp_alert" => {
+                    let on =
+                        st.args.first().is_none_or(|(v, _)| !matches!(v.as_str(), "no" | "false" | "off"));
+                    if on && mail {
+                        r.warn(
+                            &st.loc,
+                            "`smtp_alert` is not supported by vrrp-agent",
+                            "no e-mail is sent on the group's transitions; a group `notify` script can send them",
+                        );
+                    }
+                }
+                k => keywords::report_unread(keywords::Ctx::SyncGroup, k, &st.loc, r),
+            }
+        }
+        let Some(listed) = listed.filter(|l| !l.is_empty()) else {
+            r.error(
+                &s.loc,
+                format!("Sync group {name} has no virtual router(s)"),
+                "list its instances in `group { VI_1 VI_2 }`; keepalived removes such a group",
+            );
+            continue;
+        };
+        for m in listed {
+            if !cfg.instances.iter().any(|i| i.name == m.key) {
+                r.error(
+                    &m.loc,
+                    format!("Virtual router {} specified in sync group {name} doesn't exist", m.key),
+                    "name a vrrp_instance of this configuration (keepalived drops it from the group)",
+                );
+            } else if let Some(other) = in_group.get(&m.key) {
+                r.error(
+                    &m.loc,
+                    format!(
+                        "Virtual router {} cannot exist in more than one sync group (it is in {other})",
+                        m.key
+                    ),
+                    "remove it from one of the groups (keepalived ignores it in this one)",
+                );
+            } else if g.members.contains(&m.key) {
+                r.warn(&m.loc, format!("{} is listed twice in sync group {name}", m.key), "list it once");
+            } else {
+                in_group.insert(m.key.clone(), name.clone());
+                g.members.push(m.key.clone());
+            }
+        }
+        if g.members.len() == 1 {
+            r.warn(
+                &s.loc,
+                format!("Sync group {name} has only 1 virtual router(s) - this probably isn't what you want"),
+                "a group syncs two or more instances; with one it behaves as the instance alone",
+            );
+        }
+        sync_tracking(&g, cfg, r);
+        cfg.sync_groups.push(g);
+    }
+}
+
+/// keepalived's tracking rules for group `g`'s members: their own weighted
+/// tracking is dropped (scripts) or made unweighted (interfaces) unless
+/// the group has `sync_group_tracking_weight`, since members of one group
+/// must not get different priorities; then the group's tracking is added
+/// to every member (with no weights if a member is an address owner).
+fn sync_tracking(g: &SyncGroup, cfg: &mut Config, r: &mut Report) {
+    let script_weight = |scripts: &[Script], t: &Track| {
+        t.weight.or_else(|| scripts.iter().find(|s| s.name == t.name).map(|s| s.weight)).unwrap_or(0)
+    };
+    let owner = cfg.instances.iter().any(|i| g.members.contains(&i.name) && i.priority == 255);
+    let owners: Vec<&str> = cfg
+        .instances
+        .iter()
+        .filter(|i| g.members.contains(&i.name))
+        .map(|i| if i.priority == 255 { "owner" } else { "other" })
+        .collect();
+    if owners.contains(&"owner") && owners.contains(&"other") {
+        r.warn(
+            &g.loc,
+            format!(
+                "Sync group {} has some member(s) as address owner and some not as address owner. This won't work.",
+                g.name
+            ),
+            "give every member priority 255 on the node that owns the addresses, or none",
+        );
+    }
+    let mut group_scripts = g.track_script.clone();
+    for t in &mut group_scripts {
+        if owner && script_weight(&cfg.scripts, t) != 0 {
+            r.warn(
+                &g.loc,
+                format!(
+                    "({}) Cannot have weighted track script '{}' with member having priority 255 - clearing weight",
+                    g.name, t.name
+                ),
+                "an address owner's priority never changes",
+            );
+            t.weight = Some(0);
+        }
+    }
+    let mut group_ifs = g.track_interface.clone();
+    for t in &mut group_ifs {
+        if owner && t.weight.is_some_and(|w| w != 0) {
+            t.weight = Some(0);
+        }
+    }
+    for t in &g.track_script {
+        if !cfg.scripts.iter().any(|s| s.name == t.name) {
+            r.error(
+                &g.loc,
+                format!("sync group {} tracks script `{}`, which no vrrp_script defines", g.name, t.name),
+                "define it with `vrrp_script NAME { script ... }`",
+            );
+        }
+    }
+    let Config { instances, scripts, .. } = cfg;
+    for i in instances.iter_mut().filter(|i| g.members.contains(&i.name)) {
+        if !g.tracking_weight && i.priority != 255 {
+            for t in &mut i.track_interface {
+                if t.weight.is_some_and(|w| w != 0) {
+                    r.warn(
+                        &i.loc,
+                        format!("({}) ignoring {} tracked interface weight due to SYNC group", i.name, t.name),
+                        "members of a sync group go to FAULT when it is down; add sync_group_tracking_weight to the group to keep weights",
+                    );
+                    t.weight = Some(0);
+                }
+            }
+            i.track_script.retain(|t| {
+                let weighted = script_weight(scripts, t) != 0;
+                if weighted {
+                    r.warn(
+                        &i.loc,
+                        format!("({}) ignoring tracked script {} with weights due to SYNC group", i.name, t.name),
+                        "keepalived drops it; track it unweighted, on the sync group, or add sync_group_tracking_weight",
+                    );
+                }
+                !weighted
+            });
+        }
+        for t in &group_scripts {
+            match i.track_script.iter_mut().find(|o| o.name == t.name) {
+                Some(own) => {
+                    r.warn(
+                        &i.loc,
+                        format!("({}) track_script {} is configured on VRRP instance and sync group. Remove vrrp instance config", i.name, t.name),
+                        "the sync group's weight applies unless the instance's is 0",
+                    );
+                    if script_weight(scripts, own) != 0 {
+                        *own = t.clone();
+                    }
+                }
+                None => i.track_script.push(t.clone()),
+            }
+        }
+        for t in &group_ifs {
+            match i.track_interface.iter_mut().find(|o| o.name == t.name) {
+                Some(own) => {
+                    r.warn(
+                        &i.loc,
+                        format!("({}) track_interface {} is configured on VRRP instance and sync group. Remove vrrp instance or sync group config", i.name, t.name),
+                        "the sync group's weight applies unless the instance's is 0",
+                    );
+                    if own.weight.is_some_and(|w| w != 0) {
+                        *own = t.clone();
+                    }
+                }
+                None => i.track_interface.push(t.clone()),
+            }
+        }
+    }
 }
 
 fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report) -> Option<Instance> {
@@ -970,17 +1256,8 @@ fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report
             }
             "track_interface" => i.track_interface = tracks(st, r),
             "track_script" => i.track_script = tracks(st, r),
-            k @ ("notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop") => {
-                let v = st.args.first().map(|(v, _)| v.clone());
-                let (key, slot) = match k {
-                    "notify" => ("notify", &mut i.notify.any),
-                    "notify_master" => ("notify_master", &mut i.notify.master),
-                    "notify_backup" => ("notify_backup", &mut i.notify.backup),
-                    "notify_fault" => ("notify_fault", &mut i.notify.fault),
-                    _ => ("notify_stop", &mut i.notify.stop),
-                };
-                *slot = v;
-                i.notify.locs.push((key, st.loc.clone()));
+            "notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" => {
+                notify_stmt(st, &mut i.notify, r)
             }
             "v3_checksum_as_v2" => i.v3_checksum_as_v2 = true,
             "use_vmac" => {

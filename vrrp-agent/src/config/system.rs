@@ -179,7 +179,12 @@ pub fn check(cfg: &mut Config, r: &mut Report) {
 fn scripts(cfg: &Config, r: &mut Report) {
     let security = cfg.global.enable_script_security;
     let global = cfg.global.script_user.as_ref();
-    let any_notify = cfg.instances.iter().any(|i| i.notify.scripts().next().is_some());
+    let any_notify = cfg
+        .instances
+        .iter()
+        .map(|i| &i.notify)
+        .chain(cfg.sync_groups.iter().map(|g| &g.notify))
+        .any(|n| n.scripts().next().is_some());
     // keepalived: set_default_script_user fails -> "Error setting global
     // script uid/gid" (a configuration error), and every script without a
     // user of its own is then removed. Refused here, before anything runs.
@@ -240,16 +245,21 @@ fn scripts(cfg: &Config, r: &mut Report) {
     if !any_notify {
         return;
     }
-    for i in &cfg.instances {
-        for (key, cmd, loc) in i.notify.scripts() {
-            let loc = loc.unwrap_or(&i.loc);
+    let owners = cfg
+        .instances
+        .iter()
+        .map(|i| ("instance", &i.name, &i.loc, &i.notify))
+        .chain(cfg.sync_groups.iter().map(|g| ("sync group", &g.name, &g.loc, &g.notify)));
+    for (what, name, at, notify) in owners {
+        for (key, cmd, loc) in notify.scripts() {
+            let loc = loc.unwrap_or(at);
             if global_ok {
                 default_user(r, loc);
             }
             if let Some(why) = program_problem(cmd, security) {
                 r.error(
                     loc,
-                    format!("instance {}: {key}: {why}", i.name),
+                    format!("{what} {name}: {key}: {why}"),
                     "keepalived disables such a notify script; fix the path or install the program",
                 );
             }

@@ -40,8 +40,10 @@ use super::status::{self, AgentStatus, Stats};
 use super::timer::{self, Deadline};
 use super::vips::{self, ManagedVip};
 use crate::config::Config;
+use crate::health::runner::{self, RunAs};
 use crate::health::{Health, Status};
-use crate::machine::{Action, Input, Micros, State};
+use crate::machine::{Action, Input, Machine, Micros, State};
+use crate::sync_group::{self, Members, SyncGroup};
 
 /// A failed reconciliation is tried again this much later (a VIP's
 /// interface may be coming back, or the kernel may be short of memory).
@@ -95,8 +97,23 @@ pub(super) struct Agent {
     pub(super) written_at: Micros,
     /// What the crash record (`<name>.vips`) last said.
     pub(super) held_written: vips::Held,
+    /// The `vrrp_sync_group`s, in `cfg.sync_groups` order; every member
+    /// transition goes through its group (`execute`).
+    pub(super) groups: Vec<SyncGroup>,
+    /// Who the groups' notify scripts run as (None: notify scripts are
+    /// disabled, the script user being gone).
+    pub(super) group_notify_as: Option<Option<RunAs>>,
     /// The Accept Mode rows the agent wrote into the XDP program's map.
     pub(super) no_accept: NoAcceptRows,
+}
+
+/// The instances' machines, for a sync group to move its members.
+struct InstMachines<'a>(&'a mut [Inst]);
+
+impl Members for InstMachines<'_> {
+    fn machine(&mut self, idx: usize) -> &mut Machine {
+        &mut self.0[idx].machine
+    }
 }
 
 impl Agent {
@@ -151,12 +168,29 @@ impl Agent {
     /// addresses to where the states want them.
     async fn start(&mut self) {
         let now = timer::now();
-        for i in 0..self.insts.len() {
+        // A sync group starts in FAULT if any member would (keepalived's
+        // vrrp_sync_set_group), so every member's fault is known first.
+        let health: Vec<(u8, bool)> =
+            self.insts.iter().map(|i| i.health_input(&self.statuses, &self.links)).collect();
+        for g in &mut self.groups {
+            let members = g.members().to_vec();
+            for m in members {
+                g.record_fault(m, health[m].1);
+            }
+        }
+        for (i, &(p, own)) in health.iter().enumerate() {
+            let group = self.groups.iter().find(|g| g.contains(i));
+            let fault = group.map_or(own, SyncGroup::faulted);
             let inst = &mut self.insts[i];
             let mut out = Vec::new();
-            let (p, fault) = inst.health_input(&self.statuses, &self.links);
-            if fault {
+            if own {
                 log::info!("({}) a tracked interface or script is down: starting in FAULT", inst.conf.name);
+            } else if fault {
+                log::info!(
+                    "({}) a member of its sync group {} is in FAULT: starting in FAULT",
+                    inst.conf.name,
+                    group.map_or("", SyncGroup::name)
+                );
             }
             inst.machine.handle(now, Input::Priority(p), &mut out);
             inst.machine.handle(now, Input::Fault(fault), &mut out);
@@ -502,10 +536,109 @@ impl Agent {
     async fn retrack(&mut self, i: usize) {
         let now = timer::now();
         let (p, fault) = self.insts[i].health_input(&self.statuses, &self.links);
-        let mut out = Vec::new();
-        self.insts[i].machine.handle(now, Input::Fault(fault), &mut out);
-        self.insts[i].machine.handle(now, Input::Priority(p), &mut out);
-        self.execute(i, now, out).await;
+        // In a sync group, the group's fault (any member's) holds every
+        // member; a change of it moves them all (keepalived's
+        // vrrp_sync_fault, try_up_instance).
+        let faults = match self.groups.iter_mut().find(|g| g.contains(i)) {
+            Some(g) => g.fault_inputs(i, fault),
+            None => vec![(i, Input::Fault(fault))],
+        };
+        for (j, input) in faults {
+            let mut out = Vec::new();
+            self.insts[j].machine.handle(now, input, &mut out);
+            if j == i {
+                self.insts[i].machine.handle(now, Input::Priority(p), &mut out);
+            }
+            self.execute(j, now, out).await;
+        }
+    }
+
+    /// Carry out a machine's actions for instance `i`, and what its sync
+    /// group, if any, makes of them: the other members' moves (after
+    /// `i`'s own actions), the group's log lines and notify scripts.
+    async fn execute(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
+        let Some(g) = self.groups.iter().position(|g| g.contains(i)) else {
+            self.carry_out(i, now, actions).await;
+            return;
+        };
+        if actions.contains(&Action::WantMaster) {
+            self.refresh_wishes(g, i, now).await;
+        }
+        let mut more = Vec::new();
+        let mut events = Vec::new();
+        self.groups[g].follow(now, i, &actions, &mut InstMachines(&mut self.insts), &mut more, &mut events);
+        self.carry_out(i, now, actions).await;
+        for e in &events {
+            if let sync_group::Event::Syncing(to) = e {
+                log::info!("{}", sync_group::Syncing(self.groups[g].name(), *to));
+            }
+        }
+        for (j, a) in more {
+            self.carry_out(j, now, a).await;
+        }
+        for e in events {
+            if let sync_group::Event::Notify(to) = e {
+                self.group_notify(g, to);
+            }
+        }
+    }
+
+    /// Before group `g` decides on member `i`'s wish for MASTER: the other
+    /// members that want it too may have heard their master again since
+    /// (the kernel records adverts without waking us), so feed them what
+    /// the peer table saw; an advert they accept withdraws their wish.
+    async fn refresh_wishes(&mut self, g: usize, i: usize, now: Micros) {
+        let others: Vec<usize> = self.groups[g]
+            .members()
+            .iter()
+            .copied()
+            .filter(|m| *m != i && self.insts[*m].machine.state() == State::Backup)
+            .filter(|m| self.insts[*m].machine.wants_master())
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let peers = self.source.peers();
+        for m in others {
+            let inst = &mut self.insts[m];
+            let mut fresh: Vec<&(PeerKey, PeerState)> = peers.iter().filter(|(k, _)| inst.owns(k)).collect();
+            fresh.sort_by_key(|(_, s)| s.last_seen_ns);
+            let mut out = Vec::new();
+            for (k, s) in fresh {
+                inst.feed(k, s, &mut out);
+            }
+            // A backup fed adverts only logs and moves its timer.
+            self.carry_out(m, now, out).await;
+        }
+    }
+
+    /// keepalived's group notify scripts for group `g` entering `to`: the
+    /// state's own as written, and `notify` with `GROUP NAME STATE 0`
+    /// (vrrp_notify.c send_group_notifies: a group has no priority).
+    fn group_notify(&self, g: usize, to: State) {
+        let Some(run_as) = self.group_notify_as else { return };
+        for argv in self.group_notify_argv(g, to) {
+            runner::spawn_notify(argv, run_as);
+        }
+    }
+
+    /// The command lines of group `g`'s notify scripts for `to`.
+    fn group_notify_argv(&self, g: usize, to: State) -> Vec<Vec<String>> {
+        let Some(conf) = self.cfg.sync_groups.get(g) else { return Vec::new() };
+        let n = &conf.notify;
+        let (own, word) = match to {
+            State::Master => (&n.master, "MASTER"),
+            State::Backup => (&n.backup, "BACKUP"),
+            State::Fault => (&n.fault, "FAULT"),
+            State::Init => (&n.stop, "STOP"),
+        };
+        let mut out: Vec<Vec<String>> = own.iter().map(|cmd| runner::argv(cmd)).collect();
+        if let Some(cmd) = &n.any {
+            let mut argv = runner::argv(cmd);
+            argv.extend(["GROUP".to_owned(), conf.name.clone(), word.to_owned(), "0".to_owned()]);
+            out.push(argv);
+        }
+        out
     }
 
     /// Carry out a machine's actions for instance `i`, in order: the
@@ -513,7 +646,7 @@ impl Agent {
     /// (before the first advert and the gratuitous ARPs of a new master),
     /// and once more after a transition that did neither (a backup's
     /// first state removes a VIP found on its interface).
-    async fn execute(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
+    async fn carry_out(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
         let mut transitioned = false;
         // Notify scripts start after the addresses are settled: spawning
         // one takes a fork, which would delay a handover.
@@ -523,6 +656,9 @@ impl Agent {
             let name = &inst.conf.name;
             match a {
                 Action::Log(note) => log::info!("({name}) {note}"),
+                Action::WantMaster => {
+                    log::debug!("({name}) master down: waiting for the rest of its sync group")
+                }
                 Action::SendAdvert { priority } => {
                     inst.stats.advert_sent += 1;
                     if priority == 0 {
@@ -930,6 +1066,15 @@ impl Agent {
             pid: std::process::id(),
             receive: self.source.kind().into(),
             instances: self.insts.iter().map(Inst::status).collect(),
+            sync_groups: self
+                .groups
+                .iter()
+                .map(|g| status::GroupStatus {
+                    gname: g.name().to_owned(),
+                    state: g.state().to_string(),
+                    instances: g.members().iter().map(|m| self.insts[*m].conf.name.clone()).collect(),
+                })
+                .collect(),
         }
     }
 
@@ -998,6 +1143,19 @@ impl Agent {
             self.insts[i].machine.handle(now, Input::Shutdown, &mut out);
             self.execute(i, now, out).await;
         }
+        // The groups' STOP notifies run to completion (at most 1 s each,
+        // keepalived's limit for them) before the agent exits, which would
+        // kill them.
+        let mut stops = tokio::task::JoinSet::new();
+        for g in 0..self.groups.len() {
+            let mut events = Vec::new();
+            self.groups[g].stop(&mut events);
+            let Some(run_as) = self.group_notify_as else { continue };
+            for argv in self.group_notify_argv(g, State::Init) {
+                stops.spawn(async move { runner::run_once(&argv, run_as, Duration::from_secs(1)).await });
+            }
+        }
+        stops.join_all().await;
         // Anything still held (a removal that failed) gets one more try.
         self.reconcile().await;
         // The XDP teardown holds the kernel's RTNL lock for 10-20 ms. A

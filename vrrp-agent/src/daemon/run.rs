@@ -24,6 +24,7 @@ use crate::health::runner::{self, CheckSpec};
 use crate::health::{Status, user};
 use crate::instance_lock;
 use crate::machine::Micros;
+use crate::sync_group::SyncGroup;
 
 /// How adverts come in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -184,6 +185,9 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     };
     let deadline = Deadline::new().map_err(io("timerfd"))?;
     let (statuses, health_rx, _checks) = start_health(&cfg, &mut insts);
+    let groups = sync_groups(&cfg, &mut insts);
+    let group_notify_as =
+        user::resolve(None, cfg.global.script_user.as_ref(), cfg.global.enable_script_security).ok();
     let mut links: HashMap<u32, bool> = HashMap::new();
     for inst in &insts {
         for (idx, name, _) in inst.track_ifs.iter().filter(|(idx, _, _)| *idx != 0) {
@@ -251,6 +255,8 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         written: None,
         written_at: Micros(0),
         held_written: super::vips::Held::default(),
+        groups,
+        group_notify_as,
         no_accept: NoAcceptRows::default(),
     };
     agent.serve(net, health_rx, signals, shutdown).await;
@@ -357,6 +363,22 @@ fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
         rxs.push(fd);
     }
     Ok(Source::Sockets { rxs })
+}
+
+/// The sync groups of `cfg`, one per `cfg.sync_groups` entry, their
+/// members' machines made to wait for their group.
+fn sync_groups(cfg: &Config, insts: &mut [Inst]) -> Vec<SyncGroup> {
+    cfg.sync_groups
+        .iter()
+        .map(|g| {
+            let members: Vec<usize> =
+                g.members.iter().filter_map(|name| insts.iter().position(|i| &i.conf.name == name)).collect();
+            for &m in &members {
+                insts[m].machine.set_synced();
+            }
+            SyncGroup::new(g.name.clone(), members)
+        })
+        .collect()
 }
 
 /// Script states, the channel their results come in on, and the tasks.

@@ -70,6 +70,20 @@ pub struct AgentStatus {
     pub receive: String,
     /// Instances, in configuration order.
     pub instances: Vec<InstanceStatus>,
+    /// Sync groups, in configuration order (absent without any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_groups: Vec<GroupStatus>,
+}
+
+/// One `vrrp_sync_group`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// Group name.
+    pub gname: String,
+    /// MASTER, BACKUP, FAULT or INIT.
+    pub state: String,
+    /// Its members' instance names.
+    pub instances: Vec<String>,
 }
 
 /// Where agent `name` writes its status.
