@@ -139,6 +139,8 @@ pub struct Facts {
     pub dst_multicast: bool,
     /// The source is an allowed unicast peer of the instance.
     pub peer_allowed: bool,
+    /// The message came under an IP Authentication Header (protocol 51).
+    pub in_ah: bool,
 }
 
 /// The checks against the instance configured for the advert's VRID, in
@@ -161,6 +163,12 @@ pub fn check_instance(
     }
     if cfg.flags & INST_UNICAST != 0 && !facts.peer_allowed {
         return Err(Verdict::NotAPeer);
+    }
+    // keepalived (vrrp_check_packet): an AH header where the instance
+    // expects none, or none where it expects one, is an auth type
+    // mismatch, whatever the message says.
+    if facts.in_ah != (cfg.auth_type == crate::wire::vrrp::AUTH_AH) {
+        return Err(Verdict::AuthTypeMismatch);
     }
     if adv.version != cfg.version {
         return Err(Verdict::BadVersion);
