@@ -245,6 +245,7 @@ proptest! {
 }
 
 /// An AH advert as keepalived sends it, from arbitrary fields.
+#[expect(clippy::too_many_arguments, reason = "one per field the property varies")]
 fn ah_packet(
     vrid: u8,
     priority: u8,

@@ -349,6 +349,33 @@ pub fn check(
     counter.check_rx(view.ah.seq)
 }
 
+/// Build a whole IPv4 packet with AH as keepalived sends it: IP header
+/// (TOS 0xc0, `ident`, TTL 255, protocol 51, checksum filled), AH header
+/// (`seq`, SPI = `src`), the VRRP message `vrrp` writes into the slice it
+/// is given (returning its length), then the ICV. Returns the length.
+#[cfg(any(test, feature = "icv"))]
+#[expect(clippy::too_many_arguments, reason = "the fields of one packet, each needed once")]
+pub fn emit_ipv4(
+    buf: &mut [u8],
+    src: core::net::Ipv4Addr,
+    dst: core::net::Ipv4Addr,
+    ident: u16,
+    seq: u32,
+    key: &[u8; KEY_LEN],
+    unicast: bool,
+    vrrp: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> Option<usize> {
+    let start = IPV4_HLEN + AH_LEN;
+    let n = vrrp(buf.get_mut(start..)?)?;
+    let payload = u16::try_from(AH_LEN + n).ok()?;
+    crate::wire::ip::emit_ipv4_proto(buf, src, dst, payload, ident, IPPROTO_AH)?;
+    let ah = Repr { next_header: crate::IPPROTO_VRRP, spi: src.octets(), seq, icv: [0; ICV_LEN] };
+    ah.emit(&mut buf[IPV4_HLEN..])?;
+    let c = icv(key, &buf[..IPV4_HLEN], &buf[IPV4_HLEN..start], &buf[start..start + n], unicast);
+    Packet::new_unchecked(&mut buf[IPV4_HLEN..start]).set_icv(&c);
+    Some(start + n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,31 +503,4 @@ mod tests {
         assert_eq!(end, SeqCounter::default());
         assert_eq!(end.next_tx(), 1);
     }
-}
-
-/// Build a whole IPv4 packet with AH as keepalived sends it: IP header
-/// (TOS 0xc0, `ident`, TTL 255, protocol 51, checksum filled), AH header
-/// (`seq`, SPI = `src`), the VRRP message `vrrp` writes into the slice it
-/// is given (returning its length), then the ICV. Returns the length.
-#[cfg(any(test, feature = "icv"))]
-#[expect(clippy::too_many_arguments, reason = "the fields of one packet, each needed once")]
-pub fn emit_ipv4(
-    buf: &mut [u8],
-    src: core::net::Ipv4Addr,
-    dst: core::net::Ipv4Addr,
-    ident: u16,
-    seq: u32,
-    key: &[u8; KEY_LEN],
-    unicast: bool,
-    vrrp: impl FnOnce(&mut [u8]) -> Option<usize>,
-) -> Option<usize> {
-    let start = IPV4_HLEN + AH_LEN;
-    let n = vrrp(buf.get_mut(start..)?)?;
-    let payload = u16::try_from(AH_LEN + n).ok()?;
-    crate::wire::ip::emit_ipv4_proto(buf, src, dst, payload, ident, IPPROTO_AH)?;
-    let ah = Repr { next_header: crate::IPPROTO_VRRP, spi: src.octets(), seq, icv: [0; ICV_LEN] };
-    ah.emit(&mut buf[IPV4_HLEN..])?;
-    let c = icv(key, &buf[..IPV4_HLEN], &buf[IPV4_HLEN..start], &buf[start..start + n], unicast);
-    Packet::new_unchecked(&mut buf[IPV4_HLEN..start]).set_icv(&c);
-    Some(start + n)
 }
