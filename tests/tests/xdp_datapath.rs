@@ -268,7 +268,12 @@ fn crafted_packets_get_their_verdicts() -> Result<()> {
     lab.expect_verdict("no auth at a PASS instance", &none, Verdict::AuthTypeMismatch)?;
     let wrong = v4_frame(&v2(51, 150, Auth::simple(b"wrong")), A, GROUP_V4, 255);
     lab.expect_verdict("wrong password", &wrong, Verdict::AuthFailure)?;
-    lab.expect_verdict("auth type AH", &group_frame(&patched(4, 2, false)), Verdict::AuthAhUnsupported)?;
+    // Auth type 2 without an AH header: keepalived's auth type mismatch.
+    lab.expect_verdict(
+        "auth type AH, no AH header",
+        &group_frame(&patched(4, 2, false)),
+        Verdict::AuthTypeMismatch,
+    )?;
     let slow = Msg { interval: 200, ..v2(51, 150, secret) };
     lab.expect_verdict("interval 2 s vs 1 s", &v4_frame(&slow, A, GROUP_V4, 255), Verdict::IntervalMismatch)?;
     let elsewhere = Ipv4Addr::new(192, 0, 2, 77);
@@ -305,6 +310,67 @@ fn crafted_packets_get_their_verdicts() -> Result<()> {
 
     // Rejected packets left the peer table alone.
     assert_eq!(lab.dp.peers()?.len(), 4, "{:?}", lab.dp.peers()?);
+    Ok(())
+}
+
+/// An AH advert (keepalived's `auth_type AH`) for VRID `vrid` from A to
+/// the group, as an Ethernet frame: IP protocol 51, then VRRP.
+fn ah_frame(vrid: u8, ttl: u8, next_header: u8) -> Vec<u8> {
+    use vrrp_common::wire::ah;
+    let r = Repr {
+        version: Version::V2,
+        vrid,
+        priority: 150,
+        interval: Centis(100),
+        auth: Auth::Ah,
+        addrs: AddrList::V4(&VIP),
+    };
+    let tx = TxIp { src: IpAddr::V4(A), dst: IpAddr::V4(GROUP_V4), v3_checksum_as_v2: false };
+    let mut pkt = vec![0u8; 128];
+    let n = ah::emit_ipv4(&mut pkt, A, GROUP_V4, 1, 1, &ah::key(b"secret"), false, |b| r.emit(b, &tx).ok())
+        .expect("fits");
+    pkt.truncate(n);
+    pkt[8] = ttl;
+    pkt[20] = next_header;
+    let mut f = vec![0x01, 0, 0x5e, 0, 0, 0x12, 2, 0, 0, 0, 0, 0x99, 0x08, 0x00];
+    f.extend_from_slice(&pkt);
+    f
+}
+
+/// AH adverts: structure checked in the kernel, then handed to the agent
+/// (which has the key and the replay counter), never recorded in the peer
+/// map and never arming the master-down watch; at instances without AH,
+/// and plain adverts at an AH instance, an auth type mismatch.
+#[test]
+fn ah_adverts_go_to_the_agent_unrecorded() -> Result<()> {
+    if !require_root("ah_adverts_go_to_the_agent_unrecorded") {
+        return Ok(());
+    }
+    let mut lab = Lab::new()?;
+    lab.configure_all()?;
+    let own4 = [IpAddr::V4(B)];
+    let ah_inst =
+        Expect { version: Version::V2, auth: Auth::Ah, interval: Centis(100), own: &own4, peers: &[] };
+    lab.dp.configure(lab.ifindex, Family::V4, 55, &ah_inst, false)?;
+    // A backup that watches: an AH advert must still not arm the watch.
+    lab.dp.set_watch(lab.ifindex, Family::V4, 55, 1, 100)?;
+
+    lab.expect_verdict("AH advert at an AH instance", &ah_frame(55, 255, 112), Verdict::AhToAgent)?;
+    lab.expect_verdict("AH advert at a PASS instance", &ah_frame(51, 255, 112), Verdict::AuthTypeMismatch)?;
+    lab.expect_verdict("AH advert, TTL 254", &ah_frame(55, 254, 112), Verdict::BadTtl)?;
+    lab.expect_verdict("AH advert for a VRID nobody serves", &ah_frame(99, 255, 112), Verdict::UnknownVrid)?;
+    let plain = v4_frame(&v2(55, 150, Auth::None), A, GROUP_V4, 255);
+    lab.expect_verdict("plain advert at an AH instance", &plain, Verdict::AuthTypeMismatch)?;
+    assert!(Verdict::AhToAgent.passes(), "the agent's raw socket must get it");
+    assert_eq!(lab.peer(55, IpAddr::V4(A))?, None, "an unauthenticated packet is not a live master");
+    // AH around something else (TCP): somebody's IPsec, not looked at.
+    let before = lab.counters()?;
+    lab.tx.send(&ah_frame(55, 255, 6))?;
+    // Then one we do count, so we know the first one went by.
+    lab.expect_verdict("AH advert again", &ah_frame(55, 255, 112), Verdict::AhToAgent)?;
+    let after = lab.counters()?;
+    let total = |m: &BTreeMap<Verdict, u64>| m.values().sum::<u64>();
+    assert_eq!(total(&after), total(&before) + 1, "AH around TCP is not counted: {before:?} -> {after:?}");
     Ok(())
 }
 

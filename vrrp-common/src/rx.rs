@@ -98,6 +98,7 @@ pub fn admit<'a, 'e>(
         fragment: false,
         src: addr_bytes(&env.src),
         dst_multicast: env.dst.is_multicast(),
+        in_ah: env.in_ah,
     };
     // The XDP program reads 8 bytes of the frame, whose padding fills a
     // shorter message; `attribute` looks only at bytes the message has, so

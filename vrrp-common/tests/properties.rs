@@ -153,6 +153,7 @@ proptest! {
             fragment: false,
             src,
             dst_multicast: a.dst.is_multicast(),
+            in_ah: false,
         };
         let hdr: [u8; 8] = bytes[..8].try_into().expect("8 bytes");
         let got = classify::check_header(&hdr, &meta).expect("kernel accepts what the parser accepts");
@@ -190,7 +191,7 @@ proptest! {
         let _ = rx::admit(&bytes, &Envelope { src, dst, ttl, in_ah: false }, |_, _| Some(expect));
         let mut hdr = [0u8; 8];
         for (h, x) in hdr.iter_mut().zip(bytes.iter()) { *h = *x; }
-        let meta = IpMeta { family: if v6 { FAMILY_IPV6 } else { FAMILY_IPV4 }, ttl, vrrp_len: len, fragment: frag, src: a, dst_multicast: mcast };
+        let meta = IpMeta { family: if v6 { FAMILY_IPV6 } else { FAMILY_IPV4 }, ttl, vrrp_len: len, fragment: frag, src: a, dst_multicast: mcast, in_ah: false };
         let _ = classify::check_header(&hdr, &meta);
     }
 

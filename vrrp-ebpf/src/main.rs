@@ -8,6 +8,16 @@
 //! unicast advert with ICMP protocol-unreachable; `INST_PASS_UP` passes
 //! them on for tcpdump.
 //!
+//! Adverts under an IP Authentication Header (IPv4 protocol 51, next
+//! header 112: keepalived's `auth_type AH`) get every check but the ICV
+//! and the sequence number, which need HMAC-MD5 and the instance's replay
+//! counter: those for an AH instance are passed up to the agent
+//! (`Verdict::AhToAgent`), which checks them on its raw socket. They are
+//! not recorded in the peer map and never arm the master-down watch: an
+//! unauthenticated packet must not hold a backup down (for AH instances
+//! the agent's own Master_Down_Timer, fed only by authenticated adverts,
+//! decides).
+//!
 //! Fails open: any frame this program cannot make sense of is passed.
 #![no_std]
 #![no_main]
@@ -30,6 +40,7 @@ use vrrp_common::maps::{
     InstanceConfig, InstanceKey, PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
 };
 use vrrp_common::wire::Family;
+use vrrp_common::wire::ah::{AH_LEN, IPPROTO_AH, PAYLOAD_LEN};
 use vrrp_common::wire::vrrp::{Version, checksum_form};
 use vrrp_common::{IPPROTO_VRRP, Verdict};
 
@@ -145,13 +156,25 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
     let (l4, meta) = match ethertype {
         ETH_P_IPV4 => {
             let vihl: u8 = read(ctx, l3)?;
-            if read::<u8>(ctx, l3 + 9)? != IPPROTO_VRRP {
+            let proto: u8 = read(ctx, l3 + 9)?;
+            if proto != IPPROTO_VRRP && proto != IPPROTO_AH {
                 return Some(XDP_PASS);
             }
             let ihl = ((vihl & 0x0f) as usize) * 4;
             if ihl < 20 {
                 return Some(XDP_PASS);
             }
+            // AH: only keepalived's shape (next header VRRP, 96-bit ICV)
+            // is ours; any other AH packet is somebody's IPsec.
+            let ah = if proto == IPPROTO_AH {
+                let h: [u8; 2] = read(ctx, l3 + ihl)?;
+                if h[0] != IPPROTO_VRRP || h[1] != PAYLOAD_LEN {
+                    return Some(XDP_PASS);
+                }
+                AH_LEN
+            } else {
+                0
+            };
             let total = be16(ctx, l3 + 2)?;
             let frag = be16(ctx, l3 + 6)?;
             let mut src = [0u8; 16];
@@ -163,15 +186,16 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
             let meta = IpMeta {
                 family: FAMILY_IPV4,
                 ttl: read(ctx, l3 + 8)?,
-                vrrp_len: total.saturating_sub(ihl as u16),
+                vrrp_len: total.saturating_sub((ihl + ah) as u16),
                 // MF flag or a non-zero fragment offset.
                 fragment: frag & 0x3fff != 0,
                 src,
                 dst_multicast: read::<u8>(ctx, l3 + 16)? & 0xf0 == 0xe0,
+                in_ah: ah != 0,
             };
             let d: [u8; 4] = read(ctx, l3 + 16)?;
             dst[..4].copy_from_slice(&d);
-            (l3 + ihl, meta)
+            (l3 + ihl + ah, meta)
         }
         ETH_P_IPV6 => {
             if read::<u8>(ctx, l3 + 6)? != IPPROTO_VRRP {
@@ -184,6 +208,7 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
                 fragment: false,
                 src: read(ctx, l3 + 8)?,
                 dst_multicast: read::<u8>(ctx, l3 + 24)? == 0xff,
+                in_ah: false,
             };
             dst = read(ctx, l3 + 24)?;
             (l3 + IPV6_HLEN, meta)
@@ -248,6 +273,7 @@ fn check(
         // Only unicast instances have peers to look up.
         peer_allowed: cfg.flags & INST_UNICAST != 0
             && has_addr(tmp, ifindex, meta.family, adv.vrid, &meta.src, ADDR_PEER),
+        in_ah: meta.in_ah,
     };
     let auth: [u8; 8] = if adv.version == 2 {
         // v2 is IPv4 only: 4-byte addresses, the auth data after them.
@@ -265,6 +291,11 @@ fn check(
     if let Some(c) = VRRP_CSUM_FORMS.get_ptr_mut(form as u32) {
         // SAFETY: this CPU's slot.
         unsafe { *c += 1 };
+    }
+    // check_instance lets an AH packet through only for an AH instance:
+    // the agent authenticates it; nothing is recorded before that.
+    if meta.in_ah {
+        return Err(Verdict::AhToAgent);
     }
 
     set_key(tmp, ifindex, meta.family, adv.vrid, &meta.src);
@@ -342,7 +373,11 @@ fn message_sum(ctx: &XdpContext, l4: usize, len: usize) -> Option<u32> {
 /// Note the advert in the peer map: in place for a known peer (the cheap
 /// path every steady-state advert takes), an insert only for a new one.
 /// Emits an event only when something the state machine reacts to changed.
-#[inline(always)]
+///
+/// A function of its own (a BPF-to-BPF call), as is `arm_watch`: inlined,
+/// their locals and the packet checks' no longer fit one 512-byte frame
+/// once the message may start after an AH header.
+#[inline(never)]
 fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert, now: u64) {
     // SAFETY: `tmp` is this CPU's scratch value holding the peer's key;
     // map value pointers are valid and aligned while the program runs.
@@ -378,7 +413,7 @@ fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert, now: u64) {
 /// watch on first use. A pending timer is not touched: `on_silence`
 /// re-arms it from `last_hold_ns`. Failures leave the agent's own timer,
 /// which it keeps as a backstop, to do the job.
-#[inline(always)]
+#[inline(never)]
 fn arm_watch(ikey: &InstanceKey, ns: u64, now: u64) {
     let w = match VRRP_WATCH.get_ptr_mut(ikey) {
         Some(w) => w,

@@ -60,6 +60,9 @@ pub(super) struct Inst {
     /// last configured: then the agent's own Master_Down_Timer is only a
     /// backstop (`WATCH_BACKSTOP` later), and the kernel wakes us.
     pub(super) watch_armed: bool,
+    /// `auth_type AH`: the key and the sequence counter its receive path
+    /// and its sender share.
+    pub(super) ah: Option<std::sync::Arc<fallback::AhAuth>>,
 }
 
 /// With the kernel's master-down watch armed, the agent's own
@@ -115,6 +118,12 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         watch: None,
         watch_since: Micros(0),
         watch_armed: false,
+        ah: match &conf.auth {
+            Some(AuthConf::Ah(p)) => {
+                Some(std::sync::Arc::new(fallback::AhAuth::new(p.as_bytes(), !conf.unicast_peers.is_empty())))
+            }
+            _ => None,
+        },
         announce_at: None,
         announce_batches: 0,
         refresh_at: None,
@@ -139,10 +148,7 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
 
 /// What the instance's adverts carry.
 fn advert_spec(conf: &config::Instance) -> AdvertSpec {
-    let auth = match &conf.auth {
-        Some(AuthConf::Pass(p)) => Auth::simple(p.as_bytes()),
-        None => Auth::None,
-    };
+    let auth = auth_of(conf);
     AdvertSpec {
         version: conf.version,
         vrid: conf.vrid,
@@ -159,6 +165,15 @@ fn advert_spec(conf: &config::Instance) -> AdvertSpec {
             .filter_map(|v| if let IpAddr::V6(a) = v.addr { Some(a) } else { None })
             .collect(),
         v3_checksum_as_v2: conf.v3_checksum_as_v2,
+    }
+}
+
+/// The instance's v2 authentication as the wire codec takes it.
+fn auth_of(conf: &config::Instance) -> Auth {
+    match &conf.auth {
+        Some(AuthConf::Pass(p)) => Auth::simple(p.as_bytes()),
+        Some(AuthConf::Ah(_)) => Auth::Ah,
+        None => Auth::None,
     }
 }
 
@@ -216,8 +231,15 @@ impl Inst {
             let instance = name.clone();
             move |source| DaemonError::Io { instance, what, source }
         };
-        let sender = Sender::open(&conf.interface, ifindex, src, &conf.unicast_peers, advert_spec(conf))
-            .map_err(io("advert socket"))?;
+        let sender = Sender::open(
+            &conf.interface,
+            ifindex,
+            src,
+            &conf.unicast_peers,
+            advert_spec(conf),
+            self.ah.clone(),
+        )
+        .map_err(io("advert socket"))?;
         let announcer = Announcer::new(&conf.interface, ifindex).map_err(io("announcement sockets"))?;
         if self.conf.vips.iter().chain(&self.conf.vips_excluded).any(|v| v.addr == src)
             && self.sender.is_none()
@@ -298,10 +320,7 @@ impl Inst {
     pub(super) fn expect(&self) -> Expect<'_> {
         Expect {
             version: self.conf.version,
-            auth: match &self.conf.auth {
-                Some(AuthConf::Pass(p)) => Auth::simple(p.as_bytes()),
-                None => Auth::None,
-            },
+            auth: auth_of(&self.conf),
             interval: self.conf.advert_int,
             own: &self.own,
             peers: &self.conf.unicast_peers,
@@ -316,6 +335,7 @@ impl Inst {
             interval: e.interval,
             own: self.own.clone(),
             peers: self.conf.unicast_peers.clone(),
+            ah: self.ah.clone(),
         }
     }
 
@@ -360,7 +380,11 @@ impl Inst {
     /// keeps its own timer (it must see the tolerated adverts).
     pub(super) fn wanted_watch(&self) -> (u8, u8) {
         let p = self.machine.priority();
-        if self.machine.state() != State::Backup || !self.conf.preempt_delay.is_zero() {
+        // An AH instance's adverts are authenticated in the agent, after
+        // the XDP program: the kernel's watch would be fed by packets
+        // nobody has authenticated yet, so it stays off and the agent's own
+        // Master_Down_Timer, fed only by authentic adverts, decides.
+        if self.machine.state() != State::Backup || !self.conf.preempt_delay.is_zero() || self.ah.is_some() {
             return (0, p);
         }
         (if self.conf.preempt { p } else { 1 }, p)
