@@ -153,6 +153,12 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
         l3 += 4;
     }
     let mut dst = [0u8; 16];
+    let tmp = VRRP_TMP.get_ptr_mut(0)?;
+    // Whether the message came under AH rides in the scratch record's
+    // padding, not on the stack: as a live local it tips the program over
+    // the 512-byte stack. `record_peer` zeroes it before an event goes out.
+    // SAFETY: this CPU's scratch value, valid for the program run.
+    unsafe { (*tmp)._pad[0] = 0 };
     let (l4, meta) = match ethertype {
         ETH_P_IPV4 => {
             let vihl: u8 = read(ctx, l3)?;
@@ -171,6 +177,8 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
                 if h[0] != IPPROTO_VRRP || h[1] != PAYLOAD_LEN {
                     return Some(XDP_PASS);
                 }
+                // SAFETY: as above.
+                unsafe { (*tmp)._pad[0] = 1 };
                 AH_LEN
             } else {
                 0
@@ -191,7 +199,7 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
                 fragment: frag & 0x3fff != 0,
                 src,
                 dst_multicast: read::<u8>(ctx, l3 + 16)? & 0xf0 == 0xe0,
-                in_ah: ah != 0,
+                in_ah: false,
             };
             let d: [u8; 4] = read(ctx, l3 + 16)?;
             dst[..4].copy_from_slice(&d);
@@ -216,7 +224,6 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
         _ => return Some(XDP_PASS),
     };
     let ifindex = ctx.ingress_ifindex() as u32;
-    let tmp = VRRP_TMP.get_ptr_mut(0)?;
     // One clock read per packet, for the peer's last-seen time, the
     // master-down watch and the alive check.
     // SAFETY: a helper without arguments or side effects.
@@ -263,8 +270,10 @@ fn check(
     // the price of knowing; every other check is for our instances only.
     let vrid = classify::attribute(&hdr, meta)?;
     let ikey = InstanceKey { ifindex, family: meta.family, vrid, _pad: [0; 2] };
-    // SAFETY: a plain copy out of the map value.
-    let cfg = VRRP_INSTANCES.get_ptr(&ikey).map(|p| unsafe { *p }).ok_or(Verdict::UnknownVrid)?;
+    // SAFETY: map value pointers stay valid while the program runs; read
+    // in place rather than copied (the stack is full).
+    let cfg: &InstanceConfig =
+        VRRP_INSTANCES.get_ptr(&ikey).map(|p| unsafe { &*p }).ok_or(Verdict::UnknownVrid)?;
     let adv = classify::check_header(&hdr, meta)?;
     let facts = Facts {
         src_is_own: has_addr(tmp, ifindex, meta.family, 0, &meta.src, ADDR_OWN),
@@ -273,7 +282,8 @@ fn check(
         // Only unicast instances have peers to look up.
         peer_allowed: cfg.flags & INST_UNICAST != 0
             && has_addr(tmp, ifindex, meta.family, adv.vrid, &meta.src, ADDR_PEER),
-        in_ah: meta.in_ah,
+        // SAFETY: this CPU's scratch value; see try_vrrp_xdp.
+        in_ah: unsafe { (*tmp)._pad[0] != 0 },
     };
     let auth: [u8; 8] = if adv.version == 2 {
         // v2 is IPv4 only: 4-byte addresses, the auth data after them.
@@ -281,7 +291,7 @@ fn check(
     } else {
         [0; 8]
     };
-    classify::check_instance(&adv, &cfg, &facts, &auth)?;
+    classify::check_instance(&adv, cfg, &facts, &auth)?;
 
     let len = meta.vrrp_len as usize;
     let sum = message_sum(ctx, l4, len).ok_or(Verdict::TooShort)?;
@@ -294,13 +304,14 @@ fn check(
     }
     // check_instance lets an AH packet through only for an AH instance:
     // the agent authenticates it; nothing is recorded before that.
-    if meta.in_ah {
+    // SAFETY: as above.
+    if unsafe { (*tmp)._pad[0] != 0 } {
         return Err(Verdict::AhToAgent);
     }
 
     set_key(tmp, ifindex, meta.family, adv.vrid, &meta.src);
     record_peer(tmp, &adv, now);
-    if let Some(ns) = classify::watch_ns(&adv, &cfg) {
+    if let Some(ns) = classify::watch_ns(&adv, cfg) {
         arm_watch(&ikey, ns, now);
     }
     Ok(cfg.flags & INST_PASS_UP != 0)
@@ -377,7 +388,7 @@ fn message_sum(ctx: &XdpContext, l4: usize, len: usize) -> Option<u32> {
 /// A function of its own (a BPF-to-BPF call), as is `arm_watch`: inlined,
 /// their locals and the packet checks' no longer fit one 512-byte frame
 /// once the message may start after an AH header.
-#[inline(never)]
+#[inline(always)]
 fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert, now: u64) {
     // SAFETY: `tmp` is this CPU's scratch value holding the peer's key;
     // map value pointers are valid and aligned while the program runs.
@@ -413,7 +424,7 @@ fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert, now: u64) {
 /// watch on first use. A pending timer is not touched: `on_silence`
 /// re-arms it from `last_hold_ns`. Failures leave the agent's own timer,
 /// which it keeps as a backstop, to do the job.
-#[inline(never)]
+#[inline(always)]
 fn arm_watch(ikey: &InstanceKey, ns: u64, now: u64) {
     let w = match VRRP_WATCH.get_ptr_mut(ikey) {
         Some(w) => w,
