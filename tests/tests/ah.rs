@@ -28,6 +28,15 @@ fn conf(priority: u8, pass: &str) -> String {
     )
 }
 
+/// As `conf`, unicast from `me` to `peer` (keepalived then zeroes the TTL
+/// in the ICV).
+fn unicast_conf(priority: u8, pass: &str, me: &str, peer: &str) -> String {
+    conf(priority, pass).replace(
+        "  advert_int 1\n",
+        &format!("  advert_int 1\n  unicast_src_ip {me}\n  unicast_peer {{\n    {peer}\n  }}\n"),
+    )
+}
+
 /// Master_Down_Interval of a v2 backup of `priority` at 1 s adverts.
 fn mdi(priority: u64) -> Duration {
     Duration::from_secs(3) + Duration::from_micros((256 - priority) * 1_000_000 / 256)
@@ -57,10 +66,24 @@ fn two_agents_with_ah_elect_one_master_and_fail_over() -> Result<()> {
     if !require_root(name) {
         return Ok(());
     }
+    agent_pair(&[])
+}
+
+/// The same on the raw-socket receive path (no XDP program).
+#[test]
+fn two_agents_with_ah_on_raw_sockets() -> Result<()> {
+    let name = "two_agents_with_ah_on_raw_sockets";
+    if !require_root(name) {
+        return Ok(());
+    }
+    agent_pair(&["--receive", "socket"])
+}
+
+fn agent_pair(extra: &[&str]) -> Result<()> {
     let seg = pair()?;
     let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP)?;
-    let mut a = seg.agent(0, &conf(150, "s3cr3t"), &[])?;
-    let (b, b_name) = seg.agent_named(1, &conf(100, "s3cr3t"), &[])?;
+    let mut a = seg.agent(0, &conf(150, "s3cr3t"), extra)?;
+    let (b, b_name) = seg.agent_named(1, &conf(100, "s3cr3t"), extra)?;
     seg.wait_holders(VIP, &[0], mdi(150) + MARGIN)?;
     stays(&seg, 0, mdi(100) + MARGIN, "agent backup with the right key")?;
     let status = std::fs::read_to_string(format!("/run/vrrp-agent/{b_name}.json"))?;
@@ -103,6 +126,36 @@ fn keepalived_and_agent_authenticate_each_other_in_both_roles() -> Result<()> {
         "keepalived refused the agent's adverts: {:#?}",
         ka.lines()
     );
+    agent.signal(Signal::SIGTERM)?;
+    seg.wait_holders(VIP, &[1], Duration::from_secs(1) + MARGIN)?;
+    agent.stop(Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// Unicast AH beside keepalived, both ways: the ICV then leaves the TTL
+/// out, on both sides.
+#[test]
+fn keepalived_and_agent_unicast_ah_in_both_roles() -> Result<()> {
+    let name = "keepalived_and_agent_unicast_ah_in_both_roles";
+    if !require_root(name) || !require_tool(name, "keepalived") {
+        return Ok(());
+    }
+    let (a1, a2) = ("192.0.2.1", "192.0.2.2");
+    let seg = pair()?;
+    let mut ka = seg.keepalived(0, &unicast_conf(150, "s3cr3t", a1, a2))?;
+    let agent = seg.agent(1, &unicast_conf(100, "s3cr3t", a2, a1), &[])?;
+    seg.wait_holders(VIP, &[0], mdi(150) + MARGIN)?;
+    stays(&seg, 0, mdi(100) + MARGIN, "unicast: agent backup behind keepalived")?;
+    ka.stop(Duration::from_secs(10))?;
+    seg.wait_holders(VIP, &[1], Duration::from_secs(1) + MARGIN)?;
+    drop((ka, agent, seg));
+
+    let seg = pair()?;
+    let mut agent = seg.agent(0, &unicast_conf(150, "s3cr3t", a1, a2), &[])?;
+    let ka = seg.keepalived(1, &unicast_conf(100, "s3cr3t", a2, a1))?;
+    seg.wait_holders(VIP, &[0], mdi(150) + MARGIN)?;
+    stays(&seg, 0, mdi(100) + MARGIN, "unicast: keepalived backup behind the agent")?;
+    assert!(!ka.lines().iter().any(|l| l.contains("IPSEC-AH")), "{:#?}", ka.lines());
     agent.signal(Signal::SIGTERM)?;
     seg.wait_holders(VIP, &[1], Duration::from_secs(1) + MARGIN)?;
     agent.stop(Duration::from_secs(5))?;

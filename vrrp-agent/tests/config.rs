@@ -126,9 +126,8 @@ fn bad_values_are_errors_with_file_line_column_and_hint() {
 fn auth_type_ah_as_keepalived_takes_it() {
     let load = |body: &str| {
         let dir = tree(&[("k.conf", &instance(body))]);
-        let r = config::load(&dir.join("k.conf")).map(|(c, w)| {
-            (c.instances[0].clone(), w.iter().map(|d| d.to_string()).collect::<Vec<_>>())
-        });
+        let r = config::load(&dir.join("k.conf"))
+            .map(|(c, w)| (c.instances[0].clone(), w.iter().map(|d| d.to_string()).collect::<Vec<_>>()));
         let _ = std::fs::remove_dir_all(dir);
         r.expect("loads")
     };
@@ -139,7 +138,9 @@ fn auth_type_ah_as_keepalived_takes_it() {
     let (i, w) = load(&format!("{BASE}\n  state MASTER{ah}"));
     assert_eq!(i.state, config::model::InitialState::Backup);
     assert!(
-        w.iter().any(|x| x.contains("(VI_1) Initial state master is incompatible with AH authentication - clearing")),
+        w.iter()
+            .any(|x| x
+                .contains("(VI_1) Initial state master is incompatible with AH authentication - clearing")),
         "{w:#?}"
     );
     let (i, _) = load(&format!("{BASE}\n  state MASTER\n  priority 255{ah}"));
