@@ -135,6 +135,37 @@ fn keepalived_and_agent_authenticate_each_other_in_both_roles() -> Result<()> {
     Ok(())
 }
 
+/// keepalived has been master for a while (its sequence numbers are up
+/// to ~8) when the agent, with a higher priority, starts: it learns the
+/// number from keepalived's adverts as a backup, preempts, and continues
+/// above it, so keepalived accepts its first advert and steps down at once.
+/// An agent counting from 1 would be refused as a replay ("already
+/// processed") and both would hold the VIP for seconds.
+#[test]
+fn the_agent_preempts_keepalived_continuing_its_sequence_numbers() -> Result<()> {
+    let name = "the_agent_preempts_keepalived_continuing_its_sequence_numbers";
+    if !require_root(name) || !require_tool(name, "keepalived") {
+        return Ok(());
+    }
+    let seg = pair()?;
+    let ka = seg.keepalived(1, &conf(100, "s3cr3t"))?;
+    seg.wait_holders(VIP, &[1], mdi(100) + MARGIN)?;
+    std::thread::sleep(Duration::from_secs(8));
+    let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP)?;
+    let agent = seg.agent(0, &conf(150, "s3cr3t"), &[])?;
+    let took = seg.wait_holders(VIP, &[0], mdi(150) + Duration::from_secs(3))?;
+    eprintln!("agent preempted keepalived after {took:?}");
+    stays(&seg, 0, Duration::from_secs(2), "after the preemption")?;
+    watch.finish()?.assert_single_holder_but_handovers(Duration::from_millis(500))?;
+    assert!(
+        !ka.lines().iter().any(|l| l.contains("already processed") || l.contains("IPSEC-AH : invalid")),
+        "keepalived refused the agent's adverts: {:#?}",
+        ka.lines()
+    );
+    drop(agent);
+    Ok(())
+}
+
 /// Unicast AH beside keepalived, both ways: the ICV then leaves the TTL
 /// out, on both sides.
 #[test]
