@@ -166,6 +166,75 @@ fn the_agent_preempts_keepalived_continuing_its_sequence_numbers() -> Result<()>
     Ok(())
 }
 
+/// An AH advert of VRID 14 from 192.0.2.1 to the group, as an Ethernet
+/// frame, keyed with `pass`, with sequence number `seq`.
+fn forged(priority: u8, pass: &[u8], seq: u32) -> Vec<u8> {
+    use vrrp_common::Centis;
+    use vrrp_common::wire::ah;
+    use vrrp_common::wire::vrrp::{GROUP_V4, TxIp};
+    use vrrp_common::wire::{AddrList, Auth, Repr, Version};
+    let src = Ipv4Addr::new(192, 0, 2, 1);
+    let vips = [VIP.parse::<Ipv4Addr>().expect("VIP")];
+    let r = Repr {
+        version: Version::V2,
+        vrid: 14,
+        priority,
+        interval: Centis(100),
+        auth: Auth::Ah,
+        addrs: AddrList::V4(&vips),
+    };
+    let tx = TxIp { src: src.into(), dst: GROUP_V4.into(), v3_checksum_as_v2: false };
+    let mut pkt = vec![0u8; 128];
+    let n = ah::emit_ipv4(&mut pkt, src, GROUP_V4, seq as u16, seq, &ah::key(pass), false, |b| {
+        r.emit(b, &tx).ok()
+    })
+    .expect("fits");
+    let mut f = vec![0x01, 0, 0x5e, 0, 0, 0x12, 2, 0, 0, 0, 0, 0x99, 0x08, 0x00];
+    f.extend_from_slice(&pkt[..n]);
+    f
+}
+
+/// The master is gone and a stranger floods adverts in its name, priority
+/// 255, with the wrong key: they pass the kernel's structural checks but
+/// not the agent's ICV, so they neither hold the backup down nor count as
+/// a master; it takes over after Master_Down_Interval as if the link were
+/// silent, and counts the forgeries. The same stranger replaying a real
+/// advert (the right key, an old sequence number) is refused too.
+#[test]
+fn forged_and_replayed_ah_adverts_do_not_hold_a_backup_down() -> Result<()> {
+    let name = "forged_and_replayed_ah_adverts_do_not_hold_a_backup_down";
+    if !require_root(name) {
+        return Ok(());
+    }
+    let seg = pair()?;
+    let (agent, agent_name) = seg.agent_named(1, &conf(100, "s3cr3t"), &[])?;
+    // One authentic advert with sequence number 1000 first: the replays
+    // below (1..) are all under it.
+    let tx = seg.nodes[0].ns.run_in(|| vrrp_tests::frame::FrameSocket::open("eth0"))?;
+    tx.send(&forged(200, b"s3cr3t", 1000))?;
+    let start = Instant::now();
+    let mut seq = 1;
+    while start.elapsed() < mdi(100) + MARGIN && !seg.holds(1, VIP)? {
+        tx.send(&forged(255, b"wrong", 5000 + seq))?;
+        tx.send(&forged(255, b"s3cr3t", seq))?;
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = start.elapsed();
+    assert!(seg.holds(1, VIP)?, "the forged or replayed adverts held the backup down: {:#?}", agent.lines());
+    eprintln!("took over after {took:?} under forged adverts");
+    let status = std::fs::read_to_string(format!("/run/vrrp-agent/{agent_name}.json"))?;
+    let v: serde_json::Value = serde_json::from_str(&status)?;
+    let failures = v["instances"][0]["stats"]["auth_failure"].as_u64().context("auth_failure")?;
+    assert!(
+        failures >= 2 * (u64::from(seq) - 1) - 2,
+        "auth_failure {failures} after {} forged adverts",
+        2 * (seq - 1)
+    );
+    assert!(agent.lines().iter().any(|l| l.contains("already processed")), "{:#?}", agent.lines());
+    Ok(())
+}
+
 /// Unicast AH beside keepalived, both ways: the ICV then leaves the TTL
 /// out, on both sides.
 #[test]
