@@ -49,6 +49,8 @@ pub struct Instance {
 /// sender: keepalived keeps one sequence counter per instance for both.
 #[derive(Debug)]
 pub struct AhAuth {
+    /// The instance's name, for the log.
+    pub name: String,
     /// `auth_pass` as keepalived makes it a key.
     pub key: [u8; ah::KEY_LEN],
     /// keepalived zeroes the TTL in the ICV for unicast instances only.
@@ -61,9 +63,10 @@ pub struct AhAuth {
 }
 
 impl AhAuth {
-    /// For `password`, unicast or not.
-    pub fn new(password: &[u8], unicast: bool) -> AhAuth {
+    /// Instance `name`'s, for `password`, unicast or not.
+    pub fn new(name: &str, password: &[u8], unicast: bool) -> AhAuth {
         AhAuth {
+            name: name.to_owned(),
             key: ah::key(password),
             unicast,
             counter: Mutex::new(SeqCounter::default()),
@@ -307,12 +310,17 @@ impl Receiver {
                 auth.failures.fetch_add(1, Ordering::Relaxed);
                 match rej {
                     ah::AhReject::Replay { seq, local } => log::info!(
-                        "(VRID {}) IPSEC-AH : sequence number {seq} already processed. Packet dropped. Local({local})",
-                        repr.vrid
+                        "({}) IPSEC-AH : sequence number {seq} already processed. Packet dropped. Local({local})",
+                        auth.name
                     ),
-                    _ => log::info!(
-                        "(VRID {}) IPSEC-AH : invalid IPSEC HMAC-MD5 value or SPI from {} (wrong auth_pass?)",
-                        repr.vrid,
+                    ah::AhReject::BadIcv => log::info!(
+                        "({}) IPSEC-AH : invalid IPSEC HMAC-MD5 value from {}. Due to fields mutation or bad password !",
+                        auth.name,
+                        env.src
+                    ),
+                    ah::AhReject::BadSpi => log::info!(
+                        "({}) IPSEC-AH : invalid IPSEC SPI value from {}: it must be the source address",
+                        auth.name,
                         env.src
                     ),
                 }

@@ -119,9 +119,11 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         watch_since: Micros(0),
         watch_armed: false,
         ah: match &conf.auth {
-            Some(AuthConf::Ah(p)) => {
-                Some(std::sync::Arc::new(fallback::AhAuth::new(p.as_bytes(), !conf.unicast_peers.is_empty())))
-            }
+            Some(AuthConf::Ah(p)) => Some(std::sync::Arc::new(fallback::AhAuth::new(
+                &conf.name,
+                p.as_bytes(),
+                !conf.unicast_peers.is_empty(),
+            ))),
             _ => None,
         },
         announce_at: None,
