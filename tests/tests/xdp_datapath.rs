@@ -642,3 +642,71 @@ fn packets_for_a_vrid_we_do_not_serve_pass_whatever_they_carry() -> Result<()> {
     assert_eq!(unknown, n_passed, "every VRID 6 packet counted unknown_vrid");
     Ok(())
 }
+
+/// The program's action (BPF_PROG_TEST_RUN) on AH packets: an AH advert of
+/// an AH instance goes up to the agent's socket (XDP_PASS, `ah_to_agent`),
+/// one for an instance without AH and a plain advert for an AH instance
+/// are dropped (auth type mismatch), AH around anything but VRRP and AH
+/// adverts for a VRID nobody serves pass untouched.
+#[test]
+fn ah_actions_under_test_run() -> Result<()> {
+    if !require_root("ah_actions_under_test_run") {
+        return Ok(());
+    }
+    const XDP_DROP: u32 = 1;
+    const XDP_PASS: u32 = 2;
+    let ns = Netns::new("vta")?;
+    ns.ip(&["link", "add", "va0", "type", "veth", "peer", "name", "va1"])?;
+    ns.ip(&["link", "set", "va0", "up"])?;
+    let ifindex = ns.ifindex("va0")?;
+    let plain55 = v4_frame(&v2(55, 150, Auth::None), A, GROUP_V4, 255);
+    // (what, frame, action, the one verdict counted, if any)
+    let frames = vec![
+        ("AH advert, AH instance", ah_frame(55, 255, 112), XDP_PASS, Some(Verdict::AhToAgent)),
+        ("AH advert, PASS instance", ah_frame(51, 255, 112), XDP_DROP, Some(Verdict::AuthTypeMismatch)),
+        ("plain advert, AH instance", plain55, XDP_DROP, Some(Verdict::AuthTypeMismatch)),
+        ("AH advert, TTL 254", ah_frame(55, 254, 112), XDP_DROP, Some(Verdict::BadTtl)),
+        ("AH advert, VRID nobody serves", ah_frame(99, 255, 112), XDP_PASS, Some(Verdict::UnknownVrid)),
+        ("AH around TCP: not VRRP", ah_frame(55, 255, 6), XDP_PASS, None),
+    ];
+    let results = ns.run_in(move || {
+        let mut dp = Datapath::load(None)?;
+        let own = [IpAddr::V4(B)];
+        let pass = Expect {
+            version: Version::V2,
+            auth: Auth::simple(b"secret"),
+            interval: Centis(100),
+            own: &own,
+            peers: &[],
+        };
+        dp.configure(ifindex, Family::V4, 51, &pass, false)?;
+        let ah =
+            Expect { version: Version::V2, auth: Auth::Ah, interval: Centis(100), own: &own, peers: &[] };
+        dp.configure(ifindex, Family::V4, 55, &ah, false)?;
+        let count = |dp: &Datapath| -> Result<BTreeMap<Verdict, u64>> {
+            Ok(dp
+                .counters()?
+                .into_iter()
+                .filter(|((i, _), _)| *i == ifindex)
+                .map(|((_, v), n)| (v, n))
+                .collect())
+        };
+        let mut out = Vec::new();
+        for (what, f, want, verdict) in frames {
+            let before = count(&dp)?;
+            let action = dp.test_run(&f, ifindex)?;
+            let after = count(&dp)?;
+            let moved: Vec<Verdict> = Verdict::ALL
+                .into_iter()
+                .filter(|v| after.get(v).copied().unwrap_or(0) != before.get(v).copied().unwrap_or(0))
+                .collect();
+            out.push((what, action, want, moved, verdict));
+        }
+        Ok(out)
+    })?;
+    for (what, action, want, moved, verdict) in results {
+        assert_eq!(action, want, "{what}: action (1 drop, 2 pass)");
+        assert_eq!(moved, verdict.into_iter().collect::<Vec<_>>(), "{what}: verdicts counted");
+    }
+    Ok(())
+}
