@@ -82,6 +82,7 @@ fn raw_socket_path_gives_the_kernels_verdicts() -> Result<()> {
         interval: Centis(100),
         own: vec![IpAddr::V4(B)],
         peers: vec![],
+        ah: None,
     };
     rx4.add_instance(51, inst);
     rx6.add_instance(
@@ -92,6 +93,7 @@ fn raw_socket_path_gives_the_kernels_verdicts() -> Result<()> {
             interval: Centis(100),
             own: vec![IpAddr::V6(ll(2))],
             peers: vec![],
+            ah: None,
         },
     );
     let tx = a.run_in(|| FrameSocket::open("va0"))?;

@@ -78,6 +78,7 @@ impl Case {
         let (auth_type, auth_string) = match (self.version, self.auth) {
             (Version::V3, _) => (String::new(), String::new()),
             (Version::V2, Auth::None) => ("0".into(), String::new()),
+            (Version::V2, Auth::Ah) => ("2".into(), String::new()),
             (Version::V2, Auth::Simple(pw)) => {
                 let end = pw.iter().position(|b| *b == 0).unwrap_or(8);
                 ("1".into(), String::from_utf8_lossy(&pw[..end]).into_owned())

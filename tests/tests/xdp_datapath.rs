@@ -268,7 +268,12 @@ fn crafted_packets_get_their_verdicts() -> Result<()> {
     lab.expect_verdict("no auth at a PASS instance", &none, Verdict::AuthTypeMismatch)?;
     let wrong = v4_frame(&v2(51, 150, Auth::simple(b"wrong")), A, GROUP_V4, 255);
     lab.expect_verdict("wrong password", &wrong, Verdict::AuthFailure)?;
-    lab.expect_verdict("auth type AH", &group_frame(&patched(4, 2, false)), Verdict::AuthAhUnsupported)?;
+    // Auth type 2 without an AH header: keepalived's auth type mismatch.
+    lab.expect_verdict(
+        "auth type AH, no AH header",
+        &group_frame(&patched(4, 2, false)),
+        Verdict::AuthTypeMismatch,
+    )?;
     let slow = Msg { interval: 200, ..v2(51, 150, secret) };
     lab.expect_verdict("interval 2 s vs 1 s", &v4_frame(&slow, A, GROUP_V4, 255), Verdict::IntervalMismatch)?;
     let elsewhere = Ipv4Addr::new(192, 0, 2, 77);
@@ -305,6 +310,67 @@ fn crafted_packets_get_their_verdicts() -> Result<()> {
 
     // Rejected packets left the peer table alone.
     assert_eq!(lab.dp.peers()?.len(), 4, "{:?}", lab.dp.peers()?);
+    Ok(())
+}
+
+/// An AH advert (keepalived's `auth_type AH`) for VRID `vrid` from A to
+/// the group, as an Ethernet frame: IP protocol 51, then VRRP.
+fn ah_frame(vrid: u8, ttl: u8, next_header: u8) -> Vec<u8> {
+    use vrrp_common::wire::ah;
+    let r = Repr {
+        version: Version::V2,
+        vrid,
+        priority: 150,
+        interval: Centis(100),
+        auth: Auth::Ah,
+        addrs: AddrList::V4(&VIP),
+    };
+    let tx = TxIp { src: IpAddr::V4(A), dst: IpAddr::V4(GROUP_V4), v3_checksum_as_v2: false };
+    let mut pkt = vec![0u8; 128];
+    let n = ah::emit_ipv4(&mut pkt, A, GROUP_V4, 1, 1, &ah::key(b"secret"), false, |b| r.emit(b, &tx).ok())
+        .expect("fits");
+    pkt.truncate(n);
+    pkt[8] = ttl;
+    pkt[20] = next_header;
+    let mut f = vec![0x01, 0, 0x5e, 0, 0, 0x12, 2, 0, 0, 0, 0, 0x99, 0x08, 0x00];
+    f.extend_from_slice(&pkt);
+    f
+}
+
+/// AH adverts: structure checked in the kernel, then handed to the agent
+/// (which has the key and the replay counter), never recorded in the peer
+/// map and never arming the master-down watch; at instances without AH,
+/// and plain adverts at an AH instance, an auth type mismatch.
+#[test]
+fn ah_adverts_go_to_the_agent_unrecorded() -> Result<()> {
+    if !require_root("ah_adverts_go_to_the_agent_unrecorded") {
+        return Ok(());
+    }
+    let mut lab = Lab::new()?;
+    lab.configure_all()?;
+    let own4 = [IpAddr::V4(B)];
+    let ah_inst =
+        Expect { version: Version::V2, auth: Auth::Ah, interval: Centis(100), own: &own4, peers: &[] };
+    lab.dp.configure(lab.ifindex, Family::V4, 55, &ah_inst, false)?;
+    // A backup that watches: an AH advert must still not arm the watch.
+    lab.dp.set_watch(lab.ifindex, Family::V4, 55, 1, 100)?;
+
+    lab.expect_verdict("AH advert at an AH instance", &ah_frame(55, 255, 112), Verdict::AhToAgent)?;
+    lab.expect_verdict("AH advert at a PASS instance", &ah_frame(51, 255, 112), Verdict::AuthTypeMismatch)?;
+    lab.expect_verdict("AH advert, TTL 254", &ah_frame(55, 254, 112), Verdict::BadTtl)?;
+    lab.expect_verdict("AH advert for a VRID nobody serves", &ah_frame(99, 255, 112), Verdict::UnknownVrid)?;
+    let plain = v4_frame(&v2(55, 150, Auth::None), A, GROUP_V4, 255);
+    lab.expect_verdict("plain advert at an AH instance", &plain, Verdict::AuthTypeMismatch)?;
+    assert!(Verdict::AhToAgent.passes(), "the agent's raw socket must get it");
+    assert_eq!(lab.peer(55, IpAddr::V4(A))?, None, "an unauthenticated packet is not a live master");
+    // AH around something else (TCP): somebody's IPsec, not looked at.
+    let before = lab.counters()?;
+    lab.tx.send(&ah_frame(55, 255, 6))?;
+    // Then one we do count, so we know the first one went by.
+    lab.expect_verdict("AH advert again", &ah_frame(55, 255, 112), Verdict::AhToAgent)?;
+    let after = lab.counters()?;
+    let total = |m: &BTreeMap<Verdict, u64>| m.values().sum::<u64>();
+    assert_eq!(total(&after), total(&before) + 1, "AH around TCP is not counted: {before:?} -> {after:?}");
     Ok(())
 }
 
@@ -761,5 +827,73 @@ fn no_accept_drops_packets_to_the_vips_but_neighbour_discovery() -> Result<()> {
         }
     }
     assert_eq!(counted, want, "counted per interface and reason");
+    Ok(())
+}
+
+/// The program's action (BPF_PROG_TEST_RUN) on AH packets: an AH advert of
+/// an AH instance goes up to the agent's socket (XDP_PASS, `ah_to_agent`),
+/// one for an instance without AH and a plain advert for an AH instance
+/// are dropped (auth type mismatch), AH around anything but VRRP and AH
+/// adverts for a VRID nobody serves pass untouched.
+#[test]
+fn ah_actions_under_test_run() -> Result<()> {
+    if !require_root("ah_actions_under_test_run") {
+        return Ok(());
+    }
+    const XDP_DROP: u32 = 1;
+    const XDP_PASS: u32 = 2;
+    let ns = Netns::new("vta")?;
+    ns.ip(&["link", "add", "va0", "type", "veth", "peer", "name", "va1"])?;
+    ns.ip(&["link", "set", "va0", "up"])?;
+    let ifindex = ns.ifindex("va0")?;
+    let plain55 = v4_frame(&v2(55, 150, Auth::None), A, GROUP_V4, 255);
+    // (what, frame, action, the one verdict counted, if any)
+    let frames = vec![
+        ("AH advert, AH instance", ah_frame(55, 255, 112), XDP_PASS, Some(Verdict::AhToAgent)),
+        ("AH advert, PASS instance", ah_frame(51, 255, 112), XDP_DROP, Some(Verdict::AuthTypeMismatch)),
+        ("plain advert, AH instance", plain55, XDP_DROP, Some(Verdict::AuthTypeMismatch)),
+        ("AH advert, TTL 254", ah_frame(55, 254, 112), XDP_DROP, Some(Verdict::BadTtl)),
+        ("AH advert, VRID nobody serves", ah_frame(99, 255, 112), XDP_PASS, Some(Verdict::UnknownVrid)),
+        ("AH around TCP: not VRRP", ah_frame(55, 255, 6), XDP_PASS, None),
+    ];
+    let results = ns.run_in(move || {
+        let mut dp = Datapath::load(None)?;
+        let own = [IpAddr::V4(B)];
+        let pass = Expect {
+            version: Version::V2,
+            auth: Auth::simple(b"secret"),
+            interval: Centis(100),
+            own: &own,
+            peers: &[],
+        };
+        dp.configure(ifindex, Family::V4, 51, &pass, false)?;
+        let ah =
+            Expect { version: Version::V2, auth: Auth::Ah, interval: Centis(100), own: &own, peers: &[] };
+        dp.configure(ifindex, Family::V4, 55, &ah, false)?;
+        let count = |dp: &Datapath| -> Result<BTreeMap<Verdict, u64>> {
+            Ok(dp
+                .counters()?
+                .into_iter()
+                .filter(|((i, _), _)| *i == ifindex)
+                .map(|((_, v), n)| (v, n))
+                .collect())
+        };
+        let mut out = Vec::new();
+        for (what, f, want, verdict) in frames {
+            let before = count(&dp)?;
+            let action = dp.test_run(&f, ifindex)?;
+            let after = count(&dp)?;
+            let moved: Vec<Verdict> = Verdict::ALL
+                .into_iter()
+                .filter(|v| after.get(v).copied().unwrap_or(0) != before.get(v).copied().unwrap_or(0))
+                .collect();
+            out.push((what, action, want, moved, verdict));
+        }
+        Ok(out)
+    })?;
+    for (what, action, want, moved, verdict) in results {
+        assert_eq!(action, want, "{what}: action (1 drop, 2 pass)");
+        assert_eq!(moved, verdict.into_iter().collect::<Vec<_>>(), "{what}: verdicts counted");
+    }
     Ok(())
 }

@@ -97,8 +97,12 @@ fn bad_values_are_errors_with_file_line_column_and_hint() {
             "k.conf:1:1: error: instance VI_1: unicast peer 2001:db8::1 is not of the family",
         ),
         (
-            &format!("{BASE}\n  authentication {{\n    auth_type AH\n    auth_pass x\n  }}"),
-            "k.conf:8:15: error: auth_type AH (IPsec AH) is not supported",
+            &format!("{BASE}\n  version 3\n  authentication {{\n    auth_type AH\n    auth_pass x\n  }}"),
+            "k.conf:8:3: error: instance VI_1: authentication with version 3",
+        ),
+        (
+            &format!("{BASE}\n  authentication {{\n    auth_type AH\n  }}"),
+            "k.conf:7:3: error: auth_type AH without auth_pass",
         ),
         (
             "  virtual_router_id 5\n  virtual_ipaddress {\n 192.0.2.1\n }",
@@ -113,6 +117,34 @@ fn bad_values_are_errors_with_file_line_column_and_hint() {
             "want {want:?}, got {errs:#?}"
         );
     }
+}
+
+/// keepalived's `auth_type AH`: accepted with its password (cut to 8
+/// bytes with a warning); an AH instance configured `state MASTER` starts
+/// as BACKUP, with keepalived's words, unless it owns the addresses.
+#[test]
+fn auth_type_ah_as_keepalived_takes_it() {
+    let load = |body: &str| {
+        let dir = tree(&[("k.conf", &instance(body))]);
+        let r = config::load(&dir.join("k.conf"))
+            .map(|(c, w)| (c.instances[0].clone(), w.iter().map(|d| d.to_string()).collect::<Vec<_>>()));
+        let _ = std::fs::remove_dir_all(dir);
+        r.expect("loads")
+    };
+    let ah = "\n  authentication {\n    auth_type AH\n    auth_pass longer-than-8\n  }";
+    let (i, w) = load(&format!("{BASE}{ah}"));
+    assert_eq!(i.auth, Some(config::model::AuthConf::Ah("longer-than-8".into())));
+    assert!(w.iter().any(|x| x.contains("only the first 8 are used")), "{w:#?}");
+    let (i, w) = load(&format!("{BASE}\n  state MASTER{ah}"));
+    assert_eq!(i.state, config::model::InitialState::Backup);
+    assert!(
+        w.iter()
+            .any(|x| x
+                .contains("(VI_1) Initial state master is incompatible with AH authentication - clearing")),
+        "{w:#?}"
+    );
+    let (i, _) = load(&format!("{BASE}\n  state MASTER\n  priority 255{ah}"));
+    assert_eq!(i.state, config::model::InitialState::Master, "the address owner starts as MASTER");
 }
 
 #[test]

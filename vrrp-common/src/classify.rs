@@ -30,6 +30,9 @@ pub struct IpMeta {
     pub src: [u8; 16],
     /// Whether the destination is a multicast address (the VRRP group).
     pub dst_multicast: bool,
+    /// The message came under an IP Authentication Header (IPv4 protocol
+    /// 51, next header 112); `vrrp_len` is then what follows the AH.
+    pub in_ah: bool,
 }
 
 /// The header fields of an advert that passed the checks.
@@ -139,6 +142,8 @@ pub struct Facts {
     pub dst_multicast: bool,
     /// The source is an allowed unicast peer of the instance.
     pub peer_allowed: bool,
+    /// The message came under an IP Authentication Header (protocol 51).
+    pub in_ah: bool,
 }
 
 /// The checks against the instance configured for the advert's VRID, in
@@ -161,6 +166,12 @@ pub fn check_instance(
     }
     if cfg.flags & INST_UNICAST != 0 && !facts.peer_allowed {
         return Err(Verdict::NotAPeer);
+    }
+    // keepalived (vrrp_check_packet): an AH header where the instance
+    // expects none, or none where it expects one, is an auth type
+    // mismatch, whatever the message says.
+    if facts.in_ah != (cfg.auth_type == crate::wire::vrrp::AUTH_AH) {
+        return Err(Verdict::AuthTypeMismatch);
     }
     if adv.version != cfg.version {
         return Err(Verdict::BadVersion);
@@ -220,14 +231,30 @@ mod tests {
     fn v4(ttl: u8, len: u16) -> IpMeta {
         let mut src = [0; 16];
         src[..4].copy_from_slice(&[192, 0, 2, 1]);
-        IpMeta { family: FAMILY_IPV4, ttl, vrrp_len: len, fragment: false, src, dst_multicast: true }
+        IpMeta {
+            family: FAMILY_IPV4,
+            ttl,
+            vrrp_len: len,
+            fragment: false,
+            src,
+            dst_multicast: true,
+            in_ah: false,
+        }
     }
 
     fn v6(src0: u8, len: u16) -> IpMeta {
         let mut src = [0; 16];
         src[0] = src0;
         src[1] = 0x80;
-        IpMeta { family: FAMILY_IPV6, ttl: 255, vrrp_len: len, fragment: false, src, dst_multicast: true }
+        IpMeta {
+            family: FAMILY_IPV6,
+            ttl: 255,
+            vrrp_len: len,
+            fragment: false,
+            src,
+            dst_multicast: true,
+            in_ah: false,
+        }
     }
 
     #[test]

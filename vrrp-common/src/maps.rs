@@ -98,7 +98,7 @@ pub struct InstanceConfig {
     pub flags: u32,
     /// 2 or 3.
     pub version: u8,
-    /// v2 auth type: 0 none, 1 simple password.
+    /// v2 auth type: 0 none, 1 simple password, 2 IPsec AH.
     pub auth_type: u8,
     /// Our advert interval in centiseconds (host byte order); v2 adverts
     /// must carry the same (RFC 3768 7.1).

@@ -9,7 +9,7 @@ use crate::Verdict;
 use crate::classify::{self, Facts, HEADER_LEN, IpMeta};
 use crate::maps::{INST_UNICAST, InstanceConfig};
 use crate::units::Centis;
-use crate::wire::vrrp::{AUTH_NONE, AUTH_SIMPLE, addr_bytes};
+use crate::wire::vrrp::{AUTH_AH, AUTH_NONE, AUTH_SIMPLE, addr_bytes};
 use crate::wire::{Auth, ChecksumForm, Family, Packet, Repr, RxIp, Version};
 
 /// The IP envelope of a received message.
@@ -21,6 +21,8 @@ pub struct Envelope {
     pub dst: IpAddr,
     /// TTL or hop limit.
     pub ttl: u8,
+    /// The message came under an IP Authentication Header.
+    pub in_ah: bool,
 }
 
 /// What an instance expects of adverts for its VRID.
@@ -58,6 +60,8 @@ impl Expect<'_> {
         let (auth_type, password) = match self.auth {
             Auth::None => (AUTH_NONE, [0; 8]),
             Auth::Simple(p) => (AUTH_SIMPLE, p),
+            // The key stays in the agent: the kernel checks no ICV.
+            Auth::Ah => (AUTH_AH, [0; 8]),
         };
         InstanceConfig {
             flags: if self.peers.is_empty() { 0 } else { INST_UNICAST },
@@ -94,6 +98,7 @@ pub fn admit<'a, 'e>(
         fragment: false,
         src: addr_bytes(&env.src),
         dst_multicast: env.dst.is_multicast(),
+        in_ah: env.in_ah,
     };
     // The XDP program reads 8 bytes of the frame, whose padding fills a
     // shorter message; `attribute` looks only at bytes the message has, so
@@ -111,6 +116,7 @@ pub fn admit<'a, 'e>(
         dst_is_own: inst.own.contains(&env.dst),
         dst_multicast: meta.dst_multicast,
         peer_allowed: inst.peers.contains(&env.src),
+        in_ah: env.in_ah,
     };
     let packet = Packet::new_checked(msg)?;
     let auth = if adv.version == 2 { packet.auth_data().ok_or(Verdict::LengthMismatch)? } else { [0; 8] };

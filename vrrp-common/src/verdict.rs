@@ -28,7 +28,9 @@ pub enum Verdict {
     AuthTypeMismatch = 8,
     /// v2 simple password does not match.
     AuthFailure = 9,
-    /// v2 IP Authentication Header (type 2): recognised, not supported.
+    /// Retired: AH (auth type 2) was not supported before; no longer
+    /// produced (a type-2 message not under an AH header, or under one for
+    /// an instance without AH, is an `AuthTypeMismatch`, as in keepalived).
     AuthAhUnsupported = 10,
     /// v2 advertisement interval differs from ours; RFC 3768 7.1.
     IntervalMismatch = 11,
@@ -51,11 +53,23 @@ pub enum Verdict {
     /// VRID we serve; a later fragment has no VRRP header there, so whose
     /// it is cannot be told, and most go up as `UnknownVrid`.
     Fragment = 18,
+    /// An advert under an IP Authentication Header (protocol 51, next
+    /// header 112) for an instance with `auth_type AH` that passed every
+    /// check the kernel can make (all but the ICV and the sequence
+    /// number): passed up to the agent, which checks HMAC-MD5-96 and the
+    /// replay counter. Not recorded in the peer map and never arms the
+    /// master-down watch: an unauthenticated packet must not hold a backup
+    /// down.
+    AhToAgent = 19,
+    /// An authentic AH advert whose sequence number is not above the last
+    /// one accepted: a replay (keepalived logs "already processed"). Counted
+    /// by the agent.
+    AhReplay = 20,
 }
 
 impl Verdict {
     /// Number of verdicts; sizes per-verdict tables.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 21;
 
     /// Every verdict, in numeric order.
     pub const ALL: [Verdict; Self::COUNT] = [
@@ -78,6 +92,8 @@ impl Verdict {
         Verdict::OwnAdvert,
         Verdict::Carp,
         Verdict::Fragment,
+        Verdict::AhToAgent,
+        Verdict::AhReplay,
     ];
 
     /// The verdict with number `n`, if there is one.
@@ -107,6 +123,8 @@ impl Verdict {
             Verdict::OwnAdvert => "own_advert",
             Verdict::Carp => "carp",
             Verdict::Fragment => "fragment",
+            Verdict::AhToAgent => "ah_to_agent",
+            Verdict::AhReplay => "ah_replay",
         }
     }
 
@@ -117,7 +135,7 @@ impl Verdict {
     /// family (another VRRP daemon's, e.g. keepalived or FRR beside us
     /// during a migration, which must keep hearing its master).
     pub const fn passes(self) -> bool {
-        matches!(self, Verdict::Accepted | Verdict::Carp | Verdict::UnknownVrid)
+        matches!(self, Verdict::Accepted | Verdict::Carp | Verdict::UnknownVrid | Verdict::AhToAgent)
     }
 }
 

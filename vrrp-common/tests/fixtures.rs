@@ -214,7 +214,7 @@ fn tutorial_backup_admits_the_tutorial_master() {
     let view = ip::parse(l3(frame)).expect("ip");
     let own = ["192.0.2.52".parse().expect("addr")];
     let peers = ["192.0.2.20".parse().expect("addr")];
-    let env = Envelope { src: view.src, dst: view.dst, ttl: view.ttl };
+    let env = Envelope { src: view.src, dst: view.dst, ttl: view.ttl, in_ah: false };
     let expect = Expect {
         version: Version::V2,
         auth: Auth::simple(b"e^Ho6HWa"),
@@ -234,7 +234,7 @@ fn keepalived_ipv6_unicast_hop_limit_64_is_admitted_from_a_peer() {
     assert_eq!(view.ttl, 64, "keepalived 2.2.7 sends IPv6 unicast adverts with hop limit 64");
     let own = [view.dst];
     let peers = [view.src];
-    let env = Envelope { src: view.src, dst: view.dst, ttl: view.ttl };
+    let env = Envelope { src: view.src, dst: view.dst, ttl: view.ttl, in_ah: false };
     let expect =
         Expect { version: Version::V3, auth: Auth::None, interval: Centis(100), own: &own, peers: &peers };
     assert!(rx::admit(view.payload, &env, |_, _| Some(expect)).is_ok());

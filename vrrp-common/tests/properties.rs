@@ -153,6 +153,7 @@ proptest! {
             fragment: false,
             src,
             dst_multicast: a.dst.is_multicast(),
+            in_ah: false,
         };
         let hdr: [u8; 8] = bytes[..8].try_into().expect("8 bytes");
         let got = classify::check_header(&hdr, &meta).expect("kernel accepts what the parser accepts");
@@ -187,10 +188,10 @@ proptest! {
         let _ = ip::parse(&bytes);
         let own = [dst];
         let expect = Expect { version: Version::V3, auth: Auth::None, interval: Centis(100), own: &own, peers: &[] };
-        let _ = rx::admit(&bytes, &Envelope { src, dst, ttl }, |_, _| Some(expect));
+        let _ = rx::admit(&bytes, &Envelope { src, dst, ttl, in_ah: false }, |_, _| Some(expect));
         let mut hdr = [0u8; 8];
         for (h, x) in hdr.iter_mut().zip(bytes.iter()) { *h = *x; }
-        let meta = IpMeta { family: if v6 { FAMILY_IPV6 } else { FAMILY_IPV4 }, ttl, vrrp_len: len, fragment: frag, src: a, dst_multicast: mcast };
+        let meta = IpMeta { family: if v6 { FAMILY_IPV6 } else { FAMILY_IPV4 }, ttl, vrrp_len: len, fragment: frag, src: a, dst_multicast: mcast, in_ah: false };
         let _ = classify::check_header(&hdr, &meta);
     }
 
@@ -227,7 +228,7 @@ proptest! {
             (IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])), IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))
         };
         let mut asked = Vec::new();
-        let got = rx::admit(&bytes, &Envelope { src, dst, ttl }, |vrid, _| {
+        let got = rx::admit(&bytes, &Envelope { src, dst, ttl, in_ah: false }, |vrid, _| {
             asked.push(vrid);
             None::<Expect<'_>>
         });
@@ -241,5 +242,92 @@ proptest! {
         } else {
             prop_assert!(asked.is_empty());
         }
+    }
+}
+
+/// An AH advert as keepalived sends it, from arbitrary fields.
+#[expect(clippy::too_many_arguments, reason = "one per field the property varies")]
+fn ah_packet(
+    vrid: u8,
+    priority: u8,
+    vips: &[Ipv4Addr],
+    src: [u8; 4],
+    dst: [u8; 4],
+    ident: u16,
+    seq: u32,
+    key: &[u8; 8],
+    unicast: bool,
+) -> Vec<u8> {
+    use vrrp_common::wire::ah;
+    let repr = Repr {
+        version: Version::V2,
+        vrid,
+        priority,
+        interval: Centis(100),
+        auth: Auth::Ah,
+        addrs: AddrList::V4(vips),
+    };
+    let (s, d) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+    let tx = TxIp { src: IpAddr::V4(s), dst: IpAddr::V4(d), v3_checksum_as_v2: false };
+    let mut buf = vec![0u8; 2048];
+    let n =
+        ah::emit_ipv4(&mut buf, s, d, ident, seq, key, unicast, |b| repr.emit(b, &tx).ok()).expect("fits");
+    buf.truncate(n);
+    buf
+}
+
+proptest! {
+    /// Every AH advert built verifies with its key, parses back to its
+    /// fields, and a change to any byte the ICV covers is caught; changes
+    /// to the fields keepalived treats as mutable (TOS, flags/offset,
+    /// checksum, and the TTL for unicast) are not.
+    #[test]
+    fn ah_icv_covers_exactly_the_immutable_bytes(
+        vrid in 1u8..=255,
+        priority in any::<u8>(),
+        vips in proptest::collection::vec(any::<[u8; 4]>().prop_map(Ipv4Addr::from), 0..=20),
+        src in any::<[u8; 4]>(),
+        dst in any::<[u8; 4]>(),
+        ident in any::<u16>(),
+        seq in 1u32..,
+        key in any::<[u8; 8]>(),
+        unicast in any::<bool>(),
+        pos in any::<prop::sample::Index>(),
+        flip in 1u8..=255,
+    ) {
+        use vrrp_common::wire::ah;
+        let pkt = ah_packet(vrid, priority, &vips, src, dst, ident, seq, &key, unicast);
+        let v = ah::split(&pkt).expect("structure").expect("vrrp inside");
+        prop_assert_eq!(v.ah.seq, seq);
+        prop_assert_eq!(v.ah.spi, src);
+        let mut c = ah::SeqCounter::default();
+        prop_assert_eq!(ah::check(&key, &v, &pkt[20..44], unicast, &mut c), Ok(()));
+        let msg = Packet::new_checked(v.payload).expect("vrrp");
+        let rx = RxIp { src: IpAddr::V4(Ipv4Addr::from(src)), dst: IpAddr::V4(Ipv4Addr::from(dst)) };
+        let (r, _) = Repr::parse(&msg, &rx).expect("parses");
+        prop_assert_eq!((r.vrid, r.priority, r.auth, r.addrs.len()), (vrid, priority, Auth::Ah, vips.len()));
+
+        let i = pos.index(pkt.len());
+        // Fields whose change would break the split itself are left out:
+        // version/IHL, total length, protocol, next header, payload len.
+        prop_assume!(![0usize, 2, 3, 9, 20, 21].contains(&i));
+        let mut bad = pkt.clone();
+        bad[i] ^= flip;
+        // Flags/offset: a fragment is refused before any ICV.
+        prop_assume!(u16::from_be_bytes([bad[6], bad[7]]) & 0x3fff == 0);
+        let mutable = [1usize, 6, 7, 10, 11].contains(&i) || (unicast && i == 8);
+        let v = ah::split(&bad).expect("structure").expect("vrrp inside");
+        let got = ah::check(&key, &v, &bad[20..44], unicast, &mut ah::SeqCounter::default());
+        if mutable {
+            prop_assert_eq!(got, Ok(()), "byte {} is mutable", i);
+        } else {
+            prop_assert!(got.is_err(), "byte {} is covered", i);
+        }
+    }
+
+    /// No input makes the AH splitter panic.
+    #[test]
+    fn ah_split_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = vrrp_common::wire::ah::split(&bytes);
     }
 }

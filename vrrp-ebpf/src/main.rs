@@ -10,6 +10,16 @@
 //! unicast advert with ICMP protocol-unreachable; `INST_PASS_UP` passes
 //! them on for tcpdump.
 //!
+//! Adverts under an IP Authentication Header (IPv4 protocol 51, next
+//! header 112: keepalived's `auth_type AH`) get every check but the ICV
+//! and the sequence number, which need HMAC-MD5 and the instance's replay
+//! counter: those for an AH instance are passed up to the agent
+//! (`Verdict::AhToAgent`), which checks them on its raw socket. They are
+//! not recorded in the peer map and never arm the master-down watch: an
+//! unauthenticated packet must not hold a backup down (for AH instances
+//! the agent's own Master_Down_Timer, fed only by authenticated adverts,
+//! decides).
+//!
 //! Fails open: any frame this program cannot make sense of is passed.
 #![no_std]
 #![no_main]
@@ -35,6 +45,7 @@ use vrrp_common::maps::{
     InstanceConfig, InstanceKey, PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
 };
 use vrrp_common::wire::Family;
+use vrrp_common::wire::ah::{AH_LEN, IPPROTO_AH, PAYLOAD_LEN};
 use vrrp_common::wire::vrrp::{Version, checksum_form};
 use vrrp_common::{IPPROTO_VRRP, Verdict};
 
@@ -163,6 +174,12 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
         l3 += 4;
     }
     let mut dst = [0u8; 16];
+    let tmp = VRRP_TMP.get_ptr_mut(0)?;
+    // Whether the message came under AH rides in the scratch record's
+    // padding, not on the stack: as a live local it tips the program over
+    // the 512-byte stack. `record_peer` zeroes it before an event goes out.
+    // SAFETY: this CPU's scratch value, valid for the program run.
+    unsafe { (*tmp)._pad[0] = 0 };
     let (l4, meta) = match ethertype {
         ETH_P_IPV4 => {
             let vihl: u8 = read(ctx, l3)?;
@@ -171,11 +188,29 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
                 return Some(XDP_PASS);
             }
             let proto: u8 = read(ctx, l3 + 9)?;
-            if proto != IPPROTO_VRRP {
+            // AH: only keepalived's shape (next header VRRP, 96-bit ICV)
+            // is ours; any other AH packet is somebody's IPsec, subject to
+            // Accept Mode as any other packet to a VIP. One exit for both
+            // (two copies of the no_accept path lose the verifier's
+            // packet bounds).
+            let ours_ah = if proto == IPPROTO_AH {
+                let h: [u8; 2] = read(ctx, l3 + ihl)?;
+                h[0] == IPPROTO_VRRP && h[1] == PAYLOAD_LEN
+            } else {
+                false
+            };
+            if proto != IPPROTO_VRRP && !ours_ah {
                 let d: [u8; 4] = read(ctx, l3 + 16)?;
                 dst[..4].copy_from_slice(&d);
                 return Some(no_accept(ctx, FAMILY_IPV4, &dst, proto, l3 + ihl));
             }
+            let ah = if ours_ah {
+                // SAFETY: as above.
+                unsafe { (*tmp)._pad[0] = 1 };
+                AH_LEN
+            } else {
+                0
+            };
             let total = be16(ctx, l3 + 2)?;
             let frag = be16(ctx, l3 + 6)?;
             let mut src = [0u8; 16];
@@ -187,15 +222,16 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
             let meta = IpMeta {
                 family: FAMILY_IPV4,
                 ttl: read(ctx, l3 + 8)?,
-                vrrp_len: total.saturating_sub(ihl as u16),
+                vrrp_len: total.saturating_sub((ihl + ah) as u16),
                 // MF flag or a non-zero fragment offset.
                 fragment: frag & 0x3fff != 0,
                 src,
                 dst_multicast: read::<u8>(ctx, l3 + 16)? & 0xf0 == 0xe0,
+                in_ah: false,
             };
             let d: [u8; 4] = read(ctx, l3 + 16)?;
             dst[..4].copy_from_slice(&d);
-            (l3 + ihl, meta)
+            (l3 + ihl + ah, meta)
         }
         ETH_P_IPV6 => {
             let next: u8 = read(ctx, l3 + 6)?;
@@ -210,6 +246,7 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
                 fragment: false,
                 src: read(ctx, l3 + 8)?,
                 dst_multicast: read::<u8>(ctx, l3 + 24)? == 0xff,
+                in_ah: false,
             };
             dst = read(ctx, l3 + 24)?;
             (l3 + IPV6_HLEN, meta)
@@ -217,7 +254,6 @@ fn try_vrrp_xdp(ctx: &XdpContext) -> Option<u32> {
         _ => return Some(XDP_PASS),
     };
     let ifindex = ctx.ingress_ifindex() as u32;
-    let tmp = VRRP_TMP.get_ptr_mut(0)?;
     // One clock read per packet, for the peer's last-seen time, the
     // master-down watch and the alive check.
     // SAFETY: a helper without arguments or side effects.
@@ -295,8 +331,10 @@ fn check(
     // the price of knowing; every other check is for our instances only.
     let vrid = classify::attribute(&hdr, meta)?;
     let ikey = InstanceKey { ifindex, family: meta.family, vrid, _pad: [0; 2] };
-    // SAFETY: a plain copy out of the map value.
-    let cfg = VRRP_INSTANCES.get_ptr(&ikey).map(|p| unsafe { *p }).ok_or(Verdict::UnknownVrid)?;
+    // SAFETY: map value pointers stay valid while the program runs; read
+    // in place rather than copied (the stack is full).
+    let cfg: &InstanceConfig =
+        VRRP_INSTANCES.get_ptr(&ikey).map(|p| unsafe { &*p }).ok_or(Verdict::UnknownVrid)?;
     let adv = classify::check_header(&hdr, meta)?;
     let facts = Facts {
         src_is_own: has_addr(tmp, ifindex, meta.family, 0, &meta.src, ADDR_OWN),
@@ -305,6 +343,8 @@ fn check(
         // Only unicast instances have peers to look up.
         peer_allowed: cfg.flags & INST_UNICAST != 0
             && has_addr(tmp, ifindex, meta.family, adv.vrid, &meta.src, ADDR_PEER),
+        // SAFETY: this CPU's scratch value; see try_vrrp_xdp.
+        in_ah: unsafe { (*tmp)._pad[0] != 0 },
     };
     let auth: [u8; 8] = if adv.version == 2 {
         // v2 is IPv4 only: 4-byte addresses, the auth data after them.
@@ -312,7 +352,7 @@ fn check(
     } else {
         [0; 8]
     };
-    classify::check_instance(&adv, &cfg, &facts, &auth)?;
+    classify::check_instance(&adv, cfg, &facts, &auth)?;
 
     let len = meta.vrrp_len as usize;
     let sum = message_sum(ctx, l4, len).ok_or(Verdict::TooShort)?;
@@ -323,10 +363,16 @@ fn check(
         // SAFETY: this CPU's slot.
         unsafe { *c += 1 };
     }
+    // check_instance lets an AH packet through only for an AH instance:
+    // the agent authenticates it; nothing is recorded before that.
+    // SAFETY: as above.
+    if unsafe { (*tmp)._pad[0] != 0 } {
+        return Err(Verdict::AhToAgent);
+    }
 
     set_key(tmp, ifindex, meta.family, adv.vrid, &meta.src);
     record_peer(tmp, &adv, now);
-    if let Some(ns) = classify::watch_ns(&adv, &cfg) {
+    if let Some(ns) = classify::watch_ns(&adv, cfg) {
         arm_watch(&ikey, ns, now);
     }
     Ok(cfg.flags & INST_PASS_UP != 0)
@@ -399,6 +445,10 @@ fn message_sum(ctx: &XdpContext, l4: usize, len: usize) -> Option<u32> {
 /// Note the advert in the peer map: in place for a known peer (the cheap
 /// path every steady-state advert takes), an insert only for a new one.
 /// Emits an event only when something the state machine reacts to changed.
+///
+/// A function of its own (a BPF-to-BPF call), as is `arm_watch`: inlined,
+/// their locals and the packet checks' no longer fit one 512-byte frame
+/// once the message may start after an AH header.
 #[inline(always)]
 fn record_peer(tmp: *mut PeerEvent, adv: &classify::Advert, now: u64) {
     // SAFETY: `tmp` is this CPU's scratch value holding the peer's key;

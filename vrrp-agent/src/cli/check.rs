@@ -37,8 +37,10 @@ pub fn describe(i: &Instance) -> String {
         let peers: Vec<String> = i.unicast_peers.iter().map(ToString::to_string).collect();
         parts.push(format!("unicast from {src} to {}", peers.join(", ")));
     }
-    if i.auth.is_some() {
-        parts.push("auth PASS".into());
+    match &i.auth {
+        Some(vrrp_agent::config::model::AuthConf::Pass(_)) => parts.push("auth PASS".into()),
+        Some(vrrp_agent::config::model::AuthConf::Ah(_)) => parts.push("auth AH (IPsec, HMAC-MD5-96)".into()),
+        None => {}
     }
     parts.push(format!("VIPs {}", i.vips.iter().map(vip).collect::<Vec<_>>().join(", ")));
     if let Some(vm) = &i.vmac {

@@ -95,6 +95,7 @@ fn options(args: &WatchArgs) -> Result<Options> {
             interval: Centis(centis as u16),
             own: Vec::new(),
             peers: args.peers.clone(),
+            ah: None,
         },
     })
 }

@@ -28,6 +28,9 @@ pub enum InitialState {
 pub enum AuthConf {
     /// `auth_type PASS` with its password (keepalived uses 8 bytes).
     Pass(String),
+    /// `auth_type AH` (IPsec Authentication Header, HMAC-MD5-96) with its
+    /// password, the key (keepalived uses 8 bytes).
+    Ah(String),
 }
 
 /// One address of `virtual_ipaddress`.
@@ -1170,7 +1173,7 @@ fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report
                     }
                 }
                 match kind {
-                    Some((k, _)) if k == "PASS" => match pass {
+                    Some((k, _)) if k == "PASS" || k == "AH" => match pass {
                         Some(p) => {
                             if p.len() > 8 {
                                 r.warn(
@@ -1179,18 +1182,15 @@ fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report
                                     "keepalived does the same",
                                 );
                             }
-                            i.auth = Some(AuthConf::Pass(p));
+                            i.auth = Some(if k == "AH" { AuthConf::Ah(p) } else { AuthConf::Pass(p) });
                             auth_loc = Some(st.loc.clone());
                         }
-                        None => {
-                            r.error(&st.loc, "auth_type PASS without auth_pass", "add `auth_pass SECRET`")
-                        }
+                        None => r.error(
+                            &st.loc,
+                            format!("auth_type {k} without auth_pass"),
+                            "add `auth_pass SECRET`",
+                        ),
                     },
-                    Some((k, l)) if k == "AH" => r.error(
-                        &l,
-                        "auth_type AH (IPsec AH) is not supported",
-                        "use PASS, or no authentication",
-                    ),
                     Some((k, l)) => r.error(&l, format!("unknown auth_type `{k}`"), "PASS or AH"),
                     None => r.error(&st.loc, "authentication without auth_type", "add `auth_type PASS`"),
                 }
@@ -1441,6 +1441,19 @@ fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report
             format!("instance {}: authentication with version 3", i.name),
             "RFC 5798 removed authentication; drop the block or use version 2",
         );
+    }
+    // keepalived (vrrp_complete_instance): an AH instance needs an advert
+    // to learn the sequence number before it takes over, so it starts as
+    // BACKUP unless it owns the addresses.
+    if let (Some(AuthConf::Ah(_)), InitialState::Master, Some(loc)) = (&i.auth, i.state, &auth_loc)
+        && i.priority != 255
+    {
+        r.warn(
+            loc,
+            format!("({}) Initial state master is incompatible with AH authentication - clearing", i.name),
+            "keepalived does the same: the instance starts as BACKUP and learns the sequence number from the master's adverts",
+        );
+        i.state = InitialState::Backup;
     }
     if i.version == Version::V2 && !i.advert_int.0.is_multiple_of(100) {
         let up = Centis((i.advert_int.0 / 100 + 1) * 100);

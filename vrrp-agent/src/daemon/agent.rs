@@ -698,6 +698,11 @@ impl Agent {
                     inst.last_transition = unix_now();
                     if to == State::Master {
                         inst.stats.become_master += 1;
+                        // keepalived: a counter that reached its end starts
+                        // again when the instance becomes master.
+                        if let Some(ah) = &inst.ah {
+                            ah.with_counter(|c| c.on_master());
+                        }
                     } else if from == State::Master {
                         inst.stats.release_master += 1;
                     }
@@ -1083,6 +1088,12 @@ impl Agent {
     /// allocating, since a master passes here once per advert.
     fn write_status(&mut self) {
         let now = timer::now();
+        // The AH receive path counts its refusals where it checks them.
+        for inst in &mut self.insts {
+            if let Some(ah) = &inst.ah {
+                inst.stats.auth_failure = ah.failures();
+            }
+        }
         let (changed, counters) = match &self.written {
             None => (true, true),
             Some(w) => {

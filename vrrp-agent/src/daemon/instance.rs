@@ -64,6 +64,9 @@ pub(super) struct Inst {
     /// last configured: then the agent's own Master_Down_Timer is only a
     /// backstop (`WATCH_BACKSTOP` later), and the kernel wakes us.
     pub(super) watch_armed: bool,
+    /// `auth_type AH`: the key and the sequence counter its receive path
+    /// and its sender share.
+    pub(super) ah: Option<std::sync::Arc<fallback::AhAuth>>,
 }
 
 /// An instance's macvlan (`use_vmac`), created by the agent before the
@@ -160,6 +163,14 @@ pub(super) fn build(conf: &config::Instance, vmac: Option<String>) -> Result<Ins
         watch_since: Micros(0),
         watch_armed: false,
         vmac: vmac.map(|name| InstVmac { name, ifindex: 0, xmit_base: conf.vmac_xmit_base }),
+        ah: match &conf.auth {
+            Some(AuthConf::Ah(p)) => Some(std::sync::Arc::new(fallback::AhAuth::new(
+                &conf.name,
+                p.as_bytes(),
+                !conf.unicast_peers.is_empty(),
+            ))),
+            _ => None,
+        },
         announce_at: None,
         announce_batches: 0,
         refresh_at: None,
@@ -183,10 +194,7 @@ pub(super) fn build(conf: &config::Instance, vmac: Option<String>) -> Result<Ins
 
 /// What the instance's adverts carry.
 fn advert_spec(conf: &config::Instance) -> AdvertSpec {
-    let auth = match &conf.auth {
-        Some(AuthConf::Pass(p)) => Auth::simple(p.as_bytes()),
-        None => Auth::None,
-    };
+    let auth = auth_of(conf);
     AdvertSpec {
         version: conf.version,
         vrid: conf.vrid,
@@ -203,6 +211,15 @@ fn advert_spec(conf: &config::Instance) -> AdvertSpec {
             .filter_map(|v| if let IpAddr::V6(a) = v.addr { Some(a) } else { None })
             .collect(),
         v3_checksum_as_v2: conf.v3_checksum_as_v2,
+    }
+}
+
+/// The instance's v2 authentication as the wire codec takes it.
+fn auth_of(conf: &config::Instance) -> Auth {
+    match &conf.auth {
+        Some(AuthConf::Pass(p)) => Auth::simple(p.as_bytes()),
+        Some(AuthConf::Ah(_)) => Auth::Ah,
+        None => Auth::None,
     }
 }
 
@@ -279,8 +296,9 @@ impl Inst {
             Some(m) if m.xmit_base => (conf.interface.as_str(), ifindex, m.name.as_str(), vmac_index),
             Some(m) => (m.name.as_str(), vmac_index, m.name.as_str(), vmac_index),
         };
-        let sender = Sender::open(tx_if, tx_index, src, &conf.unicast_peers, advert_spec(conf))
-            .map_err(io("advert socket"))?;
+        let sender =
+            Sender::open(tx_if, tx_index, src, &conf.unicast_peers, advert_spec(conf), self.ah.clone())
+                .map_err(io("advert socket"))?;
         let announcer = Announcer::new(ann_if, ann_index).map_err(io("announcement sockets"))?;
         if self.conf.vips.iter().chain(&self.conf.vips_excluded).any(|v| v.addr == src)
             && self.sender.is_none()
@@ -393,10 +411,7 @@ impl Inst {
     pub(super) fn expect(&self) -> Expect<'_> {
         Expect {
             version: self.conf.version,
-            auth: match &self.conf.auth {
-                Some(AuthConf::Pass(p)) => Auth::simple(p.as_bytes()),
-                None => Auth::None,
-            },
+            auth: auth_of(&self.conf),
             interval: self.conf.advert_int,
             own: &self.own,
             peers: &self.conf.unicast_peers,
@@ -411,6 +426,7 @@ impl Inst {
             interval: e.interval,
             own: self.own.clone(),
             peers: self.conf.unicast_peers.clone(),
+            ah: self.ah.clone(),
         }
     }
 
@@ -455,7 +471,11 @@ impl Inst {
     /// keeps its own timer (it must see the tolerated adverts).
     pub(super) fn wanted_watch(&self) -> (u8, u8) {
         let p = self.machine.priority();
-        if self.machine.state() != State::Backup || !self.conf.preempt_delay.is_zero() {
+        // An AH instance's adverts are authenticated in the agent, after
+        // the XDP program: the kernel's watch would be fed by packets
+        // nobody has authenticated yet, so it stays off and the agent's own
+        // Master_Down_Timer, fed only by authentic adverts, decides.
+        if self.machine.state() != State::Backup || !self.conf.preempt_delay.is_zero() || self.ah.is_some() {
             return (0, p);
         }
         (if self.conf.preempt { p } else { 1 }, p)

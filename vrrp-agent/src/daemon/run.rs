@@ -329,6 +329,7 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
         alive_at: timer::now(),
         pin_dir,
         pass_up: opts.pass_up,
+        ah_rxs: ah_receivers(insts)?,
     })))
 }
 
@@ -362,6 +363,7 @@ fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
         })?;
         rxs.push(fd);
     }
+    rxs.extend(ah_receivers(insts)?);
     Ok(Source::Sockets { rxs })
 }
 
@@ -379,6 +381,24 @@ fn sync_groups(cfg: &Config, insts: &mut [Inst]) -> Vec<SyncGroup> {
             SyncGroup::new(g.name.clone(), members)
         })
         .collect()
+}
+
+/// One raw protocol-51 socket per interface with an AH instance: on both
+/// receive paths, AH adverts are authenticated here (the XDP program
+/// passes them up unauthenticated).
+fn ah_receivers(insts: &[Inst]) -> Result<Vec<AsyncFd<Receiver>>, DaemonError> {
+    let mut out: Vec<AsyncFd<Receiver>> = Vec::new();
+    for inst in insts.iter().filter(|i| i.bound() && i.ah.is_some()) {
+        if out.iter().any(|r| r.get_ref().ifindex() == inst.ifindex) {
+            continue;
+        }
+        let rx = super::source::open_ah(insts, inst.ifindex, &inst.conf.interface).map_err(|source| {
+            DaemonError::Io { instance: inst.conf.name.clone(), what: "raw AH receive socket", source }
+        })?;
+        log::info!("receiving AH adverts on a raw socket on {}", inst.conf.interface);
+        out.push(rx);
+    }
+    Ok(out)
 }
 
 /// Script states, the channel their results come in on, and the tasks.

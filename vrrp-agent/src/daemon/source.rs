@@ -20,6 +20,9 @@ pub(super) struct XdpSource {
     pub(super) pin_dir: Option<std::path::PathBuf>,
     /// `--pass-up`.
     pub(super) pass_up: bool,
+    /// Raw protocol-51 sockets for AH instances' adverts, which the XDP
+    /// program passes up unauthenticated (`ah_to_agent`).
+    pub(super) ah_rxs: Vec<AsyncFd<Receiver>>,
 }
 
 pub(super) enum Source {
@@ -49,7 +52,7 @@ impl Source {
                     x.dp.reattach(iface, x.pin_dir.as_deref()).map_err(|e| e.to_string())?;
                     log::info!("XDP program attached to {iface} again (ifindex {})", inst.ifindex);
                 }
-                Ok(())
+                reopen_ah(&mut x.ah_rxs, insts, i)
             }
             Source::Sockets { rxs } => {
                 // One receiver per interface and family, with every
@@ -69,7 +72,7 @@ impl Source {
                     .map_err(|e| e.to_string())?;
                 rxs.push(fd);
                 log::info!("receiving on a raw socket on {iface} again");
-                Ok(())
+                reopen_ah(rxs, insts, i)
             }
         }
     }
@@ -119,7 +122,11 @@ impl Source {
     pub(super) fn peers(&self) -> Vec<(PeerKey, PeerState)> {
         match self {
             Source::Xdp(x) => match x.dp.peers() {
-                Ok(rows) => rows.into_iter().map(|r| (r.key, r.state)).collect(),
+                Ok(rows) => rows
+                    .into_iter()
+                    .map(|r| (r.key, r.state))
+                    .chain(x.ah_rxs.iter().flat_map(|r| r.get_ref().peers().iter().map(|(k, v)| (*k, *v))))
+                    .collect(),
                 Err(e) => {
                     log::warn!("reading the peer table: {e}");
                     Vec::new()
@@ -132,18 +139,58 @@ impl Source {
     }
 }
 
+/// Open (again) the AH socket on instance `i`'s interface if it uses AH,
+/// with every instance there, replacing the one of its old index.
+fn reopen_ah(rxs: &mut Vec<AsyncFd<Receiver>>, insts: &[Inst], i: usize) -> Result<(), String> {
+    let inst = &insts[i];
+    if inst.ah.is_none() {
+        return Ok(());
+    }
+    rxs.retain(|r| !r.get_ref().is_ah() || nix::net::if_::if_indextoname(r.get_ref().ifindex()).is_ok());
+    rxs.retain(|r| !(r.get_ref().is_ah() && r.get_ref().ifindex() == inst.ifindex));
+    rxs.push(open_ah(insts, inst.ifindex, &inst.conf.interface).map_err(|e| e.to_string())?);
+    log::info!("receiving AH adverts on a raw socket on {} again", inst.conf.interface);
+    Ok(())
+}
+
+/// A raw protocol-51 socket on `iface` (index `ifindex`) with every IPv4
+/// instance there.
+pub(super) fn open_ah(insts: &[Inst], ifindex: u32, iface: &str) -> std::io::Result<AsyncFd<Receiver>> {
+    let mut rx = Receiver::open_ah(iface)?;
+    for other in insts.iter().filter(|o| o.ifindex == ifindex && o.family == vrrp_common::wire::Family::V4) {
+        rx.add_instance(other.conf.vrid, other.fallback_instance());
+    }
+    // SAFETY: the Receiver owns its socket and the AsyncFd owns it, so the
+    // fd stays open and the same for the AsyncFd's life.
+    unsafe { AsyncFd::register_with_interest(rx, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)
+}
+
 /// Wait for the next batch of peer events from the receive path.
 pub(super) async fn next_events(source: &mut Source) -> Vec<PeerEvent> {
     match source {
         Source::Xdp(x) => {
-            let mut out = Vec::new();
-            if let Ok(mut guard) = x.events.readable_mut().await {
-                while let Some(ev) = guard.get_inner_mut().next() {
-                    out.push(ev);
+            let XdpSource { events, ah_rxs, .. } = &mut **x;
+            let ring = async {
+                let mut out = Vec::new();
+                if let Ok(mut guard) = events.readable_mut().await {
+                    while let Some(ev) = guard.get_inner_mut().next() {
+                        out.push(ev);
+                    }
+                    guard.clear_ready();
                 }
-                guard.clear_ready();
+                out
+            };
+            if ah_rxs.is_empty() {
+                return ring.await;
             }
-            out
+            tokio::select! {
+                out = ring => out,
+                r = fallback::next_events(ah_rxs, || timer::now().0 * 1000) => r.unwrap_or_else(|e| {
+                    log::warn!("receive error (AH): {e}");
+                    Vec::new()
+                }),
+            }
         }
         Source::Sockets { rxs } => match fallback::next_events(rxs, || timer::now().0 * 1000).await {
             Ok(events) => events,

@@ -21,6 +21,9 @@ pub struct Stats {
     pub release_master: u64,
     /// Priority-0 adverts sent.
     pub pri_zero_sent: u64,
+    /// Adverts refused by authentication (AH: ICV, SPI or replay).
+    #[serde(default)]
+    pub auth_failure: u64,
 }
 
 /// One instance.

@@ -2,14 +2,23 @@
 //! group or to each unicast peer, from the instance's source address
 //! (RFC 5798 5.1). The kernel writes the IP header; we write the message,
 //! with the checksum for each destination (v3's pseudo-header covers it).
+//!
+//! With `auth_type AH` the socket is protocol 51 with `IP_HDRINCL`: the
+//! ICV covers the IP header, its ID included, so we write it ourselves as
+//! keepalived does (ID counting from 1, TOS 0xc0, TTL 255), then the AH
+//! header with the instance's next sequence number, then the message.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use vrrp_common::wire::ah;
 use vrrp_common::wire::vrrp::{GROUP_V4, GROUP_V6, TxIp};
 use vrrp_common::wire::{AddrList, Auth, Repr, Version};
 use vrrp_common::{Centis, IPPROTO_VRRP};
+
+use crate::fallback::AhAuth;
 
 /// What an instance advertises, besides its priority.
 #[derive(Clone, Debug)]
@@ -38,6 +47,8 @@ pub struct Sender {
     ifindex: u32,
     spec: AdvertSpec,
     buf: Vec<u8>,
+    /// `auth_type AH`: the key and sequence counter, and the IP ID.
+    ah: Option<(Arc<AhAuth>, u16)>,
 }
 
 impl Sender {
@@ -49,11 +60,16 @@ impl Sender {
         src: IpAddr,
         peers: &[IpAddr],
         spec: AdvertSpec,
+        ah_auth: Option<Arc<AhAuth>>,
     ) -> io::Result<Sender> {
-        let proto = Some(Protocol::from(IPPROTO_VRRP as i32));
+        let proto_nr = if ah_auth.is_some() { ah::IPPROTO_AH } else { IPPROTO_VRRP };
+        let proto = Some(Protocol::from(i32::from(proto_nr)));
         let sock = match src {
             IpAddr::V4(a) => {
                 let s = Socket::new(Domain::IPV4, Type::RAW, proto)?;
+                if ah_auth.is_some() {
+                    s.set_header_included_v4(true)?;
+                }
                 s.set_ttl_v4(255)?;
                 s.set_multicast_ttl_v4(255)?;
                 s.set_multicast_loop_v4(false)?;
@@ -81,7 +97,10 @@ impl Sender {
         } else {
             peers.to_vec()
         };
-        Ok(Sender { sock, src, dsts, ifindex, spec, buf: vec![0u8; 4200] })
+        if ah_auth.is_some() && !src.is_ipv4() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "AH authentication is IPv4 only"));
+        }
+        Ok(Sender { sock, src, dsts, ifindex, spec, buf: vec![0u8; 4200], ah: ah_auth.map(|a| (a, 0)) })
     }
 
     /// The source address.
@@ -103,9 +122,25 @@ impl Sender {
             addrs,
         };
         let mut out = Vec::with_capacity(self.dsts.len());
+        // keepalived: one IP ID and one sequence number per advert, the
+        // same to every unicast peer (the ICV differs by destination).
+        let ah_next = self.ah.as_mut().map(|(auth, id)| {
+            *id = id.wrapping_add(1).max(1);
+            (auth.clone(), *id, auth.with_counter(|c| c.next_tx()))
+        });
         for dst in &self.dsts {
             let tx = TxIp { src: self.src, dst: *dst, v3_checksum_as_v2: self.spec.v3_checksum_as_v2 };
-            let res = match repr.emit(&mut self.buf, &tx) {
+            let built = match (&ah_next, self.src, *dst) {
+                (Some((auth, id, seq)), IpAddr::V4(s), IpAddr::V4(d)) => {
+                    ah::emit_ipv4(&mut self.buf, s, d, *id, *seq, &auth.key, auth.unicast, |b| {
+                        repr.emit(b, &tx).ok()
+                    })
+                    .ok_or_else(|| "AH advert does not fit".to_owned())
+                }
+                (Some(_), _, _) => Err("AH authentication is IPv4 only".to_owned()),
+                (None, _, _) => repr.emit(&mut self.buf, &tx).map_err(|e| e.to_string()),
+            };
+            let res = match built {
                 Ok(n) => {
                     let to = match dst {
                         IpAddr::V4(d) => SockAddr::from(SocketAddr::new(IpAddr::V4(*d), 0)),
@@ -120,7 +155,7 @@ impl Sender {
                     };
                     self.sock.send_to(&self.buf[..n], &to).map(|_| ())
                 }
-                Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
+                Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
             };
             out.push((*dst, res));
         }

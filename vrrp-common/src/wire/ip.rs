@@ -33,6 +33,19 @@ pub fn emit_ipv4(
     payload_len: u16,
     ident: u16,
 ) -> Option<usize> {
+    emit_ipv4_proto(buf, src, dst, payload_len, ident, IPPROTO_VRRP)
+}
+
+/// `emit_ipv4` for IP protocol `proto` (112, or 51 for an advert under an
+/// Authentication Header).
+pub fn emit_ipv4_proto(
+    buf: &mut [u8],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    payload_len: u16,
+    ident: u16,
+    proto: u8,
+) -> Option<usize> {
     let h = buf.get_mut(..IPV4_HLEN)?;
     h[0] = 0x45;
     h[1] = TOS_CS6;
@@ -40,7 +53,7 @@ pub fn emit_ipv4(
     h[4..6].copy_from_slice(&ident.to_be_bytes());
     h[6..8].fill(0);
     h[8] = VRRP_TTL;
-    h[9] = IPPROTO_VRRP;
+    h[9] = proto;
     h[10..12].fill(0);
     h[12..16].copy_from_slice(&src.octets());
     h[16..20].copy_from_slice(&dst.octets());

@@ -1,6 +1,7 @@
 //! The VRRP wire format, smoltcp style: zero-copy `Packet` views with
 //! checked constructors, and `Repr`s that parse and emit.
 
+pub mod ah;
 pub mod ip;
 pub mod vrrp;
 

@@ -56,7 +56,8 @@ pub const TYPE_ADVERTISEMENT: u8 = 1;
 pub const AUTH_NONE: u8 = 0;
 /// v2 auth type 1: simple text password (RFC 2338 5.3.6.1).
 pub const AUTH_SIMPLE: u8 = 1;
-/// v2 auth type 2: IP Authentication Header (RFC 2338 5.3.6.2).
+/// v2 auth type 2: IP Authentication Header (RFC 2338 5.3.6.2); the
+/// message then travels under an AH header (`wire::ah`).
 pub const AUTH_AH: u8 = 2;
 /// The IPv4 group, 224.0.0.18 (RFC 5798 5.1.1.2).
 pub const GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
@@ -383,6 +384,10 @@ pub enum Auth {
     None,
     /// Type 1: the 8 bytes of the password, zero padded.
     Simple([u8; AUTH_LEN]),
+    /// Type 2: IPsec AH. The message's authentication data is zero; the
+    /// ICV is in the AH header around it (`wire::ah`), and the key is not
+    /// on the wire.
+    Ah,
 }
 
 impl Auth {
@@ -400,6 +405,7 @@ impl Auth {
         match self {
             Auth::None => AUTH_NONE,
             Auth::Simple(_) => AUTH_SIMPLE,
+            Auth::Ah => AUTH_AH,
         }
     }
 }
@@ -579,8 +585,9 @@ pub fn check_fixed<T: AsRef<[u8]>>(
     }
     if version == Version::V2 {
         match p.auth_type() {
-            AUTH_NONE | AUTH_SIMPLE => {}
-            AUTH_AH => return Err(Verdict::AuthAhUnsupported),
+            // Whether an AH message came under an AH header, and whether
+            // the instance expects one, is `check_instance`'s to judge.
+            AUTH_NONE | AUTH_SIMPLE | AUTH_AH => {}
             // RFC 3768 5.3.6: types other than 0-2 are not defined.
             _ => return Err(Verdict::AuthTypeMismatch),
         }
@@ -607,7 +614,11 @@ impl<'a> Repr<'a> {
         let (interval, auth) = match version {
             Version::V2 => {
                 let data = packet.auth_data().ok_or(Verdict::LengthMismatch)?;
-                let auth = if packet.auth_type() == AUTH_SIMPLE { Auth::Simple(data) } else { Auth::None };
+                let auth = match packet.auth_type() {
+                    AUTH_SIMPLE => Auth::Simple(data),
+                    AUTH_AH => Auth::Ah,
+                    _ => Auth::None,
+                };
                 (Centis::from_secs(packet.adver_int()), auth)
             }
             Version::V3 => (packet.max_adver_int(), Auth::None),
