@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use vrrp_tests::holders::HolderWatch;
 use vrrp_tests::lab::Segment;
 use vrrp_tests::netns::Netns;
-use vrrp_tests::privilege::require_root;
+use vrrp_tests::privilege::{require_root, require_tool};
 use vrrp_tests::process::wait_until;
 
 const VIP: &str = "192.0.2.170";
@@ -158,5 +158,41 @@ fn metrics_follow_a_preemption_and_a_failover() -> Result<()> {
     assert!((0.0..2.0).contains(&takeover), "takeover {takeover} s after a priority-0 advert");
     low.stop(Duration::from_secs(10))?;
     watch.finish()?.assert_single_holder_but_handovers(Duration::from_millis(200))?;
+    Ok(())
+}
+
+/// Mixed pair: keepalived 2.2.7 is the master, the agent its backup. The
+/// agent's metrics describe keepalived as a peer, and its takeover when
+/// keepalived stops (keepalived resigns with priority 0 too).
+#[test]
+fn metrics_of_a_backup_beside_keepalived() -> Result<()> {
+    let name = "metrics_of_a_backup_beside_keepalived";
+    if !require_root(name) || !require_tool(name, "keepalived") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.73/24", "192.0.2.74/24"])?;
+    let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP)?;
+    let mut ka = seg.keepalived(0, &conf(150))?;
+    seg.wait_holders(VIP, &[0], Duration::from_secs(10))?;
+    let mut agent = seg.agent(1, &conf(100), &["--metrics", ADDR])?;
+    wait_until(Duration::from_secs(5), || {
+        Ok(value(&scrape(&seg.nodes[1].ns)?, "keepalived_advertisements_received_total", &INST)? >= 2.0)
+    })?;
+    let m = scrape(&seg.nodes[1].ns)?;
+    assert_eq!(state(&m)?, 1.0, "the agent is BACKUP");
+    assert_eq!(value(&m, "vrrp_agent_peer_priority", &[("peer", "192.0.2.73")])?, 150.0);
+    assert_eq!(value(&m, "keepalived_become_master_total", &INST)?, 0.0);
+
+    ka.stop(Duration::from_secs(10))?;
+    seg.wait_holders(VIP, &[1], Duration::from_secs(10))?;
+    wait_until(Duration::from_secs(5), || Ok(state(&scrape(&seg.nodes[1].ns)?)? == 2.0))?;
+    let m = scrape(&seg.nodes[1].ns)?;
+    assert_eq!(value(&m, "keepalived_become_master_total", &INST)?, 1.0);
+    assert_eq!(value(&m, "vrrp_agent_peer_priority", &[("peer", "192.0.2.73")])?, 0.0, "keepalived resigned");
+    let takeover = value(&m, "vrrp_agent_last_takeover_seconds", &INST)?;
+    println!("takeover after keepalived resigned: {takeover} s");
+    assert!((0.0..2.0).contains(&takeover), "takeover {takeover} s after a priority-0 advert");
+    agent.stop(Duration::from_secs(10))?;
+    watch.finish()?.assert_single_holder()?;
     Ok(())
 }
