@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// (keepalived's `-r`, the VRRP child's), to this file, removed at exit.
     #[arg(long, value_name = "FILE")]
     pub worker_pid_file: Option<PathBuf>,
+    /// Serve Prometheus metrics (keepalived-exporter's names, and
+    /// vrrp_agent_* ones) at http://ADDR/metrics, e.g. 127.0.0.1:9650.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// A pid file, removed when dropped.
@@ -120,6 +124,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         pass_up: args.agent.pass_up,
         config_path: args.config.clone(),
         supervised: args.supervised,
+        metrics: args.metrics,
     };
     daemon::run(cfg, opts, shutdown).await?;
     Ok(())

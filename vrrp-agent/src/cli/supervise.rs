@@ -34,7 +34,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use vrrp_agent::daemon::{status, vips};
+use vrrp_agent::daemon::{sd, status, vips};
 use vrrp_agent::instance_lock;
 
 /// Signals an operator or a tool sends to "the agent", passed on to the
@@ -65,6 +65,12 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0(arg0).args(argv).arg("--supervised").arg(format!("{lock_fd},{sock_fd}"));
     let parent = std::process::id();
+    // systemd addressed its watchdog to this process (the unit's MAINPID);
+    // the worker's loop is what pings it (daemon/sd.rs): without
+    // WATCHDOG_PID, sd_watchdog_enabled's rule makes it the worker's.
+    if sd::for_worker(std::env::var("WATCHDOG_PID").ok().as_deref(), parent) {
+        cmd.env_remove("WATCHDOG_PID");
+    }
     // SAFETY: only async-signal-safe calls (prctl, getppid, sigprocmask,
     // fcntl) between fork and exec, on values prepared before the fork.
     unsafe {

@@ -61,6 +61,10 @@ enum Wake {
     NetClosed,
     Health(usize, bool),
     Signal(Sig),
+    /// Time to ping systemd's watchdog.
+    Watchdog,
+    /// A metrics scrape wants a snapshot.
+    Scrape(super::metrics::Scrape),
 }
 
 /// The running daemon.
@@ -105,6 +109,12 @@ pub(super) struct Agent {
     pub(super) group_notify_as: Option<Option<RunAs>>,
     /// The Accept Mode rows the agent wrote into the XDP program's map.
     pub(super) no_accept: NoAcceptRows,
+    /// systemd's readiness protocol and watchdog.
+    pub(super) sd: super::sd::Notifier,
+    /// Metrics the status file does not keep.
+    pub(super) counters: super::metrics::Counters,
+    /// Scrapes of the metrics endpoint (`--metrics`).
+    pub(super) scrapes: Option<tokio::sync::mpsc::Receiver<super::metrics::Scrape>>,
 }
 
 /// The instances' machines, for a sync group to move its members.
@@ -127,9 +137,19 @@ impl Agent {
         shutdown: impl Future<Output = ()>,
     ) {
         self.start().await;
+        // XDP is attached (run.rs) and every instance is in its first state.
+        self.sd.ready(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
+        // Pinged from this loop, between handlers: a handler that hangs
+        // stops the pings, and systemd restarts the agent.
+        let mut watchdog = self.sd.ping.map(|p| {
+            let mut t = tokio::time::interval(p);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
         tokio::pin!(shutdown);
         let mut net_open = true;
         loop {
+            self.sd.states(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
             self.write_status();
             self.arm_timer();
             let wake = tokio::select! {
@@ -144,6 +164,8 @@ impl Agent {
                 ev = net.next(), if net_open => ev.map_or(Wake::NetClosed, Wake::Net),
                 Some((idx, ok)) = health_rx.recv() => Wake::Health(idx, ok),
                 sig = signals.next() => Wake::Signal(sig),
+                _ = super::sd::tick(&mut watchdog) => Wake::Watchdog,
+                Some(reply) = super::metrics::next_scrape(&mut self.scrapes) => Wake::Scrape(reply),
             };
             match wake {
                 Wake::Shutdown | Wake::Signal(Sig::Stop) => break,
@@ -158,6 +180,10 @@ impl Agent {
                 }
                 Wake::Health(idx, ok) => self.on_health(idx, ok).await,
                 Wake::Signal(sig) => self.on_signal(sig),
+                Wake::Watchdog => self.sd.ping(),
+                Wake::Scrape(reply) => {
+                    let _ = reply.send(super::metrics::render(&super::metrics::view(&self)));
+                }
             }
         }
         self.stop().await;
@@ -486,7 +512,11 @@ impl Agent {
     /// A signal other than a stop.
     fn on_signal(&mut self, sig: Sig) {
         match sig {
-            Sig::Reload => self.reload(),
+            Sig::Reload => {
+                self.sd.reloading();
+                self.reload();
+                self.sd.ready(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
+            }
             Sig::DumpData => self.dump(status::data_path(&self.opts.name), "state"),
             Sig::DumpStats => self.dump(status::stats_path(&self.opts.name), "statistics"),
             Sig::Stop => {}
@@ -696,6 +726,19 @@ impl Agent {
                 Action::Transition { from, to } => {
                     log::debug!("({name}) {from} -> {to}");
                     inst.last_transition = unix_now();
+                    // For the takeover time: the last advert heard.
+                    let heard = (to == State::Master)
+                        .then(|| {
+                            self.source
+                                .peers()
+                                .into_iter()
+                                .filter(|(k, _)| inst.owns(k))
+                                .map(|(_, s)| s.last_seen_ns)
+                                .max()
+                        })
+                        .flatten()
+                        .map(|ns| Micros(ns / 1000));
+                    self.counters.transition(i, to, now, heard);
                     if to == State::Master {
                         inst.stats.become_master += 1;
                         // keepalived: a counter that reached its end starts
@@ -1146,6 +1189,7 @@ impl Agent {
     /// Shutdown: resign first (the backups' Skew_Time starts with our
     /// priority-0 advert), drop the VIPs, then detach.
     async fn stop(mut self) {
+        self.sd.stopping();
         let now = timer::now();
         // keepalived removes the static addresses, routes and rules at stop.
         self.stopping = true;

@@ -57,6 +57,8 @@ pub struct Options {
     /// Run as a supervisor's worker: the instance lock it took and handed
     /// over as descriptors ("FILE,SOCKET"), adopted instead of taken.
     pub supervised: Option<String>,
+    /// Serve Prometheus metrics on this address (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Why the daemon could not start or stopped.
@@ -184,6 +186,18 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         },
     };
     let deadline = Deadline::new().map_err(io("timerfd"))?;
+    // Bound before the instances start, so that a taken port is an error
+    // at start, not a silent absence of metrics.
+    let scrapes = match opts.metrics {
+        Some(addr) => {
+            let listener = super::metrics::bind(addr).await.map_err(io("binding the metrics address"))?;
+            log::info!("Serving Prometheus metrics on http://{addr}/metrics");
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            tokio::spawn(super::metrics::serve(listener, tx));
+            Some(rx)
+        }
+        None => None,
+    };
     let (statuses, health_rx, _checks) = start_health(&cfg, &mut insts);
     let groups = sync_groups(&cfg, &mut insts);
     let group_notify_as =
@@ -258,6 +272,9 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         groups,
         group_notify_as,
         no_accept: NoAcceptRows::default(),
+        sd: super::sd::Notifier::from_env(),
+        counters: super::metrics::Counters::default(),
+        scrapes,
     };
     agent.serve(net, health_rx, signals, shutdown).await;
     Ok(())

@@ -45,6 +45,8 @@ pub async fn run_once(argv: &[String], run_as: Option<RunAs>, timeout: Duration)
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
     // A run abandoned with its task (the agent stopping) takes the child along.
     cmd.kill_on_drop(true);
+    // Not the agent's voice toward systemd (daemon/sd.rs).
+    crate::daemon::sd::scrub(&mut cmd);
     if let Some(r) = run_as {
         cmd.uid(r.uid.as_raw()).gid(r.gid.as_raw());
     }
