@@ -81,7 +81,9 @@ fn keepalived_s_refusals_point_at_the_member() {
         has("k.conf:9:5: error: Virtual router VI_1 cannot exist in more than one sync group (it is in G1)"),
         "{errors:#?}"
     );
-    assert!(has("k.conf:13:1: error: Sync group G3 has no virtual router(s)"), "{errors:#?}");
+    // keepalived removes an empty group and runs on: a warning, not a
+    // refusal (keepalived_samples.rs loads its lvs_syncd sample, which has one).
+    assert!(!has("Sync group G3"), "{errors:#?}");
     assert!(has("k.conf:15:1: error: vrrp sync group G1 already defined"), "{errors:#?}");
     assert!(errors.iter().all(|e| e.contains("hint: ")), "{errors:#?}");
 }

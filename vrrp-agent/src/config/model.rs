@@ -891,10 +891,13 @@ fn sync_groups(stmts: &[Stmt], cfg: &mut Config, r: &mut Report) {
             }
         }
         let Some(listed) = listed.filter(|l| !l.is_empty()) else {
-            r.error(
+            // keepalived (vrrp.c) logs this and removes the group; its
+            // instances run on their own there, and so here. keepalived's
+            // own lvs_syncd sample lists members without `group { }`.
+            r.warn(
                 &s.loc,
-                format!("Sync group {name} has no virtual router(s)"),
-                "list its instances in `group { VI_1 VI_2 }`; keepalived removes such a group",
+                format!("Sync group {name} has no virtual router(s). removing"),
+                "its instances fail over on their own, as under keepalived; list them in `group { VI_1 VI_2 }` to sync them",
             );
             continue;
         };
