@@ -83,3 +83,53 @@ fn the_samples_mean_what_keepalived_reads_in_them() {
     let c = load("keepalived.conf.track_interface");
     assert_eq!((c.instances[0].routes.len(), c.static_routes.len()), (3, 4));
 }
+
+/// `check-config` itself (the same check as `run`) accepts the scripts and
+/// lvs_syncd samples, with the scripts the sample names standing in a
+/// temporary directory (they do not exist on a test machine; a missing
+/// script is refused, see config_check.rs): no warning but about this
+/// machine (eth1 absent, the default script user), LVS and mail, and the
+/// empty group keepalived removes too.
+#[test]
+fn check_config_accepts_the_scripts_and_lvs_syncd_samples() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("vrrp-samples-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for s in ["vrrp.back", "vrrp.mast", "vrrp.fault", "vrrp.sh"] {
+        let f = dir.join(s);
+        std::fs::write(&f, "#!/bin/sh\nexit 0\n").expect("script");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let mut failed = Vec::new();
+    for name in ["keepalived.conf.vrrp.scripts", "keepalived.conf.vrrp.lvs_syncd"] {
+        let text = std::fs::read_to_string(sample(name)).expect("the sample");
+        let p = dir.join(name);
+        std::fs::write(&p, text.replace("/usr/local/bin/", &format!("{}/", dir.display()))).expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vrrp-agent"))
+            .args(["check-config", "-f"])
+            .arg(&p)
+            .output()
+            .expect("running check-config");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            failed.push(format!("{name}: refused:\n{stderr}"));
+        }
+        let allowed = [
+            "does not exist (yet)",
+            "default user",
+            "SECURITY VIOLATION",
+            "`smtp_alert` is not supported",
+            "`virtual_server` is not supported",
+            "`lvs_sync_daemon_interface` accepted; it has no effect",
+            "unknown vrrp_sync_group keyword `VI_",
+            "Sync group VG1 has no virtual router(s). removing",
+        ];
+        for line in stderr.lines().filter(|l| l.contains("warning:")) {
+            if !allowed.iter().any(|a| line.contains(a)) {
+                failed.push(format!("{name}: {line}"));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
