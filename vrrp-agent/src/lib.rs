@@ -11,4 +11,5 @@ pub mod fallback;
 pub mod health;
 pub mod instance_lock;
 pub mod machine;
+pub mod notify_fifo;
 pub mod object;

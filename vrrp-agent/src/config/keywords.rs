@@ -82,10 +82,9 @@ const SNMP: Support = Lost("there is no SNMP agent; read `vrrp-agent status` ins
 const FIREWALL: Support =
     NoEffect("vrrp-agent enforces no_accept in its XDP program, without iptables or nftables rules");
 const GARP_PACING: Support = Lost("gratuitous ARPs and NAs are sent without pacing between them");
-const TRACK_FILE: Support = Changes("track_file is not supported: the file does not change any priority");
-const TRACK_PROCESS: Support =
-    Changes("track_process is not supported: the process does not change any priority or state");
-const BFD: Support = Changes("BFD is not supported: a BFD session going down does not change any priority");
+const BFD: Support = Changes(
+    "BFD is not supported: no BFD session is run, and a peer or link failure BFD would detect in milliseconds does not lower any priority or put any instance in FAULT; only adverts (Master_Down_Interval) detect a dead master",
+);
 
 /// Every keepalived keyword of the three contexts.
 pub static KEYWORDS: &[Keyword] = &[
@@ -105,9 +104,9 @@ pub static KEYWORDS: &[Keyword] = &[
     k(T, "garp_group", GARP_PACING),
     k(T, "linkbeat_interfaces", NoEffect("link state always comes from netlink events")),
     k(T, "linkbeat_use_polling", NoEffect("link state always comes from netlink events")),
-    k(T, "vrrp_track_process", TRACK_PROCESS),
-    k(T, "track_file", TRACK_FILE),
-    k(T, "vrrp_track_file", TRACK_FILE),
+    k(T, "vrrp_track_process", Yes),
+    k(T, "track_file", Yes),
+    k(T, "vrrp_track_file", Yes),
     k(T, "bfd_instance", BFD),
     k(
         T,
@@ -242,10 +241,10 @@ pub static KEYWORDS: &[Keyword] = &[
     k(G, "bfd_cpu_affinity", BFD),
     k(G, "bfd_rlimit_rttime", BFD),
     k(G, "bfd_rlimit_rtime", BFD),
-    k(G, "notify_fifo", Lost("state changes are not written to a FIFO; use notify scripts")),
-    k(G, "notify_fifo_script", Lost("state changes are not written to a FIFO; use notify scripts")),
-    k(G, "vrrp_notify_fifo", Lost("state changes are not written to a FIFO; use notify scripts")),
-    k(G, "vrrp_notify_fifo_script", Lost("state changes are not written to a FIFO; use notify scripts")),
+    k(G, "notify_fifo", Yes),
+    k(G, "notify_fifo_script", Yes),
+    k(G, "vrrp_notify_fifo", Yes),
+    k(G, "vrrp_notify_fifo_script", Yes),
     k(G, "vrrp_notify_priority_changes", Lost("priority changes are not notified")),
     k(G, "fifo_write_vrrp_states_on_reload", Lost("state changes are not written to a FIFO")),
     k(G, "lvs_notify_fifo", LVS),
@@ -338,13 +337,9 @@ pub static KEYWORDS: &[Keyword] = &[
         NoEffect("an instance is IPv6 when its virtual addresses are, and then always native VRRPv3"),
     ),
     k(I, "vrf", Changes("VRFs are not supported: adverts and VIPs use the interface's own table")),
-    k(
-        I,
-        "dont_track_primary",
-        Changes("not supported: the instance still goes to FAULT when its interface goes down"),
-    ),
-    k(I, "track_file", TRACK_FILE),
-    k(I, "track_process", TRACK_PROCESS),
+    k(I, "dont_track_primary", Yes),
+    k(I, "track_file", Yes),
+    k(I, "track_process", Yes),
     k(I, "track_bfd", BFD),
     k(I, "mcast_dst_ip", Changes("not supported: adverts go to 224.0.0.18 / ff02::12 (RFC 5798)")),
     k(I, "track_src_ip", Changes("not supported: the advert source address is not tracked")),

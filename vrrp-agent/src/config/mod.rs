@@ -8,6 +8,7 @@ pub mod lexer;
 pub mod model;
 pub mod preproc;
 pub mod system;
+pub mod trackers;
 pub mod tree;
 
 use std::path::{Path, PathBuf};

@@ -11,6 +11,7 @@ use vrrp_common::wire::{Family, Version};
 use super::diag::{Diag, Severity};
 use super::keywords;
 use super::lexer::Loc;
+use super::trackers::{self, TrackFile, TrackProcess, TrackRef};
 use super::tree::Stmt;
 
 /// keepalived's `state`: the initial wish (see `machine::Machine::start`).
@@ -130,6 +131,16 @@ pub struct Instance {
     pub track_interface: Vec<Track>,
     /// `track_script { ... }`.
     pub track_script: Vec<Track>,
+    /// `track_file { ... }`.
+    pub track_file: Vec<TrackRef>,
+    /// `track_process { ... }`.
+    pub track_process: Vec<TrackRef>,
+    /// `dont_track_primary`: the instance's own link going down does not
+    /// put it in FAULT (keepalived's VRRP_FLAG_DONT_TRACK_PRIMARY).
+    pub dont_track_primary: bool,
+    /// `garp_master_refresh_repeat` (default: global, else 1): gratuitous
+    /// ARPs / NAs per address at each refresh.
+    pub garp_master_refresh_repeat: u32,
     /// `notify`, `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`.
     pub notify: Notify,
     /// `v3_checksum_as_v2`: send the RFC 9568 checksum (no pseudo-header).
@@ -217,6 +228,18 @@ pub struct Global {
     pub vrrp_strict: bool,
     /// `vrrp_lower_prio_no_advert`: the default of `lower_prio_no_advert`.
     pub lower_prio_no_advert: bool,
+    /// `vrrp_garp_master_refresh_repeat` (default 1).
+    pub garp_master_refresh_repeat: u32,
+    /// `vrrp_garp_interval`: pause between two gratuitous ARPs on an
+    /// interface (default 0: back to back).
+    pub garp_interval: std::time::Duration,
+    /// `vrrp_gna_interval`: the same for unsolicited NAs.
+    pub gna_interval: std::time::Duration,
+    /// `vrrp_startup_delay`: instances stay in INIT this long at start.
+    pub startup_delay: std::time::Duration,
+    /// `notify_fifo FILE` / `vrrp_notify_fifo FILE` and their
+    /// `*_script`: FIFOs state changes are written to.
+    pub fifos: Vec<crate::notify_fifo::FifoConf>,
 }
 
 impl Default for Global {
@@ -233,6 +256,11 @@ impl Default for Global {
             v3_checksum_as_v2: false,
             vrrp_strict: false,
             lower_prio_no_advert: false,
+            garp_master_refresh_repeat: 1,
+            garp_interval: std::time::Duration::ZERO,
+            gna_interval: std::time::Duration::ZERO,
+            startup_delay: std::time::Duration::ZERO,
+            fifos: Vec::new(),
         }
     }
 }
@@ -246,6 +274,10 @@ pub struct Config {
     pub instances: Vec<Instance>,
     /// Scripts, in file order.
     pub scripts: Vec<Script>,
+    /// `track_file` / `vrrp_track_file` blocks, in file order.
+    pub track_files: Vec<TrackFile>,
+    /// `vrrp_track_process` blocks, in file order.
+    pub track_processes: Vec<TrackProcess>,
 }
 
 /// At most this many diagnostics are kept; the rest are counted. A
@@ -323,7 +355,7 @@ fn arg<'a>(s: &'a Stmt, r: &mut Report, hint: &str) -> Option<&'a (String, Loc)>
     a
 }
 
-fn int<T: std::str::FromStr>(
+pub(super) fn int<T: std::str::FromStr>(
     s: &Stmt,
     r: &mut Report,
     range: std::ops::RangeInclusive<i64>,
@@ -357,7 +389,7 @@ fn seconds(s: &Stmt, r: &mut Report, hint: &str) -> Option<Centis> {
 
 /// Seconds, possibly fractional (to the microsecond, as keepalived's
 /// timers), within `range`.
-fn duration(
+pub(super) fn duration(
     s: &Stmt,
     r: &mut Report,
     range: std::ops::RangeInclusive<f64>,
@@ -382,7 +414,7 @@ fn duration(
 /// keepalived's optional boolean argument (`strict_mode`,
 /// `lower_prio_no_advert`, ...): absent means true; otherwise one of
 /// on/off, true/false, yes/no.
-fn flag(s: &Stmt, r: &mut Report) -> Option<bool> {
+pub(super) fn flag(s: &Stmt, r: &mut Report) -> Option<bool> {
     match s.args.first().map(|(v, l)| (v.to_ascii_lowercase(), l)) {
         None => Some(true),
         Some((v, l)) => match v.as_str() {
@@ -400,7 +432,7 @@ fn flag(s: &Stmt, r: &mut Report) -> Option<bool> {
     }
 }
 
-fn user(s: &Stmt) -> Option<(String, Option<String>)> {
+pub(super) fn user(s: &Stmt) -> Option<(String, Option<String>)> {
     s.args.first().map(|(u, _)| (u.clone(), s.args.get(1).map(|(g, _)| g.clone())))
 }
 
@@ -408,7 +440,8 @@ fn user(s: &Stmt) -> Option<(String, Option<String>)> {
 /// it, else reported (an ignored or unknown block) and dropped.
 pub fn triage(s: Stmt, r: &mut Report) -> Option<Stmt> {
     match s.key.as_str() {
-        "global_defs" | "vrrp_instance" | "vrrp_script" => Some(s),
+        "global_defs" | "vrrp_instance" | "vrrp_script" | "track_file" | "vrrp_track_file"
+        | "vrrp_track_process" => Some(s),
         k => {
             ignored_top(k, &s.loc, r);
             None
@@ -465,6 +498,32 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
                     cfg.scripts.push(sc);
                 }
             }
+            "track_file" | "vrrp_track_file" => {
+                if let Some(t) = trackers::track_file(s, r) {
+                    if cfg.track_files.iter().any(|o| o.name == t.name) {
+                        r.error(
+                            &s.loc,
+                            format!("track_file {} is defined twice", t.name),
+                            "rename one of them",
+                        );
+                    } else {
+                        cfg.track_files.push(t);
+                    }
+                }
+            }
+            "vrrp_track_process" => {
+                if let Some(t) = trackers::track_process(s, r) {
+                    if cfg.track_processes.iter().any(|o| o.name == t.name) {
+                        r.error(
+                            &s.loc,
+                            format!("vrrp_track_process {} is defined twice", t.name),
+                            "rename one of them",
+                        );
+                    } else {
+                        cfg.track_processes.push(t);
+                    }
+                }
+            }
             k => ignored_top(k, &s.loc, r),
         }
     }
@@ -476,6 +535,28 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
                     &i.loc,
                     format!("instance {} tracks script `{}`, which no vrrp_script defines", i.name, t.name),
                     "define it with `vrrp_script NAME { script ... }`",
+                );
+            }
+        }
+        // keepalived logs "track file X not found, ignoring..." and runs
+        // without it; a tracker that silently does nothing is what the
+        // operator least expects, so it is an error here, as a missing
+        // vrrp_script is.
+        for t in &i.track_file {
+            if !cfg.track_files.iter().any(|f| f.name == t.name) {
+                r.error(
+                    &t.loc,
+                    format!("({}) track file {} not found", i.name, t.name),
+                    "define it with `track_file NAME { file PATH }`",
+                );
+            }
+        }
+        for t in &i.track_process {
+            if !cfg.track_processes.iter().any(|f| f.name == t.name) {
+                r.error(
+                    &t.loc,
+                    format!("({}) track process {} not found", i.name, t.name),
+                    "define it with `vrrp_track_process NAME { process NAME }`",
                 );
             }
         }
@@ -518,6 +599,50 @@ fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
             "vrrp_strict" => g.vrrp_strict = true,
             "vrrp_lower_prio_no_advert" => {
                 g.lower_prio_no_advert = flag(st, r).unwrap_or(g.lower_prio_no_advert)
+            }
+            "vrrp_garp_master_refresh_repeat" => {
+                // keepalived: 0 is read as 1, with its message.
+                let n: u32 = int(st, r, 0..=1000, "a count").unwrap_or(g.garp_master_refresh_repeat);
+                if n == 0 {
+                    r.warn(
+                        &st.loc,
+                        "vrrp_garp_master_refresh_repeat must be greater than 0, setting to 1",
+                        "as keepalived",
+                    );
+                }
+                g.garp_master_refresh_repeat = n.max(1);
+            }
+            k @ ("vrrp_garp_interval" | "vrrp_gna_interval") => {
+                if let Some(d) = duration(st, r, 0.000_001..=4294.0, "seconds, such as 0.01") {
+                    if k == "vrrp_garp_interval" {
+                        g.garp_interval = d;
+                    } else {
+                        g.gna_interval = d;
+                    }
+                }
+            }
+            "vrrp_startup_delay" => {
+                g.startup_delay =
+                    duration(st, r, 0.001..=4294.0, "seconds, such as 5").unwrap_or(g.startup_delay)
+            }
+            "vrrp_min_garp" => {
+                // keepalived: one gratuitous ARP/NA, no second batch, no
+                // refresh, without overriding what was already set.
+                if flag(st, r) == Some(true) {
+                    let d = Global::default();
+                    if g.garp_master_repeat == d.garp_master_repeat {
+                        g.garp_master_repeat = 1;
+                    }
+                    if g.garp_master_delay == d.garp_master_delay {
+                        g.garp_master_delay = 0;
+                    }
+                    if g.garp_master_refresh_repeat == d.garp_master_refresh_repeat {
+                        g.garp_master_refresh_repeat = 1;
+                    }
+                }
+            }
+            k @ ("notify_fifo" | "vrrp_notify_fifo" | "notify_fifo_script" | "vrrp_notify_fifo_script") => {
+                crate::notify_fifo::keyword(k, st, g, r)
             }
             k => keywords::report_unread(keywords::Ctx::Global, k, &st.loc, r),
         }
@@ -655,6 +780,10 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         garp_master_refresh: g.garp_master_refresh,
         track_interface: Vec::new(),
         track_script: Vec::new(),
+        track_file: Vec::new(),
+        track_process: Vec::new(),
+        dont_track_primary: false,
+        garp_master_refresh_repeat: g.garp_master_refresh_repeat,
         notify: Notify::default(),
         v3_checksum_as_v2: g.v3_checksum_as_v2,
         strict: g.vrrp_strict,
@@ -822,6 +951,13 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
             }
             "track_interface" => i.track_interface = tracks(st, r),
             "track_script" => i.track_script = tracks(st, r),
+            "track_file" => i.track_file = trackers::refs(st, "track file", r),
+            "track_process" => i.track_process = trackers::refs(st, "track process", r),
+            "dont_track_primary" => i.dont_track_primary = true,
+            "garp_master_refresh_repeat" => {
+                let n: u32 = int(st, r, 0..=1000, "a count").unwrap_or(i.garp_master_refresh_repeat);
+                i.garp_master_refresh_repeat = n.max(1);
+            }
             k @ ("notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop") => {
                 let v = st.args.first().map(|(v, _)| v.clone());
                 let (key, slot) = match k {

@@ -36,8 +36,10 @@ use super::status::{self, AgentStatus, Stats};
 use super::timer::{self, Deadline};
 use super::vips;
 use crate::config::Config;
+use crate::health::trackers::{TrackEvent, Trackers};
 use crate::health::{Health, Status};
 use crate::machine::{Action, Input, Micros, State};
+use crate::notify_fifo::Fifos;
 
 /// A failed reconciliation is tried again this much later (a VIP's
 /// interface may be coming back, or the kernel may be short of memory).
@@ -54,6 +56,7 @@ enum Wake {
     Net(NetEvent),
     NetClosed,
     Health(usize, bool),
+    Track(TrackEvent),
     Signal(Sig),
 }
 
@@ -82,6 +85,10 @@ pub(super) struct Agent {
     pub(super) held_written: Vec<(u32, IpAddr, u8)>,
     /// The Accept Mode rows the agent wrote into the XDP program's map.
     pub(super) no_accept: NoAcceptRows,
+    /// Track files' values and track processes' quorums.
+    pub(super) trackers: Trackers,
+    /// keepalived's notify FIFOs.
+    pub(super) fifos: Fifos,
 }
 
 impl Agent {
@@ -91,6 +98,7 @@ impl Agent {
         mut self,
         mut net: super::link::NetEvents,
         mut health_rx: tokio::sync::mpsc::UnboundedReceiver<(usize, bool)>,
+        mut track_rx: tokio::sync::mpsc::UnboundedReceiver<TrackEvent>,
         mut signals: super::signals::Signals,
         shutdown: impl Future<Output = ()>,
     ) {
@@ -111,6 +119,7 @@ impl Agent {
                 ev = next_events(&mut self.source) => Wake::Peers(ev),
                 ev = net.next(), if net_open => ev.map_or(Wake::NetClosed, Wake::Net),
                 Some((idx, ok)) = health_rx.recv() => Wake::Health(idx, ok),
+                Some(ev) = track_rx.recv() => Wake::Track(ev),
                 sig = signals.next() => Wake::Signal(sig),
             };
             match wake {
@@ -125,6 +134,7 @@ impl Agent {
                     net_open = false;
                 }
                 Wake::Health(idx, ok) => self.on_health(idx, ok).await,
+                Wake::Track(ev) => self.on_track(ev).await,
                 Wake::Signal(sig) => self.on_signal(sig),
             }
         }
@@ -139,7 +149,7 @@ impl Agent {
         for i in 0..self.insts.len() {
             let inst = &mut self.insts[i];
             let mut out = Vec::new();
-            let (p, fault) = inst.health_input(&self.statuses, &self.links);
+            let (p, fault) = inst.health_input(&self.statuses, &self.links, &self.trackers);
             if fault {
                 log::info!("({}) a tracked interface or script is down: starting in FAULT", inst.conf.name);
             }
@@ -351,6 +361,23 @@ impl Agent {
         }
     }
 
+    /// A track file or track process changed: the instances tracking it
+    /// recompute their priority and fault.
+    async fn on_track(&mut self, ev: TrackEvent) {
+        if !self.trackers.apply(ev) {
+            return;
+        }
+        let concerned = |i: &super::instance::Inst| match ev {
+            TrackEvent::File { index, .. } => i.track_files.iter().any(|(t, _, _)| *t == index),
+            TrackEvent::Process { index, .. } => i.track_procs.iter().any(|(t, _, _)| *t == index),
+        };
+        for i in 0..self.insts.len() {
+            if concerned(&self.insts[i]) {
+                self.retrack(i).await;
+            }
+        }
+    }
+
     /// A signal other than a stop.
     fn on_signal(&mut self, sig: Sig) {
         match sig {
@@ -403,7 +430,7 @@ impl Agent {
     /// priority and fault.
     async fn retrack(&mut self, i: usize) {
         let now = timer::now();
-        let (p, fault) = self.insts[i].health_input(&self.statuses, &self.links);
+        let (p, fault) = self.insts[i].health_input(&self.statuses, &self.links, &self.trackers);
         let mut out = Vec::new();
         self.insts[i].machine.handle(now, Input::Fault(fault), &mut out);
         self.insts[i].machine.handle(now, Input::Priority(p), &mut out);
@@ -481,6 +508,9 @@ impl Agent {
         }
         for to in notify {
             self.insts[i].notify(to);
+            let inst = &self.insts[i];
+            let word = if to == State::Init { "STOP".to_owned() } else { to.to_string() };
+            self.fifos.instance(&inst.conf.name, &word, inst.machine.priority());
         }
     }
 

@@ -21,6 +21,7 @@ use crate::config;
 use crate::config::model::AuthConf;
 use crate::fallback;
 use crate::health::runner::{self, RunAs};
+use crate::health::trackers::{self, Trackers};
 use crate::health::{self, Health, Status, Tracked};
 use crate::machine::{Action, Input, Machine, Micros, Params, State};
 
@@ -44,6 +45,9 @@ pub(super) struct Inst {
     pub(super) own: Vec<IpAddr>,
     /// Tracked scripts: index in the script table, weight, reverse.
     pub(super) tracks: Vec<(usize, i32, bool)>,
+    /// Tracked files and processes: index in their tables, weight, reverse.
+    pub(super) track_files: Vec<trackers::Entry>,
+    pub(super) track_procs: Vec<trackers::Entry>,
     /// Who notify scripts run as.
     pub(super) notify_as: Option<RunAs>,
     /// Tracked interfaces: index, name, weight (0: FAULT when down). The
@@ -81,7 +85,11 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         .chain(&conf.vips_excluded)
         .map(|v| ManagedVip::new(v.clone(), v.dev.as_deref().map_or(0, resolve)))
         .collect();
-    let mut track_ifs = vec![(0, conf.interface.clone(), 0)];
+    // keepalived's dont_track_primary: the instance's own link is not
+    // tracked (its going down is no FAULT); a deleted interface still is
+    // (no socket to advertise on).
+    let mut track_ifs =
+        if conf.dont_track_primary { Vec::new() } else { vec![(0, conf.interface.clone(), 0)] };
     for t in &conf.track_interface {
         let idx = resolve(&t.name);
         if idx == 0 {
@@ -123,6 +131,8 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         refresh_at: None,
         own: Vec::new(),
         tracks: Vec::new(),
+        track_files: Vec::new(),
+        track_procs: Vec::new(),
         notify_as: None,
         track_ifs,
         stats: Stats::default(),
@@ -401,6 +411,7 @@ impl Inst {
         &self,
         statuses: &[(String, Status)],
         links: &HashMap<u32, bool>,
+        others: &Trackers,
     ) -> (u8, bool) {
         let scripts = self.tracks.iter().filter_map(|(i, weight, reverse)| {
             statuses.get(*i).map(|(_, s)| Tracked { weight: *weight, reverse: *reverse, health: s.health() })
@@ -415,8 +426,10 @@ impl Inst {
                 Health::Bad
             },
         });
-        let tracked: Vec<Tracked> = scripts.chain(ifs).collect();
-        let (priority, fault) = health::effective(self.conf.priority, &tracked);
+        let procs = others.processes(&self.track_procs);
+        let tracked: Vec<Tracked> = scripts.chain(ifs).chain(procs).collect();
+        let offsets: Vec<(i32, bool)> = others.file_offsets(&self.track_files).collect();
+        let (priority, fault) = health::effective_with(self.conf.priority, &tracked, &offsets);
         // Without its interface an instance can neither hear nor advertise.
         (priority, fault || !self.bound())
     }
