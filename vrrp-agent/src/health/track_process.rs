@@ -226,64 +226,98 @@ impl AsRawFd for Sock {
     }
 }
 
-/// Open the process connector and subscribe, in the initial network
-/// namespace (the only one the kernel's connector exists in).
+/// Open the process connector and subscribe. The kernel's connector
+/// exists only in the initial network namespace: here first, then in PID
+/// 1's namespace, then in each ancestor's (an agent started by `ip netns
+/// exec` from a shell or test whose PID 1 namespace it may not open).
 fn open_connector() -> io::Result<OwnedFd> {
-    let in_init = || -> io::Result<OwnedFd> {
-        // Only this thread moves: setns(CLONE_NEWNET) is per thread.
-        if let Ok(f) = std::fs::File::open("/proc/1/ns/net") {
-            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+    let mut candidates: Vec<Option<String>> = vec![None, Some("/proc/1/ns/net".into())];
+    let mut pid = std::process::id();
+    for _ in 0..32 {
+        let Some(ppid) = parent_of(pid).filter(|p| *p > 1) else { break };
+        candidates.push(Some(format!("/proc/{ppid}/ns/net")));
+        pid = ppid;
+    }
+    let mut last = io::Error::other("no network namespace to try");
+    for ns in candidates {
+        match std::thread::scope(|s| s.spawn(|| subscribe_in(ns.as_deref())).join()) {
+            Ok(Ok(fd)) => {
+                if let Some(ns) = ns {
+                    log::info!("track_process: listening to the kernel's process events through {ns}");
+                }
+                return Ok(fd);
+            }
+            Ok(Err(e)) => last = e,
+            Err(_) => last = io::Error::other("connector thread panicked"),
         }
-        // SAFETY: plain socket(2); the fd is owned right away.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                NETLINK_CONNECTOR,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh fd nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: zeroed sockaddr_nl is valid; filled below.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        sa.nl_groups = CN_IDX_PROC;
-        // SAFETY: address valid for its length.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const sa).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut msg = Vec::with_capacity(40);
-        msg.extend_from_slice(&40u32.to_ne_bytes()); // nlmsg_len
-        msg.extend_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
-        msg.extend_from_slice(&0u16.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
-        msg.extend_from_slice(&std::process::id().to_ne_bytes());
-        msg.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
-        msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
-        msg.extend_from_slice(&0u32.to_ne_bytes()); // ack
-        msg.extend_from_slice(&4u16.to_ne_bytes()); // len
-        msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
-        msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
-        // SAFETY: buffer valid for its length.
-        let r = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(fd)
+    }
+    Err(last)
+}
+
+/// The parent of `pid`, from /proc/PID/stat (the field after the
+/// parenthesised name, which may itself hold spaces and parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// On this thread: enter `ns` (if given; setns(CLONE_NEWNET) moves only
+/// the calling thread, and the socket keeps the namespace it was made
+/// in), open the connector and subscribe.
+fn subscribe_in(ns: Option<&str>) -> io::Result<OwnedFd> {
+    if let Some(ns) = ns {
+        let f = std::fs::File::open(ns)?;
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+    }
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            NETLINK_CONNECTOR,
+        )
     };
-    std::thread::scope(|s| s.spawn(in_init).join())
-        .map_err(|_| io::Error::other("connector thread panicked"))?
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh fd nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: zeroed sockaddr_nl is valid; filled below.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as u16;
+    sa.nl_groups = CN_IDX_PROC;
+    // SAFETY: address valid for its length.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const sa).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut msg = Vec::with_capacity(40);
+    msg.extend_from_slice(&40u32.to_ne_bytes()); // nlmsg_len
+    msg.extend_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
+    msg.extend_from_slice(&0u16.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&std::process::id().to_ne_bytes());
+    msg.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+    msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // ack
+    msg.extend_from_slice(&4u16.to_ne_bytes()); // len
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    // SAFETY: buffer valid for its length. Outside the initial namespace
+    // this fails with ECONNREFUSED (no connector there).
+    let r = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
 }
 
 /// The trackers' state and the connector task.
@@ -542,5 +576,10 @@ mod tests {
         m[DATA_AT + 4..DATA_AT + 8].copy_from_slice(&10u32.to_ne_bytes());
         assert_eq!(decode(&m), Some(ProcEvent::Exit { pid: 10 }));
         assert_eq!(decode(&m[..10]), None, "short");
+    }
+
+    #[test]
+    fn parents_read_from_proc() {
+        assert_eq!(parent_of(std::process::id()), Some(nix::unistd::getppid().as_raw() as u32));
     }
 }
