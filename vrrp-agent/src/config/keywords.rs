@@ -81,7 +81,9 @@ const MAIL: Support = Lost("no e-mail is sent on state changes; use notify scrip
 const SNMP: Support = Lost("there is no SNMP agent; read `vrrp-agent status` instead");
 const FIREWALL: Support =
     NoEffect("vrrp-agent enforces no_accept in its XDP program, without iptables or nftables rules");
-const GARP_PACING: Support = Lost("gratuitous ARPs and NAs are sent without pacing between them");
+const GARP_PACING: Support = Lost(
+    "per-interface pacing groups are not supported: the global vrrp_garp_interval / vrrp_gna_interval pace each instance's announcements",
+);
 const BFD: Support = Changes(
     "BFD is not supported: no BFD session is run, and a peer or link failure BFD would detect in milliseconds does not lower any priority or put any instance in FAULT; only adverts (Master_Down_Interval) detect a dead master",
 );
@@ -184,7 +186,7 @@ pub static KEYWORDS: &[Keyword] = &[
     k(G, "lvs_sync_daemon", LVS),
     k(G, "vrrp_mcast_group4", Changes("not supported: IPv4 adverts go to 224.0.0.18 (RFC 5798)")),
     k(G, "vrrp_mcast_group6", Changes("not supported: IPv6 adverts go to ff02::12 (RFC 5798)")),
-    k(G, "vrrp_garp_master_refresh_repeat", Lost("each periodic refresh sends one gratuitous ARP/NA")),
+    k(G, "vrrp_garp_master_refresh_repeat", Yes),
     k(G, "vrrp_garp_lower_prio_delay", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
     k(G, "vrrp_garp_lower_prio_repeat", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
     k(
@@ -192,9 +194,9 @@ pub static KEYWORDS: &[Keyword] = &[
         "vrrp_down_timer_adverts",
         Changes("not supported: Master_Down_Interval is 3 adverts plus skew (RFC 5798)"),
     ),
-    k(G, "vrrp_garp_interval", GARP_PACING),
-    k(G, "vrrp_gna_interval", GARP_PACING),
-    k(G, "vrrp_min_garp", Lost("gratuitous ARPs follow vrrp_garp_master_repeat and _refresh")),
+    k(G, "vrrp_garp_interval", Yes),
+    k(G, "vrrp_gna_interval", Yes),
+    k(G, "vrrp_min_garp", Yes),
     k(G, "vrrp_garp_extra_if", Lost("no gratuitous ARPs are sent on other interfaces")),
     k(G, "vrrp_vmac_garp_intvl", Lost("no gratuitous ARPs are sent on other interfaces")),
     k(G, "vrrp_lower_prio_no_advert", Yes),
@@ -272,7 +274,7 @@ pub static KEYWORDS: &[Keyword] = &[
     k(G, "rs_init_notifies", LVS),
     k(G, "vrrp_rx_bufs_policy", BUFS),
     k(G, "vrrp_rx_bufs_multiplier", BUFS),
-    k(G, "vrrp_startup_delay", Changes("not supported: instances start at once")),
+    k(G, "vrrp_startup_delay", Yes),
     k(G, "log_unknown_vrids", NoEffect("adverts of unknown VRIDs are counted in `vrrp-agent stats`")),
     k(G, "vmac_prefix", Changes("not supported: VMAC interfaces are named vrrp.VRID")),
     k(G, "vmac_addr_prefix", Changes("not supported: VMAC interfaces are named vrrp.VRID")),
@@ -362,7 +364,7 @@ pub static KEYWORDS: &[Keyword] = &[
     k(I, "smtp_alert", MAIL),
     k(I, "notify_priority_changes", Lost("priority changes are not notified")),
     k(I, "lvs_sync_daemon_interface", LVS),
-    k(I, "garp_master_refresh_repeat", Lost("each periodic refresh sends one gratuitous ARP/NA")),
+    k(I, "garp_master_refresh_repeat", Yes),
     k(I, "garp_lower_prio_delay", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
     k(I, "garp_lower_prio_repeat", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
     k(

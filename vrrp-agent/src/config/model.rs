@@ -141,6 +141,11 @@ pub struct Instance {
     /// `garp_master_refresh_repeat` (default: global, else 1): gratuitous
     /// ARPs / NAs per address at each refresh.
     pub garp_master_refresh_repeat: u32,
+    /// `vrrp_garp_interval` from global_defs: pause between two
+    /// gratuitous ARPs.
+    pub garp_interval: std::time::Duration,
+    /// `vrrp_gna_interval`: the same for unsolicited NAs.
+    pub gna_interval: std::time::Duration,
     /// `notify`, `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`.
     pub notify: Notify,
     /// `v3_checksum_as_v2`: send the RFC 9568 checksum (no pseudo-header).
@@ -784,6 +789,8 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         track_process: Vec::new(),
         dont_track_primary: false,
         garp_master_refresh_repeat: g.garp_master_refresh_repeat,
+        garp_interval: g.garp_interval,
+        gna_interval: g.gna_interval,
         notify: Notify::default(),
         v3_checksum_as_v2: g.v3_checksum_as_v2,
         strict: g.vrrp_strict,

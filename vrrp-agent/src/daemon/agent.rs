@@ -145,6 +145,13 @@ impl Agent {
     /// counted (scripts with init_fail count from the start), and take the
     /// addresses to where the states want them.
     async fn start(&mut self) {
+        // keepalived's vrrp_startup_delay: no instance starts before it
+        // has passed (interfaces and routing may still be coming up).
+        let delay = self.cfg.global.startup_delay;
+        if !delay.is_zero() {
+            log::info!("Delaying startup for {} seconds", delay.as_secs_f64());
+            tokio::time::sleep(delay).await;
+        }
         let now = timer::now();
         for i in 0..self.insts.len() {
             let inst = &mut self.insts[i];
@@ -213,13 +220,14 @@ impl Agent {
             self.execute(i, now, out).await;
             let inst = &mut self.insts[i];
             if inst.machine.state() == State::Master {
+                inst.send_paced(now);
                 if inst.announce_at.is_some_and(|t| t <= now) {
-                    inst.announce_now();
+                    inst.announce_now(now, inst.conf.garp_master_repeat);
                     inst.announce_batches = inst.announce_batches.saturating_sub(1);
                     inst.announce_at = None;
                 }
                 if inst.refresh_at.is_some_and(|t| t <= now) {
-                    inst.announce_now();
+                    inst.announce_now(now, inst.conf.garp_master_refresh_repeat);
                     inst.refresh_at =
                         Some(now.after(Micros(u64::from(inst.conf.garp_master_refresh) * 1_000_000)));
                 }
@@ -476,7 +484,9 @@ impl Agent {
                     self.reconcile().await;
                 }
                 Action::Announce => {
-                    inst.announce_now();
+                    // The time of sending, not of the batch: the addresses
+                    // were just reconciled, and the pacing counts from here.
+                    inst.announce_now(timer::now(), inst.conf.garp_master_repeat);
                     let c = &inst.conf;
                     // keepalived: a second batch after garp_master_delay, then
                     // a refresh every garp_master_refresh.
@@ -497,6 +507,7 @@ impl Agent {
                     if to != State::Master {
                         inst.announce_at = None;
                         inst.refresh_at = None;
+                        inst.pacer.clear();
                     }
                     transitioned = true;
                     notify.push(to);

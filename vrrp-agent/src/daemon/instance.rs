@@ -9,7 +9,7 @@ use vrrp_common::maps::{PeerKey, PeerState};
 use vrrp_common::rx::Expect;
 use vrrp_common::wire::{Auth, Family};
 
-use super::announce::Announcer;
+use super::announce::{Announcer, Pacer};
 use super::link;
 use super::no_accept;
 use super::reconcile::{AddrKey, Want};
@@ -41,6 +41,8 @@ pub(super) struct Inst {
     pub(super) announce_at: Option<Micros>,
     pub(super) announce_batches: u32,
     pub(super) refresh_at: Option<Micros>,
+    /// Announcements waiting for `vrrp_garp_interval` / `vrrp_gna_interval`.
+    pub(super) pacer: Pacer,
     /// Own addresses of the family on the interface.
     pub(super) own: Vec<IpAddr>,
     /// Tracked scripts: index in the script table, weight, reverse.
@@ -129,6 +131,7 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         announce_at: None,
         announce_batches: 0,
         refresh_at: None,
+        pacer: Pacer::default(),
         own: Vec::new(),
         tracks: Vec::new(),
         track_files: Vec::new(),
@@ -465,7 +468,8 @@ impl Inst {
             // run in Backup today) keep their time.
             machine = machine.map(|d| d.after(WATCH_BACKSTOP));
         }
-        [machine, self.announce_at, self.refresh_at].into_iter().flatten().min()
+        let paced = self.pacer.deadline(self.pace_interval());
+        [machine, self.announce_at, self.refresh_at, paced].into_iter().flatten().min()
     }
 
     /// What this instance (index `i` of the caller's) wants of its
@@ -502,15 +506,33 @@ impl Inst {
         self.vips.iter().any(|v| v.ifindex == ifindex && v.vip.addr == addr)
     }
 
-    pub(super) fn announce_now(&mut self) {
-        for v in &self.vips {
-            for _ in 0..self.conf.garp_master_repeat.max(1) {
-                let Some(announcer) = &mut self.announcer else { return };
-                if let Err(e) = announcer.announce(v.vip.addr) {
-                    log::warn!("({}) announcing {}: {e}", self.conf.name, v.vip.addr);
-                }
+    /// The pause between two announcements of this instance's family.
+    pub(super) fn pace_interval(&self) -> Micros {
+        let d = if self.family == Family::V4 { self.conf.garp_interval } else { self.conf.gna_interval };
+        Micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// Send what the pacer has due now.
+    pub(super) fn send_paced(&mut self, now: Micros) {
+        let interval = self.pace_interval();
+        while let Some(addr) = self.pacer.due(now, interval) {
+            let Some(announcer) = &mut self.announcer else {
+                self.pacer.clear();
+                return;
+            };
+            if let Err(e) = announcer.announce(addr) {
+                log::warn!("({}) announcing {addr}: {e}", self.conf.name);
             }
         }
+    }
+
+    /// A burst of `repeat` announcements per VIP (keepalived's order:
+    /// round after round over the addresses), paced by
+    /// `vrrp_garp_interval` / `vrrp_gna_interval`.
+    pub(super) fn announce_now(&mut self, now: Micros, repeat: u32) {
+        let addrs: Vec<IpAddr> = self.vips.iter().map(|v| v.vip.addr).collect();
+        self.pacer.burst(&addrs, repeat);
+        self.send_paced(now);
         let what = if self.family == Family::V4 {
             "gratuitous ARPs"
         } else {
