@@ -59,3 +59,34 @@ fn gratuitous_arps_are_paced_by_vrrp_garp_interval() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_master_hearing_a_lower_priority_sends_garp_lower_prio_repeat_gratuitous_arps() -> Result<()> {
+    if !require_root("a_master_hearing_a_lower_priority_sends_garp_lower_prio_repeat_gratuitous_arps") {
+        return Ok(());
+    }
+    use std::net::Ipv4Addr;
+    use vrrp_tests::advert;
+    let seg = Segment::new(&["192.0.2.50/24", "192.0.2.51/24"])?;
+    // One gratuitous ARP on becoming MASTER, 3 when a lower priority is heard.
+    let conf = "global_defs {\n  vrrp_garp_master_delay 0\n  vrrp_garp_master_repeat 1\n}\n\
+                vrrp_instance VI_1 {\n  state MASTER\n  interface eth0\n  virtual_router_id 67\n  priority 150\n\
+                  advert_int 1\n  garp_lower_prio_repeat 3\n  garp_lower_prio_delay 0\n\
+                  virtual_ipaddress {\n    192.0.2.143/24\n  }\n}\n";
+    let mut a = seg.agent(0, conf, &[])?;
+    a.wait_for_line("Entering MASTER STATE", Duration::from_secs(8))?;
+    let me = mac(&seg.nodes[0].ns, "eth0")?;
+    let vip = [192, 0, 2, 143];
+    let cap = Capture::start(&seg.nodes[0].ns, "eth0")?;
+    // Node 2, with no agent, claims VRID 67 at priority 50.
+    let src = Ipv4Addr::new(192, 0, 2, 51);
+    let low = advert::v2(67, 50, 1, &[Ipv4Addr::new(192, 0, 2, 143)], None, src, advert::VRRP_GROUP_V4)?;
+    seg.nodes[1]
+        .ns
+        .run_in(move || advert::send(&advert::socket_v4("eth0", 255)?, &low, advert::VRRP_GROUP_V4))?;
+    a.wait_for_line("with lower priority 50, ours 150", Duration::from_secs(3))?;
+    std::thread::sleep(Duration::from_millis(500));
+    let n = cap.stop().iter().filter(|f| is_garp(f, me, vip)).count();
+    assert_eq!(n, 3, "garp_lower_prio_repeat 3 gratuitous ARPs after the lower-priority advert");
+    Ok(())
+}

@@ -187,8 +187,8 @@ pub static KEYWORDS: &[Keyword] = &[
     k(G, "vrrp_mcast_group4", Changes("not supported: IPv4 adverts go to 224.0.0.18 (RFC 5798)")),
     k(G, "vrrp_mcast_group6", Changes("not supported: IPv6 adverts go to ff02::12 (RFC 5798)")),
     k(G, "vrrp_garp_master_refresh_repeat", Yes),
-    k(G, "vrrp_garp_lower_prio_delay", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
-    k(G, "vrrp_garp_lower_prio_repeat", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
+    k(G, "vrrp_garp_lower_prio_delay", Yes),
+    k(G, "vrrp_garp_lower_prio_repeat", Yes),
     k(
         G,
         "vrrp_down_timer_adverts",
@@ -365,8 +365,8 @@ pub static KEYWORDS: &[Keyword] = &[
     k(I, "notify_priority_changes", Lost("priority changes are not notified")),
     k(I, "lvs_sync_daemon_interface", LVS),
     k(I, "garp_master_refresh_repeat", Yes),
-    k(I, "garp_lower_prio_delay", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
-    k(I, "garp_lower_prio_repeat", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
+    k(I, "garp_lower_prio_delay", Yes),
+    k(I, "garp_lower_prio_repeat", Yes),
     k(
         I,
         "down_timer_adverts",

@@ -146,6 +146,13 @@ pub struct Instance {
     pub garp_interval: std::time::Duration,
     /// `vrrp_gna_interval`: the same for unsolicited NAs.
     pub gna_interval: std::time::Duration,
+    /// `garp_lower_prio_repeat`: gratuitous ARPs / NAs per address when a
+    /// MASTER hears a lower priority (keepalived's default: the global
+    /// setting, else `vrrp_garp_master_repeat`; 0 under strict mode).
+    pub garp_lower_prio_repeat: u32,
+    /// `garp_lower_prio_delay` seconds: a second such burst this much
+    /// later (0: none).
+    pub garp_lower_prio_delay: u32,
     /// `notify`, `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`.
     pub notify: Notify,
     /// `v3_checksum_as_v2`: send the RFC 9568 checksum (no pseudo-header).
@@ -240,6 +247,12 @@ pub struct Global {
     pub garp_interval: std::time::Duration,
     /// `vrrp_gna_interval`: the same for unsolicited NAs.
     pub gna_interval: std::time::Duration,
+    /// `vrrp_garp_lower_prio_repeat` (keepalived's default, when unset:
+    /// `vrrp_garp_master_repeat`).
+    pub garp_lower_prio_repeat: Option<u32>,
+    /// `vrrp_garp_lower_prio_delay` seconds (default when unset:
+    /// `vrrp_garp_master_delay`).
+    pub garp_lower_prio_delay: Option<u32>,
     /// `vrrp_startup_delay`: instances stay in INIT this long at start.
     pub startup_delay: std::time::Duration,
     /// `notify_fifo FILE` / `vrrp_notify_fifo FILE` and their
@@ -265,6 +278,8 @@ impl Default for Global {
             garp_interval: std::time::Duration::ZERO,
             gna_interval: std::time::Duration::ZERO,
             startup_delay: std::time::Duration::ZERO,
+            garp_lower_prio_repeat: None,
+            garp_lower_prio_delay: None,
             fifos: Vec::new(),
         }
     }
@@ -626,6 +641,12 @@ fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
                     }
                 }
             }
+            "vrrp_garp_lower_prio_repeat" => {
+                g.garp_lower_prio_repeat = int(st, r, 0..=86400, "a count").or(g.garp_lower_prio_repeat)
+            }
+            "vrrp_garp_lower_prio_delay" => {
+                g.garp_lower_prio_delay = int(st, r, 0..=86400, "seconds").or(g.garp_lower_prio_delay)
+            }
             "vrrp_startup_delay" => {
                 g.startup_delay =
                     duration(st, r, 0.001..=4294.0, "seconds, such as 5").unwrap_or(g.startup_delay)
@@ -791,6 +812,10 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
         garp_master_refresh_repeat: g.garp_master_refresh_repeat,
         garp_interval: g.garp_interval,
         gna_interval: g.gna_interval,
+        // keepalived (vrrp.c, vrrp_complete_init): unset globally, these
+        // follow vrrp_garp_master_repeat / _delay.
+        garp_lower_prio_repeat: g.garp_lower_prio_repeat.unwrap_or(g.garp_master_repeat),
+        garp_lower_prio_delay: g.garp_lower_prio_delay.unwrap_or(g.garp_master_delay),
         notify: Notify::default(),
         v3_checksum_as_v2: g.v3_checksum_as_v2,
         strict: g.vrrp_strict,
@@ -985,7 +1010,13 @@ fn instance(s: &Stmt, g: &Global, r: &mut Report) -> Option<Instance> {
                 lower_prio_no_advert = flag(st, r).map(|b| (b, st.loc.clone())).or(lower_prio_no_advert)
             }
             k @ ("garp_lower_prio_delay" | "garp_lower_prio_repeat") => {
-                keywords::report_unread(keywords::Ctx::Instance, k, &st.loc, r);
+                if let Some(n) = int::<u32>(st, r, 0..=86400, "a count, or seconds for the delay") {
+                    if k == "garp_lower_prio_repeat" {
+                        i.garp_lower_prio_repeat = n;
+                    } else {
+                        i.garp_lower_prio_delay = n;
+                    }
+                }
                 if st.args.first().is_some_and(|(v, _)| v != "0") {
                     garp_lower_prio.push((k.to_string(), st.loc.clone()));
                 }
@@ -1203,6 +1234,10 @@ fn strict_rules(
         );
         i.preempt_delay = std::time::Duration::ZERO;
     }
+    // keepalived: strict mode sends none (an explicit setting is reset
+    // with the warning below).
+    i.garp_lower_prio_repeat = 0;
+    i.garp_lower_prio_delay = 0;
     for (k, loc) in garp_lower_prio {
         let msg = if k == "garp_lower_prio_repeat" {
             "Strict mode requires no repeat garps. resetting"

@@ -226,6 +226,10 @@ impl Agent {
                     inst.announce_batches = inst.announce_batches.saturating_sub(1);
                     inst.announce_at = None;
                 }
+                if inst.lower_prio_at.is_some_and(|t| t <= now) {
+                    inst.lower_prio_at = None;
+                    inst.announce_now(now, inst.conf.garp_lower_prio_repeat);
+                }
                 if inst.refresh_at.is_some_and(|t| t <= now) {
                     inst.announce_now(now, inst.conf.garp_master_refresh_repeat);
                     inst.refresh_at =
@@ -459,7 +463,22 @@ impl Agent {
             let inst = &mut self.insts[i];
             let name = &inst.conf.name;
             match a {
-                Action::Log(note) => log::info!("({name}) {note}"),
+                Action::Log(note) => {
+                    log::info!("({name}) {note}");
+                    // keepalived (vrrp.c, vrrp_state_master_rx): a master
+                    // hearing a lower priority also re-announces its VIPs,
+                    // garp_lower_prio_repeat each, and again after
+                    // garp_lower_prio_delay: the other may have taken
+                    // them over meanwhile.
+                    if matches!(note, crate::machine::Note::LowerPriorityElection { .. })
+                        && inst.conf.garp_lower_prio_repeat > 0
+                    {
+                        let now = timer::now();
+                        inst.announce_now(now, inst.conf.garp_lower_prio_repeat);
+                        let d = u64::from(inst.conf.garp_lower_prio_delay);
+                        inst.lower_prio_at = (d > 0).then(|| now.after(Micros(d * 1_000_000)));
+                    }
+                }
                 Action::SendAdvert { priority } => {
                     inst.stats.advert_sent += 1;
                     if priority == 0 {
@@ -508,6 +527,7 @@ impl Agent {
                         inst.announce_at = None;
                         inst.refresh_at = None;
                         inst.pacer.clear();
+                        inst.lower_prio_at = None;
                     }
                     transitioned = true;
                     notify.push(to);

@@ -43,6 +43,8 @@ pub(super) struct Inst {
     pub(super) refresh_at: Option<Micros>,
     /// Announcements waiting for `vrrp_garp_interval` / `vrrp_gna_interval`.
     pub(super) pacer: Pacer,
+    /// The second burst after a lower-priority advert (`garp_lower_prio_delay`).
+    pub(super) lower_prio_at: Option<Micros>,
     /// Own addresses of the family on the interface.
     pub(super) own: Vec<IpAddr>,
     /// Tracked scripts: index in the script table, weight, reverse.
@@ -132,6 +134,7 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         announce_batches: 0,
         refresh_at: None,
         pacer: Pacer::default(),
+        lower_prio_at: None,
         own: Vec::new(),
         tracks: Vec::new(),
         track_files: Vec::new(),
@@ -469,7 +472,7 @@ impl Inst {
             machine = machine.map(|d| d.after(WATCH_BACKSTOP));
         }
         let paced = self.pacer.deadline(self.pace_interval());
-        [machine, self.announce_at, self.refresh_at, paced].into_iter().flatten().min()
+        [machine, self.announce_at, self.refresh_at, paced, self.lower_prio_at].into_iter().flatten().min()
     }
 
     /// What this instance (index `i` of the caller's) wants of its
