@@ -633,7 +633,10 @@ fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
                 g.garp_master_refresh_repeat = n.max(1);
             }
             k @ ("vrrp_garp_interval" | "vrrp_gna_interval") => {
-                if let Some(d) = duration(st, r, 0.000_001..=4294.0, "seconds, such as 0.01") {
+                // 0 (no pacing, the default) is accepted: keepalived's own
+                // default keepalived.conf sets it; keepalived logs it as
+                // invalid and keeps its default, which is the same 0.
+                if let Some(d) = duration(st, r, 0.0..=4294.0, "seconds, such as 0.01") {
                     if k == "vrrp_garp_interval" {
                         g.garp_interval = d;
                     } else {
