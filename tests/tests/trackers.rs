@@ -251,3 +251,46 @@ fn notify_fifo_gets_a_failover_s_lines_in_order() -> Result<()> {
     assert!(!fifo.exists(), "the FIFO the agent created is removed when it stops");
     Ok(())
 }
+
+#[test]
+fn track_file_maintenance_beside_keepalived() -> Result<()> {
+    if !require_root("track_file_maintenance_beside_keepalived")
+        || !vrrp_tests::privilege::require_tool("track_file_maintenance_beside_keepalived", "keepalived")
+    {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.55/24", "192.0.2.56/24"])?;
+    // One configuration shape for both, each node with its own file: the
+    // agent on node 1 (150), keepalived 2.2.7 on node 2 (100).
+    let conf = |file: &std::path::Path, prio: u8| {
+        format!(
+            "track_file maintenance {{\n  file {}\n  weight 0\n}}\n{}",
+            file.display(),
+            instance(68, prio, "  track_file {\n    maintenance\n  }\n")
+        )
+    };
+    let maint_a = seg.file("maint-agent", "0\n")?;
+    let maint_k = seg.file("maint-keepalived", "0\n")?;
+    let (_a, n1) = seg.agent_named(0, &conf(&maint_a, 150), &[])?;
+    expect(&n1, "MASTER", 150, MOVE)?;
+    let _k = seg.keepalived(1, &conf(&maint_k, 100))?;
+    let w = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP)?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(seg.holders(VIP)?, [0], "keepalived stays backup");
+    // The agent's node in maintenance: keepalived takes over.
+    put(&maint_a, "1\n")?;
+    expect(&n1, "FAULT", 150, Duration::from_secs(2))?;
+    seg.wait_holders(VIP, &[1], MOVE)?;
+    // keepalived's node too (its own reading of the file): nobody holds.
+    put(&maint_k, "1\n")?;
+    seg.wait_holders(VIP, &[], Duration::from_secs(3))?;
+    // The agent's back: it takes the VIP; keepalived's back: it stays backup.
+    put(&maint_a, "0\n")?;
+    seg.wait_holders(VIP, &[0], MOVE)?;
+    put(&maint_k, "0\n")?;
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(seg.holders(VIP)?, [0]);
+    expect(&n1, "MASTER", 150, Duration::from_secs(1))?;
+    w.finish()?.assert_single_holder_but_handovers(HANDOVER)?;
+    Ok(())
+}
