@@ -386,3 +386,46 @@ fn the_group_s_track_script_moves_the_whole_group() -> Result<()> {
     assert_eq!(g1[2], "GROUP G FAULT 0", "{g1:?}");
     Ok(())
 }
+
+#[test]
+fn the_group_s_track_file_moves_the_whole_group() -> Result<()> {
+    // The group's `track_file` applies to every member (keepalived's
+    // sync_group_tracking_init): a maintenance value written on node 1
+    // (weight 0: a non-zero value is FAULT) takes its group to FAULT, and
+    // both VIPs move; 0 written back brings them home.
+    if !require_root("the_group_s_track_file_moves_the_whole_group") {
+        return Ok(());
+    }
+    let seg = two_links()?;
+    let (s1, log1) = notify_script(&seg, "notify1")?;
+    let (s0, _) = notify_script(&seg, "notify0")?;
+    let maint = seg.file("maintenance", "0\n")?;
+    let tracked = conf(150, &s1).replacen(
+        "  notify_master",
+        "  track_file {\n    maint weight 0\n  }\n  notify_master",
+        1,
+    );
+    let file = format!("vrrp_track_file maint {{\n  file {}\n}}\n", maint.display());
+    let _master = seg.agent(1, &format!("{file}{tracked}"), &[])?;
+    let _backup = seg.agent(0, &conf(100, &s0), &[])?;
+    seg.wait_holders(VIP1, &[1], MDI * 10 + MARGIN)?;
+    seg.wait_holders(VIP2, &[1], MDI * 10 + MARGIN)?;
+    let nodes = [&seg.nodes[0].ns, &seg.nodes[1].ns];
+    let (w1, w2) = (HolderWatch::start(&nodes, VIP1)?, HolderWatch::start(&nodes, VIP2)?);
+    std::fs::write(&maint, "1\n")?;
+    // inotify, then Skew_Time (both members resign with priority 0).
+    let limit = MDI + MARGIN;
+    seg.wait_holders(VIP1, &[0], limit)?;
+    seg.wait_holders(VIP2, &[0], MARGIN)?;
+    std::fs::write(&maint, "0\n")?;
+    seg.wait_holders(VIP1, &[1], limit + MDI)?;
+    seg.wait_holders(VIP2, &[1], MARGIN)?;
+    let (v1, v2) = (w1.finish()?, w2.finish()?);
+    v1.assert_single_holder_but_handovers(HANDOVER)?;
+    v2.assert_single_holder_but_handovers(HANDOVER)?;
+    v1.assert_not_split_from(&v2, HANDOVER)?;
+    v2.assert_not_split_from(&v1, HANDOVER)?;
+    let g1 = group_lines(&log1, 5)?;
+    assert_eq!(g1[2], "GROUP G FAULT 0", "{g1:?}");
+    Ok(())
+}

@@ -11,5 +11,6 @@ pub mod fallback;
 pub mod health;
 pub mod instance_lock;
 pub mod machine;
+pub mod notify_fifo;
 pub mod object;
 pub mod sync_group;

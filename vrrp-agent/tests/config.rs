@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use vrrp_agent::config::{self, ConfigError, Severity};
 use vrrp_common::Centis;
@@ -537,4 +538,107 @@ fn use_vmac_oddities_are_warnings() {
     assert!(has("`use_vmac` on a virtual address is not supported"), "{w:#?}");
     assert!(has("`vmac_xmit_base` without `use_vmac` has no effect"), "{w:#?}");
     assert!(!cfg.instances[0].vmac_xmit_base);
+}
+
+#[test]
+fn trackers_read_as_keepalived_reads_them() {
+    use config::trackers::ParamMatch;
+    let text = format!(
+        "track_file prio {{\n  file /run/prio\n  weight -5 reverse\n  init_file 7 overwrite\n}}\n\
+         vrrp_track_file maint {{\n  file /run/maint\n}}\n\
+         vrrp_track_process web {{\n  process nginx -g daemon\n  param_match partial\n  quorum 2\n  quorum_max 4\n  delay 0.5\n}}\n\
+         vrrp_track_process never {{\n  process telnetd\n  quorum_max 0\n  terminate_delay 2\n}}\n{}",
+        instance(&format!(
+            "{BASE}\n  dont_track_primary\n  track_file {{\n    prio\n    maint weight 0 reverse\n  }}\n  track_process {{\n    web weight -20 noreverse\n    never\n  }}"
+        ))
+    );
+    let (cfg, w) = load_text(&text);
+    assert!(!w.iter().any(|x| x.contains("not supported")), "{w:#?}");
+    let f = &cfg.track_files;
+    assert_eq!((f[0].weight, f[0].reverse, f[0].init), (-5, true, Some((7, true))));
+    assert_eq!((f[1].weight, f[1].reverse, f[1].init), (1, false, None), "weight defaults to 1");
+    let p = &cfg.track_processes;
+    assert_eq!(p[0].process, "nginx");
+    assert_eq!(p[0].params, ["-g", "daemon"]);
+    assert_eq!((p[0].param_match, p[0].full_command), (ParamMatch::Partial, true));
+    assert_eq!((p[0].quorum, p[0].quorum_max, p[0].weight), (2, 4, 0));
+    assert_eq!(
+        (p[0].fork_delay, p[0].terminate_delay),
+        (Duration::from_millis(500), Duration::from_millis(500))
+    );
+    assert_eq!(
+        (p[1].quorum, p[1].quorum_max, p[1].full_command),
+        (0, 0, false),
+        "quorum_max 0: must not run"
+    );
+    assert_eq!((p[1].fork_delay, p[1].terminate_delay), (Duration::ZERO, Duration::from_secs(2)));
+    let i = &cfg.instances[0];
+    assert!(i.dont_track_primary);
+    let refs = |v: &[config::trackers::TrackRef]| {
+        v.iter().map(|t| (t.name.clone(), t.weight, t.reverse)).collect::<Vec<_>>()
+    };
+    assert_eq!(refs(&i.track_file), [("prio".into(), None, None), ("maint".into(), Some(0), Some(true))]);
+    assert_eq!(
+        refs(&i.track_process),
+        [("web".into(), Some(-20), Some(false)), ("never".into(), None, None)]
+    );
+}
+
+#[test]
+fn tracker_mistakes_are_errors_with_their_place() {
+    let undefined = instance(&format!("{BASE}\n  track_file {{\n    nosuch\n  }}"));
+    let errs = errors(&undefined);
+    assert!(
+        errs.iter().any(|e| e.contains("k.conf:8:5: error: (VI_1) track file nosuch not found")),
+        "{errs:?}"
+    );
+    let errs = errors(&format!("track_file t {{\n  weight 3\n}}\n{}", instance(BASE)));
+    assert!(errs.iter().any(|e| e.contains("No file set for track_file t")), "{errs:?}");
+    let errs = errors(&format!("vrrp_track_process p {{\n  process x\n  weight 300\n}}\n{}", instance(BASE)));
+    assert!(
+        errs.iter().any(|e| e.contains("k.conf:3:3: error: Weight for vrrp_track_process p")),
+        "{errs:?}"
+    );
+    let errs = errors(&format!("vrrp_track_process p {{\n  quorum 2\n}}\n{}", instance(BASE)));
+    assert!(errs.iter().any(|e| e.contains("process name not specified")), "{errs:?}");
+    let bad_ref = format!(
+        "track_file t {{\n  file /run/t\n}}\n{}",
+        instance(&format!("{BASE}\n  track_file {{\n    t weight 255\n  }}"))
+    );
+    assert!(errors(&bad_ref).iter().any(|e| e.contains("must be in [-254..254]")));
+}
+
+#[test]
+fn announcement_and_fifo_settings_follow_keepalived_s_defaults() {
+    let (cfg, _) = load_text(&instance(BASE));
+    let i = &cfg.instances[0];
+    // Unset, the lower-priority burst follows vrrp_garp_master_repeat / _delay.
+    assert_eq!((i.garp_lower_prio_repeat, i.garp_lower_prio_delay, i.garp_master_refresh_repeat), (5, 5, 1));
+    let g = "global_defs {\n  vrrp_min_garp\n  vrrp_garp_interval 0.05\n  vrrp_gna_interval 0\n  vrrp_garp_master_refresh_repeat 3\n  \
+             vrrp_notify_fifo /run/k.fifo\n  vrrp_notify_fifo_script /bin/true\n  vrrp_startup_delay 2.5\n}\n";
+    let (cfg, w) = load_text(&format!("{g}{}", instance(&format!("{BASE}\n  garp_lower_prio_repeat 2"))));
+    assert!(!w.iter().any(|x| x.contains("not supported")), "{w:#?}");
+    let i = &cfg.instances[0];
+    assert_eq!((i.garp_master_repeat, i.garp_master_delay), (1, 0), "vrrp_min_garp");
+    assert_eq!((i.garp_lower_prio_repeat, i.garp_lower_prio_delay, i.garp_master_refresh_repeat), (2, 0, 3));
+    assert_eq!((i.garp_interval, i.gna_interval), (Duration::from_millis(50), Duration::ZERO));
+    assert_eq!(cfg.global.startup_delay, Duration::from_millis(2500));
+    let f = &cfg.global.fifos[0];
+    assert_eq!(
+        (f.keyword, f.path.to_str(), f.script.as_deref()),
+        ("vrrp_notify_fifo", Some("/run/k.fifo"), Some("/bin/true"))
+    );
+    // Strict mode sends none.
+    let (cfg, _) = load_text(&format!("global_defs {{\n  vrrp_strict\n}}\n{}", instance(BASE)));
+    assert_eq!(cfg.instances[0].garp_lower_prio_repeat, 0);
+}
+
+#[test]
+fn bfd_is_not_supported_and_says_what_is_lost() {
+    let (_, w) = load_text(&instance(&format!("{BASE}\n  track_bfd {{\n    b1\n  }}")));
+    assert!(
+        w.iter().any(|x| x.contains("`track_bfd` is not supported by vrrp-agent and changes behaviour")
+            && x.contains("no BFD session is run")),
+        "{w:#?}"
+    );
 }

@@ -84,11 +84,12 @@ const MAIL: Support = Lost("no e-mail is sent on state changes; use notify scrip
 const SNMP: Support = Lost("there is no SNMP agent; read `vrrp-agent status` instead");
 const FIREWALL: Support =
     NoEffect("vrrp-agent enforces no_accept in its XDP program, without iptables or nftables rules");
-const GARP_PACING: Support = Lost("gratuitous ARPs and NAs are sent without pacing between them");
-const TRACK_FILE: Support = Changes("track_file is not supported: the file does not change any priority");
-const TRACK_PROCESS: Support =
-    Changes("track_process is not supported: the process does not change any priority or state");
-const BFD: Support = Changes("BFD is not supported: a BFD session going down does not change any priority");
+const GARP_PACING: Support = Lost(
+    "per-interface pacing groups are not supported: the global vrrp_garp_interval / vrrp_gna_interval pace each instance's announcements",
+);
+const BFD: Support = Changes(
+    "BFD is not supported: no BFD session is run, and a peer or link failure BFD would detect in milliseconds does not lower any priority or put any instance in FAULT; only adverts (Master_Down_Interval) detect a dead master",
+);
 
 /// Every keepalived keyword of the three contexts.
 pub static KEYWORDS: &[Keyword] = &[
@@ -110,9 +111,9 @@ pub static KEYWORDS: &[Keyword] = &[
     k(T, "garp_group", GARP_PACING),
     k(T, "linkbeat_interfaces", NoEffect("link state always comes from netlink events")),
     k(T, "linkbeat_use_polling", NoEffect("link state always comes from netlink events")),
-    k(T, "vrrp_track_process", TRACK_PROCESS),
-    k(T, "track_file", TRACK_FILE),
-    k(T, "vrrp_track_file", TRACK_FILE),
+    k(T, "vrrp_track_process", Yes),
+    k(T, "track_file", Yes),
+    k(T, "vrrp_track_file", Yes),
     k(T, "bfd_instance", BFD),
     k(
         T,
@@ -182,17 +183,17 @@ pub static KEYWORDS: &[Keyword] = &[
     k(G, "lvs_sync_daemon", LVS),
     k(G, "vrrp_mcast_group4", Changes("not supported: IPv4 adverts go to 224.0.0.18 (RFC 5798)")),
     k(G, "vrrp_mcast_group6", Changes("not supported: IPv6 adverts go to ff02::12 (RFC 5798)")),
-    k(G, "vrrp_garp_master_refresh_repeat", Lost("each periodic refresh sends one gratuitous ARP/NA")),
-    k(G, "vrrp_garp_lower_prio_delay", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
-    k(G, "vrrp_garp_lower_prio_repeat", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
+    k(G, "vrrp_garp_master_refresh_repeat", Yes),
+    k(G, "vrrp_garp_lower_prio_delay", Yes),
+    k(G, "vrrp_garp_lower_prio_repeat", Yes),
     k(
         G,
         "vrrp_down_timer_adverts",
         Changes("not supported: Master_Down_Interval is 3 adverts plus skew (RFC 5798)"),
     ),
-    k(G, "vrrp_garp_interval", GARP_PACING),
-    k(G, "vrrp_gna_interval", GARP_PACING),
-    k(G, "vrrp_min_garp", Lost("gratuitous ARPs follow vrrp_garp_master_repeat and _refresh")),
+    k(G, "vrrp_garp_interval", Yes),
+    k(G, "vrrp_gna_interval", Yes),
+    k(G, "vrrp_min_garp", Yes),
     k(G, "vrrp_garp_extra_if", Lost("no gratuitous ARPs are sent on other interfaces")),
     k(G, "vrrp_vmac_garp_intvl", Lost("no gratuitous ARPs are sent on other interfaces")),
     k(G, "vrrp_lower_prio_no_advert", Yes),
@@ -239,10 +240,10 @@ pub static KEYWORDS: &[Keyword] = &[
     k(G, "bfd_cpu_affinity", BFD),
     k(G, "bfd_rlimit_rttime", BFD),
     k(G, "bfd_rlimit_rtime", BFD),
-    k(G, "notify_fifo", Lost("state changes are not written to a FIFO; use notify scripts")),
-    k(G, "notify_fifo_script", Lost("state changes are not written to a FIFO; use notify scripts")),
-    k(G, "vrrp_notify_fifo", Lost("state changes are not written to a FIFO; use notify scripts")),
-    k(G, "vrrp_notify_fifo_script", Lost("state changes are not written to a FIFO; use notify scripts")),
+    k(G, "notify_fifo", Yes),
+    k(G, "notify_fifo_script", Yes),
+    k(G, "vrrp_notify_fifo", Yes),
+    k(G, "vrrp_notify_fifo_script", Yes),
     k(G, "vrrp_notify_priority_changes", Lost("priority changes are not notified")),
     k(G, "fifo_write_vrrp_states_on_reload", Lost("state changes are not written to a FIFO")),
     k(G, "lvs_notify_fifo", LVS),
@@ -270,7 +271,7 @@ pub static KEYWORDS: &[Keyword] = &[
     k(G, "rs_init_notifies", LVS),
     k(G, "vrrp_rx_bufs_policy", BUFS),
     k(G, "vrrp_rx_bufs_multiplier", BUFS),
-    k(G, "vrrp_startup_delay", Changes("not supported: instances start at once")),
+    k(G, "vrrp_startup_delay", Yes),
     k(G, "log_unknown_vrids", NoEffect("adverts of unknown VRIDs are counted in `vrrp-agent stats`")),
     k(G, "vmac_prefix", Changes("not supported: VMAC interfaces are named vrrp.VRID")),
     k(G, "vmac_addr_prefix", Changes("not supported: VMAC interfaces are named vrrp.VRID")),
@@ -341,13 +342,9 @@ pub static KEYWORDS: &[Keyword] = &[
         NoEffect("an instance is IPv6 when its virtual addresses are, and then always native VRRPv3"),
     ),
     k(I, "vrf", Changes("VRFs are not supported: adverts and VIPs use the interface's own table")),
-    k(
-        I,
-        "dont_track_primary",
-        Changes("not supported: the instance still goes to FAULT when its interface goes down"),
-    ),
-    k(I, "track_file", TRACK_FILE),
-    k(I, "track_process", TRACK_PROCESS),
+    k(I, "dont_track_primary", Yes),
+    k(I, "track_file", Yes),
+    k(I, "track_process", Yes),
     k(I, "track_bfd", BFD),
     k(I, "mcast_dst_ip", Changes("not supported: adverts go to 224.0.0.18 / ff02::12 (RFC 5798)")),
     k(I, "track_src_ip", Changes("not supported: the advert source address is not tracked")),
@@ -370,9 +367,9 @@ pub static KEYWORDS: &[Keyword] = &[
     k(I, "smtp_alert", MAIL),
     k(I, "notify_priority_changes", Lost("priority changes are not notified")),
     k(I, "lvs_sync_daemon_interface", LVS),
-    k(I, "garp_master_refresh_repeat", Lost("each periodic refresh sends one gratuitous ARP/NA")),
-    k(I, "garp_lower_prio_delay", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
-    k(I, "garp_lower_prio_repeat", Lost("no gratuitous ARPs are sent on a lower-priority advert")),
+    k(I, "garp_master_refresh_repeat", Yes),
+    k(I, "garp_lower_prio_delay", Yes),
+    k(I, "garp_lower_prio_repeat", Yes),
     k(
         I,
         "down_timer_adverts",
@@ -392,12 +389,8 @@ pub static KEYWORDS: &[Keyword] = &[
     k(S, "group", Yes),
     k(S, "track_interface", Yes),
     k(S, "track_script", Yes),
-    k(S, "track_file", Changes("track_file is not supported: the file does not move the group's members")),
-    k(
-        S,
-        "track_process",
-        Changes("track_process is not supported: the process does not move the group's members"),
-    ),
+    k(S, "track_file", Yes),
+    k(S, "track_process", Yes),
     k(S, "track_bfd", Changes("BFD is not supported: a BFD session does not move the group's members")),
     k(S, "notify_backup", Yes),
     k(S, "notify_master", Yes),

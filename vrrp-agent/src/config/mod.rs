@@ -9,6 +9,7 @@ pub mod model;
 pub mod preproc;
 pub mod routes;
 pub mod system;
+pub mod trackers;
 pub mod tree;
 
 use std::path::{Path, PathBuf};

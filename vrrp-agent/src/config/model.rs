@@ -12,6 +12,7 @@ use super::diag::{Diag, Severity};
 use super::keywords;
 use super::lexer::Loc;
 use super::routes::{self, Route, Rule, RulePriorities};
+use super::trackers::{self, TrackFile, TrackProcess, TrackRef};
 use super::tree::Stmt;
 
 /// keepalived's `state`: the initial wish (see `machine::Machine::start`).
@@ -137,6 +138,28 @@ pub struct Instance {
     pub track_interface: Vec<Track>,
     /// `track_script { ... }`.
     pub track_script: Vec<Track>,
+    /// `track_file { ... }`.
+    pub track_file: Vec<TrackRef>,
+    /// `track_process { ... }`.
+    pub track_process: Vec<TrackRef>,
+    /// `dont_track_primary`: the instance's own link going down does not
+    /// put it in FAULT (keepalived's VRRP_FLAG_DONT_TRACK_PRIMARY).
+    pub dont_track_primary: bool,
+    /// `garp_master_refresh_repeat` (default: global, else 1): gratuitous
+    /// ARPs / NAs per address at each refresh.
+    pub garp_master_refresh_repeat: u32,
+    /// `vrrp_garp_interval` from global_defs: pause between two
+    /// gratuitous ARPs.
+    pub garp_interval: std::time::Duration,
+    /// `vrrp_gna_interval`: the same for unsolicited NAs.
+    pub gna_interval: std::time::Duration,
+    /// `garp_lower_prio_repeat`: gratuitous ARPs / NAs per address when a
+    /// MASTER hears a lower priority (keepalived's default: the global
+    /// setting, else `vrrp_garp_master_repeat`; 0 under strict mode).
+    pub garp_lower_prio_repeat: u32,
+    /// `garp_lower_prio_delay` seconds: a second such burst this much
+    /// later (0: none).
+    pub garp_lower_prio_delay: u32,
     /// `notify`, `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`.
     pub notify: Notify,
     /// `v3_checksum_as_v2`: send the RFC 9568 checksum (no pseudo-header).
@@ -293,6 +316,24 @@ pub struct Global {
     /// `net_namespace NAME` (top level or in global_defs): the network
     /// namespace (/run/netns/NAME) the agent runs in.
     pub net_namespace: Option<String>,
+    /// `vrrp_garp_master_refresh_repeat` (default 1).
+    pub garp_master_refresh_repeat: u32,
+    /// `vrrp_garp_interval`: pause between two gratuitous ARPs on an
+    /// interface (default 0: back to back).
+    pub garp_interval: std::time::Duration,
+    /// `vrrp_gna_interval`: the same for unsolicited NAs.
+    pub gna_interval: std::time::Duration,
+    /// `vrrp_garp_lower_prio_repeat` (keepalived's default, when unset:
+    /// `vrrp_garp_master_repeat`).
+    pub garp_lower_prio_repeat: Option<u32>,
+    /// `vrrp_garp_lower_prio_delay` seconds (default when unset:
+    /// `vrrp_garp_master_delay`).
+    pub garp_lower_prio_delay: Option<u32>,
+    /// `vrrp_startup_delay`: instances stay in INIT this long at start.
+    pub startup_delay: std::time::Duration,
+    /// `notify_fifo FILE` / `vrrp_notify_fifo FILE` and their
+    /// `*_script`: FIFOs state changes are written to.
+    pub fifos: Vec<crate::notify_fifo::FifoConf>,
 }
 
 impl Default for Global {
@@ -310,6 +351,13 @@ impl Default for Global {
             vrrp_strict: false,
             lower_prio_no_advert: false,
             net_namespace: None,
+            garp_master_refresh_repeat: 1,
+            garp_interval: std::time::Duration::ZERO,
+            gna_interval: std::time::Duration::ZERO,
+            startup_delay: std::time::Duration::ZERO,
+            garp_lower_prio_repeat: None,
+            garp_lower_prio_delay: None,
+            fifos: Vec::new(),
         }
     }
 }
@@ -336,6 +384,10 @@ pub struct SyncGroup {
     /// `sync_group_tracking_weight` (or the deprecated `global_tracking`):
     /// members keep their own tracking weights.
     pub tracking_weight: bool,
+    /// The group's `track_file`, applied to every member.
+    pub track_file: Vec<TrackRef>,
+    /// The group's `track_process`, applied to every member.
+    pub track_process: Vec<TrackRef>,
 }
 
 /// A whole configuration.
@@ -355,6 +407,10 @@ pub struct Config {
     pub static_rules: Vec<Rule>,
     /// `vrrp_sync_group`s, in file order.
     pub sync_groups: Vec<SyncGroup>,
+    /// `track_file` / `vrrp_track_file` blocks, in file order.
+    pub track_files: Vec<TrackFile>,
+    /// `vrrp_track_process` blocks, in file order.
+    pub track_processes: Vec<TrackProcess>,
 }
 
 /// At most this many diagnostics are kept; the rest are counted. A
@@ -432,7 +488,7 @@ fn arg<'a>(s: &'a Stmt, r: &mut Report, hint: &str) -> Option<&'a (String, Loc)>
     a
 }
 
-fn int<T: std::str::FromStr>(
+pub(super) fn int<T: std::str::FromStr>(
     s: &Stmt,
     r: &mut Report,
     range: std::ops::RangeInclusive<i64>,
@@ -466,7 +522,7 @@ fn seconds(s: &Stmt, r: &mut Report, hint: &str) -> Option<Centis> {
 
 /// Seconds, possibly fractional (to the microsecond, as keepalived's
 /// timers), within `range`.
-fn duration(
+pub(super) fn duration(
     s: &Stmt,
     r: &mut Report,
     range: std::ops::RangeInclusive<f64>,
@@ -491,7 +547,7 @@ fn duration(
 /// keepalived's optional boolean argument (`strict_mode`,
 /// `lower_prio_no_advert`, ...): absent means true; otherwise one of
 /// on/off, true/false, yes/no.
-fn flag(s: &Stmt, r: &mut Report) -> Option<bool> {
+pub(super) fn flag(s: &Stmt, r: &mut Report) -> Option<bool> {
     match s.args.first().map(|(v, l)| (v.to_ascii_lowercase(), l)) {
         None => Some(true),
         Some((v, l)) => match v.as_str() {
@@ -509,7 +565,7 @@ fn flag(s: &Stmt, r: &mut Report) -> Option<bool> {
     }
 }
 
-fn user(s: &Stmt) -> Option<(String, Option<String>)> {
+pub(super) fn user(s: &Stmt) -> Option<(String, Option<String>)> {
     s.args.first().map(|(u, _)| (u.clone(), s.args.get(1).map(|(g, _)| g.clone())))
 }
 
@@ -518,7 +574,8 @@ fn user(s: &Stmt) -> Option<(String, Option<String>)> {
 pub fn triage(s: Stmt, r: &mut Report) -> Option<Stmt> {
     match s.key.as_str() {
         "global_defs" | "vrrp_instance" | "vrrp_script" | "vrrp_sync_group" | "net_namespace"
-        | "static_ipaddress" | "static_routes" | "static_rules" => Some(s),
+        | "static_ipaddress" | "static_routes" | "static_rules" | "track_file" | "vrrp_track_file"
+        | "vrrp_track_process" => Some(s),
         k => {
             ignored_top(k, &s.loc, r);
             None
@@ -602,6 +659,32 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
             }
             // After the instances, which they name wherever they are.
             "vrrp_sync_group" => {}
+            "track_file" | "vrrp_track_file" => {
+                if let Some(t) = trackers::track_file(s, r) {
+                    if cfg.track_files.iter().any(|o| o.name == t.name) {
+                        r.error(
+                            &s.loc,
+                            format!("track_file {} is defined twice", t.name),
+                            "rename one of them",
+                        );
+                    } else {
+                        cfg.track_files.push(t);
+                    }
+                }
+            }
+            "vrrp_track_process" => {
+                if let Some(t) = trackers::track_process(s, r) {
+                    if cfg.track_processes.iter().any(|o| o.name == t.name) {
+                        r.error(
+                            &s.loc,
+                            format!("vrrp_track_process {} is defined twice", t.name),
+                            "rename one of them",
+                        );
+                    } else {
+                        cfg.track_processes.push(t);
+                    }
+                }
+            }
             k => ignored_top(k, &s.loc, r),
         }
     }
@@ -614,6 +697,28 @@ pub fn build(stmts: &[Stmt], r: &mut Report) -> Config {
                     &i.loc,
                     format!("instance {} tracks script `{}`, which no vrrp_script defines", i.name, t.name),
                     "define it with `vrrp_script NAME { script ... }`",
+                );
+            }
+        }
+        // keepalived logs "track file X not found, ignoring..." and runs
+        // without it; a tracker that silently does nothing is what the
+        // operator least expects, so it is an error here, as a missing
+        // vrrp_script is.
+        for t in &i.track_file {
+            if !cfg.track_files.iter().any(|f| f.name == t.name) {
+                r.error(
+                    &t.loc,
+                    format!("({}) track file {} not found", i.name, t.name),
+                    "define it with `track_file NAME { file PATH }`",
+                );
+            }
+        }
+        for t in &i.track_process {
+            if !cfg.track_processes.iter().any(|f| f.name == t.name) {
+                r.error(
+                    &t.loc,
+                    format!("({}) track process {} not found", i.name, t.name),
+                    "define it with `vrrp_track_process NAME { process NAME }`",
                 );
             }
         }
@@ -657,6 +762,59 @@ fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
             "net_namespace" => net_namespace(st, g, r),
             "vrrp_lower_prio_no_advert" => {
                 g.lower_prio_no_advert = flag(st, r).unwrap_or(g.lower_prio_no_advert)
+            }
+            "vrrp_garp_master_refresh_repeat" => {
+                // keepalived: 0 is read as 1, with its message.
+                let n: u32 = int(st, r, 0..=1000, "a count").unwrap_or(g.garp_master_refresh_repeat);
+                if n == 0 {
+                    r.warn(
+                        &st.loc,
+                        "vrrp_garp_master_refresh_repeat must be greater than 0, setting to 1",
+                        "as keepalived",
+                    );
+                }
+                g.garp_master_refresh_repeat = n.max(1);
+            }
+            k @ ("vrrp_garp_interval" | "vrrp_gna_interval") => {
+                // 0 (no pacing, the default) is accepted: keepalived's own
+                // default keepalived.conf sets it; keepalived logs it as
+                // invalid and keeps its default, which is the same 0.
+                if let Some(d) = duration(st, r, 0.0..=4294.0, "seconds, such as 0.01") {
+                    if k == "vrrp_garp_interval" {
+                        g.garp_interval = d;
+                    } else {
+                        g.gna_interval = d;
+                    }
+                }
+            }
+            "vrrp_garp_lower_prio_repeat" => {
+                g.garp_lower_prio_repeat = int(st, r, 0..=86400, "a count").or(g.garp_lower_prio_repeat)
+            }
+            "vrrp_garp_lower_prio_delay" => {
+                g.garp_lower_prio_delay = int(st, r, 0..=86400, "seconds").or(g.garp_lower_prio_delay)
+            }
+            "vrrp_startup_delay" => {
+                g.startup_delay =
+                    duration(st, r, 0.001..=4294.0, "seconds, such as 5").unwrap_or(g.startup_delay)
+            }
+            "vrrp_min_garp" => {
+                // keepalived: one gratuitous ARP/NA, no second batch, no
+                // refresh, without overriding what was already set.
+                if flag(st, r) == Some(true) {
+                    let d = Global::default();
+                    if g.garp_master_repeat == d.garp_master_repeat {
+                        g.garp_master_repeat = 1;
+                    }
+                    if g.garp_master_delay == d.garp_master_delay {
+                        g.garp_master_delay = 0;
+                    }
+                    if g.garp_master_refresh_repeat == d.garp_master_refresh_repeat {
+                        g.garp_master_refresh_repeat = 1;
+                    }
+                }
+            }
+            k @ ("notify_fifo" | "vrrp_notify_fifo" | "notify_fifo_script" | "vrrp_notify_fifo_script") => {
+                crate::notify_fifo::keyword(k, st, g, r)
             }
             k => keywords::report_unread(keywords::Ctx::Global, k, &st.loc, r),
         }
@@ -847,6 +1005,8 @@ fn sync_groups(stmts: &[Stmt], cfg: &mut Config, r: &mut Report) {
             track_script: Vec::new(),
             notify: Notify::default(),
             tracking_weight: false,
+            track_file: Vec::new(),
+            track_process: Vec::new(),
         };
         let mut listed: Option<Vec<&Stmt>> = None;
         for st in s.block.as_deref().unwrap_or_default() {
@@ -864,6 +1024,8 @@ fn sync_groups(stmts: &[Stmt], cfg: &mut Config, r: &mut Report) {
                 }
                 "track_interface" => g.track_interface = tracks(st, r),
                 "track_script" => g.track_script = tracks(st, r),
+                "track_file" => g.track_file = trackers::refs(st, "track file", r),
+                "track_process" => g.track_process = trackers::refs(st, "track process", r),
                 "notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" => {
                     notify_stmt(st, &mut g.notify, r)
                 }
@@ -991,6 +1153,7 @@ fn sync_tracking(g: &SyncGroup, cfg: &mut Config, r: &mut Report) {
             );
         }
     }
+    group_trackers(g, owner, cfg, r);
     let Config { instances, scripts, .. } = cfg;
     for i in instances.iter_mut().filter(|i| g.members.contains(&i.name)) {
         if !g.tracking_weight && i.priority != 255 {
@@ -1049,6 +1212,97 @@ fn sync_tracking(g: &SyncGroup, cfg: &mut Config, r: &mut Report) {
     }
 }
 
+/// keepalived's rules for track files and processes in sync group `g`
+/// (vrrp.c vrrp_complete_instance, sync_group_tracking_init): without
+/// `sync_group_tracking_weight`, a member's own tracker with the default
+/// weight becomes unweighted (FAULT only) and one with an explicit weight
+/// is dropped, so that members never get different priorities; then the
+/// group's trackers are added to every member (unweighted if a member is
+/// an address owner).
+fn group_trackers(g: &SyncGroup, owner: bool, cfg: &mut Config, r: &mut Report) {
+    let Config { instances, track_files, track_processes, .. } = cfg;
+    let file_weight = |t: &TrackRef| {
+        t.weight.or_else(|| track_files.iter().find(|f| f.name == t.name).map(|f| f.weight)).unwrap_or(1)
+    };
+    let proc_weight = |t: &TrackRef| {
+        t.weight.or_else(|| track_processes.iter().find(|p| p.name == t.name).map(|p| p.weight)).unwrap_or(0)
+    };
+    for (list, what, known) in [
+        (&g.track_file, "track_file", track_files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>()),
+        (&g.track_process, "vrrp_track_process", track_processes.iter().map(|p| p.name.as_str()).collect()),
+    ] {
+        for t in list {
+            if !known.contains(&t.name.as_str()) {
+                r.error(
+                    &t.loc,
+                    format!("sync group {} tracks {what} `{}`, which is not defined", g.name, t.name),
+                    format!("define it with `{what} {} {{ ... }}`", t.name),
+                );
+            }
+        }
+    }
+    for i in instances.iter_mut().filter(|i| g.members.contains(&i.name)) {
+        if !g.tracking_weight && i.priority != 255 {
+            let mut keep = Vec::new();
+            for mut t in std::mem::take(&mut i.track_file) {
+                match (t.weight, file_weight(&t)) {
+                    (_, 0) => keep.push(t),
+                    (None, 1) => {
+                        r.warn(
+                            &t.loc,
+                            format!("({}) ignoring weight from tracked file {} due to SYNC group. specify weight 0", i.name, t.name),
+                            "a member's own track file only puts it in FAULT; add sync_group_tracking_weight to the group to keep weights",
+                        );
+                        t.weight = Some(0);
+                        keep.push(t);
+                    }
+                    (_, w) => r.warn(
+                        &t.loc,
+                        format!(
+                            "({}) ignoring tracked file {} with weight {w} due to SYNC group",
+                            i.name, t.name
+                        ),
+                        "keepalived drops it; track it on the sync group, or add sync_group_tracking_weight",
+                    ),
+                }
+            }
+            i.track_file = keep;
+            let before = i.track_process.len();
+            i.track_process.retain(|t| proc_weight(t) == 0);
+            if i.track_process.len() != before {
+                r.warn(
+                    &i.loc,
+                    format!("({}) ignoring weighted tracked process(es) due to SYNC group", i.name),
+                    "keepalived drops them; track them unweighted, on the sync group, or add sync_group_tracking_weight",
+                );
+            }
+        }
+        for (group_list, own_list, weight) in [
+            (&g.track_file, &mut i.track_file, &file_weight as &dyn Fn(&TrackRef) -> i32),
+            (&g.track_process, &mut i.track_process, &proc_weight),
+        ] {
+            for t in group_list {
+                if own_list.iter().any(|o| o.name == t.name) {
+                    continue;
+                }
+                let mut t = t.clone();
+                if owner && weight(&t) != 0 {
+                    r.warn(
+                        &g.loc,
+                        format!(
+                            "({}) Cannot have weighted tracker '{}' with member having priority 255 - setting weight 0",
+                            g.name, t.name
+                        ),
+                        "an address owner's priority never changes",
+                    );
+                    t.weight = Some(0);
+                }
+                own_list.push(t);
+            }
+        }
+    }
+}
+
 fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report) -> Option<Instance> {
     let Some((name, _)) = s.args.first() else {
         r.error(&s.loc, "vrrp_instance needs a name", "as in `vrrp_instance VI_1 {`");
@@ -1080,6 +1334,16 @@ fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report
         garp_master_refresh: g.garp_master_refresh,
         track_interface: Vec::new(),
         track_script: Vec::new(),
+        track_file: Vec::new(),
+        track_process: Vec::new(),
+        dont_track_primary: false,
+        garp_master_refresh_repeat: g.garp_master_refresh_repeat,
+        garp_interval: g.garp_interval,
+        gna_interval: g.gna_interval,
+        // keepalived (vrrp.c, vrrp_complete_init): unset globally, these
+        // follow vrrp_garp_master_repeat / _delay.
+        garp_lower_prio_repeat: g.garp_lower_prio_repeat.unwrap_or(g.garp_master_repeat),
+        garp_lower_prio_delay: g.garp_lower_prio_delay.unwrap_or(g.garp_master_delay),
         notify: Notify::default(),
         v3_checksum_as_v2: g.v3_checksum_as_v2,
         strict: g.vrrp_strict,
@@ -1259,6 +1523,13 @@ fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report
             }
             "track_interface" => i.track_interface = tracks(st, r),
             "track_script" => i.track_script = tracks(st, r),
+            "track_file" => i.track_file = trackers::refs(st, "track file", r),
+            "track_process" => i.track_process = trackers::refs(st, "track process", r),
+            "dont_track_primary" => i.dont_track_primary = true,
+            "garp_master_refresh_repeat" => {
+                let n: u32 = int(st, r, 0..=1000, "a count").unwrap_or(i.garp_master_refresh_repeat);
+                i.garp_master_refresh_repeat = n.max(1);
+            }
             "notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" => {
                 notify_stmt(st, &mut i.notify, r)
             }
@@ -1301,7 +1572,13 @@ fn instance(s: &Stmt, g: &Global, rule_prio: &mut RulePriorities, r: &mut Report
                 lower_prio_no_advert = flag(st, r).map(|b| (b, st.loc.clone())).or(lower_prio_no_advert)
             }
             k @ ("garp_lower_prio_delay" | "garp_lower_prio_repeat") => {
-                keywords::report_unread(keywords::Ctx::Instance, k, &st.loc, r);
+                if let Some(n) = int::<u32>(st, r, 0..=86400, "a count, or seconds for the delay") {
+                    if k == "garp_lower_prio_repeat" {
+                        i.garp_lower_prio_repeat = n;
+                    } else {
+                        i.garp_lower_prio_delay = n;
+                    }
+                }
                 if st.args.first().is_some_and(|(v, _)| v != "0") {
                     garp_lower_prio.push((k.to_string(), st.loc.clone()));
                 }
@@ -1562,6 +1839,10 @@ fn strict_rules(
         );
         i.preempt_delay = std::time::Duration::ZERO;
     }
+    // keepalived: strict mode sends none (an explicit setting is reset
+    // with the warning below).
+    i.garp_lower_prio_repeat = 0;
+    i.garp_lower_prio_delay = 0;
     for (k, loc) in garp_lower_prio {
         let msg = if k == "garp_lower_prio_repeat" {
             "Strict mode requires no repeat garps. resetting"

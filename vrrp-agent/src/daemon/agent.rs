@@ -41,8 +41,10 @@ use super::timer::{self, Deadline};
 use super::vips::{self, ManagedVip};
 use crate::config::Config;
 use crate::health::runner::{self, RunAs};
+use crate::health::trackers::{TrackEvent, Trackers};
 use crate::health::{Health, Status};
 use crate::machine::{Action, Input, Machine, Micros, State};
+use crate::notify_fifo::Fifos;
 use crate::sync_group::{self, Members, SyncGroup};
 
 /// A failed reconciliation is tried again this much later (a VIP's
@@ -60,6 +62,7 @@ enum Wake {
     Net(NetEvent),
     NetClosed,
     Health(usize, bool),
+    Track(TrackEvent),
     Signal(Sig),
     /// Time to ping systemd's watchdog.
     Watchdog,
@@ -115,6 +118,10 @@ pub(super) struct Agent {
     pub(super) counters: super::metrics::Counters,
     /// Scrapes of the metrics endpoint (`--metrics`).
     pub(super) scrapes: Option<tokio::sync::mpsc::Receiver<super::metrics::Scrape>>,
+    /// Track files' values and track processes' quorums.
+    pub(super) trackers: Trackers,
+    /// keepalived's notify FIFOs.
+    pub(super) fifos: Fifos,
 }
 
 /// The instances' machines, for a sync group to move its members.
@@ -133,6 +140,7 @@ impl Agent {
         mut self,
         mut net: super::link::NetEvents,
         mut health_rx: tokio::sync::mpsc::UnboundedReceiver<(usize, bool)>,
+        mut track_rx: tokio::sync::mpsc::UnboundedReceiver<TrackEvent>,
         mut signals: super::signals::Signals,
         shutdown: impl Future<Output = ()>,
     ) {
@@ -163,6 +171,7 @@ impl Agent {
                 ev = next_events(&mut self.source) => Wake::Peers(ev),
                 ev = net.next(), if net_open => ev.map_or(Wake::NetClosed, Wake::Net),
                 Some((idx, ok)) = health_rx.recv() => Wake::Health(idx, ok),
+                Some(ev) = track_rx.recv() => Wake::Track(ev),
                 sig = signals.next() => Wake::Signal(sig),
                 _ = super::sd::tick(&mut watchdog) => Wake::Watchdog,
                 Some(reply) = super::metrics::next_scrape(&mut self.scrapes) => Wake::Scrape(reply),
@@ -179,6 +188,7 @@ impl Agent {
                     net_open = false;
                 }
                 Wake::Health(idx, ok) => self.on_health(idx, ok).await,
+                Wake::Track(ev) => self.on_track(ev).await,
                 Wake::Signal(sig) => self.on_signal(sig),
                 Wake::Watchdog => self.sd.ping(),
                 Wake::Scrape(reply) => {
@@ -193,11 +203,18 @@ impl Agent {
     /// counted (scripts with init_fail count from the start), and take the
     /// addresses to where the states want them.
     async fn start(&mut self) {
+        // keepalived's vrrp_startup_delay: no instance starts before it
+        // has passed (interfaces and routing may still be coming up).
+        let delay = self.cfg.global.startup_delay;
+        if !delay.is_zero() {
+            log::info!("Delaying startup for {} seconds", delay.as_secs_f64());
+            tokio::time::sleep(delay).await;
+        }
         let now = timer::now();
         // A sync group starts in FAULT if any member would (keepalived's
         // vrrp_sync_set_group), so every member's fault is known first.
         let health: Vec<(u8, bool)> =
-            self.insts.iter().map(|i| i.health_input(&self.statuses, &self.links)).collect();
+            self.insts.iter().map(|i| i.health_input(&self.statuses, &self.links, &self.trackers)).collect();
         for g in &mut self.groups {
             let members = g.members().to_vec();
             for m in members {
@@ -278,13 +295,18 @@ impl Agent {
             self.execute(i, now, out).await;
             let inst = &mut self.insts[i];
             if inst.machine.state() == State::Master {
+                inst.send_paced(now);
                 if inst.announce_at.is_some_and(|t| t <= now) {
-                    inst.announce_now();
+                    inst.announce_now(now, inst.conf.garp_master_repeat);
                     inst.announce_batches = inst.announce_batches.saturating_sub(1);
                     inst.announce_at = None;
                 }
+                if inst.lower_prio_at.is_some_and(|t| t <= now) {
+                    inst.lower_prio_at = None;
+                    inst.announce_now(now, inst.conf.garp_lower_prio_repeat);
+                }
                 if inst.refresh_at.is_some_and(|t| t <= now) {
-                    inst.announce_now();
+                    inst.announce_now(now, inst.conf.garp_master_refresh_repeat);
                     inst.refresh_at =
                         Some(now.after(Micros(u64::from(inst.conf.garp_master_refresh) * 1_000_000)));
                 }
@@ -509,6 +531,23 @@ impl Agent {
         }
     }
 
+    /// A track file or track process changed: the instances tracking it
+    /// recompute their priority and fault.
+    async fn on_track(&mut self, ev: TrackEvent) {
+        if !self.trackers.apply(ev) {
+            return;
+        }
+        let concerned = |i: &super::instance::Inst| match ev {
+            TrackEvent::File { index, .. } => i.track_files.iter().any(|(t, _, _)| *t == index),
+            TrackEvent::Process { index, .. } => i.track_procs.iter().any(|(t, _, _)| *t == index),
+        };
+        for i in 0..self.insts.len() {
+            if concerned(&self.insts[i]) {
+                self.retrack(i).await;
+            }
+        }
+    }
+
     /// A signal other than a stop.
     fn on_signal(&mut self, sig: Sig) {
         match sig {
@@ -565,7 +604,7 @@ impl Agent {
     /// priority and fault.
     async fn retrack(&mut self, i: usize) {
         let now = timer::now();
-        let (p, fault) = self.insts[i].health_input(&self.statuses, &self.links);
+        let (p, fault) = self.insts[i].health_input(&self.statuses, &self.links, &self.trackers);
         // In a sync group, the group's fault (any member's) holds every
         // member; a change of it moves them all (keepalived's
         // vrrp_sync_fault, try_up_instance).
@@ -685,7 +724,22 @@ impl Agent {
             let inst = &mut self.insts[i];
             let name = &inst.conf.name;
             match a {
-                Action::Log(note) => log::info!("({name}) {note}"),
+                Action::Log(note) => {
+                    log::info!("({name}) {note}");
+                    // keepalived (vrrp.c, vrrp_state_master_rx): a master
+                    // hearing a lower priority also re-announces its VIPs,
+                    // garp_lower_prio_repeat each, and again after
+                    // garp_lower_prio_delay: the other may have taken
+                    // them over meanwhile.
+                    if matches!(note, crate::machine::Note::LowerPriorityElection { .. })
+                        && inst.conf.garp_lower_prio_repeat > 0
+                    {
+                        let now = timer::now();
+                        inst.announce_now(now, inst.conf.garp_lower_prio_repeat);
+                        let d = u64::from(inst.conf.garp_lower_prio_delay);
+                        inst.lower_prio_at = (d > 0).then(|| now.after(Micros(d * 1_000_000)));
+                    }
+                }
                 Action::WantMaster => {
                     log::debug!("({name}) master down: waiting for the rest of its sync group")
                 }
@@ -713,7 +767,9 @@ impl Agent {
                     self.reconcile().await;
                 }
                 Action::Announce => {
-                    inst.announce_now();
+                    // The time of sending, not of the batch: the addresses
+                    // were just reconciled, and the pacing counts from here.
+                    inst.announce_now(timer::now(), inst.conf.garp_master_repeat);
                     let c = &inst.conf;
                     // keepalived: a second batch after garp_master_delay, then
                     // a refresh every garp_master_refresh.
@@ -752,6 +808,8 @@ impl Agent {
                     if to != State::Master {
                         inst.announce_at = None;
                         inst.refresh_at = None;
+                        inst.pacer.clear();
+                        inst.lower_prio_at = None;
                     }
                     transitioned = true;
                     notify.push(to);
@@ -763,6 +821,9 @@ impl Agent {
         }
         for to in notify {
             self.insts[i].notify(to);
+            let inst = &self.insts[i];
+            let word = if to == State::Init { "STOP".to_owned() } else { to.to_string() };
+            self.fifos.instance(&inst.conf.name, &word, inst.machine.priority());
         }
     }
 

@@ -2,11 +2,60 @@
 //! ARP for IPv4 (RFC 5227 2.4 announcements, as keepalived sends them) and
 //! unsolicited neighbour advertisements for IPv6 (RFC 4861 7.2.6).
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::machine::Micros;
+
+/// keepalived's pacing of announcements (`vrrp_garp_interval` for
+/// gratuitous ARPs, `vrrp_gna_interval` for unsolicited NAs): at most one
+/// every `interval`, in keepalived's order (each round of
+/// `garp_master_repeat` goes over every address). Pure: the caller gives
+/// the time and sends what comes out. An interval of 0 sends a burst at
+/// once, as keepalived does without the settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pacer {
+    queue: VecDeque<IpAddr>,
+    last: Option<Micros>,
+}
+
+impl Pacer {
+    /// Queue `repeat` rounds over `addrs`; then take what is due with
+    /// [`Pacer::due`].
+    pub fn burst(&mut self, addrs: &[IpAddr], repeat: u32) {
+        for _ in 0..repeat.max(1) {
+            self.queue.extend(addrs.iter().copied());
+        }
+    }
+
+    /// The next announcement due at `now`, if any (one per call; with
+    /// `interval` 0, all of them one call after the other).
+    pub fn due(&mut self, now: Micros, interval: Micros) -> Option<IpAddr> {
+        if interval.0 > 0 && self.last.is_some_and(|l| now < l.after(interval)) {
+            return None;
+        }
+        let a = self.queue.pop_front()?;
+        self.last = Some(now);
+        Some(a)
+    }
+
+    /// When the next queued one is due.
+    pub fn deadline(&self, interval: Micros) -> Option<Micros> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        Some(self.last.map_or(Micros(0), |l| l.after(interval)))
+    }
+
+    /// Drop what is queued (the instance left MASTER).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+}
 
 /// The MAC address of `iface`, from getifaddrs(3) (its AF_PACKET entry).
 pub fn mac_of(iface: &str) -> io::Result<[u8; 6]> {
@@ -140,6 +189,36 @@ impl Announcer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pacing_spaces_each_announcement_by_the_interval() {
+        let a: IpAddr = "192.0.2.1".parse().expect("addr");
+        let b: IpAddr = "192.0.2.2".parse().expect("addr");
+        let mut p = Pacer::default();
+        let iv = Micros::ms(200);
+        p.burst(&[a, b], 2);
+        assert_eq!(p.deadline(iv), Some(Micros(0)));
+        assert_eq!(p.due(Micros::ms(1000), iv), Some(a));
+        assert_eq!(p.due(Micros::ms(1000), iv), None, "one per interval");
+        assert_eq!(p.deadline(iv), Some(Micros::ms(1200)));
+        assert_eq!(p.due(Micros::ms(1199), iv), None);
+        assert_eq!(p.due(Micros::ms(1200), iv), Some(b));
+        assert_eq!(p.due(Micros::ms(1400), iv), Some(a), "round-major, as keepalived");
+        assert_eq!(p.due(Micros::ms(1600), iv), Some(b));
+        assert_eq!((p.due(Micros::ms(9000), iv), p.deadline(iv)), (None, None));
+        // A new burst still keeps its distance from the last one sent.
+        p.burst(&[a], 1);
+        assert_eq!(p.deadline(iv), Some(Micros::ms(1800)));
+        p.clear();
+        assert_eq!(p.deadline(iv), None);
+        // Interval 0: everything at once.
+        p.burst(&[a, b], 3);
+        let mut n = 0;
+        while p.due(Micros::ms(2000), Micros(0)).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 6);
+    }
 
     #[test]
     fn garp_layout() {

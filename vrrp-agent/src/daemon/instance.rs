@@ -9,7 +9,7 @@ use vrrp_common::maps::{PeerKey, PeerState};
 use vrrp_common::rx::Expect;
 use vrrp_common::wire::{Auth, Family};
 
-use super::announce::Announcer;
+use super::announce::{Announcer, Pacer};
 use super::link;
 use super::no_accept;
 use super::reconcile::{AddrKey, RouteKey, RuleKey, Want};
@@ -21,6 +21,7 @@ use crate::config;
 use crate::config::model::AuthConf;
 use crate::fallback;
 use crate::health::runner::{self, RunAs};
+use crate::health::trackers::{self, Trackers};
 use crate::health::{self, Health, Status, Tracked};
 use crate::machine::{Action, Input, Machine, Micros, Params, State};
 
@@ -40,10 +41,17 @@ pub(super) struct Inst {
     pub(super) announce_at: Option<Micros>,
     pub(super) announce_batches: u32,
     pub(super) refresh_at: Option<Micros>,
+    /// Announcements waiting for `vrrp_garp_interval` / `vrrp_gna_interval`.
+    pub(super) pacer: Pacer,
+    /// The second burst after a lower-priority advert (`garp_lower_prio_delay`).
+    pub(super) lower_prio_at: Option<Micros>,
     /// Own addresses of the family on the interface.
     pub(super) own: Vec<IpAddr>,
     /// Tracked scripts: index in the script table, weight, reverse.
     pub(super) tracks: Vec<(usize, i32, bool)>,
+    /// Tracked files and processes: index in their tables, weight, reverse.
+    pub(super) track_files: Vec<trackers::Entry>,
+    pub(super) track_procs: Vec<trackers::Entry>,
     /// Who notify scripts run as.
     pub(super) notify_as: Option<RunAs>,
     /// Tracked interfaces: index, name, weight (0: FAULT when down). The
@@ -119,7 +127,11 @@ pub(super) fn build(conf: &config::Instance, vmac: Option<String>) -> Result<Ins
             ManagedVip::new(v.clone(), if at == conf.interface { 0 } else { resolve(at) })
         })
         .collect();
-    let mut track_ifs = vec![(0, conf.interface.clone(), 0)];
+    // keepalived's dont_track_primary: the instance's own link is not
+    // tracked (its going down is no FAULT); a deleted interface still is
+    // (no socket to advertise on).
+    let mut track_ifs =
+        if conf.dont_track_primary { Vec::new() } else { vec![(0, conf.interface.clone(), 0)] };
     // keepalived tracks the macvlan as the instance's interface: without
     // it (deleted, set down) the instance is in FAULT until the agent
     // has put it back.
@@ -174,8 +186,12 @@ pub(super) fn build(conf: &config::Instance, vmac: Option<String>) -> Result<Ins
         announce_at: None,
         announce_batches: 0,
         refresh_at: None,
+        pacer: Pacer::default(),
+        lower_prio_at: None,
         own: Vec::new(),
         tracks: Vec::new(),
+        track_files: Vec::new(),
+        track_procs: Vec::new(),
         notify_as: None,
         track_ifs,
         stats: Stats::default(),
@@ -513,6 +529,7 @@ impl Inst {
         &self,
         statuses: &[(String, Status)],
         links: &HashMap<u32, bool>,
+        others: &Trackers,
     ) -> (u8, bool) {
         let scripts = self.tracks.iter().filter_map(|(i, weight, reverse)| {
             statuses.get(*i).map(|(_, s)| Tracked { weight: *weight, reverse: *reverse, health: s.health() })
@@ -527,8 +544,10 @@ impl Inst {
                 Health::Bad
             },
         });
-        let tracked: Vec<Tracked> = scripts.chain(ifs).collect();
-        let (priority, fault) = health::effective(self.conf.priority, &tracked);
+        let procs = others.processes(&self.track_procs);
+        let tracked: Vec<Tracked> = scripts.chain(ifs).chain(procs).collect();
+        let offsets: Vec<(i32, bool)> = others.file_offsets(&self.track_files).collect();
+        let (priority, fault) = health::effective_with(self.conf.priority, &tracked, &offsets);
         // Without its interface an instance can neither hear nor advertise.
         (priority, fault || !self.bound())
     }
@@ -564,7 +583,8 @@ impl Inst {
             // run in Backup today) keep their time.
             machine = machine.map(|d| d.after(WATCH_BACKSTOP));
         }
-        [machine, self.announce_at, self.refresh_at].into_iter().flatten().min()
+        let paced = self.pacer.deadline(self.pace_interval());
+        [machine, self.announce_at, self.refresh_at, paced, self.lower_prio_at].into_iter().flatten().min()
     }
 
     /// What this instance (index `i` of the caller's) wants of its
@@ -629,15 +649,33 @@ impl Inst {
         self.vips.iter().any(|v| v.ifindex == ifindex && v.vip.addr == addr)
     }
 
-    pub(super) fn announce_now(&mut self) {
-        for v in &self.vips {
-            for _ in 0..self.conf.garp_master_repeat.max(1) {
-                let Some(announcer) = &mut self.announcer else { return };
-                if let Err(e) = announcer.announce(v.vip.addr) {
-                    log::warn!("({}) announcing {}: {e}", self.conf.name, v.vip.addr);
-                }
+    /// The pause between two announcements of this instance's family.
+    pub(super) fn pace_interval(&self) -> Micros {
+        let d = if self.family == Family::V4 { self.conf.garp_interval } else { self.conf.gna_interval };
+        Micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// Send what the pacer has due now.
+    pub(super) fn send_paced(&mut self, now: Micros) {
+        let interval = self.pace_interval();
+        while let Some(addr) = self.pacer.due(now, interval) {
+            let Some(announcer) = &mut self.announcer else {
+                self.pacer.clear();
+                return;
+            };
+            if let Err(e) = announcer.announce(addr) {
+                log::warn!("({}) announcing {addr}: {e}", self.conf.name);
             }
         }
+    }
+
+    /// A burst of `repeat` announcements per VIP (keepalived's order:
+    /// round after round over the addresses), paced by
+    /// `vrrp_garp_interval` / `vrrp_gna_interval`.
+    pub(super) fn announce_now(&mut self, now: Micros, repeat: u32) {
+        let addrs: Vec<IpAddr> = self.vips.iter().map(|v| v.vip.addr).collect();
+        self.pacer.burst(&addrs, repeat);
+        self.send_paced(now);
         let what = if self.family == Family::V4 {
             "gratuitous ARPs"
         } else {

@@ -21,10 +21,13 @@ use crate::config::Config;
 use crate::datapath::{AttachMode, Datapath, DatapathError};
 use crate::fallback::Receiver;
 use crate::health::runner::{self, CheckSpec};
-use crate::health::{Status, user};
+use crate::health::trackers::{TrackEvent, Trackers};
+use crate::health::{Health, Status, track_file, track_process, user};
 use crate::instance_lock;
 use crate::machine::Micros;
+use crate::notify_fifo::Fifos;
 use crate::sync_group::SyncGroup;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How adverts come in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -202,6 +205,13 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     let groups = sync_groups(&cfg, &mut insts);
     let group_notify_as =
         user::resolve(None, cfg.global.script_user.as_ref(), cfg.global.enable_script_security).ok();
+    let (trackers, track_rx) = start_trackers(&cfg, &mut insts);
+    let fifos = Fifos::open(
+        &cfg.global.fifos,
+        user::resolve(None, cfg.global.script_user.as_ref(), cfg.global.enable_script_security)
+            .ok()
+            .flatten(),
+    );
     let mut links: HashMap<u32, bool> = HashMap::new();
     for inst in &insts {
         for (idx, name, _) in inst.track_ifs.iter().filter(|(idx, _, _)| *idx != 0) {
@@ -275,8 +285,10 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         sd: super::sd::Notifier::from_env(),
         counters: super::metrics::Counters::default(),
         scrapes,
+        trackers,
+        fifos,
     };
-    agent.serve(net, health_rx, signals, shutdown).await;
+    agent.serve(net, health_rx, track_rx, signals, shutdown).await;
     Ok(())
 }
 
@@ -416,6 +428,69 @@ fn ah_receivers(insts: &[Inst]) -> Result<Vec<AsyncFd<Receiver>>, DaemonError> {
         out.push(rx);
     }
     Ok(out)
+}
+
+/// Resolve who tracks which track file and track process, read the files
+/// and scan the processes (so that the instances start with their
+/// verdicts, as keepalived reads them before it starts the instances),
+/// then watch both; changes come in on the channel returned.
+fn start_trackers(cfg: &Config, insts: &mut [Inst]) -> (Trackers, UnboundedReceiver<TrackEvent>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut files_used = vec![false; cfg.track_files.len()];
+    let mut procs_used = vec![false; cfg.track_processes.len()];
+    for inst in insts.iter_mut() {
+        for t in &inst.conf.track_file {
+            if let Some(i) = cfg.track_files.iter().position(|f| f.name == t.name) {
+                let f = &cfg.track_files[i];
+                inst.track_files.push((i, t.weight.unwrap_or(f.weight), t.reverse.unwrap_or(f.reverse)));
+                files_used[i] = true;
+            }
+        }
+        for t in &inst.conf.track_process {
+            if let Some(i) = cfg.track_processes.iter().position(|p| p.name == t.name) {
+                let p = &cfg.track_processes[i];
+                inst.track_procs.push((i, t.weight.unwrap_or(p.weight), t.reverse.unwrap_or(p.reverse)));
+                procs_used[i] = true;
+            }
+        }
+    }
+    let files = track_file::start(&cfg.track_files, &files_used, tx.clone()).values;
+    let mut trackers = Trackers { files, procs: vec![Health::Unknown; cfg.track_processes.len()] };
+    // Untracked processes are not watched (keepalived drops them too).
+    let wanted: Vec<_> =
+        cfg.track_processes.iter().zip(&procs_used).filter(|(_, u)| **u).map(|(p, _)| p.clone()).collect();
+    let index: Vec<usize> = procs_used.iter().enumerate().filter(|(_, u)| **u).map(|(i, _)| i).collect();
+    let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
+    match track_process::start(&wanted, ptx) {
+        Ok(()) => {
+            // The scan's verdicts are there already: take them now.
+            while let Ok(ev) = prx.try_recv() {
+                if let TrackEvent::Process { index: j, up } = ev {
+                    trackers.apply(TrackEvent::Process { index: index[j], up });
+                }
+            }
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(ev) = prx.recv().await {
+                    let ev = match ev {
+                        TrackEvent::Process { index: j, up } => TrackEvent::Process { index: index[j], up },
+                        other => other,
+                    };
+                    if tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => log::error!(
+            "track_process: cannot open the kernel's process connector ({e}): tracked processes stay unknown and weigh nothing"
+        ),
+    }
+    // Anything the watchers reported meanwhile is newer than the start.
+    while let Ok(ev) = rx.try_recv() {
+        trackers.apply(ev);
+    }
+    (trackers, rx)
 }
 
 /// Script states, the channel their results come in on, and the tasks.

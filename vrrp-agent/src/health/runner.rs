@@ -109,3 +109,23 @@ pub fn spawn_notify(argv: Vec<String>, run_as: Option<RunAs>) {
 pub fn argv(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_owned).collect()
 }
+
+/// Start a long-running helper (a notify FIFO's script) and reap it when
+/// it exits; it is not timed out, and it is left running when the agent
+/// stops (it sees the FIFO's end of file, as with keepalived).
+pub fn spawn_long(argv: Vec<String>, run_as: Option<RunAs>) {
+    let Some((prog, args)) = argv.split_first() else { return };
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args).stdin(Stdio::null()).process_group(0);
+    if let Some(r) = run_as {
+        cmd.uid(r.uid.as_raw()).gid(r.gid.as_raw());
+    }
+    match cmd.spawn() {
+        Ok(mut child) => {
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+        Err(e) => log::error!("cannot run {prog}: {e}"),
+    }
+}

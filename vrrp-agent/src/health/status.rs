@@ -79,12 +79,24 @@ pub struct Tracked {
 /// A weight-0 script that is bad (good, with `reverse`) puts the instance
 /// in FAULT. Returns (priority, fault).
 pub fn effective(base: u8, tracked: &[Tracked]) -> (u8, bool) {
+    effective_with(base, tracked, &[])
+}
+
+/// As [`effective`], with `offsets` besides: (delta, fault) pairs that
+/// trackers computing their own delta give (`track_file`: the value times
+/// the weight). The owner (255) keeps its priority, as keepalived
+/// requires weight 0 of an owner's trackers; faults still count.
+pub fn effective_with(base: u8, tracked: &[Tracked], offsets: &[(i32, bool)]) -> (u8, bool) {
     if base == 255 {
-        let fault = tracked.iter().any(|t| t.weight == 0 && faulty(t));
+        let fault = tracked.iter().any(|t| t.weight == 0 && faulty(t)) || offsets.iter().any(|(_, f)| *f);
         return (255, fault);
     }
     let mut p = i32::from(base);
     let mut fault = false;
+    for (d, f) in offsets {
+        p += d;
+        fault |= f;
+    }
     for t in tracked {
         let (good, bad) = match (t.health, t.reverse) {
             (Health::Unknown, _) => (false, false),
@@ -150,5 +162,14 @@ mod tests {
         assert_eq!(effective(200, &[t(100, Health::Good)]), (254, false));
         assert_eq!(effective(10, &[t(-100, Health::Bad)]), (1, false));
         assert_eq!(effective(255, &[t(-100, Health::Bad)]), (255, false));
+    }
+
+    #[test]
+    fn offsets_add_and_fault() {
+        assert_eq!(effective_with(100, &[], &[(30, false), (-10, false)]), (120, false));
+        assert_eq!(effective_with(100, &[t(50, Health::Good)], &[(200, false)]), (254, false));
+        assert_eq!(effective_with(100, &[], &[(0, true)]), (100, true));
+        assert_eq!(effective_with(255, &[], &[(-50, false)]), (255, false));
+        assert_eq!(effective_with(255, &[], &[(0, true)]), (255, true));
     }
 }
