@@ -1,4 +1,5 @@
 mod agent;
+pub mod reload;
 pub mod announce;
 mod instance;
 pub mod link;
