@@ -1,10 +1,10 @@
 mod agent;
-pub mod reload;
 pub mod announce;
 mod instance;
 pub mod link;
 pub mod no_accept;
 pub mod reconcile;
+pub mod reload;
 pub mod routes;
 pub mod run;
 pub mod signals;

@@ -11,8 +11,8 @@
 //! started anew. Any other change is applied in place: the machine keeps
 //! its state and timers, and the reconciler follows the new desired state.
 
-use crate::config::{Config, Script};
 use crate::config::model::Instance;
+use crate::config::{Config, Script};
 
 /// What happens to one instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
