@@ -28,6 +28,7 @@ use std::time::Duration;
 use rtnetlink::Handle;
 use vrrp_common::maps::{EVENT_SILENT, PeerEvent, PeerKey, PeerState};
 
+use super::agent_reload::{RETIRED, Retired};
 use super::instance::{Inst, unix_now};
 use super::link::NetEvent;
 use super::no_accept::{NoAcceptRows, RowOp};
@@ -95,6 +96,8 @@ pub(super) struct Agent {
     pub(super) held_written: vips::Held,
     /// The Accept Mode rows the agent wrote into the XDP program's map.
     pub(super) no_accept: NoAcceptRows,
+    /// What a reload took out of the configuration, until it is gone.
+    pub(super) retired: Retired,
 }
 
 impl Agent {
@@ -138,7 +141,7 @@ impl Agent {
                     net_open = false;
                 }
                 Wake::Health(idx, ok) => self.on_health(idx, ok).await,
-                Wake::Signal(sig) => self.on_signal(sig),
+                Wake::Signal(sig) => self.on_signal(sig).await,
             }
         }
         self.stop().await;
@@ -296,7 +299,7 @@ impl Agent {
     }
 
     /// Read the kernel's routes again (see `Reconciler::resync`).
-    async fn resync_routes(&mut self) {
+    pub(super) async fn resync_routes(&mut self) {
         match routes::dump_routes(&self.nl).await {
             Ok(list) => {
                 let keys = &self.route_keys;
@@ -438,9 +441,9 @@ impl Agent {
     }
 
     /// A signal other than a stop.
-    fn on_signal(&mut self, sig: Sig) {
+    async fn on_signal(&mut self, sig: Sig) {
         match sig {
-            Sig::Reload => self.reload(),
+            Sig::Reload => self.reload().await,
             Sig::DumpData => self.dump(status::data_path(&self.opts.name), "state"),
             Sig::DumpStats => self.dump(status::stats_path(&self.opts.name), "statistics"),
             Sig::Stop => {}
@@ -448,9 +451,9 @@ impl Agent {
     }
 
     /// SIGHUP: read the configuration again. An invalid one is refused
-    /// with its diagnostics and the running one stays. Changes are not
-    /// applied in place yet: the log says so, and a restart applies them.
-    fn reload(&mut self) {
+    /// with its diagnostics and the running one stays, untouched; a valid
+    /// one is applied per instance (`apply_reload`, agent_reload.rs).
+    async fn reload(&mut self) {
         let path = crate::config::default_path(self.cfg_path.as_deref());
         log::info!("Reloading: reading {}", path.display());
         match crate::config::check(&path) {
@@ -468,10 +471,7 @@ impl Agent {
                 if cfg == self.cfg {
                     log::info!("Reload: {} is unchanged; nothing to do", path.display());
                 } else {
-                    log::warn!(
-                        "Reload: {} changed, but vrrp-agent does not apply changes in place yet; the running instances are unchanged (restart the agent to apply them)",
-                        path.display()
-                    );
+                    self.apply_reload(cfg).await;
                 }
             }
         }
@@ -487,7 +487,7 @@ impl Agent {
 
     /// Health or link changed for instance `i`: recompute its effective
     /// priority and fault.
-    async fn retrack(&mut self, i: usize) {
+    pub(super) async fn retrack(&mut self, i: usize) {
         let now = timer::now();
         let (p, fault) = self.insts[i].health_input(&self.statuses, &self.links);
         let mut out = Vec::new();
@@ -501,7 +501,7 @@ impl Agent {
     /// (before the first advert and the gratuitous ARPs of a new master),
     /// and once more after a transition that did neither (a backup's
     /// first state removes a VIP found on its interface).
-    async fn execute(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
+    pub(super) async fn execute(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
         let mut transitioned = false;
         // Notify scripts start after the addresses are settled: spawning
         // one takes a fork, which would delay a handover.
@@ -577,7 +577,7 @@ impl Agent {
     }
 
     /// `static_ipaddress`, resolved to the interfaces as they are now.
-    fn static_addrs(&self) -> impl Iterator<Item = ManagedVip> + '_ {
+    pub(super) fn static_addrs(&self) -> impl Iterator<Item = ManagedVip> + '_ {
         self.cfg.static_addresses.iter().filter_map(|v| {
             let dev = v.dev.as_deref()?;
             let ifindex = nix::net::if_::if_nametoindex(dev).ok()?;
@@ -597,7 +597,14 @@ impl Agent {
             track: !v.vip.no_track,
             owner,
         });
-        self.insts.iter().enumerate().flat_map(|(i, inst)| inst.wants(i)).chain(statics).collect()
+        let retired = self.retired.wants();
+        self.insts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, inst)| inst.wants(i))
+            .chain(statics)
+            .chain(retired)
+            .collect()
     }
 
     /// What every instance wants of its virtual routes, and the static
@@ -607,7 +614,14 @@ impl Agent {
         let statics = self.cfg.static_routes.iter().filter(|r| routes::missing_devs(r).is_empty()).map(|r| {
             Want { key: routes::route_key(r), detail: (), present: !self.stopping, track: !r.no_track, owner }
         });
-        self.insts.iter().enumerate().flat_map(|(i, inst)| inst.route_wants(i)).chain(statics).collect()
+        let retired = self.retired.route_wants();
+        self.insts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, inst)| inst.route_wants(i))
+            .chain(statics)
+            .chain(retired)
+            .collect()
     }
 
     /// What every instance wants of its virtual rules, and the static rules.
@@ -620,14 +634,21 @@ impl Agent {
             track: !r.no_track,
             owner,
         });
-        self.insts.iter().enumerate().flat_map(|(i, inst)| inst.rule_wants(i)).chain(statics).collect()
+        let retired = self.retired.rule_wants();
+        self.insts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, inst)| inst.rule_wants(i))
+            .chain(statics)
+            .chain(retired)
+            .collect()
     }
 
     /// Bring the kernel's addresses, routes and rules to what the
     /// instances want; on a failure, try again `RECONCILE_RETRY` later.
     /// Routes and rules go before the addresses and come after them: a
     /// route may name a VIP as its source, which must exist while it does.
-    async fn reconcile(&mut self) {
+    pub(super) async fn reconcile(&mut self) {
         let wants = self.wants();
         let ops = self.addrs.plan(&wants);
         // Accept Mode's drop rows go in before the addresses and out after
@@ -669,6 +690,7 @@ impl Agent {
         if failed {
             self.retry_at = Some(timer::now().after(RECONCILE_RETRY));
         }
+        self.prune_retired();
         self.record_held();
     }
 
@@ -694,18 +716,29 @@ impl Agent {
 
     /// Who `owner` is, for logs.
     fn owner_name(&self, owner: usize) -> String {
+        if owner == RETIRED {
+            return "removed by a reload".to_owned();
+        }
         self.insts.get(owner).map_or_else(|| "static".to_owned(), |i| i.conf.name.clone())
     }
 
     /// The configured route of `key` that `owner` wants.
     fn route_of(&self, owner: usize, key: &RouteKey) -> Option<&crate::config::routes::Route> {
-        let list = self.insts.get(owner).map_or(&self.cfg.static_routes, |i| &i.conf.routes);
+        let list = if owner == RETIRED {
+            &self.retired.routes
+        } else {
+            self.insts.get(owner).map_or(&self.cfg.static_routes, |i| &i.conf.routes)
+        };
         list.iter().find(|r| routes::route_key(r) == *key)
     }
 
     /// The configured rule of `key` that `owner` wants.
     fn rule_of(&self, owner: usize, key: &RuleKey) -> Option<&crate::config::routes::Rule> {
-        let list = self.insts.get(owner).map_or(&self.cfg.static_rules, |i| &i.conf.rules);
+        let list = if owner == RETIRED {
+            &self.retired.rules
+        } else {
+            self.insts.get(owner).map_or(&self.cfg.static_rules, |i| &i.conf.rules)
+        };
         list.iter().find(|r| routes::rule_key(r) == *key)
     }
 

@@ -93,22 +93,9 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         }
         track_ifs.push((idx, t.name.clone(), t.weight.unwrap_or(0)));
     }
-    let params = Params {
-        name: conf.name.clone(),
-        version: conf.version,
-        priority: conf.priority,
-        advert_int: conf.advert_int,
-        primary: conf.unicast_src_ip.unwrap_or(match conf.family {
-            Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-        }),
-        preempt: conf.preempt,
-        preempt_delay: Micros(u64::try_from(conf.preempt_delay.as_micros()).unwrap_or(u64::MAX)),
-        lower_prio_no_advert: conf.lower_prio_no_advert,
-    };
     let mut inst = Inst {
         conf: conf.clone(),
-        machine: Machine::new(params),
+        machine: Machine::new(params(conf)),
         ifindex: 0,
         family: conf.family,
         sender: None,
@@ -138,6 +125,42 @@ pub(super) fn build(conf: &config::Instance) -> Result<Inst, DaemonError> {
         Err(e) => return Err(e),
     }
     Ok(inst)
+}
+
+/// The state machine's part of the configuration.
+pub(super) fn params(conf: &config::Instance) -> Params {
+    Params {
+        name: conf.name.clone(),
+        version: conf.version,
+        priority: conf.priority,
+        advert_int: conf.advert_int,
+        primary: conf.unicast_src_ip.unwrap_or(match conf.family {
+            Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        }),
+        preempt: conf.preempt,
+        preempt_delay: Micros(u64::try_from(conf.preempt_delay.as_micros()).unwrap_or(u64::MAX)),
+        lower_prio_no_advert: conf.lower_prio_no_advert,
+    }
+}
+
+/// Resolve the instance's `track_script` against the script table (by
+/// name; a name not there was refused by the check, or its script is not
+/// running, see the reload).
+pub(super) fn resolve_tracks(inst: &mut Inst, scripts: &[config::Script]) {
+    inst.tracks.clear();
+    for t in &inst.conf.track_script {
+        if let Some(i) = scripts.iter().position(|s| s.name == t.name) {
+            let sc = &scripts[i];
+            inst.tracks.push((i, t.weight.unwrap_or(sc.weight), t.reverse || sc.reverse));
+        } else {
+            log::warn!(
+                "({}) track_script {}: no such vrrp_script running; not tracked (restart the agent to run new scripts)",
+                inst.conf.name,
+                t.name
+            );
+        }
+    }
 }
 
 /// What the instance's adverts carry.

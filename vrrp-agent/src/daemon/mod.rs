@@ -1,4 +1,5 @@
 mod agent;
+mod agent_reload;
 pub mod announce;
 mod instance;
 pub mod link;

@@ -230,6 +230,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         written_at: Micros(0),
         held_written: super::vips::Held::default(),
         no_accept: NoAcceptRows::default(),
+        retired: Default::default(),
     };
     agent.serve(net, health_rx, signals, shutdown).await;
     Ok(())
