@@ -6,6 +6,7 @@ pub mod link;
 pub mod no_accept;
 pub mod reconcile;
 pub mod reload;
+pub mod resume;
 pub mod routes;
 pub mod run;
 pub mod signals;
