@@ -98,6 +98,8 @@ pub(super) struct Agent {
     pub(super) no_accept: NoAcceptRows,
     /// What a reload took out of the configuration, until it is gone.
     pub(super) retired: Retired,
+    /// The instances that resume as MASTER at start (a hitless restart).
+    pub(super) resumed: Vec<String>,
 }
 
 impl Agent {
@@ -109,7 +111,9 @@ impl Agent {
         mut health_rx: tokio::sync::mpsc::UnboundedReceiver<(usize, bool)>,
         mut signals: super::signals::Signals,
         shutdown: impl Future<Output = ()>,
+        bridge: super::resume_start::Bridge,
     ) {
+        bridge.stop();
         self.start().await;
         tokio::pin!(shutdown);
         let mut net_open = true;
@@ -131,6 +135,12 @@ impl Agent {
             };
             match wake {
                 Wake::Shutdown | Wake::Signal(Sig::Stop) => break,
+                Wake::Signal(Sig::Handover) => {
+                    if self.handover() {
+                        return;
+                    }
+                    break;
+                }
                 Wake::Timer => self.on_timer().await,
                 Wake::Peers(events) => self.on_peer_events(events).await,
                 Wake::Net(ev) => self.on_net(ev).await,
@@ -161,9 +171,15 @@ impl Agent {
             }
             inst.machine.handle(now, Input::Priority(p), &mut out);
             inst.machine.handle(now, Input::Fault(fault), &mut out);
-            inst.machine.start(now, &mut out);
+            if self.resumed.contains(&inst.conf.name) {
+                inst.machine.resume_master(now, &mut out);
+                self.adopt(i);
+            } else {
+                inst.machine.start(now, &mut out);
+            }
             self.execute(i, now, out).await;
         }
+        self.resumed.clear();
         // A backup's VIPs found on its interfaces go now (keepalived
         // leaves them until the next transition).
         self.reconcile().await;
@@ -446,7 +462,7 @@ impl Agent {
             Sig::Reload => self.reload().await,
             Sig::DumpData => self.dump(status::data_path(&self.opts.name), "state"),
             Sig::DumpStats => self.dump(status::stats_path(&self.opts.name), "statistics"),
-            Sig::Stop => {}
+            Sig::Stop | Sig::Handover => {}
         }
     }
 

@@ -293,6 +293,20 @@ impl Inst {
         }
     }
 
+    /// A second advert socket like the instance's own, for adverts sent
+    /// from another thread while the agent starts (a hitless restart).
+    pub(super) fn another_sender(&self) -> Option<Sender> {
+        let src = self.sender.as_ref()?.src();
+        Sender::open(
+            &self.conf.interface,
+            self.ifindex,
+            src,
+            &self.conf.unicast_peers,
+            advert_spec(&self.conf),
+        )
+        .ok()
+    }
+
     /// The interface went away: no sockets until it is back.
     pub(super) fn unbind(&mut self) {
         self.sender = None;

@@ -7,6 +7,7 @@ pub mod no_accept;
 pub mod reconcile;
 pub mod reload;
 pub mod resume;
+mod resume_start;
 pub mod routes;
 pub mod run;
 pub mod signals;

@@ -142,8 +142,16 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     };
     let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
     tokio::spawn(conn);
-    super::vips::cleanup_stale(&opts.name, &nl).await;
+    // A hitless restart: the instances that resume as MASTER keep what
+    // the previous process held; otherwise what it left is removed.
+    let resumed = super::resume_start::resumable(&cfg, &opts.name);
+    if resumed.is_empty() {
+        super::vips::cleanup_stale(&opts.name, &nl).await;
+    }
     let mut insts = cfg.instances.iter().map(build).collect::<Result<Vec<_>, _>>()?;
+    // Advertise at once, before the XDP program loads: the backups'
+    // Master_Down_Timer runs since the previous process's last advert.
+    let bridge = super::resume_start::Bridge::start(&insts, &resumed);
     let source = match opts.receive {
         ReceiveMode::Socket => {
             refuse_no_accept(&insts, "raw sockets were asked for (--receive socket)")?;
@@ -231,8 +239,10 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         held_written: super::vips::Held::default(),
         no_accept: NoAcceptRows::default(),
         retired: Default::default(),
+        resumed,
     };
-    agent.serve(net, health_rx, signals, shutdown).await;
+    // Stopped just before the agent's own first advert (`Agent::start`).
+    agent.serve(net, health_rx, signals, shutdown, bridge).await;
     Ok(())
 }
 
