@@ -118,9 +118,14 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
         // The lock is released (its descriptors close on exec too); the
         // pid file keeps this pid, which the new image writes again.
         drop(_pid);
-        drop(nl);
         let err = reexec();
-        log::error!("executing the agent again for the restart: {err}; exiting with status {code}");
+        // Nobody resumes: what the worker left goes now, as after a crash
+        // (one holder: the backup takes over within its Master_Down_Interval).
+        log::error!("executing the agent again for the restart: {err}; removing what the worker held");
+        nl.remove(name, "held by the worker that stopped for a restart that failed");
+        let _ = std::fs::remove_file(vips::held_file(name));
+        let _ = std::fs::remove_file(resume::record_file(name));
+        return Ok(1);
     }
     Ok(code)
 }

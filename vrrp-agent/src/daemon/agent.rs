@@ -475,7 +475,11 @@ impl Agent {
         match crate::config::check(&path) {
             Err(crate::config::ConfigError::Invalid { diags }) => {
                 for d in &diags {
-                    log::error!("{d}");
+                    if d.severity == crate::config::Severity::Error {
+                        log::error!("{d}");
+                    } else {
+                        log::warn!("{d}");
+                    }
                 }
                 log::error!("Reload refused: {} is invalid; the running configuration stays", path.display());
             }

@@ -127,6 +127,15 @@ impl Agent {
     /// and rules, the crash record and status file. False if the record
     /// cannot be written: then the caller stops normally (resigning).
     pub(super) fn handover(&mut self) -> bool {
+        // Only a supervisor starts the next process at once, and removes
+        // what this one holds should that fail: alone (--no-supervise),
+        // the next start may come after a backup took over.
+        if self.opts.supervised.is_none() {
+            log::warn!(
+                "a hitless restart needs the supervisor (this agent runs with --no-supervise): stopping normally"
+            );
+            return false;
+        }
         let mut masters = Vec::new();
         for inst in self.insts.iter_mut().filter(|i| i.machine.state() == State::Master) {
             let name = inst.conf.name.clone();
