@@ -1,13 +1,14 @@
 //! Reload (SIGHUP) without a flap: a master agent with two instances and
 //! keepalived 2.2.7 as the backup (a mixed pair). Reloaded with
 //! (a) the same file, (b) one instance's priority changed and a VIP added
-//! to the other, (c) an instance added and one removed, (d) an invalid
-//! file. Throughout, the unchanged instance keeps its VIP on the agent's
+//! to the other, (c) an instance added and one removed, (e) an instance's
+//! VRID changed (restarted alone), (d) an invalid file. Throughout, the unchanged instance keeps its VIP on the agent's
 //! node (HolderWatch), never logs a transition, never sends priority 0,
 //! and its adverts (a capture on the agent's bridge port) never pause for
 //! more than one interval plus scheduling margin.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -23,6 +24,7 @@ const VIP_A: &str = "192.0.2.100";
 const VIP_B: &str = "192.0.2.110";
 const VIP_B2: &str = "192.0.2.111";
 const VIP_C: &str = "192.0.2.120";
+const VIP_D: &str = "192.0.2.121";
 const AGENT: [u8; 4] = [192, 0, 2, 1];
 /// The adverts' interval, ms (advert_int 0.2).
 const INTERVAL_MS: u64 = 200;
@@ -68,15 +70,48 @@ fn adverts(frames: &[Frame], vrid: u8) -> Vec<(u64, u8)> {
         .collect()
 }
 
+/// The VRIDs the agent's XDP program has instance rows for (bpftool on
+/// the pinned `VRRP_INSTANCES`, whose key names its fields with BTF).
+fn map_vrids(p: &Process) -> Result<Vec<u8>> {
+    let line = p.wait_for_line_once("maps pinned under ", Duration::from_secs(1))?;
+    let dir = line
+        .split("maps pinned under ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .context("pin directory")?;
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(format!("{dir}/VRRP_INSTANCES"))
+        .output()?;
+    let text = String::from_utf8(out.stdout).context("bpftool output")?;
+    let rows: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("bpftool: {text}"))?;
+    let mut vrids: Vec<u8> = rows
+        .as_array()
+        .context("rows")?
+        .iter()
+        .filter_map(|r| {
+            // Named fields with BTF; else the key's bytes in hex (ifindex
+            // u32, family u8, vrid u8, padding).
+            let named = r["formatted"]["key"]["vrid"].as_u64().or_else(|| r["key"]["vrid"].as_u64());
+            let raw = || {
+                let b = r["key"].as_array()?.get(5)?.as_str()?;
+                u64::from_str_radix(b.trim_start_matches("0x"), 16).ok()
+            };
+            named.or_else(raw).and_then(|v| u8::try_from(v).ok())
+        })
+        .collect();
+    vrids.sort_unstable();
+    Ok(vrids)
+}
+
 fn max_gap_ms(ads: &[(u64, u8)]) -> u64 {
     ads.windows(2).map(|w| (w[1].0 - w[0].0) / 1_000_000).max().unwrap_or(u64::MAX)
 }
 
 #[test]
 fn reload_applies_changes_without_a_flap_of_the_unchanged_instance() -> Result<()> {
-    if !require_root("reload_applies_changes_without_a_flap_of_the_unchanged_instance")
-        || !require_tool("reload_applies_changes_without_a_flap_of_the_unchanged_instance", "keepalived")
-    {
+    let test = "reload_applies_changes_without_a_flap_of_the_unchanged_instance";
+    if !require_root(test) || !require_tool(test, "keepalived") || !require_tool(test, "bpftool") {
         return Ok(());
     }
     let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
@@ -92,6 +127,7 @@ fn reload_applies_changes_without_a_flap_of_the_unchanged_instance() -> Result<(
     seg.wait_holders(VIP_B, &[0], Duration::from_secs(10))?;
     // keepalived is master of C alone until C is added to the agent.
     seg.wait_holders(VIP_C, &[1], Duration::from_secs(10))?;
+    assert_eq!(map_vrids(&agent)?, vec![10, 11]);
     let a_entered = count(&agent, "(A) Entering");
     assert_eq!(a_entered, 2, "BACKUP (init) then MASTER:\n{}", agent.lines().join("\n"));
 
@@ -125,6 +161,25 @@ fn reload_applies_changes_without_a_flap_of_the_unchanged_instance() -> Result<(
     seg.wait_holders(VIP_B, &[], Duration::from_secs(5))?;
     seg.wait_holders(VIP_B2, &[], Duration::from_secs(5))?;
     seg.wait_holders(VIP_C, &[0], Duration::from_secs(5))?;
+    assert_eq!(map_vrids(&agent)?, vec![10, 12], "the XDP rows follow");
+    std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
+
+    // (e) C's VRID and VIP changed: another virtual router to its peers,
+    // so C alone stops (priority 0: keepalived takes VIP_C back) and
+    // starts anew (it is elected for VIP_D, which keepalived does not run).
+    std::fs::write(&path, instance("A", 10, 210, &[VIP_A]) + &instance("C", 13, 200, &[VIP_D]))?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "Reload: done", 3)?;
+    assert!(
+        agent.lines().iter().any(|l| l.contains(
+            "(C) Reload: virtual_router_id changed, which cannot be applied in place: stopping the instance and starting it anew"
+        )),
+        "{}",
+        agent.lines().join("\n")
+    );
+    seg.wait_holders(VIP_C, &[1], Duration::from_secs(5))?;
+    seg.wait_holders(VIP_D, &[0], Duration::from_secs(5))?;
+    assert_eq!(map_vrids(&agent)?, vec![10, 13], "the XDP rows follow");
     std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
 
     // (d) An invalid file: refused with file:line:col, nothing changes.
@@ -141,7 +196,8 @@ fn reload_applies_changes_without_a_flap_of_the_unchanged_instance() -> Result<(
         bail!("no file:line:col in {diag:?}");
     }
     std::thread::sleep(Duration::from_millis(5 * INTERVAL_MS));
-    assert_eq!(seg.holders(VIP_C)?, vec![0], "C still runs after the refused reload");
+    assert_eq!(seg.holders(VIP_D)?, vec![0], "C still runs after the refused reload");
+    assert_eq!(map_vrids(&agent)?, vec![10, 13], "the refused reload changed nothing");
     assert_eq!(seg.holders(VIP_A)?, vec![0]);
 
     let seen = watch.finish()?;
@@ -167,7 +223,10 @@ fn reload_applies_changes_without_a_flap_of_the_unchanged_instance() -> Result<(
     let b = adverts(&frames, 11);
     assert_eq!(b.iter().filter(|(_, p)| *p == 0).count(), 1, "B's resignation: {b:?}");
     assert!(b.last().is_some_and(|(_, p)| *p == 0), "B silent after its resignation");
-    assert!(adverts(&frames, 12).iter().any(|(_, p)| *p == 200), "C advertises");
+    let c = adverts(&frames, 12);
+    assert!(c.iter().any(|(_, p)| *p == 200), "C advertises");
+    assert_eq!(c.iter().filter(|(_, p)| *p == 0).count(), 1, "C resigned on its old VRID: {c:?}");
+    assert!(adverts(&frames, 13).iter().any(|(_, p)| *p == 200), "C advertises on its new VRID");
     assert!(log.contains("(B) Reload: removed from the configuration"), "{log}");
     agent.stop(Duration::from_secs(5))?;
     Ok(())
