@@ -152,3 +152,76 @@ fn restarting_a_master_at_1s_adverts_moves_nothing() -> Result<()> {
     }
     restarts(1000, "1", 3, How::Command).map(|_| ())
 }
+
+/// A restart whose configuration changed the instance as the backups see
+/// it (here its priority) is a normal start: the new process does not
+/// resume, the VIPs the old one left go at once (before the backup's
+/// Master_Down_Interval runs out), the backup takes over, and the agent
+/// preempts it back. Never two holders beyond a preemption's handover.
+#[test]
+fn a_restart_with_a_changed_instance_starts_it_normally() -> Result<()> {
+    let test = "a_restart_with_a_changed_instance_starts_it_normally";
+    if !require_root(test) || !require_tool(test, "keepalived") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
+    let _ka = seg.keepalived(1, &conf(BACKUP_PRIORITY as u8, "0.1"))?;
+    let path = seg.file("changed.conf", &conf(200, "0.1"))?;
+    let bin = agent_bin()?;
+    let name = netns::unique("rc");
+    let mut cmd = seg.nodes[0].ns.command(&bin.to_string_lossy());
+    cmd.arg("run").arg("-f").arg(&path).args(["--name", &name]);
+    let mut agent = Process::spawn("agent", &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
+    agent.wait_for_line("Entering MASTER", Duration::from_secs(10))?;
+    seg.wait_holders(VIP, &[0], Duration::from_secs(5))?;
+    let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP)?;
+    std::fs::write(&path, conf(190, "0.1"))?;
+    // SAFETY: kill(2) with a pid and a valid signal number.
+    let r = unsafe { nix::libc::kill(i32::try_from(agent.pid())?, nix::libc::SIGRTMIN() + 5) };
+    anyhow::ensure!(r == 0, "signalling the agent");
+    agent.wait_for_line(
+        "not resuming as MASTER: its configuration changed; starting normally",
+        Duration::from_secs(10),
+    )?;
+    agent.wait_for_line("Entering BACKUP STATE (init)", Duration::from_secs(5))?;
+    // The backup takes over, then the agent (190 > 100) preempts it.
+    seg.wait_holders(VIP, &[0], Duration::from_secs(10))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = watch.finish()?;
+    seen.assert_single_holder_but_handovers(Duration::from_millis(100))?;
+    assert!(count(&agent, "Resuming MASTER STATE") == 0, "{}", agent.lines().join("\n"));
+    agent.stop(Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// A resume record older than 2 x advert_int is not trusted (a backup may
+/// already hold the VIP): the start is a normal one, and the addresses
+/// the earlier run recorded are removed as after a crash.
+#[test]
+fn a_stale_resume_record_is_not_trusted() -> Result<()> {
+    let test = "a_stale_resume_record_is_not_trusted";
+    if !require_root(test) {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24"])?;
+    let name = netns::unique("rt");
+    let ifindex = seg.nodes[0].ns.ifindex("eth0")?;
+    seg.nodes[0].ns.ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])?;
+    let dir = std::path::Path::new("/run/vrrp-agent");
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(format!("{name}.vips")), format!("{ifindex} {VIP}/24\n"))?;
+    // Written by a hitless stop long ago (CLOCK_MONOTONIC 1 µs).
+    std::fs::write(
+        dir.join(format!("{name}.resume")),
+        format!("at 1\nmaster VI_1 eth0 {VRID} 4 3 200 10 {VIP}\n"),
+    )?;
+    let mut agent = seg.agent_as(0, &conf(200, "0.1"), &name, &[])?;
+    let lines = agent.lines().join("\n");
+    assert!(lines.contains("(VI_1) not resuming as MASTER: its last advert went out"), "{lines}");
+    assert!(lines.contains("past the 200 ms limit; starting normally"), "{lines}");
+    assert!(lines.contains(&format!("removed {VIP}/24, left by an earlier run")), "{lines}");
+    assert!(lines.contains("Entering BACKUP STATE (init)"), "{lines}");
+    assert!(!dir.join(format!("{name}.resume")).exists(), "the record is used once");
+    agent.stop(Duration::from_secs(5))?;
+    Ok(())
+}
