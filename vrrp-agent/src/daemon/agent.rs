@@ -173,6 +173,10 @@ impl Agent {
             inst.machine.handle(now, Input::Fault(fault), &mut out);
             if self.resumed.contains(&inst.conf.name) {
                 inst.machine.resume_master(now, &mut out);
+                // No gratuitous ARPs (the VIPs never moved), but the
+                // refresh keepalived sends every garp_master_refresh goes on.
+                let refresh = u64::from(inst.conf.garp_master_refresh);
+                inst.refresh_at = (refresh > 0).then(|| now.after(Micros(refresh * 1_000_000)));
                 self.adopt(i);
             } else {
                 inst.machine.start(now, &mut out);
