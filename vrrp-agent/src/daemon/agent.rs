@@ -100,6 +100,8 @@ pub(super) struct Agent {
     pub(super) retired: Retired,
     /// The instances that resume as MASTER at start (a hitless restart).
     pub(super) resumed: Vec<String>,
+    /// The scripts whose check loops run (by the table's index).
+    pub(super) running_scripts: Vec<usize>,
 }
 
 impl Agent {

@@ -153,7 +153,7 @@ impl Agent {
                 return;
             }
         };
-        instance::resolve_tracks(&mut inst, &self.cfg.scripts);
+        instance::resolve_tracks(&mut inst, &self.cfg.scripts, &self.running_scripts);
         self.notify_as(&mut inst);
         Self::follow_links(&mut self.links, &inst);
         self.insts.push(inst);
@@ -189,7 +189,7 @@ impl Agent {
                 return;
             }
         };
-        instance::resolve_tracks(&mut fresh, &new.scripts);
+        instance::resolve_tracks(&mut fresh, &new.scripts, &self.running_scripts);
         self.notify_as(&mut fresh);
         let old = std::mem::replace(&mut self.insts[i], fresh);
         let inst = &mut self.insts[i];

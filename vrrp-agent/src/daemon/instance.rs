@@ -145,20 +145,22 @@ pub(super) fn params(conf: &config::Instance) -> Params {
 }
 
 /// Resolve the instance's `track_script` against the script table (by
-/// name; a name not there was refused by the check, or its script is not
-/// running, see the reload).
-pub(super) fn resolve_tracks(inst: &mut Inst, scripts: &[config::Script]) {
+/// name) after a reload. Only scripts whose check loop runs (some
+/// instance tracked them at start) can be tracked: the loops start with
+/// the agent. Any other is named in the log and not counted.
+pub(super) fn resolve_tracks(inst: &mut Inst, scripts: &[config::Script], running: &[usize]) {
     inst.tracks.clear();
     for t in &inst.conf.track_script {
-        if let Some(i) = scripts.iter().position(|s| s.name == t.name) {
-            let sc = &scripts[i];
-            inst.tracks.push((i, t.weight.unwrap_or(sc.weight), t.reverse || sc.reverse));
-        } else {
-            log::warn!(
-                "({}) track_script {}: no such vrrp_script running; not tracked (restart the agent to run new scripts)",
+        match scripts.iter().position(|s| s.name == t.name) {
+            Some(i) if running.contains(&i) => {
+                let sc = &scripts[i];
+                inst.tracks.push((i, t.weight.unwrap_or(sc.weight), t.reverse || sc.reverse));
+            }
+            _ => log::warn!(
+                "({}) track_script {}: its vrrp_script is not running (scripts start with the agent); not tracked until the agent is restarted",
                 inst.conf.name,
                 t.name
-            );
+            ),
         }
     }
 }

@@ -171,6 +171,9 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     };
     let deadline = Deadline::new().map_err(io("timerfd"))?;
     let (statuses, health_rx, _checks) = start_health(&cfg, &mut insts);
+    let mut running_scripts: Vec<usize> = insts.iter().flat_map(|i| i.tracks.iter().map(|t| t.0)).collect();
+    running_scripts.sort_unstable();
+    running_scripts.dedup();
     let mut links: HashMap<u32, bool> = HashMap::new();
     for inst in &insts {
         for (idx, name, _) in inst.track_ifs.iter().filter(|(idx, _, _)| *idx != 0) {
@@ -240,6 +243,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         no_accept: NoAcceptRows::default(),
         retired: Default::default(),
         resumed,
+        running_scripts,
     };
     // Stopped just before the agent's own first advert (`Agent::start`).
     agent.serve(net, health_rx, signals, shutdown, bridge).await;
