@@ -194,7 +194,7 @@ fn a_restart_with_a_changed_instance_starts_it_normally() -> Result<()> {
     Ok(())
 }
 
-/// A resume record older than 2 x advert_int is not trusted (a backup may
+/// A resume record older than 2.5 x advert_int is not trusted (a backup may
 /// already hold the VIP): the start is a normal one, and the addresses
 /// the earlier run recorded are removed as after a crash.
 #[test]
@@ -218,7 +218,7 @@ fn a_stale_resume_record_is_not_trusted() -> Result<()> {
     let mut agent = seg.agent_as(0, &conf(200, "0.1"), &name, &[])?;
     let lines = agent.lines().join("\n");
     assert!(lines.contains("(VI_1) not resuming as MASTER: its last advert went out"), "{lines}");
-    assert!(lines.contains("past the 200 ms limit; starting normally"), "{lines}");
+    assert!(lines.contains("past the 250 ms limit; starting normally"), "{lines}");
     assert!(lines.contains(&format!("removed {VIP}/24, left by an earlier run")), "{lines}");
     assert!(lines.contains("Entering BACKUP STATE (init)"), "{lines}");
     assert!(!dir.join(format!("{name}.resume")).exists(), "the record is used once");

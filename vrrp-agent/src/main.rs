@@ -40,7 +40,7 @@ enum Command {
     /// SIGTERM or SIGINT (then resign as master and remove the VIPs).
     Run(cli::run::RunArgs),
     /// Restart a running agent without a failover (after an upgrade too):
-    /// its masters keep their VIPs and resume advertising within 2 x
+    /// its masters keep their VIPs and resume advertising within 2.5 x
     /// advert_int (SIGRTMIN+5 to its worker).
     Restart(cli::restart::RestartArgs),
     /// Check a keepalived.conf: print the instances it defines, or every

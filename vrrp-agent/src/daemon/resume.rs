@@ -158,13 +158,13 @@ impl std::fmt::Display for NoResume {
     }
 }
 
-/// How late the new process may advertise: the backups' Master_Down_Interval
-/// is at least 3 x Advertisement_Interval (Skew_Time >= 0); one interval of
-/// it is kept as margin (the advert's way to the backups, their timers'
-/// granularity, a backup that heard our last advert a little early). So
-/// 2 x Advertisement_Interval after the last advert.
+/// How late the new process may decide to resume: the backups'
+/// Master_Down_Interval is at least 3 x Advertisement_Interval (Skew_Time
+/// is never negative), and half an interval of it is kept as margin for
+/// the new process's first advert (sent right after the decision) to
+/// reach them: 2.5 x Advertisement_Interval after the last advert.
 pub fn limit(advert_cs: u16) -> Micros {
-    Micros(2 * u64::from(advert_cs) * 10_000)
+    Micros(u64::from(advert_cs) * 25_000)
 }
 
 /// Whether instance `conf` resumes as MASTER from `rec` at `now`.
@@ -228,14 +228,14 @@ mod tests {
     }
 
     #[test]
-    fn a_master_resumes_within_two_intervals_only() {
+    fn a_master_resumes_within_two_and_a_half_intervals_only() {
         let c = conf(A);
         let rec = Record { at: Micros(1_000_000), masters: vec![Entry::of(&c)] };
         assert_eq!(decide(&rec, &c, Micros(1_000_000)), Ok(()));
-        assert_eq!(decide(&rec, &c, Micros(1_199_999)), Ok(()));
+        assert_eq!(decide(&rec, &c, Micros(1_249_999)), Ok(()));
         assert_eq!(
-            decide(&rec, &c, Micros(1_200_000)),
-            Err(NoResume::TooLate(Micros(200_000), Micros(200_000)))
+            decide(&rec, &c, Micros(1_250_000)),
+            Err(NoResume::TooLate(Micros(250_000), Micros(250_000)))
         );
         assert!(matches!(decide(&rec, &c, Micros(999_999)), Err(NoResume::TooLate(..))));
     }

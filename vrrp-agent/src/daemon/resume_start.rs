@@ -136,6 +136,10 @@ impl Agent {
             );
             return false;
         }
+        // Detach XDP first (its teardown holds the RTNL lock for 10-20 ms,
+        // more on a loaded machine): the last adverts then go out as late
+        // as can be, and the next process's time runs from them.
+        drop(std::mem::replace(&mut self.source, super::source::Source::Sockets { rxs: Vec::new() }));
         let mut masters = Vec::new();
         for inst in self.insts.iter_mut().filter(|i| i.machine.state() == State::Master) {
             let name = inst.conf.name.clone();
@@ -162,7 +166,7 @@ impl Agent {
             return false;
         }
         log::info!(
-            "Stopping for a restart: {} MASTER instance(s) keep their VIPs; the next start resumes them if it advertises within 2 x advert_int",
+            "Stopping for a restart: {} MASTER instance(s) keep their VIPs; the next start resumes them within 2.5 x advert_int",
             rec.masters.len()
         );
         true
