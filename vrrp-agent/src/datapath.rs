@@ -433,6 +433,21 @@ impl Datapath {
         Ok(())
     }
 
+    /// Forget the instance `vrid` on `ifindex` (a reload removed it, or
+    /// restarts it as another): its adverts are another daemon's again,
+    /// passed up the stack, and the kernel's watch of it is off. A row
+    /// that is not there is no error.
+    pub fn unconfigure(&mut self, ifindex: u32, family: Family, vrid: u8) -> Result<(), DatapathError> {
+        let key = InstanceKey { ifindex, family: family.code(), vrid, _pad: [0; 2] };
+        match self.hash_map::<InstanceKey, InstanceConfig>(INSTANCES_MAP)?.remove(&key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc_enoent()) => {
+                Ok(())
+            }
+            Err(source) => Err(DatapathError::Map { name: INSTANCES_MAP, source }),
+        }
+    }
+
     /// Configure the kernel's master-down watch of an instance (see
     /// vrrp-common `WATCH_MAP`): `watch_priority` 0 turns it off.
     pub fn set_watch(

@@ -163,6 +163,18 @@ impl Receiver {
         self.instances.insert(vrid, inst);
     }
 
+    /// Stop accepting adverts for `vrid` (the instance was removed by a
+    /// reload): they count as another daemon's again, and its peers go.
+    pub fn remove_instance(&mut self, vrid: u8) {
+        self.instances.remove(&vrid);
+        self.peers.retain(|k, _| k.vrid != vrid);
+    }
+
+    /// Whether any instance is left.
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+
     /// The interface index.
     pub fn ifindex(&self) -> u32 {
         self.ifindex

@@ -204,6 +204,8 @@ pub enum Note {
     },
     /// A lower-priority master is tolerated for `preempt_delay`.
     PreemptDelayStarted(Micros),
+    /// Resumed as MASTER after a hitless restart.
+    Resumed,
 }
 
 impl fmt::Display for Note {
@@ -241,6 +243,7 @@ impl fmt::Display for Note {
                 write!(f, "Changing effective priority from {from} to {to}")
             }
             Note::PreemptDelayStarted(d) => write!(f, "start preempt delay ({d})"),
+            Note::Resumed => f.write_str("Resuming MASTER STATE (hitless restart)"),
         }
     }
 }
@@ -390,6 +393,59 @@ impl Machine {
                 out.push(Action::WantMaster);
             }
         }
+    }
+
+    /// A reload changed the instance's configuration (`params`), its
+    /// identity (version) aside: the state and the running timers stay;
+    /// what changed applies from now. A master's next advert goes out one
+    /// new Advertisement_Interval from now (RFC 5798 6.4.3 resets the
+    /// Adver_Timer to it on each advert); a v2 instance's
+    /// Master_Adver_Interval is its own interval. A changed base priority
+    /// reaches the machine as `Input::Priority` (the tracking weights
+    /// apply to it), after this.
+    pub fn reconfigure(&mut self, now: Micros, params: Params) {
+        let interval_changed = params.advert_int != self.params.advert_int;
+        let preempt_changed = params.preempt_delay != self.params.preempt_delay;
+        self.params = params;
+        if preempt_changed {
+            self.preempt_at = None;
+        }
+        if !interval_changed {
+            return;
+        }
+        if self.params.version == Version::V2 || self.state != State::Backup {
+            self.master_adver_int = self.params.advert_int;
+        }
+        if self.state == State::Master {
+            self.set(Timer::Adver, Some(now.after(Micros::from_centis(self.params.advert_int))));
+        }
+    }
+
+    /// Leave Init straight into MASTER without a transition to announce: a
+    /// hitless restart, where the previous process of this agent was
+    /// master and stopped without resigning less than a
+    /// Master_Down_Interval ago (the caller checks the record). To the
+    /// backups nothing happened but a late advert: RFC 5798 6.4.2 lets a
+    /// backup act only when Master_Down_Timer fires, and an advert of
+    /// equal or higher priority resets it. So: advertise at once, keep
+    /// the VIPs (the reconciler adopts the recorded ones), no gratuitous
+    /// ARPs (the addresses never moved), no Transition (no notify script:
+    /// the node was master all along).
+    pub fn resume_master(&mut self, now: Micros, out: &mut Vec<Action>) {
+        if self.state != State::Init {
+            return;
+        }
+        if self.fault {
+            // Something it depends on failed meanwhile: a normal start.
+            self.start(now, out);
+            return;
+        }
+        self.state = State::Master;
+        self.master_adver_int = self.params.advert_int;
+        out.push(Action::Log(Note::Resumed));
+        out.push(Action::SendAdvert { priority: self.priority });
+        out.push(Action::AddVips);
+        self.set(Timer::Adver, Some(now.after(Micros::from_centis(self.params.advert_int))));
     }
 
     /// React to `input` at `now`.

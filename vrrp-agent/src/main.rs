@@ -39,6 +39,10 @@ enum Command {
     /// Run the VRRP instances of a keepalived.conf, in the foreground, until
     /// SIGTERM or SIGINT (then resign as master and remove the VIPs).
     Run(cli::run::RunArgs),
+    /// Restart a running agent without a failover (after an upgrade too):
+    /// its masters keep their VIPs and resume advertising within 2.5 x
+    /// advert_int (SIGRTMIN+5 to its worker).
+    Restart(cli::restart::RestartArgs),
     /// Check a keepalived.conf: print the instances it defines, or every
     /// error with file:line:column and a hint (exit status 2).
     CheckConfig {
@@ -166,6 +170,7 @@ fn real_main(argv: Vec<std::ffi::OsString>, namespace: Option<String>, notes: &[
         }
         Command::Stats(args) => cli::stats::run(&args),
         Command::Status(args) => cli::status::run(&args),
+        Command::Restart(args) => cli::restart::run(&args),
         Command::Run(mut args) => {
             // keepalived's `-s NAME` overrides the configuration's
             // `net_namespace` (keepalived(8)).

@@ -407,3 +407,65 @@ fn note_lines_read_like_keepalived() {
         "Changing effective priority from 150 to 50"
     );
 }
+
+#[test]
+fn a_hitless_restart_resumes_as_master_with_an_advert_at_once_and_no_transition() {
+    let mut m = Machine::new(params(Version::V3, 150, 100));
+    let mut out = Vec::new();
+    let t = Micros(7_000);
+    m.resume_master(t, &mut out);
+    assert_eq!(out, vec![Action::Log(Note::Resumed), Action::SendAdvert { priority: 150 }, Action::AddVips]);
+    assert_eq!(m.state(), State::Master);
+    // The Adver_Timer runs from the resume: the next advert one interval on.
+    assert_eq!(m.poll_timeout(), Some(t.after(Micros(1_000_000))));
+    // Only from Init.
+    let mut again = Vec::new();
+    m.resume_master(Micros(8_000), &mut again);
+    assert!(again.is_empty());
+    // A fault meanwhile: a normal start (into FAULT), never MASTER.
+    let mut m = Machine::new(params(Version::V3, 150, 100));
+    let mut out = Vec::new();
+    m.handle(Micros(0), Input::Fault(true), &mut out);
+    m.resume_master(Micros(0), &mut out);
+    assert_eq!(m.state(), State::Fault);
+    assert!(!out.contains(&Action::SendAdvert { priority: 150 }));
+}
+
+#[test]
+fn a_higher_priority_advert_after_a_resume_makes_a_backup_as_ever() {
+    let mut m = Machine::new(params(Version::V3, 150, 100));
+    let mut out = Vec::new();
+    m.resume_master(Micros(0), &mut out);
+    out.clear();
+    m.handle(
+        Micros(10),
+        Input::Advert { src: ip("192.0.2.9"), priority: 200, interval: Centis(100) },
+        &mut out,
+    );
+    assert_eq!(m.state(), State::Backup);
+    assert!(out.contains(&Action::RemoveVips));
+}
+
+#[test]
+fn reconfigure_keeps_the_state_and_moves_the_advert_timer_to_the_new_interval() {
+    let mut s = master_at(Version::V3, 150);
+    let t = s.now;
+    let mut p = params(Version::V3, 150, 10);
+    s.m.reconfigure(t, p.clone());
+    assert_eq!(s.m.state(), State::Master);
+    assert_eq!(s.m.master_adver_int(), Centis(10));
+    assert_eq!(s.m.poll_timeout(), Some(t.after(Micros(100_000))));
+    assert!(s.take().is_empty(), "no action of its own: no transition, no advert out of turn");
+    s.run_to(t.after(Micros(300_000)));
+    assert_eq!(s.adverts_sent().len(), 3);
+    // A backup keeps its Master_Down_Timer; v3 learns the interval from
+    // the master, not from its own configuration.
+    let mut b = Sim::new(params(Version::V3, 100, 100));
+    b.advert("192.0.2.1", 200, 100);
+    let down = b.m.master_down_deadline();
+    p.priority = 100;
+    b.m.reconfigure(b.now, p);
+    assert_eq!(b.m.state(), State::Backup);
+    assert_eq!(b.m.master_down_deadline(), down);
+    assert_eq!(b.m.master_adver_int(), Centis(100));
+}

@@ -91,7 +91,7 @@ fn keepalived_s_refusals_point_at_the_member() {
 #[test]
 fn keepalived_s_warnings_and_what_we_do_not_do() {
     let text = format!(
-        "global_defs {{\n  smtp_server 192.0.2.99\n}}\nvrrp_sync_group G1 {{\n  group {{\n    VI_1\n  }}\n  track_file {{\n    f1\n  }}\n  smtp_alert\n  global_tracking\n}}\n{}",
+        "global_defs {{\n  smtp_server 192.0.2.99\n}}\nvrrp_sync_group G1 {{\n  group {{\n    VI_1\n  }}\n  track_file {{\n    f1\n  }}\n  smtp_alert\n  global_tracking\n}}\n{}vrrp_track_file f1 {{\n  file /nonexistent/f1\n}}\n",
         inst("VI_1", 1, "eth0", "")
     );
     let (cfg, w) = load(&text).expect("loads with warnings");
@@ -102,10 +102,9 @@ fn keepalived_s_warnings_and_what_we_do_not_do() {
         ),
         "{w:#?}"
     );
-    assert!(
-        has("k.conf:8:3: warning: `track_file` is not supported by vrrp-agent and changes behaviour"),
-        "{w:#?}"
-    );
+    // The group's track_file applies to every member, as keepalived's
+    // sync_group_tracking_init does.
+    assert_eq!(cfg.instances[0].track_file.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["f1"]);
     assert!(has("k.conf:11:3: warning: `smtp_alert` is not supported by vrrp-agent"), "{w:#?}");
     assert!(has("k.conf:12:3: warning: (G1) global_tracking is deprecated"), "{w:#?}");
     assert!(cfg.sync_groups[0].tracking_weight, "global_tracking keeps the members' weights");

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod exit;
 pub mod keepalived;
+pub mod restart;
 pub mod run;
 pub mod stats;
 pub mod status;

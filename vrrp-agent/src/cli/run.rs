@@ -126,7 +126,14 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         supervised: args.supervised,
         metrics: args.metrics,
     };
+    let name = opts.name.clone();
     daemon::run(cfg, opts, shutdown).await?;
+    // The record is taken at start, so one here is this run's: it stopped
+    // for a hitless restart, and says so to its supervisor (or systemd).
+    if daemon::resume::record_file(&name).exists() {
+        log::info!("exiting with status {} for the restart", daemon::resume::EXIT_HANDOVER);
+        std::process::exit(daemon::resume::EXIT_HANDOVER);
+    }
     Ok(())
 }
 

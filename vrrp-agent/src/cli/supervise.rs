@@ -20,9 +20,17 @@
 //! treated the same unless it continues first; once resumed, the worker's
 //! own address handling puts back what a master should hold.
 //!
-//! The supervisor forwards SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 and
-//! SIGUSR2 to the worker (which stops, reloads or dumps its state), and the worker has PR_SET_PDEATHSIG=SIGTERM: a supervisor
-//! that is killed makes the worker resign cleanly (priority 0).
+//! The supervisor forwards SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
+//! SIGUSR2 and SIGRTMIN+5 to the worker (which stops, reloads, dumps its
+//! state or stops for a restart), and the worker has
+//! PR_SET_PDEATHSIG=SIGTERM: a supervisor that is killed makes the worker
+//! resign cleanly (priority 0).
+//!
+//! A hitless restart (SIGRTMIN+5, `vrrp-agent restart`): the worker stops
+//! without resigning, leaves its VIPs and a resume record and exits 75;
+//! the supervisor then removes nothing and executes the binary again
+//! (the file on disk, so an upgraded one), keeping its pid: systemd sees
+//! no stop, and the new worker resumes as MASTER (daemon/resume.rs).
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -34,7 +42,8 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use vrrp_agent::daemon::{sd, status, vips};
+use vrrp_agent::daemon::signals::handover_signal;
+use vrrp_agent::daemon::{resume, sd, status, vips};
 use vrrp_agent::instance_lock;
 
 /// Signals an operator or a tool sends to "the agent", passed on to the
@@ -55,6 +64,13 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
         set.add(s);
     }
     set.add(Signal::SIGCHLD);
+    // nix's Signal has no real-time signals: the handover one is added
+    // to the raw set.
+    let mut raw = *set.as_ref();
+    // SAFETY: a valid sigset_t and a valid signal number.
+    unsafe { libc::sigaddset(&mut raw, handover_signal()) };
+    // SAFETY: built from a valid SigSet by sigaddset.
+    let set = unsafe { SigSet::from_sigset_t_unchecked(raw) };
     // Blocked, and taken with sigtimedwait: no handler, no signal lost
     // between the spawn and the loop.
     set.thread_block().context("blocking signals")?;
@@ -101,9 +117,49 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
     let worker = Pid::from_raw(i32::try_from(child.id()).context("worker pid")?);
     let _worker_pid = super::run::PidFile::write(args.worker_pid_file.as_ref(), child.id());
     log::info!("supervising worker pid {worker} (a worker killed or stopped loses its VIPs)");
+    WORKER.store(worker.as_raw(), std::sync::atomic::Ordering::Relaxed);
     let code = supervise(name, worker, &set, &nl);
     drop(lock);
+    if code == resume::EXIT_HANDOVER {
+        // The lock is released (its descriptors close on exec too); the
+        // pid file keeps this pid, which the new image writes again.
+        drop(_pid);
+        let err = reexec();
+        // Nobody resumes: what the worker left goes now, as after a crash
+        // (one holder: the backup takes over within its Master_Down_Interval).
+        log::error!("executing the agent again for the restart: {err}; removing what the worker held");
+        nl.remove(name, "held by the worker that stopped for a restart that failed");
+        let _ = std::fs::remove_file(vips::held_file(name));
+        let _ = std::fs::remove_file(resume::record_file(name));
+        return Ok(1);
+    }
     Ok(code)
+}
+
+/// The worker's pid, for forwarding the handover signal (which nix's
+/// `Signal` cannot name) from `next_signal`.
+static WORKER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Replace this process with the agent's binary as it is on disk now (an
+/// upgrade replaces the file; /proc/self/exe would be the old one), with
+/// the same arguments. Returns only on failure.
+fn reexec() -> std::io::Error {
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| OsString::from("vrrp-agent"));
+    let exe = std::env::current_exe().ok();
+    // argv[0] as started (systemd gives the absolute path), else the
+    // executable's path without the " (deleted)" of a replaced file.
+    let path = if std::path::Path::new(&arg0).is_absolute() {
+        std::path::PathBuf::from(&arg0)
+    } else {
+        exe.map(|p| {
+            let s = p.to_string_lossy();
+            std::path::PathBuf::from(s.strip_suffix(" (deleted)").unwrap_or(&s).to_owned())
+        })
+        .unwrap_or_else(|| std::path::PathBuf::from("/proc/self/exe"))
+    };
+    log::info!("executing {} again for the restart", path.display());
+    Command::new(path).arg0(arg0).args(args).exec()
 }
 
 /// The loop: forward signals, follow the worker's stops and its death.
@@ -179,6 +235,13 @@ fn died(name: &str, worker: Pid, set: &SigSet, nl: &Netlink, death: Death) -> i3
         Death::Signal(s) => (128 + s as i32, Some(format!("was killed by {s}"))),
         Death::Lost => (1, Some("was lost".to_owned())),
     };
+    if let Death::Exit(resume::EXIT_HANDOVER) = death
+        && resume::record_file(name).exists()
+    {
+        // A hitless restart: what it holds is the next worker's.
+        log::info!("worker pid {worker} stopped for a restart; its VIPs stay for the next one");
+        return resume::EXIT_HANDOVER;
+    }
     if !vips::any_recorded(name) {
         if let Some(how) = &how {
             log::error!("worker pid {worker} {how}; it held no VIP");
@@ -246,6 +309,14 @@ fn next_signal(set: &SigSet, until: Option<Instant>) -> Option<Signal> {
             None => unsafe { libc::sigwaitinfo(set.as_ref(), &mut info) },
         };
         if r > 0 {
+            if r == handover_signal() {
+                let w = WORKER.load(std::sync::atomic::Ordering::Relaxed);
+                if w > 0 {
+                    // SAFETY: kill(2) with a pid and a valid signal number.
+                    unsafe { libc::kill(w, r) };
+                }
+                continue;
+            }
             if let Ok(sig) = Signal::try_from(r) {
                 return Some(sig);
             }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use rtnetlink::Handle;
 use vrrp_common::maps::{EVENT_SILENT, PeerEvent, PeerKey, PeerState};
 
+use super::agent_reload::{RETIRED, Retired};
 use super::instance::{Inst, unix_now};
 use super::link::NetEvent;
 use super::no_accept::{NoAcceptRows, RowOp};
@@ -122,6 +123,12 @@ pub(super) struct Agent {
     pub(super) trackers: Trackers,
     /// keepalived's notify FIFOs.
     pub(super) fifos: Fifos,
+    /// What a reload took out of the configuration, until it is gone.
+    pub(super) retired: Retired,
+    /// The instances that resume as MASTER at start (a hitless restart).
+    pub(super) resumed: Vec<String>,
+    /// The scripts whose check loops run (by the table's index).
+    pub(super) running_scripts: Vec<usize>,
 }
 
 /// The instances' machines, for a sync group to move its members.
@@ -143,7 +150,9 @@ impl Agent {
         mut track_rx: tokio::sync::mpsc::UnboundedReceiver<TrackEvent>,
         mut signals: super::signals::Signals,
         shutdown: impl Future<Output = ()>,
+        bridge: super::resume_start::Bridge,
     ) {
+        bridge.stop();
         self.start().await;
         // XDP is attached (run.rs) and every instance is in its first state.
         self.sd.ready(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
@@ -178,6 +187,12 @@ impl Agent {
             };
             match wake {
                 Wake::Shutdown | Wake::Signal(Sig::Stop) => break,
+                Wake::Signal(Sig::Handover) => {
+                    if self.handover() {
+                        return;
+                    }
+                    break;
+                }
                 Wake::Timer => self.on_timer().await,
                 Wake::Peers(events) => self.on_peer_events(events).await,
                 Wake::Net(ev) => self.on_net(ev).await,
@@ -189,7 +204,7 @@ impl Agent {
                 }
                 Wake::Health(idx, ok) => self.on_health(idx, ok).await,
                 Wake::Track(ev) => self.on_track(ev).await,
-                Wake::Signal(sig) => self.on_signal(sig),
+                Wake::Signal(sig) => self.on_signal(sig).await,
                 Wake::Watchdog => self.sd.ping(),
                 Wake::Scrape(reply) => {
                     let _ = reply.send(super::metrics::render(&super::metrics::view(&self)));
@@ -237,9 +252,19 @@ impl Agent {
             }
             inst.machine.handle(now, Input::Priority(p), &mut out);
             inst.machine.handle(now, Input::Fault(fault), &mut out);
-            inst.machine.start(now, &mut out);
+            if self.resumed.contains(&inst.conf.name) {
+                inst.machine.resume_master(now, &mut out);
+                // No gratuitous ARPs (the VIPs never moved), but the
+                // refresh keepalived sends every garp_master_refresh goes on.
+                let refresh = u64::from(inst.conf.garp_master_refresh);
+                inst.refresh_at = (refresh > 0).then(|| now.after(Micros(refresh * 1_000_000)));
+                self.adopt(i);
+            } else {
+                inst.machine.start(now, &mut out);
+            }
             self.execute(i, now, out).await;
         }
+        self.resumed.clear();
         // A backup's VIPs found on its interfaces go now (keepalived
         // leaves them until the next transition).
         self.reconcile().await;
@@ -388,7 +413,7 @@ impl Agent {
     }
 
     /// Read the kernel's routes again (see `Reconciler::resync`).
-    async fn resync_routes(&mut self) {
+    pub(super) async fn resync_routes(&mut self) {
         match routes::dump_routes(&self.nl).await {
             Ok(list) => {
                 let keys = &self.route_keys;
@@ -549,29 +574,33 @@ impl Agent {
     }
 
     /// A signal other than a stop.
-    fn on_signal(&mut self, sig: Sig) {
+    async fn on_signal(&mut self, sig: Sig) {
         match sig {
             Sig::Reload => {
                 self.sd.reloading();
-                self.reload();
+                self.reload().await;
                 self.sd.ready(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
             }
             Sig::DumpData => self.dump(status::data_path(&self.opts.name), "state"),
             Sig::DumpStats => self.dump(status::stats_path(&self.opts.name), "statistics"),
-            Sig::Stop => {}
+            Sig::Stop | Sig::Handover => {}
         }
     }
 
     /// SIGHUP: read the configuration again. An invalid one is refused
-    /// with its diagnostics and the running one stays. Changes are not
-    /// applied in place yet: the log says so, and a restart applies them.
-    fn reload(&mut self) {
+    /// with its diagnostics and the running one stays, untouched; a valid
+    /// one is applied per instance (`apply_reload`, agent_reload.rs).
+    async fn reload(&mut self) {
         let path = crate::config::default_path(self.cfg_path.as_deref());
         log::info!("Reloading: reading {}", path.display());
         match crate::config::check(&path) {
             Err(crate::config::ConfigError::Invalid { diags }) => {
                 for d in &diags {
-                    log::error!("{d}");
+                    if d.severity == crate::config::Severity::Error {
+                        log::error!("{d}");
+                    } else {
+                        log::warn!("{d}");
+                    }
                 }
                 log::error!("Reload refused: {} is invalid; the running configuration stays", path.display());
             }
@@ -583,10 +612,7 @@ impl Agent {
                 if cfg == self.cfg {
                     log::info!("Reload: {} is unchanged; nothing to do", path.display());
                 } else {
-                    log::warn!(
-                        "Reload: {} changed, but vrrp-agent does not apply changes in place yet; the running instances are unchanged (restart the agent to apply them)",
-                        path.display()
-                    );
+                    self.apply_reload(cfg).await;
                 }
             }
         }
@@ -602,7 +628,7 @@ impl Agent {
 
     /// Health or link changed for instance `i`: recompute its effective
     /// priority and fault.
-    async fn retrack(&mut self, i: usize) {
+    pub(super) async fn retrack(&mut self, i: usize) {
         let now = timer::now();
         let (p, fault) = self.insts[i].health_input(&self.statuses, &self.links, &self.trackers);
         // In a sync group, the group's fault (any member's) holds every
@@ -625,7 +651,7 @@ impl Agent {
     /// Carry out a machine's actions for instance `i`, and what its sync
     /// group, if any, makes of them: the other members' moves (after
     /// `i`'s own actions), the group's log lines and notify scripts.
-    async fn execute(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
+    pub(super) async fn execute(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
         let Some(g) = self.groups.iter().position(|g| g.contains(i)) else {
             self.carry_out(i, now, actions).await;
             return;
@@ -834,7 +860,7 @@ impl Agent {
     }
 
     /// `static_ipaddress`, resolved to the interfaces as they are now.
-    fn static_addrs(&self) -> impl Iterator<Item = ManagedVip> + '_ {
+    pub(super) fn static_addrs(&self) -> impl Iterator<Item = ManagedVip> + '_ {
         self.cfg.static_addresses.iter().filter_map(|v| {
             let dev = v.dev.as_deref()?;
             let ifindex = nix::net::if_::if_nametoindex(dev).ok()?;
@@ -854,7 +880,14 @@ impl Agent {
             track: !v.vip.no_track,
             owner,
         });
-        self.insts.iter().enumerate().flat_map(|(i, inst)| inst.wants(i)).chain(statics).collect()
+        let retired = self.retired.wants();
+        self.insts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, inst)| inst.wants(i))
+            .chain(statics)
+            .chain(retired)
+            .collect()
     }
 
     /// What every instance wants of its virtual routes, and the static
@@ -864,7 +897,14 @@ impl Agent {
         let statics = self.cfg.static_routes.iter().filter(|r| routes::missing_devs(r).is_empty()).map(|r| {
             Want { key: routes::route_key(r), detail: (), present: !self.stopping, track: !r.no_track, owner }
         });
-        self.insts.iter().enumerate().flat_map(|(i, inst)| inst.route_wants(i)).chain(statics).collect()
+        let retired = self.retired.route_wants();
+        self.insts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, inst)| inst.route_wants(i))
+            .chain(statics)
+            .chain(retired)
+            .collect()
     }
 
     /// What every instance wants of its virtual rules, and the static rules.
@@ -877,14 +917,21 @@ impl Agent {
             track: !r.no_track,
             owner,
         });
-        self.insts.iter().enumerate().flat_map(|(i, inst)| inst.rule_wants(i)).chain(statics).collect()
+        let retired = self.retired.rule_wants();
+        self.insts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, inst)| inst.rule_wants(i))
+            .chain(statics)
+            .chain(retired)
+            .collect()
     }
 
     /// Bring the kernel's addresses, routes and rules to what the
     /// instances want; on a failure, try again `RECONCILE_RETRY` later.
     /// Routes and rules go before the addresses and come after them: a
     /// route may name a VIP as its source, which must exist while it does.
-    async fn reconcile(&mut self) {
+    pub(super) async fn reconcile(&mut self) {
         let wants = self.wants();
         let ops = self.addrs.plan(&wants);
         // Accept Mode's drop rows go in before the addresses and out after
@@ -926,6 +973,7 @@ impl Agent {
         if failed {
             self.retry_at = Some(timer::now().after(RECONCILE_RETRY));
         }
+        self.prune_retired();
         self.record_held();
     }
 
@@ -951,18 +999,29 @@ impl Agent {
 
     /// Who `owner` is, for logs.
     fn owner_name(&self, owner: usize) -> String {
+        if owner == RETIRED {
+            return "removed by a reload".to_owned();
+        }
         self.insts.get(owner).map_or_else(|| "static".to_owned(), |i| i.conf.name.clone())
     }
 
     /// The configured route of `key` that `owner` wants.
     fn route_of(&self, owner: usize, key: &RouteKey) -> Option<&crate::config::routes::Route> {
-        let list = self.insts.get(owner).map_or(&self.cfg.static_routes, |i| &i.conf.routes);
+        let list = if owner == RETIRED {
+            &self.retired.routes
+        } else {
+            self.insts.get(owner).map_or(&self.cfg.static_routes, |i| &i.conf.routes)
+        };
         list.iter().find(|r| routes::route_key(r) == *key)
     }
 
     /// The configured rule of `key` that `owner` wants.
     fn rule_of(&self, owner: usize, key: &RuleKey) -> Option<&crate::config::routes::Rule> {
-        let list = self.insts.get(owner).map_or(&self.cfg.static_rules, |i| &i.conf.rules);
+        let list = if owner == RETIRED {
+            &self.retired.rules
+        } else {
+            self.insts.get(owner).map_or(&self.cfg.static_rules, |i| &i.conf.rules)
+        };
         list.iter().find(|r| routes::rule_key(r) == *key)
     }
 

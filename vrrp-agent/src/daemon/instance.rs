@@ -149,22 +149,9 @@ pub(super) fn build(conf: &config::Instance, vmac: Option<String>) -> Result<Ins
         }
         track_ifs.push((idx, t.name.clone(), t.weight.unwrap_or(0)));
     }
-    let params = Params {
-        name: conf.name.clone(),
-        version: conf.version,
-        priority: conf.priority,
-        advert_int: conf.advert_int,
-        primary: conf.unicast_src_ip.unwrap_or(match conf.family {
-            Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-        }),
-        preempt: conf.preempt,
-        preempt_delay: Micros(u64::try_from(conf.preempt_delay.as_micros()).unwrap_or(u64::MAX)),
-        lower_prio_no_advert: conf.lower_prio_no_advert,
-    };
     let mut inst = Inst {
         conf: conf.clone(),
-        machine: Machine::new(params),
+        machine: Machine::new(params(conf)),
         ifindex: 0,
         family: conf.family,
         sender: None,
@@ -206,6 +193,44 @@ pub(super) fn build(conf: &config::Instance, vmac: Option<String>) -> Result<Ins
         Err(e) => return Err(e),
     }
     Ok(inst)
+}
+
+/// The state machine's part of the configuration.
+pub(super) fn params(conf: &config::Instance) -> Params {
+    Params {
+        name: conf.name.clone(),
+        version: conf.version,
+        priority: conf.priority,
+        advert_int: conf.advert_int,
+        primary: conf.unicast_src_ip.unwrap_or(match conf.family {
+            Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        }),
+        preempt: conf.preempt,
+        preempt_delay: Micros(u64::try_from(conf.preempt_delay.as_micros()).unwrap_or(u64::MAX)),
+        lower_prio_no_advert: conf.lower_prio_no_advert,
+    }
+}
+
+/// Resolve the instance's `track_script` against the script table (by
+/// name) after a reload. Only scripts whose check loop runs (some
+/// instance tracked them at start) can be tracked: the loops start with
+/// the agent. Any other is named in the log and not counted.
+pub(super) fn resolve_tracks(inst: &mut Inst, scripts: &[config::Script], running: &[usize]) {
+    inst.tracks.clear();
+    for t in &inst.conf.track_script {
+        match scripts.iter().position(|s| s.name == t.name) {
+            Some(i) if running.contains(&i) => {
+                let sc = &scripts[i];
+                inst.tracks.push((i, t.weight.unwrap_or(sc.weight), t.reverse || sc.reverse));
+            }
+            _ => log::warn!(
+                "({}) track_script {}: its vrrp_script is not running (scripts start with the agent); not tracked until the agent is restarted",
+                inst.conf.name,
+                t.name
+            ),
+        }
+    }
 }
 
 /// What the instance's adverts carry.
@@ -384,6 +409,20 @@ impl Inst {
                 log::warn!("({}) ARP request to {to}: {e}", self.conf.name);
             }
         }
+    }
+
+    /// A second advert socket like the instance's own, for adverts sent
+    /// from another thread while the agent starts (a hitless restart).
+    pub(super) fn another_sender(&self) -> Option<Sender> {
+        let src = self.sender.as_ref()?.src();
+        // The same interface as the instance's own sender: the macvlan
+        // with use_vmac (unless vmac_xmit_base), else the interface.
+        let (iface, index) = match &self.vmac {
+            Some(m) if !m.xmit_base => (m.name.as_str(), m.ifindex),
+            _ => (self.conf.interface.as_str(), self.ifindex),
+        };
+        Sender::open(iface, index, src, &self.conf.unicast_peers, advert_spec(&self.conf), self.ah.clone())
+            .ok()
     }
 
     /// The interface went away: no sockets until it is back.

@@ -1,10 +1,14 @@
 mod agent;
+mod agent_reload;
 pub mod announce;
 mod instance;
 pub mod link;
 pub mod metrics;
 pub mod no_accept;
 pub mod reconcile;
+pub mod reload;
+pub mod resume;
+mod resume_start;
 pub mod routes;
 pub mod run;
 pub mod sd;

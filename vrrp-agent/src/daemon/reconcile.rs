@@ -312,6 +312,17 @@ impl<K: Kind> Reconciler<K> {
         }
     }
 
+    /// Take entries a previous run of this agent recorded as its own (a
+    /// hitless restart) as ours where the kernel has them: whoever wants
+    /// them absent now has them removed, routes and rules included.
+    pub fn adopt_recorded(&mut self, recorded: impl IntoIterator<Item = (K, K::Detail)>) {
+        for (k, d) in recorded {
+            if self.actual.get(&k).is_some_and(|ds| ds.contains(&d)) {
+                self.installed.insert((k, d));
+            }
+        }
+    }
+
     /// What we hold now (installed and present), in a stable order.
     pub fn held(&self) -> impl Iterator<Item = (&K, K::Detail)> + '_ {
         self.installed
@@ -420,6 +431,16 @@ mod tests {
         let wants =
             [Want { owner: 1, ..want(130, false) }, want(130, true), Want { owner: 2, ..want(130, false) }];
         assert!(r.plan(&wants).is_empty());
+    }
+
+    #[test]
+    fn recorded_entries_are_adopted_where_present_and_removed_when_unwanted() {
+        let mut r: Reconciler = Reconciler::new();
+        r.observed(key(130), 24, true);
+        r.adopt_recorded([(key(130), 24), (key(131), 24)]);
+        assert_eq!(r.installed().count(), 1, "only what the kernel has");
+        let ops = r.plan(&[want(130, false)]);
+        assert!(matches!(ops.as_slice(), [Op::Remove { foreign: false, .. }]), "{ops:?}");
     }
 
     #[test]

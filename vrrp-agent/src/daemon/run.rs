@@ -148,7 +148,12 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     };
     let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
     tokio::spawn(conn);
-    super::vips::cleanup_stale(&opts.name, &nl).await;
+    // A hitless restart: the instances that resume as MASTER keep what
+    // the previous process held; otherwise what it left is removed.
+    let resumed = super::resume_start::resumable(&cfg, &opts.name);
+    if resumed.is_empty() {
+        super::vips::cleanup_stale(&opts.name, &nl).await;
+    }
     // Another agent's live program serving one of our VRIDs (issue 12,
     // case 9) is refused below; with use_vmac, refuse before touching
     // the macvlans, which would be that agent's (a killed agent of our
@@ -171,6 +176,9 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     let (vmacs, vmac_names) = super::vmac::Manager::start(&cfg, &nl, &opts.name).await;
     let mut insts =
         cfg.instances.iter().zip(vmac_names).map(|(c, v)| build(c, v)).collect::<Result<Vec<_>, _>>()?;
+    // Advertise at once, before the XDP program loads: the backups'
+    // Master_Down_Timer runs since the previous process's last advert.
+    let bridge = super::resume_start::Bridge::start(&insts, &resumed);
     let source = match opts.receive {
         ReceiveMode::Socket => {
             refuse_no_accept(&insts, "raw sockets were asked for (--receive socket)")?;
@@ -212,6 +220,9 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             .ok()
             .flatten(),
     );
+    let mut running_scripts: Vec<usize> = insts.iter().flat_map(|i| i.tracks.iter().map(|t| t.0)).collect();
+    running_scripts.sort_unstable();
+    running_scripts.dedup();
     let mut links: HashMap<u32, bool> = HashMap::new();
     for inst in &insts {
         for (idx, name, _) in inst.track_ifs.iter().filter(|(idx, _, _)| *idx != 0) {
@@ -287,8 +298,12 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         scrapes,
         trackers,
         fifos,
+        retired: Default::default(),
+        resumed,
+        running_scripts,
     };
-    agent.serve(net, health_rx, track_rx, signals, shutdown).await;
+    // Stopped just before the agent's own first advert (`Agent::start`).
+    agent.serve(net, health_rx, track_rx, signals, shutdown, bridge).await;
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! | SIGHUP | reload: read the configuration again (keepalived reloads) |
 //! | SIGUSR1 | write the state to `/run/vrrp-agent/<name>.data` (keepalived: /tmp/keepalived.data) |
 //! | SIGUSR2 | write the statistics to `/run/vrrp-agent/<name>.stats` (keepalived: /tmp/keepalived.stats) |
+//! | SIGRTMIN+5 | hitless restart: stop without resigning, leave the VIPs and a resume record, exit 75 (the supervisor starts the new process at once; `vrrp-agent restart`) |
 //! | SIGPIPE | ignored (Rust's runtime ignores it; a closed pipe is an error on the write) |
 //!
 //! SIGTERM and SIGINT also arrive through the shutdown future the caller
@@ -28,6 +29,14 @@ pub enum Sig {
     DumpData,
     /// Write the statistics.
     DumpStats,
+    /// Stop for a hitless restart (`resume.rs`).
+    Handover,
+}
+
+/// The hitless-restart signal, SIGRTMIN+5 (keepalived uses SIGRTMIN+2 for
+/// its JSON dump; +5 is free in keepalived 2.2.7).
+pub fn handover_signal() -> i32 {
+    libc::SIGRTMIN() + 5
 }
 
 /// The handlers, installed for the agent's whole life (from the start, so
@@ -37,6 +46,7 @@ pub struct Signals {
     usr1: Signal,
     usr2: Signal,
     quit: Signal,
+    handover: Signal,
 }
 
 impl Signals {
@@ -47,6 +57,7 @@ impl Signals {
             usr1: signal(SignalKind::user_defined1())?,
             usr2: signal(SignalKind::user_defined2())?,
             quit: signal(SignalKind::quit())?,
+            handover: signal(SignalKind::from_raw(handover_signal()))?,
         })
     }
 
@@ -57,6 +68,7 @@ impl Signals {
             Some(()) = self.usr1.recv() => Sig::DumpData,
             Some(()) = self.usr2.recv() => Sig::DumpStats,
             Some(()) = self.quit.recv() => Sig::Stop,
+            Some(()) = self.handover.recv() => Sig::Handover,
             else => std::future::pending().await,
         }
     }

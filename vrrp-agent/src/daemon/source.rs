@@ -77,6 +77,36 @@ impl Source {
         }
     }
 
+    /// A reload removed `inst` (`remaining` are the instances left): its
+    /// adverts are no longer ours (the XDP row goes, or the raw socket's
+    /// instance). The program stays attached while the interface has any.
+    pub(super) fn forget(&mut self, inst: &Inst, remaining: &[Inst]) {
+        if !inst.bound() {
+            return;
+        }
+        let same =
+            |o: &Inst| o.ifindex == inst.ifindex && o.family == inst.family && o.conf.vrid == inst.conf.vrid;
+        if remaining.iter().any(same) {
+            return;
+        }
+        match self {
+            Source::Xdp(x) => {
+                if let Err(e) = x.dp.unconfigure(inst.ifindex, inst.family, inst.conf.vrid) {
+                    log::warn!("({}) removing its row from the XDP program's map: {e}", inst.conf.name);
+                }
+            }
+            Source::Sockets { rxs } => {
+                for r in rxs.iter_mut() {
+                    let rx = r.get_mut();
+                    if rx.ifindex() == inst.ifindex && rx.family() == inst.family {
+                        rx.remove_instance(inst.conf.vrid);
+                    }
+                }
+                rxs.retain(|r| !r.get_ref().is_empty());
+            }
+        }
+    }
+
     /// Keep the XDP program's `ALIVE_MAP` deadline ahead; returns when to
     /// do it next (None on the raw-socket path).
     pub(super) fn keep_alive(&mut self, now: Micros) -> Option<Micros> {

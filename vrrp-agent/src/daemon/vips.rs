@@ -222,6 +222,26 @@ pub async fn remove_recorded(name: &str, handle: &Handle) -> Vec<(String, Result
     out
 }
 
+/// Agent `name`'s held file as it says (malformed lines skipped).
+pub fn load_held(name: &str) -> Held {
+    let mut held = Held::default();
+    let Ok(text) = std::fs::read_to_string(held_file(name)) else { return held };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if line.starts_with("route ") {
+            held.routes.extend(routes::parse_route_record(line));
+        } else if line.starts_with("rule ") {
+            held.rules.extend(routes::parse_rule_record(line));
+        } else {
+            let parsed = line.split_once(' ').and_then(|(i, rest)| {
+                let (a, p) = rest.split_once('/')?;
+                Some((i.parse::<u32>().ok()?, a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?))
+            });
+            held.addrs.extend(parsed);
+        }
+    }
+    held
+}
+
 /// Whether agent `name`'s held file records anything.
 pub fn any_recorded(name: &str) -> bool {
     std::fs::read_to_string(held_file(name)).is_ok_and(|t| t.lines().any(|l| !l.trim().is_empty()))

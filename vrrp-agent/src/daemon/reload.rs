@@ -1,0 +1,374 @@
+//! What a reload (SIGHUP) does to each instance, decided from the running
+//! configuration and the new one alone: pure, so every decision is
+//! unit-tested; the Agent carries the plan out (`agent.rs`, `reload`).
+//!
+//! Instances are matched by name, as keepalived does on a reload
+//! (`vrrp_iname` is the instance's identity across reloads). One that is
+//! equal apart from where it sits in the file is kept as it is: not a
+//! single transition, no advert out of turn. One whose VRRP identity
+//! changed (interface, VRID, address family, version: another virtual
+//! router as far as the peers can tell) is stopped as at shutdown and
+//! started anew. Any other change is applied in place: the machine keeps
+//! its state and timers, and the reconciler follows the new desired state.
+
+use crate::config::model::{Instance, Track};
+use crate::config::{Config, Script};
+
+/// What happens to one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Unchanged: left alone.
+    Keep,
+    /// Changed in ways that apply in place: the fields, for the log.
+    Update(Vec<&'static str>),
+    /// Its identity changed: stop it gracefully and start it anew; why.
+    Restart(Vec<&'static str>),
+}
+
+/// The plan of a reload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Per running instance (by its index now), what happens to it; None:
+    /// it is gone from the new file, and stops.
+    pub running: Vec<Option<(usize, Change)>>,
+    /// Indices in the new file of the instances to start.
+    pub added: Vec<usize>,
+    /// The static addresses, routes or rules changed.
+    pub statics_changed: bool,
+    /// The `vrrp_script` definitions changed (their check loops run from
+    /// the start; see `scripts_note`).
+    pub scripts_changed: bool,
+}
+
+impl Plan {
+    /// Whether nothing changes at all.
+    pub fn is_noop(&self) -> bool {
+        self.added.is_empty()
+            && !self.statics_changed
+            && !self.scripts_changed
+            && self.running.iter().all(|r| matches!(r, Some((_, Change::Keep))))
+    }
+}
+
+/// The fields that, changed, make another virtual router of the instance:
+/// its peers key adverts by interface, VRID and family, and a version
+/// change changes the packet format (RFC 5798 5.2.1).
+fn identity(a: &Instance, b: &Instance) -> Vec<&'static str> {
+    let mut why = Vec::new();
+    if a.interface != b.interface {
+        why.push("interface");
+    }
+    if a.vrid != b.vrid {
+        why.push("virtual_router_id");
+    }
+    if a.family != b.family {
+        why.push("address family");
+    }
+    if a.version != b.version {
+        why.push("version");
+    }
+    why
+}
+
+/// The fields that differ, by their keepalived keyword. The place in the
+/// file (`loc`, the notify keywords' places) is not a change.
+pub fn changed_fields(a: &Instance, b: &Instance) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    let mut check = |differs: bool, name: &'static str| {
+        if differs {
+            f.push(name);
+        }
+    };
+    check(a.state != b.state, "state");
+    check(a.priority != b.priority, "priority");
+    check(a.advert_int != b.advert_int, "advert_int");
+    check(a.unicast_src_ip != b.unicast_src_ip, "unicast_src_ip");
+    check(a.unicast_peers != b.unicast_peers, "unicast_peer");
+    check(a.auth != b.auth, "authentication");
+    check(a.vips != b.vips, "virtual_ipaddress");
+    check(a.vips_excluded != b.vips_excluded, "virtual_ipaddress_excluded");
+    check(a.preempt != b.preempt, "nopreempt");
+    check(a.preempt_delay != b.preempt_delay, "preempt_delay");
+    check(a.garp_master_delay != b.garp_master_delay, "garp_master_delay");
+    check(a.garp_master_repeat != b.garp_master_repeat, "garp_master_repeat");
+    check(a.garp_master_refresh != b.garp_master_refresh, "garp_master_refresh");
+    check(a.track_interface != b.track_interface, "track_interface");
+    check(a.track_script != b.track_script, "track_script");
+    let (mut na, mut nb) = (a.notify.clone(), b.notify.clone());
+    na.locs.clear();
+    nb.locs.clear();
+    check(na != nb, "notify");
+    check(a.v3_checksum_as_v2 != b.v3_checksum_as_v2, "v3_checksum_as_v2");
+    check(a.routes != b.routes, "virtual_routes");
+    check(a.rules != b.rules, "virtual_rules");
+    check(a.strict != b.strict, "vrrp_strict");
+    check(a.accept != b.accept, "accept");
+    check(a.lower_prio_no_advert != b.lower_prio_no_advert, "lower_prio_no_advert");
+    // A field added to the model and forgotten here still counts as a
+    // change (applied in place, named as "other").
+    let mut ca = a.clone();
+    let mut cb = b.clone();
+    ca.loc = cb.loc.clone();
+    ca.notify.locs.clear();
+    cb.notify.locs.clear();
+    if f.is_empty() && ca != cb {
+        f.push("other");
+    }
+    f
+}
+
+/// What one running instance becomes under `new`.
+pub fn change(old: &Instance, new: &Instance) -> Change {
+    let why = identity(old, new);
+    if !why.is_empty() {
+        return Change::Restart(why);
+    }
+    let fields = changed_fields(old, new);
+    if fields.is_empty() { Change::Keep } else { Change::Update(fields) }
+}
+
+/// The plan that takes the instances of `old` to those of `new`.
+pub fn plan(old: &Config, new: &Config) -> Plan {
+    let running = old
+        .instances
+        .iter()
+        .map(|o| {
+            let j = new.instances.iter().position(|n| n.name == o.name)?;
+            Some((j, change(o, &new.instances[j])))
+        })
+        .collect();
+    let added = new
+        .instances
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !old.instances.iter().any(|o| o.name == n.name))
+        .map(|(j, _)| j)
+        .collect();
+    Plan {
+        running,
+        added,
+        statics_changed: old.static_addresses != new.static_addresses
+            || old.static_routes != new.static_routes
+            || old.static_rules != new.static_rules,
+        scripts_changed: !same_scripts(&old.scripts, &new.scripts),
+    }
+}
+
+/// The script definitions, apart from where they sit in the file.
+fn same_scripts(a: &[Script], b: &[Script]) -> bool {
+    let same = |x: &Script, y: &Script| {
+        let mut y = y.clone();
+        y.loc = x.loc.clone();
+        y.user_loc = x.user_loc.clone();
+        *x == y
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+}
+
+/// What in `plan` the in-place reload cannot carry out, if anything.
+/// Sync groups hold their members by index, macvlans are made at
+/// start, and track files and processes are resolved and watched from
+/// the start: a change that touches them is refused as a whole (the
+/// running configuration stays), never applied halfway.
+/// What a sync group is, without where it is written.
+type GroupKey =
+    (String, Vec<String>, bool, Vec<Track>, Vec<Track>, [Option<String>; 5], Vec<(String, Option<i32>)>);
+
+/// A location to compare definitions without theirs.
+fn nowhere() -> crate::config::lexer::Loc {
+    crate::config::lexer::Loc { file: std::sync::Arc::new(std::path::PathBuf::new()), line: 0, col: 0 }
+}
+
+/// Tracker references without where they are written.
+fn refs(t: &[crate::config::trackers::TrackRef]) -> Vec<(&str, Option<i32>, Option<bool>)> {
+    t.iter().map(|r| (r.name.as_str(), r.weight, r.reverse)).collect()
+}
+
+fn groups_key(c: &Config) -> Vec<GroupKey> {
+    c.sync_groups
+        .iter()
+        .map(|g| {
+            let n = &g.notify;
+            (
+                g.name.clone(),
+                g.members.clone(),
+                g.tracking_weight,
+                g.track_interface.clone(),
+                g.track_script.clone(),
+                [n.any.clone(), n.master.clone(), n.backup.clone(), n.fault.clone(), n.stop.clone()],
+                g.track_file.iter().chain(&g.track_process).map(|t| (t.name.clone(), t.weight)).collect(),
+            )
+        })
+        .collect()
+}
+
+pub fn needs_restart(old: &Config, plan: &Plan, new: &Config) -> Option<String> {
+    let members_move = !plan.added.is_empty()
+        || plan.running.iter().any(|r| !matches!(r, Some((_, Change::Keep | Change::Update(_)))))
+        || plan.running.iter().enumerate().any(|(i, r)| r.as_ref().is_some_and(|(j, _)| *j != i));
+    if (!old.sync_groups.is_empty() || !new.sync_groups.is_empty())
+        && (members_move || groups_key(old) != groups_key(new))
+    {
+        return Some("the sync groups or their members' instances changed".into());
+    }
+    // Compared without their locations: an edit elsewhere in the file
+    // moves them.
+    let files = |c: &Config| -> Vec<crate::config::trackers::TrackFile> {
+        c.track_files
+            .iter()
+            .map(|f| crate::config::trackers::TrackFile { loc: nowhere(), ..f.clone() })
+            .collect()
+    };
+    let procs = |c: &Config| -> Vec<crate::config::trackers::TrackProcess> {
+        c.track_processes
+            .iter()
+            .map(|p| crate::config::trackers::TrackProcess { loc: nowhere(), ..p.clone() })
+            .collect()
+    };
+    if files(old) != files(new) || procs(old) != procs(new) {
+        return Some("the track_file or vrrp_track_process definitions changed".into());
+    }
+    for (i, r) in plan.running.iter().enumerate() {
+        let Some(o) = old.instances.get(i) else { continue };
+        let n = r.as_ref().and_then(|(j, _)| new.instances.get(*j));
+        let changed = n.is_none_or(|n| n != o);
+        if changed && (o.vmac.is_some() || n.is_some_and(|n| n.vmac.is_some())) {
+            if n.is_some_and(|n| n.vmac == o.vmac && n.vmac_xmit_base == o.vmac_xmit_base) {
+                continue;
+            }
+            return Some(format!("instance {} with use_vmac is added, removed or its VMAC changed", o.name));
+        }
+        if let Some(n) = n
+            && (refs(&n.track_file) != refs(&o.track_file)
+                || refs(&n.track_process) != refs(&o.track_process))
+        {
+            return Some(format!("the track_file or track_process of instance {} changed", o.name));
+        }
+    }
+    for j in &plan.added {
+        let n = &new.instances[*j];
+        if n.vmac.is_some() {
+            return Some(format!("instance {} with use_vmac is added", n.name));
+        }
+        if !n.track_file.is_empty() || !n.track_process.is_empty() {
+            return Some(format!("instance {} with track_file or track_process is added", n.name));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Config {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("vrrp-reload-{}-{n}.conf", std::process::id()));
+        std::fs::write(&p, text).expect("write");
+        let c = crate::config::load(&p).expect("valid").0;
+        let _ = std::fs::remove_file(&p);
+        c
+    }
+
+    fn inst(name: &str, vrid: u8, prio: u8, vip: &str, iface: &str) -> String {
+        format!(
+            "vrrp_instance {name} {{\n interface {iface}\n virtual_router_id {vrid}\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n  {vip}\n }}\n}}\n"
+        )
+    }
+
+    #[test]
+    fn same_file_is_a_noop() {
+        let t = inst("A", 1, 100, "192.0.2.10/24", "lo") + &inst("B", 2, 100, "192.0.2.11/24", "lo");
+        let p = plan(&cfg(&t), &cfg(&t));
+        assert!(p.is_noop(), "{p:?}");
+        assert_eq!(p.running, vec![Some((0, Change::Keep)), Some((1, Change::Keep))]);
+    }
+
+    #[test]
+    fn moved_in_the_file_is_not_a_change() {
+        let a = inst("A", 1, 100, "192.0.2.10/24", "lo");
+        let b = inst("B", 2, 100, "192.0.2.11/24", "lo");
+        let p = plan(&cfg(&(a.clone() + &b)), &cfg(&format!("# a comment\n\n{b}{a}")));
+        assert!(p.is_noop(), "{p:?}");
+        assert_eq!(p.running, vec![Some((1, Change::Keep)), Some((0, Change::Keep))]);
+    }
+
+    #[test]
+    fn priority_and_vips_update_in_place() {
+        let old = inst("A", 1, 100, "192.0.2.10/24", "lo") + &inst("B", 2, 100, "192.0.2.11/24", "lo");
+        let new = inst("A", 1, 150, "192.0.2.10/24", "lo")
+            + &inst("B", 2, 100, "192.0.2.11/24\n  192.0.2.12/24", "lo");
+        let p = plan(&cfg(&old), &cfg(&new));
+        assert_eq!(
+            p.running,
+            vec![
+                Some((0, Change::Update(vec!["priority"]))),
+                Some((1, Change::Update(vec!["virtual_ipaddress"])))
+            ]
+        );
+        assert!(p.added.is_empty());
+        assert!(!p.is_noop());
+    }
+
+    #[test]
+    fn identity_changes_restart() {
+        let old = inst("A", 1, 100, "192.0.2.10/24", "lo");
+        let p = plan(&cfg(&old), &cfg(&inst("A", 7, 100, "192.0.2.10/24", "lo")));
+        assert_eq!(p.running, vec![Some((0, Change::Restart(vec!["virtual_router_id"])))]);
+        let p = plan(&cfg(&old), &cfg(&inst("A", 1, 100, "2001:db8::10/64", "lo")));
+        assert_eq!(p.running, vec![Some((0, Change::Restart(vec!["address family", "version"])))]);
+        let v3 = old.replace("advert_int 1", "advert_int 1\n version 3");
+        let p = plan(&cfg(&old), &cfg(&v3));
+        assert!(matches!(&p.running[0], Some((0, Change::Restart(w))) if w == &vec!["version"]), "{p:?}");
+    }
+
+    #[test]
+    fn added_and_removed() {
+        let old = inst("A", 1, 100, "192.0.2.10/24", "lo") + &inst("B", 2, 100, "192.0.2.11/24", "lo");
+        let new = inst("A", 1, 100, "192.0.2.10/24", "lo") + &inst("C", 3, 100, "192.0.2.13/24", "lo");
+        let p = plan(&cfg(&old), &cfg(&new));
+        assert_eq!(p.running, vec![Some((0, Change::Keep)), None]);
+        assert_eq!(p.added, vec![1]);
+    }
+
+    #[test]
+    fn statics_and_scripts_are_noticed() {
+        let a = inst("A", 1, 100, "192.0.2.10/24", "lo");
+        let s = "static_ipaddress {\n 198.51.100.1/24 dev lo\n}\n";
+        let p = plan(&cfg(&a), &cfg(&format!("{s}{a}")));
+        assert!(p.statics_changed && !p.scripts_changed && !p.is_noop());
+        let sc = "vrrp_script chk {\n script \"/bin/true\"\n}\n";
+        let p = plan(&cfg(&a), &cfg(&format!("{sc}{a}")));
+        assert!(p.scripts_changed);
+    }
+
+    #[test]
+    fn what_an_in_place_reload_refuses() {
+        let base = |extra: &str| {
+            format!(
+                "vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {{\n 192.0.2.1/24\n }}\n{extra}}}\n\
+                 vrrp_instance VI_2 {{\n interface eth1\n virtual_router_id 2\n virtual_ipaddress {{\n 198.51.100.1/24\n }}\n}}\n"
+            )
+        };
+        let group = "vrrp_sync_group G {\n group {\n VI_1\n VI_2\n }\n}\n";
+        let third = "vrrp_instance VI_3 {\n interface eth0\n virtual_router_id 3\n virtual_ipaddress {\n 192.0.2.3/24\n }\n}\n";
+        let refuse = |old: &str, new: &str| {
+            let (o, n) = (cfg(old), cfg(new));
+            needs_restart(&o, &plan(&o, &n), &n)
+        };
+        // A priority change in a group: in place.
+        assert_eq!(
+            refuse(&format!("{group}{}", base("")), &format!("{group}{}", base(" priority 120\n"))),
+            None
+        );
+        // An instance added beside a group: the group's indices would move.
+        assert!(refuse(&format!("{group}{}", base("")), &format!("{group}{}{third}", base(""))).is_some());
+        // A VMAC kept: in place; added: refused.
+        assert_eq!(refuse(&base(" use_vmac\n"), &base(" use_vmac\n priority 120\n")), None);
+        assert!(refuse(&base(""), &base(" use_vmac\n")).is_some());
+        // Track files are resolved at start.
+        let tf = "vrrp_track_file f {\n file /nonexistent/f\n}\n";
+        assert!(refuse(&base(""), &format!("{tf}{}", base(""))).is_some());
+    }
+}
