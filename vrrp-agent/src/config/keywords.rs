@@ -490,4 +490,16 @@ mod tests {
         let w = warning_for(Ctx::Instance, "vrrp_strict");
         assert!(w.contains("global_defs keyword"), "{w}");
     }
+
+    #[test]
+    fn the_readme_lists_every_behaviour_changing_keyword() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+        let start = readme.find("### Not supported: keepalived keywords").expect("the README's section");
+        let section = &readme[start..];
+        let section = &section[..section[4..].find("\n#").map_or(section.len(), |e| e + 4)];
+        for kw in KEYWORDS.iter().filter(|k| matches!(k.support, Support::Changes(_))) {
+            assert!(section.contains(&format!("`{}`", kw.name)), "README does not list `{}`", kw.name);
+        }
+    }
 }
