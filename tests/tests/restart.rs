@@ -150,7 +150,7 @@ fn restarting_a_master_at_1s_adverts_moves_nothing() -> Result<()> {
     {
         return Ok(());
     }
-    restarts(1000, "1", 3, How::Command).map(|_| ())
+    restarts(1000, "1", 10, How::Command).map(|_| ())
 }
 
 /// A restart whose configuration changed the instance as the backups see
