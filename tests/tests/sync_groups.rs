@@ -348,33 +348,32 @@ fn a_partition_of_one_link_does_not_take_the_group() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn the_group_s_track_script_moves_the_whole_group() -> Result<()> {
-    // The group's `track_script` applies to every member: the check
-    // failing on node 1 puts its group in FAULT, and both VIPs move.
-    if !require_root("the_group_s_track_script_moves_the_whole_group") {
-        return Ok(());
-    }
-    let seg = two_links()?;
-    let (s1, log1) = notify_script(&seg, "notify1")?;
-    let (s0, _) = notify_script(&seg, "notify0")?;
-    let healthy = seg.file("healthy", "")?;
-    let tracked =
-        conf(150, &s1).replacen("  notify_master", "  track_script {\n    chk\n  }\n  notify_master", 1);
-    let script =
-        format!("vrrp_script chk {{\n  script \"test -f {}\"\n  interval 1\n}}\n", healthy.display());
-    let _master = seg.agent(1, &format!("{script}{tracked}"), &[])?;
+/// Node 1 (priority 150) runs `tracked`, its group carrying a tracker;
+/// node 0 (100) the plain group. `fail` makes the tracker bad on node 1,
+/// `heal` good again: both VIPs move to node 0 together within `limit`,
+/// and come back together, never split beyond a handover; the group's
+/// notify says FAULT.
+fn a_group_tracker_moves_the_whole_group(
+    seg: &Segment,
+    prelude: &str,
+    tracker: &str,
+    fail: impl FnOnce() -> Result<()>,
+    heal: impl FnOnce() -> Result<()>,
+    limit: Duration,
+) -> Result<()> {
+    let (s1, log1) = notify_script(seg, "notify1")?;
+    let (s0, _) = notify_script(seg, "notify0")?;
+    let tracked = conf(150, &s1).replacen("  notify_master", &format!("{tracker}  notify_master"), 1);
+    let _master = seg.agent(1, &format!("{prelude}{tracked}"), &[])?;
     let _backup = seg.agent(0, &conf(100, &s0), &[])?;
     seg.wait_holders(VIP1, &[1], MDI * 10 + MARGIN)?;
     seg.wait_holders(VIP2, &[1], MDI * 10 + MARGIN)?;
     let nodes = [&seg.nodes[0].ns, &seg.nodes[1].ns];
     let (w1, w2) = (HolderWatch::start(&nodes, VIP1)?, HolderWatch::start(&nodes, VIP2)?);
-    std::fs::remove_file(&healthy)?;
-    // One check interval, then Skew_Time (both members resign).
-    let limit = Duration::from_secs(1) + MDI + MARGIN;
+    fail()?;
     seg.wait_holders(VIP1, &[0], limit)?;
     seg.wait_holders(VIP2, &[0], MARGIN)?;
-    std::fs::write(&healthy, "")?;
+    heal()?;
     seg.wait_holders(VIP1, &[1], limit + MDI)?;
     seg.wait_holders(VIP2, &[1], MARGIN)?;
     let (v1, v2) = (w1.finish()?, w2.finish()?);
@@ -388,6 +387,28 @@ fn the_group_s_track_script_moves_the_whole_group() -> Result<()> {
 }
 
 #[test]
+fn the_group_s_track_script_moves_the_whole_group() -> Result<()> {
+    // The group's `track_script` applies to every member: the check
+    // failing on node 1 puts its group in FAULT, and both VIPs move.
+    if !require_root("the_group_s_track_script_moves_the_whole_group") {
+        return Ok(());
+    }
+    let seg = two_links()?;
+    let healthy = seg.file("healthy", "")?;
+    let script =
+        format!("vrrp_script chk {{\n  script \"test -f {}\"\n  interval 1\n}}\n", healthy.display());
+    // One check interval, then Skew_Time (both members resign).
+    a_group_tracker_moves_the_whole_group(
+        &seg,
+        &script,
+        "  track_script {\n    chk\n  }\n",
+        || Ok(std::fs::remove_file(&healthy)?),
+        || Ok(std::fs::write(&healthy, "")?),
+        Duration::from_secs(1) + MDI + MARGIN,
+    )
+}
+
+#[test]
 fn the_group_s_track_file_moves_the_whole_group() -> Result<()> {
     // The group's `track_file` applies to every member (keepalived's
     // sync_group_tracking_init): a maintenance value written on node 1
@@ -397,35 +418,15 @@ fn the_group_s_track_file_moves_the_whole_group() -> Result<()> {
         return Ok(());
     }
     let seg = two_links()?;
-    let (s1, log1) = notify_script(&seg, "notify1")?;
-    let (s0, _) = notify_script(&seg, "notify0")?;
     let maint = seg.file("maintenance", "0\n")?;
-    let tracked = conf(150, &s1).replacen(
-        "  notify_master",
-        "  track_file {\n    maint weight 0\n  }\n  notify_master",
-        1,
-    );
     let file = format!("vrrp_track_file maint {{\n  file {}\n}}\n", maint.display());
-    let _master = seg.agent(1, &format!("{file}{tracked}"), &[])?;
-    let _backup = seg.agent(0, &conf(100, &s0), &[])?;
-    seg.wait_holders(VIP1, &[1], MDI * 10 + MARGIN)?;
-    seg.wait_holders(VIP2, &[1], MDI * 10 + MARGIN)?;
-    let nodes = [&seg.nodes[0].ns, &seg.nodes[1].ns];
-    let (w1, w2) = (HolderWatch::start(&nodes, VIP1)?, HolderWatch::start(&nodes, VIP2)?);
-    std::fs::write(&maint, "1\n")?;
     // inotify, then Skew_Time (both members resign with priority 0).
-    let limit = MDI + MARGIN;
-    seg.wait_holders(VIP1, &[0], limit)?;
-    seg.wait_holders(VIP2, &[0], MARGIN)?;
-    std::fs::write(&maint, "0\n")?;
-    seg.wait_holders(VIP1, &[1], limit + MDI)?;
-    seg.wait_holders(VIP2, &[1], MARGIN)?;
-    let (v1, v2) = (w1.finish()?, w2.finish()?);
-    v1.assert_single_holder_but_handovers(HANDOVER)?;
-    v2.assert_single_holder_but_handovers(HANDOVER)?;
-    v1.assert_not_split_from(&v2, HANDOVER)?;
-    v2.assert_not_split_from(&v1, HANDOVER)?;
-    let g1 = group_lines(&log1, 5)?;
-    assert_eq!(g1[2], "GROUP G FAULT 0", "{g1:?}");
-    Ok(())
+    a_group_tracker_moves_the_whole_group(
+        &seg,
+        &file,
+        "  track_file {\n    maint weight 0\n  }\n",
+        || Ok(std::fs::write(&maint, "1\n")?),
+        || Ok(std::fs::write(&maint, "0\n")?),
+        MDI + MARGIN,
+    )
 }
