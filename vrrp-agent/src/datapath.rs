@@ -174,6 +174,7 @@ impl Datapath {
             loader.verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
         }
         let mut ebpf = loader.load(&bytes).map_err(|source| DatapathError::Load { source })?;
+        log::debug!("start-up: object parsed, maps created");
         let prog: &mut Xdp = ebpf
             .program_mut(XDP_PROGRAM)
             .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
@@ -184,6 +185,7 @@ impl Datapath {
             iface: "-".into(),
             source,
         })?;
+        log::debug!("start-up: program verified");
         for name in ALL_MAPS {
             if ebpf.map(name).is_none() {
                 return Err(DatapathError::Missing { what: "map", name });

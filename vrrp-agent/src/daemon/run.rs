@@ -143,9 +143,11 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         Some(fds) => instance_lock::adopt(&opts.name, fds)?,
         None => instance_lock::acquire(&opts.name)?,
     };
+    log::debug!("start-up: lock taken");
     let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
     tokio::spawn(conn);
     super::vips::cleanup_stale(&opts.name, &nl).await;
+    log::debug!("start-up: stale VIPs checked");
     // Another agent's live program serving one of our VRIDs (issue 12,
     // case 9) is refused below; with use_vmac, refuse before touching
     // the macvlans, which would be that agent's (a killed agent of our
@@ -166,6 +168,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     }
     // The macvlans of use_vmac before the instances, which open on them.
     let (vmacs, vmac_names) = super::vmac::Manager::start(&cfg, &nl, &opts.name).await;
+    log::debug!("start-up: macvlans");
     let mut insts =
         cfg.instances.iter().zip(vmac_names).map(|(c, v)| build(c, v)).collect::<Result<Vec<_>, _>>()?;
     let source = match opts.receive {
@@ -185,6 +188,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             }
         },
     };
+    log::debug!("start-up: receive path ready");
     let deadline = Deadline::new().map_err(io("timerfd"))?;
     // Bound before the instances start, so that a taken port is an error
     // at start, not a silent absence of metrics.
@@ -232,6 +236,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         }
         Err(e) => log::error!("reading the interfaces' addresses: {e}"),
     }
+    log::debug!("start-up: addresses dumped");
     // Only what we add is ever removed: routes and rules found at start
     // are someone else's (a crashed run's are removed from its record).
     let mut routes = super::reconcile::Reconciler::only_own();
@@ -276,6 +281,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         counters: super::metrics::Counters::default(),
         scrapes,
     };
+    log::debug!("start-up: serving");
     agent.serve(net, health_rx, signals, shutdown).await;
     Ok(())
 }
@@ -317,12 +323,15 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     for note in refuse_taken(insts)? {
         log::debug!("{note}");
     }
+    log::debug!("start-up: stale pins cleared, occupants checked");
     let mut dp = Datapath::load(opts.ebpf_object.as_deref())?;
+    log::debug!("start-up: XDP object loaded");
     // Every instance's map entries before the first attach: an advert that
     // arrived in between would be taken for another daemon's (unknown_vrid).
     for inst in insts.iter().filter(|i| i.bound()) {
         dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), opts.pass_up)?;
     }
+    log::debug!("start-up: maps configured");
     let mut attached: HashMap<u32, ()> = HashMap::new();
     // An instance whose interface does not exist yet attaches when it appears.
     for inst in insts.iter().filter(|i| i.bound()) {
@@ -336,6 +345,7 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
         }
     }
     let pin_dir = if opts.no_pin { None } else { Some(dp.pin_for(&opts.pin_root, &opts.name)?) };
+    log::debug!("start-up: pinned");
     // SAFETY: `Events` owns the ring buffer's fd, and the AsyncFd owns the
     // `Events`, so the fd stays open and the same for the AsyncFd's life.
     let events = unsafe { AsyncFd::register_with_interest(dp.take_events()?, Interest::READABLE) }
