@@ -885,15 +885,19 @@ impl Datapath {
 pub fn refuse_taken(wanted: &[(&str, u32, Family, u8)]) -> Result<Vec<String>, DatapathError> {
     let mut notes = Vec::new();
     let mut seen = Vec::new();
+    // One look per interface, not per instance: with 250 VRIDs on one
+    // VLAN, a netlink query (and, with a program there, a walk of every
+    // loaded program and its maps) per instance was most of the start-up.
+    let mut looked: std::collections::HashMap<u32, Option<Occupant>> = std::collections::HashMap::new();
     for &(iface, ifindex, family, vrid) in wanted {
-        let o = match occupant(ifindex) {
-            Ok(Some(o)) => o,
-            Ok(None) => continue,
+        let o = looked.entry(ifindex).or_insert_with(|| match occupant(ifindex) {
+            Ok(o) => o,
             Err(e) => {
                 log::debug!("cannot tell which XDP program is on {iface}: {e}");
-                continue;
+                None
             }
-        };
+        });
+        let Some(o) = o else { continue };
         if o.serves_live(family, vrid) {
             let family = if family == Family::V4 { "IPv4" } else { "IPv6" };
             return Err(DatapathError::Taken { iface: iface.into(), prog_id: o.prog_id, vrid, family });

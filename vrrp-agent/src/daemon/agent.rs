@@ -394,7 +394,7 @@ impl Agent {
     /// Open instance `i` on its interface if it is not yet open on the
     /// index the interface has now.
     async fn rebind(&mut self, i: usize) {
-        match self.insts[i].bind() {
+        match self.insts[i].bind(&super::link::Ifaddrs::now()) {
             Ok(false) => {}
             Ok(true) => {
                 let inst = &self.insts[i];

@@ -169,8 +169,15 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     // The macvlans of use_vmac before the instances, which open on them.
     let (vmacs, vmac_names) = super::vmac::Manager::start(&cfg, &nl, &opts.name).await;
     log::debug!("start-up: macvlans");
-    let mut insts =
-        cfg.instances.iter().zip(vmac_names).map(|(c, v)| build(c, v)).collect::<Result<Vec<_>, _>>()?;
+    // One dump of the interfaces for every instance (not one each).
+    let ifs = link::Ifaddrs::now();
+    let mut insts = cfg
+        .instances
+        .iter()
+        .zip(vmac_names)
+        .map(|(c, v)| build(c, v, &ifs))
+        .collect::<Result<Vec<_>, _>>()?;
+    log::debug!("start-up: instances opened");
     let source = match opts.receive {
         ReceiveMode::Socket => {
             refuse_no_accept(&insts, "raw sockets were asked for (--receive socket)")?;
@@ -206,10 +213,12 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     let groups = sync_groups(&cfg, &mut insts);
     let group_notify_as =
         user::resolve(None, cfg.global.script_user.as_ref(), cfg.global.enable_script_security).ok();
+    // The links' state now (one dump), just before subscribing below.
+    let ifs = link::Ifaddrs::now();
     let mut links: HashMap<u32, bool> = HashMap::new();
     for inst in &insts {
         for (idx, name, _) in inst.track_ifs.iter().filter(|(idx, _, _)| *idx != 0) {
-            links.insert(*idx, link::is_up(name));
+            links.entry(*idx).or_insert_with(|| ifs.is_up(name));
         }
     }
     // Subscribe before the dump, so that no change falls between them.
