@@ -144,6 +144,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         None => instance_lock::acquire(&opts.name)?,
     };
     log::debug!("start-up: lock taken");
+    raise_file_limit(cfg.instances.len());
     let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
     tokio::spawn(conn);
     super::vips::cleanup_stale(&opts.name, &nl).await;
@@ -278,6 +279,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         route_keys,
         rule_keys,
         stopping: false,
+        starting: false,
         vmacs,
         retry_at: None,
         written: None,
@@ -293,6 +295,37 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     log::debug!("start-up: serving");
     agent.serve(net, health_rx, signals, shutdown).await;
     Ok(())
+}
+
+/// Open files an agent with `instances` instances may need: an advert
+/// socket each, a packet socket for announcements once it has been MASTER
+/// and an ICMPv6 one for IPv6, plus a margin for the rest.
+pub(super) fn files_needed(instances: usize) -> u64 {
+    (instances as u64).saturating_mul(3).saturating_add(64)
+}
+
+/// keepalived raises its open-file limit to what its instances need
+/// (vrrp_daemon.c, `set_max_file_limit`); so does the agent: under
+/// systemd the soft limit is 1,024, which 4,000 instances exceed.
+fn raise_file_limit(instances: usize) {
+    let want = files_needed(instances);
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= want {
+        return;
+    }
+    // Root may raise the hard limit too (CAP_SYS_RESOURCE); else up to it.
+    let raised = libc::rlimit { rlim_cur: want, rlim_max: lim.rlim_max.max(want) };
+    let capped = libc::rlimit { rlim_cur: want.min(lim.rlim_max), rlim_max: lim.rlim_max };
+    // SAFETY: setrlimit reads the struct it is given.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0
+        || unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &capped) } == 0 && capped.rlim_cur >= want;
+    if !ok {
+        log::warn!(
+            "{instances} instances may need {want} open files, and the limit stays at {}: raise LimitNOFILE",
+            lim.rlim_cur
+        );
+    }
 }
 
 /// Accept Mode off (`no_accept`, or implied by `vrrp_strict`) is the XDP
@@ -333,7 +366,9 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
         log::debug!("{note}");
     }
     log::debug!("start-up: stale pins cleared, occupants checked");
-    let mut dp = Datapath::load(opts.ebpf_object.as_deref())?;
+    let vips = insts.iter().map(|i| i.conf.vips.len() + i.conf.vips_excluded.len()).sum();
+    let sizes = crate::datapath::MapSizes::for_config(insts.len(), vips);
+    let mut dp = Datapath::load_sized(opts.ebpf_object.as_deref(), &sizes)?;
     log::debug!("start-up: XDP object loaded");
     // Every instance's map entries before the first attach: an advert that
     // arrived in between would be taken for another daemon's (unknown_vrid).
