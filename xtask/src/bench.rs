@@ -134,7 +134,10 @@ pub fn run(opts: &Opts) -> Result<()> {
     let wants = |s: &str| opts.only.as_deref().is_none_or(|o| o == s);
     let out = opts.out_dir();
     std::fs::create_dir_all(&out)?;
-    let agent = sh::root().join("target/release/vrrp-agent");
+    // VRRP_BENCH_AGENT: another build of the agent (an older commit's, for
+    // a before/after comparison in the same harness).
+    let agent = std::env::var_os("VRRP_BENCH_AGENT")
+        .map_or_else(|| sh::root().join("target/release/vrrp-agent"), std::path::PathBuf::from);
     let machine = machine();
     let mut md = String::new();
     writeln!(md, "# vrrp-agent benchmarks\n")?;
@@ -584,7 +587,10 @@ fn flood_full(seconds: u64, receive: &'static str) -> Result<Flood> {
 
 fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
     sh::step(&format!("flood: invalid adverts at the agent ({receive} receive path) for {seconds} s"));
-    let agent = sh::root().join("target/release/vrrp-agent");
+    // VRRP_BENCH_AGENT: another build of the agent (an older commit's, for
+    // a before/after comparison in the same harness).
+    let agent = std::env::var_os("VRRP_BENCH_AGENT")
+        .map_or_else(|| sh::root().join("target/release/vrrp-agent"), std::path::PathBuf::from);
     let agent = agent.to_str().context("agent path")?;
     let a = Netns::new("vba")?;
     let b = Netns::new("vbb")?;
