@@ -446,7 +446,7 @@ pub fn run(opts: &Opts) -> Result<()> {
         writeln!(md, "## Start-up\n")?;
         writeln!(
             md,
-            "From spawning the daemon in its namespace (the agent through `nsenter`, keepalived through `ip netns exec`, as in every scenario here) until every instance has logged BACKUP; no master answers, so the instances stay in BACKUP. Each run is stopped with SIGTERM and waited for before the next; the arms alternate run by run. The agent's arm includes its supervisor starting the worker and the XDP program being loaded (or reused from its pins) and attached.\n"
+            "From spawning the daemon in its namespace (the agent through `nsenter`, keepalived through `ip netns exec`, as in every scenario here) until every instance has logged BACKUP; no master answers, so the instances stay in BACKUP. Each run is stopped with SIGTERM and waited for before the next; the arms alternate run by run. The agent's arm includes its supervisor starting the worker, and the XDP program being loaded (the kernel's verifier runs at every start) and attached.\n"
         )?;
         writeln!(md, "| arm | instances | runs | min / median / p95 / max (ms) |")?;
         writeln!(md, "|---|---|---|---|")?;

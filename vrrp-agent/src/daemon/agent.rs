@@ -145,6 +145,8 @@ impl Agent {
         shutdown: impl Future<Output = ()>,
     ) {
         self.start().await;
+        // Start-up's garbage (the configuration's parse, dumps) goes back.
+        super::trim_heap();
         // XDP is attached (run.rs) and every instance is in its first state.
         self.sd.ready(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
         // Pinged from this loop, between handlers: a handler that hangs
