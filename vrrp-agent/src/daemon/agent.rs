@@ -773,7 +773,10 @@ impl Agent {
                 }
             }
         }
-        if transitioned && !self.starting {
+        // At stop, a transition's reconcile waits for the end of the loop
+        // in `stop` too (4,000 backups took 7.8 s to stop); a master's
+        // removal of its VIPs (RemoveVips above) still happens at once.
+        if transitioned && !self.starting && !self.stopping {
             self.reconcile().await;
         }
         for to in notify {
@@ -1213,6 +1216,8 @@ impl Agent {
             self.insts[i].machine.handle(now, Input::Shutdown, &mut out);
             self.execute(i, now, out).await;
         }
+        // The reconciles the loop left due, before the groups' notifies.
+        self.reconcile().await;
         // The groups' STOP notifies run to completion (at most 1 s each,
         // keepalived's limit for them) before the agent exits, which would
         // kill them.
