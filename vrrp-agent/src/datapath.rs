@@ -14,13 +14,14 @@ use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use vrrp_common::Verdict;
 use vrrp_common::accept::{
-    NOACCEPT_COUNTERS_MAP, NOACCEPT_MAP, NOACCEPT_ROWS_MAP, NoAcceptCounterKey, NoAcceptVerdict, VipKey,
-    VipOwner,
+    NOACCEPT_COUNTERS_MAP, NOACCEPT_MAP, NOACCEPT_MAX_ENTRIES, NOACCEPT_ROWS_MAP, NoAcceptCounterKey,
+    NoAcceptVerdict, VipKey, VipOwner,
 };
 use vrrp_common::maps::{
-    ADDR_OWN, ADDR_PEER, ADDRS_MAP, ALIVE_MAP, ALIVE_WINDOW_NS, AddrInfo, COUNTERS_MAP, CSUM_FORMS_MAP,
-    CounterKey, EVENTS_MAP, INST_PASS_UP, INSTANCES_MAP, InstanceConfig, InstanceKey, PEERS_MAP, PeerEvent,
-    PeerKey, PeerState, WATCH_MAP, XDP_PROGRAM,
+    ADDR_OWN, ADDR_PEER, ADDRS_MAP, ADDRS_MAX_ENTRIES, ALIVE_MAP, ALIVE_WINDOW_NS, AddrInfo, COUNTERS_MAP,
+    CSUM_FORMS_MAP, CounterKey, EVENTS_MAP, INST_PASS_UP, INSTANCES_MAP, INSTANCES_MAX_ENTRIES,
+    InstanceConfig, InstanceKey, PEERS_MAP, PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState, WATCH_MAP,
+    XDP_PROGRAM,
 };
 use vrrp_common::rx::Expect;
 use vrrp_common::wire::Family;
@@ -120,6 +121,51 @@ const PINNED_MAPS: [&str; 7] =
     [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, CSUM_FORMS_MAP, NOACCEPT_MAP, NOACCEPT_COUNTERS_MAP];
 
 /// How to attach: the kernel's choice, or forced generic / native.
+/// How many entries the per-instance maps get. The object's sizes
+/// (2,048 instances, 4,096 peers and addresses) are the floor; a larger
+/// configuration gets twice its count, so that 16 VLANs × 250 VRIDs load
+/// into XDP instead of falling back to raw sockets (map update refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// `VRRP_INSTANCES` and `VRRP_WATCH`: one entry per instance.
+    pub instances: u32,
+    /// `VRRP_PEERS` (a master and other routers per instance) and
+    /// `VRRP_ADDRS` (own addresses and unicast peers per interface).
+    pub peers: u32,
+    /// `VRRP_NOACCEPT`: one entry per virtual address.
+    pub vips: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        MapSizes { instances: INSTANCES_MAX_ENTRIES, peers: PEERS_MAX_ENTRIES, vips: NOACCEPT_MAX_ENTRIES }
+    }
+}
+
+impl MapSizes {
+    /// Sizes for `instances` instances holding `vips` virtual addresses.
+    pub fn for_config(instances: usize, vips: usize) -> MapSizes {
+        let twice = |n: usize, floor: u32| u32::try_from(n.saturating_mul(2)).unwrap_or(u32::MAX).max(floor);
+        let d = MapSizes::default();
+        MapSizes {
+            instances: twice(instances, d.instances),
+            peers: twice(instances, d.peers.max(ADDRS_MAX_ENTRIES)),
+            vips: twice(vips, d.vips),
+        }
+    }
+
+    /// (map name, max entries), for the loader.
+    fn entries(&self) -> [(&'static str, u32); 5] {
+        [
+            (INSTANCES_MAP, self.instances),
+            (WATCH_MAP, self.instances),
+            (PEERS_MAP, self.peers),
+            (ADDRS_MAP, self.peers),
+            (NOACCEPT_MAP, self.vips),
+        ]
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AttachMode {
     /// Native if the driver supports it, else generic (the kernel decides).
@@ -167,13 +213,23 @@ impl Datapath {
     /// Load the object (from `object`, else the embedded one) into the
     /// kernel. Nothing is attached yet.
     pub fn load(object: Option<&Path>) -> Result<Self, DatapathError> {
+        Self::load_sized(object, &MapSizes::default())
+    }
+
+    /// As `load`, with the per-instance maps sized by `sizes` (see
+    /// `MapSizes::for_config`).
+    pub fn load_sized(object: Option<&Path>, sizes: &MapSizes) -> Result<Self, DatapathError> {
         let bytes = crate::object::load_bytes(object)?;
         let mut loader = EbpfLoader::new();
+        for (name, n) in sizes.entries() {
+            loader.map_max_entries(name, n);
+        }
         // VRRP_VERIFIER_LOG=1 asks the kernel for the verifier's full trace.
         if std::env::var_os("VRRP_VERIFIER_LOG").is_some() {
             loader.verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
         }
         let mut ebpf = loader.load(&bytes).map_err(|source| DatapathError::Load { source })?;
+        log::debug!("start-up: object parsed, maps created");
         let prog: &mut Xdp = ebpf
             .program_mut(XDP_PROGRAM)
             .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
@@ -184,6 +240,7 @@ impl Datapath {
             iface: "-".into(),
             source,
         })?;
+        log::debug!("start-up: program verified");
         for name in ALL_MAPS {
             if ebpf.map(name).is_none() {
                 return Err(DatapathError::Missing { what: "map", name });
@@ -898,15 +955,19 @@ impl Datapath {
 pub fn refuse_taken(wanted: &[(&str, u32, Family, u8)]) -> Result<Vec<String>, DatapathError> {
     let mut notes = Vec::new();
     let mut seen = Vec::new();
+    // One look per interface, not per instance: with 250 VRIDs on one
+    // VLAN, a netlink query (and, with a program there, a walk of every
+    // loaded program and its maps) per instance was most of the start-up.
+    let mut looked: std::collections::HashMap<u32, Option<Occupant>> = std::collections::HashMap::new();
     for &(iface, ifindex, family, vrid) in wanted {
-        let o = match occupant(ifindex) {
-            Ok(Some(o)) => o,
-            Ok(None) => continue,
+        let o = looked.entry(ifindex).or_insert_with(|| match occupant(ifindex) {
+            Ok(o) => o,
             Err(e) => {
                 log::debug!("cannot tell which XDP program is on {iface}: {e}");
-                continue;
+                None
             }
-        };
+        });
+        let Some(o) = o else { continue };
         if o.serves_live(family, vrid) {
             let family = if family == Family::V4 { "IPv4" } else { "IPv6" };
             return Err(DatapathError::Taken { iface: iface.into(), prog_id: o.prog_id, vrid, family });
@@ -936,4 +997,32 @@ pub fn refuse_taken(wanted: &[(&str, u32, Family, u8)]) -> Result<Vec<String>, D
         });
     }
     Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_configurations_keep_the_objects_map_sizes() {
+        assert_eq!(MapSizes::for_config(1, 1), MapSizes::default());
+        assert_eq!(MapSizes::for_config(250, 250), MapSizes::default());
+    }
+
+    #[test]
+    fn sixteen_vlans_of_250_vrids_get_room_for_every_instance() {
+        let s = MapSizes::for_config(4000, 4000);
+        assert_eq!(s.instances, 8000);
+        assert_eq!(s.peers, 8000);
+        assert_eq!(s.vips, 8000);
+        let e = s.entries();
+        assert!(e.iter().all(|(_, n)| *n >= 4000), "{e:?}");
+        assert!(e.iter().any(|(name, _)| *name == WATCH_MAP));
+    }
+
+    #[test]
+    fn absurd_counts_saturate_instead_of_wrapping() {
+        let s = MapSizes::for_config(usize::MAX, usize::MAX);
+        assert_eq!(s.instances, u32::MAX);
+    }
 }

@@ -17,7 +17,7 @@ use vrrp_tests::{Netns, frame, netns};
 
 use crate::bench_failover::{self, Arm, Kind};
 use crate::bench_proc::{Memory, Usage};
-use crate::{bench_health, bench_plot, bench_steady, bench_targets};
+use crate::{bench_health, bench_plot, bench_startup, bench_steady, bench_targets};
 use crate::{prereqs, sh};
 
 /// Result of the flood scenario, one arm.
@@ -105,7 +105,7 @@ const NOTES: &str = "## Notes on the figures
   interval, so the spread is about one script interval.
 ";
 
-const SCENARIOS: [&str; 7] = ["crash", "graceful", "health", "split", "flood", "steady", "scale"];
+const SCENARIOS: [&str; 8] = ["crash", "graceful", "health", "split", "flood", "steady", "scale", "startup"];
 
 pub fn run(opts: &Opts) -> Result<()> {
     if opts.replot {
@@ -134,7 +134,10 @@ pub fn run(opts: &Opts) -> Result<()> {
     let wants = |s: &str| opts.only.as_deref().is_none_or(|o| o == s);
     let out = opts.out_dir();
     std::fs::create_dir_all(&out)?;
-    let agent = sh::root().join("target/release/vrrp-agent");
+    // VRRP_BENCH_AGENT: another build of the agent (an older commit's, for
+    // a before/after comparison in the same harness).
+    let agent = std::env::var_os("VRRP_BENCH_AGENT")
+        .map_or_else(|| sh::root().join("target/release/vrrp-agent"), std::path::PathBuf::from);
     let machine = machine();
     let mut md = String::new();
     writeln!(md, "# vrrp-agent benchmarks\n")?;
@@ -438,6 +441,39 @@ pub fn run(opts: &Opts) -> Result<()> {
         json["scale"] = serde_json::Value::Array(rows);
         footprint.extend(arms);
     }
+    if wants("startup") {
+        sh::step("start-up: spawn to every instance in BACKUP");
+        writeln!(md, "## Start-up\n")?;
+        writeln!(
+            md,
+            "From spawning the daemon in its namespace (the agent through `nsenter`, keepalived through `ip netns exec`, as in every scenario here) until every instance has logged BACKUP; no master answers, so the instances stay in BACKUP. Each run is stopped with SIGTERM and waited for before the next; the arms alternate run by run. The agent's arm includes its supervisor starting the worker, and the XDP program being loaded (the kernel's verifier runs at every start) and attached.\n"
+        )?;
+        writeln!(md, "| arm | instances | runs | min / median / p95 / max (ms) |")?;
+        writeln!(md, "|---|---|---|---|")?;
+        let mut rows = Vec::new();
+        for n in [1, opts.instances] {
+            for s in bench_startup::series(n, opts.runs, &agent)? {
+                let v = bench_failover::summary(&s.ms);
+                writeln!(
+                    md,
+                    "| {} | {} | {} | {:.1} / {:.1} / {:.1} / {:.1} |",
+                    s.arm.name(),
+                    s.instances,
+                    s.ms.len(),
+                    v[0],
+                    v[1],
+                    v[2],
+                    v[3]
+                )?;
+                rows.push(serde_json::json!({
+                    "arm": s.arm.name(), "instances": s.instances, "start_to_backup_ms": s.ms,
+                    "summary_ms": { "min": v[0], "median": v[1], "p95": v[2], "max": v[3] },
+                }));
+            }
+        }
+        json["startup"] = serde_json::Value::Array(rows);
+        writeln!(md)?;
+    }
     if !footprint.is_empty() {
         writeln!(md, "## Footprint\n")?;
         writeln!(
@@ -551,7 +587,10 @@ fn flood_full(seconds: u64, receive: &'static str) -> Result<Flood> {
 
 fn flood(seconds: u64, receive: &'static str) -> Result<Flood> {
     sh::step(&format!("flood: invalid adverts at the agent ({receive} receive path) for {seconds} s"));
-    let agent = sh::root().join("target/release/vrrp-agent");
+    // VRRP_BENCH_AGENT: another build of the agent (an older commit's, for
+    // a before/after comparison in the same harness).
+    let agent = std::env::var_os("VRRP_BENCH_AGENT")
+        .map_or_else(|| sh::root().join("target/release/vrrp-agent"), std::path::PathBuf::from);
     let agent = agent.to_str().context("agent path")?;
     let a = Netns::new("vba")?;
     let b = Netns::new("vbb")?;

@@ -9,6 +9,7 @@ mod bench_failover;
 mod bench_health;
 mod bench_plot;
 mod bench_proc;
+mod bench_startup;
 mod bench_steady;
 mod bench_targets;
 mod demo;
@@ -79,7 +80,7 @@ enum Task {
         /// Runs per failover series.
         #[arg(long, default_value_t = 20)]
         runs: usize,
-        /// Only one scenario: crash, graceful, health, split, flood, steady or scale.
+        /// Only one scenario: crash, graceful, health, split, flood, steady, scale or startup.
         #[arg(long)]
         only: Option<String>,
         /// Advert intervals for the failover series, in ms (graceful runs

@@ -100,6 +100,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         }
         Err(e) => return Err(super::check::refused(&path, &e)),
     };
+    log::debug!("start-up: configuration read");
     privileges(args.agent.receive)?;
     log::info!(
         "Starting vrrp-agent {} with {} ({} instance(s))",

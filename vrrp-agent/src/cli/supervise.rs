@@ -59,6 +59,9 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
     // no second agent of this name can start, or take the dead worker's
     // leftovers as its own, before the clean-up here is done.
     let lock = instance_lock::acquire(name)?;
+    // The configuration was parsed (for net_namespace) and dropped: give
+    // its memory back before supervising for the agent's whole life.
+    vrrp_agent::daemon::trim_heap();
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);

@@ -115,8 +115,14 @@ pub fn check(cfg: &mut Config, r: &mut Report) {
         missing_route_dev(rt, "static route", r);
     }
 
+    // One MTU query per interface, not per instance (each opens a socket:
+    // a third of the check's time with 4,000 instances on 16 VLANs).
+    let mut mtus: std::collections::HashMap<String, Option<u32>> = std::collections::HashMap::new();
+    // Likewise whether an instance's interface exists (if_nametoindex
+    // opens a socket too).
+    let mut present: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     for i in &mut cfg.instances {
-        if !exists(&i.interface) {
+        if !*present.entry(i.interface.clone()).or_insert_with(|| exists(&i.interface)) {
             r.warn(
                 &i.loc,
                 format!("instance {}: interface `{}` does not exist (yet)", i.name, i.interface),
@@ -150,7 +156,7 @@ pub fn check(cfg: &mut Config, r: &mut Report) {
         // An advert that cannot carry the VIPs is never sent, and then both
         // nodes become MASTER. keepalived moves the excess to the excluded
         // addresses (added, not advertised) with this message.
-        let mtu = mtu(&i.interface).unwrap_or(DEFAULT_MTU);
+        let mtu = mtus.entry(i.interface.clone()).or_insert_with(|| mtu(&i.interface)).unwrap_or(DEFAULT_MTU);
         let max = max_vips(mtu, i.family, i.version);
         if max == 0 {
             r.error(

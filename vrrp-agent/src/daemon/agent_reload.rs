@@ -153,7 +153,7 @@ impl Agent {
     /// Build and start an instance as at the agent's start.
     async fn start_instance(&mut self, conf: crate::config::Instance) {
         // needs_restart: an added instance has no VMAC.
-        let mut inst = match instance::build(&conf, None) {
+        let mut inst = match instance::build(&conf, None, &super::link::Ifaddrs::now()) {
             Ok(x) => x,
             Err(e) => {
                 log::error!("({}) Reload: cannot start it: {e}", conf.name);
@@ -188,7 +188,7 @@ impl Agent {
         let now = timer::now();
         // needs_restart: a VMAC is unchanged by an update; keep its name.
         let vmac = self.insts[i].vmac.as_ref().map(|m| m.name.clone());
-        let mut fresh = match instance::build(&conf, vmac) {
+        let mut fresh = match instance::build(&conf, vmac, &super::link::Ifaddrs::now()) {
             Ok(x) => x,
             Err(e) => {
                 log::error!(

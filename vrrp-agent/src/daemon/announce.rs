@@ -59,15 +59,7 @@ impl Pacer {
 
 /// The MAC address of `iface`, from getifaddrs(3) (its AF_PACKET entry).
 pub fn mac_of(iface: &str) -> io::Result<[u8; 6]> {
-    for ifa in nix::ifaddrs::getifaddrs().map_err(io::Error::from)? {
-        if ifa.interface_name != iface {
-            continue;
-        }
-        if let Some(mac) = ifa.address.as_ref().and_then(|a| a.as_link_addr()).and_then(|l| l.addr()) {
-            return Ok(mac);
-        }
-    }
-    Err(io::Error::new(io::ErrorKind::NotFound, format!("no MAC address for {iface}")))
+    super::link::Ifaddrs::now().mac(iface)
 }
 
 /// A gratuitous ARP frame for `ip` owned by `mac`: an ARP request with
@@ -120,6 +112,11 @@ impl Announcer {
     /// For `iface` (index `ifindex`), opened lazily per family.
     pub fn new(iface: &str, ifindex: u32) -> io::Result<Announcer> {
         Ok(Announcer { ifindex, mac: mac_of(iface)?, packet: None, icmp6: None })
+    }
+
+    /// As `new`, with `iface`'s MAC address from a dump already taken.
+    pub fn with(ifs: &super::link::Ifaddrs, iface: &str, ifindex: u32) -> io::Result<Announcer> {
+        Ok(Announcer { ifindex, mac: ifs.mac(iface)?, packet: None, icmp6: None })
     }
 
     /// Announce `addr` once.

@@ -114,7 +114,11 @@ pub(super) const WATCH_BACKSTOP: Micros = Micros(1_000_000);
 /// Build instance `conf`. An interface that does not exist yet is not an
 /// error: the instance starts in FAULT and comes up when the interface
 /// appears (`bind` on its link event), as it does after a re-creation.
-pub(super) fn build(conf: &config::Instance, vmac: Option<String>) -> Result<Inst, DaemonError> {
+pub(super) fn build(
+    conf: &config::Instance,
+    vmac: Option<String>,
+    ifs: &link::Ifaddrs,
+) -> Result<Inst, DaemonError> {
     let resolve = |name: &str| nix::net::if_::if_nametoindex(name).unwrap_or(0);
     // VIPs on the instance's own interface get its index at `bind`; those
     // on another (a `dev`, the macvlan) now.
@@ -184,7 +188,7 @@ pub(super) fn build(conf: &config::Instance, vmac: Option<String>) -> Result<Ins
         stats: Stats::default(),
         last_transition: unix_now(),
     };
-    match inst.bind() {
+    match inst.bind(ifs) {
         Ok(_) => {}
         Err(DaemonError::NoInterface { iface, .. }) => log::warn!(
             "({}) interface {iface} does not exist (yet): the instance stays in FAULT until it appears",
@@ -273,7 +277,8 @@ impl Inst {
     /// again when the interface is re-created with a new index): the
     /// advert and announcement sockets, our addresses there. Ok(false) when
     /// it is already open on this index. Follows the interface by name.
-    pub(super) fn bind(&mut self) -> Result<bool, DaemonError> {
+    /// `ifs`: the interfaces as they are now.
+    pub(super) fn bind(&mut self, ifs: &link::Ifaddrs) -> Result<bool, DaemonError> {
         let conf = &self.conf;
         let name = conf.name.clone();
         let ifindex = nix::net::if_::if_nametoindex(conf.interface.as_str()).map_err(|source| {
@@ -306,7 +311,7 @@ impl Inst {
                 max,
             });
         }
-        let own = link::addresses(&conf.interface, conf.family);
+        let own = ifs.addresses(&conf.interface, conf.family);
         // RFC 5798 5.1.2.1: IPv6 adverts come from the link-local address.
         let src = match (conf.unicast_src_ip, conf.family) {
             (Some(a), _) => a,
@@ -340,7 +345,7 @@ impl Inst {
         let sender =
             Sender::open(tx_if, tx_index, src, &conf.unicast_peers, advert_spec(conf), self.ah.clone())
                 .map_err(io("advert socket"))?;
-        let announcer = Announcer::new(ann_if, ann_index).map_err(io("announcement sockets"))?;
+        let announcer = Announcer::with(ifs, ann_if, ann_index).map_err(io("announcement sockets"))?;
         if self.conf.vips.iter().chain(&self.conf.vips_excluded).any(|v| v.addr == src)
             && self.sender.is_none()
             && self.ifindex == 0

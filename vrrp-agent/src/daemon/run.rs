@@ -146,6 +146,8 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         Some(fds) => instance_lock::adopt(&opts.name, fds)?,
         None => instance_lock::acquire(&opts.name)?,
     };
+    log::debug!("start-up: lock taken");
+    raise_file_limit(cfg.instances.len());
     let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
     tokio::spawn(conn);
     // A hitless restart: the instances that resume as MASTER keep what
@@ -154,6 +156,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     if resumed.is_empty() {
         super::vips::cleanup_stale(&opts.name, &nl).await;
     }
+    log::debug!("start-up: stale VIPs checked");
     // Another agent's live program serving one of our VRIDs (issue 12,
     // case 9) is refused below; with use_vmac, refuse before touching
     // the macvlans, which would be that agent's (a killed agent of our
@@ -174,8 +177,16 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     }
     // The macvlans of use_vmac before the instances, which open on them.
     let (vmacs, vmac_names) = super::vmac::Manager::start(&cfg, &nl, &opts.name).await;
-    let mut insts =
-        cfg.instances.iter().zip(vmac_names).map(|(c, v)| build(c, v)).collect::<Result<Vec<_>, _>>()?;
+    log::debug!("start-up: macvlans");
+    // One dump of the interfaces for every instance (not one each).
+    let ifs = link::Ifaddrs::now();
+    let mut insts = cfg
+        .instances
+        .iter()
+        .zip(vmac_names)
+        .map(|(c, v)| build(c, v, &ifs))
+        .collect::<Result<Vec<_>, _>>()?;
+    log::debug!("start-up: instances opened");
     // Advertise at once, before the XDP program loads: the backups'
     // Master_Down_Timer runs since the previous process's last advert.
     let bridge = super::resume_start::Bridge::start(&insts, &resumed);
@@ -196,6 +207,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             }
         },
     };
+    log::debug!("start-up: receive path ready");
     let deadline = Deadline::new().map_err(io("timerfd"))?;
     // Bound before the instances start, so that a taken port is an error
     // at start, not a silent absence of metrics.
@@ -223,10 +235,12 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     let mut running_scripts: Vec<usize> = insts.iter().flat_map(|i| i.tracks.iter().map(|t| t.0)).collect();
     running_scripts.sort_unstable();
     running_scripts.dedup();
+    // The links' state now (one dump), just before subscribing below.
+    let ifs = link::Ifaddrs::now();
     let mut links: HashMap<u32, bool> = HashMap::new();
     for inst in &insts {
         for (idx, name, _) in inst.track_ifs.iter().filter(|(idx, _, _)| *idx != 0) {
-            links.insert(*idx, link::is_up(name));
+            links.entry(*idx).or_insert_with(|| ifs.is_up(name));
         }
     }
     // Subscribe before the dump, so that no change falls between them.
@@ -253,6 +267,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         }
         Err(e) => log::error!("reading the interfaces' addresses: {e}"),
     }
+    log::debug!("start-up: addresses dumped");
     // Only what we add is ever removed: routes and rules found at start
     // are someone else's (a crashed run's are removed from its record).
     let mut routes = super::reconcile::Reconciler::only_own();
@@ -285,6 +300,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         route_keys,
         rule_keys,
         stopping: false,
+        starting: false,
         vmacs,
         retry_at: None,
         written: None,
@@ -302,9 +318,41 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         resumed,
         running_scripts,
     };
+    log::debug!("start-up: serving");
     // Stopped just before the agent's own first advert (`Agent::start`).
     agent.serve(net, health_rx, track_rx, signals, shutdown, bridge).await;
     Ok(())
+}
+
+/// Open files an agent with `instances` instances may need: an advert
+/// socket each, a packet socket for announcements once it has been MASTER
+/// and an ICMPv6 one for IPv6, plus a margin for the rest.
+pub(super) fn files_needed(instances: usize) -> u64 {
+    (instances as u64).saturating_mul(3).saturating_add(64)
+}
+
+/// keepalived raises its open-file limit to what its instances need
+/// (vrrp_daemon.c, `set_max_file_limit`); so does the agent: under
+/// systemd the soft limit is 1,024, which 4,000 instances exceed.
+fn raise_file_limit(instances: usize) {
+    let want = files_needed(instances);
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= want {
+        return;
+    }
+    // Root may raise the hard limit too (CAP_SYS_RESOURCE); else up to it.
+    let raised = libc::rlimit { rlim_cur: want, rlim_max: lim.rlim_max.max(want) };
+    let capped = libc::rlimit { rlim_cur: want.min(lim.rlim_max), rlim_max: lim.rlim_max };
+    // SAFETY: setrlimit reads the struct it is given.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0
+        || unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &capped) } == 0 && capped.rlim_cur >= want;
+    if !ok {
+        log::warn!(
+            "{instances} instances may need {want} open files, and the limit stays at {}: raise LimitNOFILE",
+            lim.rlim_cur
+        );
+    }
 }
 
 /// Accept Mode off (`no_accept`, or implied by `vrrp_strict`) is the XDP
@@ -344,12 +392,17 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     for note in refuse_taken(insts)? {
         log::debug!("{note}");
     }
-    let mut dp = Datapath::load(opts.ebpf_object.as_deref())?;
+    log::debug!("start-up: stale pins cleared, occupants checked");
+    let vips = insts.iter().map(|i| i.conf.vips.len() + i.conf.vips_excluded.len()).sum();
+    let sizes = crate::datapath::MapSizes::for_config(insts.len(), vips);
+    let mut dp = Datapath::load_sized(opts.ebpf_object.as_deref(), &sizes)?;
+    log::debug!("start-up: XDP object loaded");
     // Every instance's map entries before the first attach: an advert that
     // arrived in between would be taken for another daemon's (unknown_vrid).
     for inst in insts.iter().filter(|i| i.bound()) {
         dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), opts.pass_up)?;
     }
+    log::debug!("start-up: maps configured");
     let mut attached: HashMap<u32, ()> = HashMap::new();
     // An instance whose interface does not exist yet attaches when it appears.
     for inst in insts.iter().filter(|i| i.bound()) {
@@ -363,6 +416,7 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
         }
     }
     let pin_dir = if opts.no_pin { None } else { Some(dp.pin_for(&opts.pin_root, &opts.name)?) };
+    log::debug!("start-up: pinned");
     // SAFETY: `Events` owns the ring buffer's fd, and the AsyncFd owns the
     // `Events`, so the fd stays open and the same for the AsyncFd's life.
     let events = unsafe { AsyncFd::register_with_interest(dp.take_events()?, Interest::READABLE) }
