@@ -135,6 +135,22 @@ impl Segment {
         Ok(p)
     }
 
+    /// `vrrp-agent stats --name NAME` in node `i`'s namespace: the packets
+    /// counted under `verdict`, on any interface.
+    pub fn verdict_count(&self, i: usize, name: &str, verdict: &str) -> Result<u64> {
+        let bin = agent_bin()?;
+        let mut stats = self.nodes[i].ns.command(bin.to_str().context("agent path")?);
+        stats.args(["stats", "--name", name]);
+        let out = netns::run(&mut stats)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .filter(|l| l.contains(&format!(" verdict={verdict} ")))
+            .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("packets=")))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum())
+    }
+
     /// Wait until no node has a tentative IPv6 address (duplicate address
     /// detection done): IPv6 adverts go out from the link-local address.
     pub fn wait_ipv6_ready(&self) -> Result<()> {

@@ -112,7 +112,7 @@ fn keepalived_and_agent_authenticate_each_other_in_both_roles() -> Result<()> {
     stays(&seg, 0, mdi(100) + MARGIN, "agent backup behind keepalived")?;
     assert!(!agent.lines().iter().any(|l| l.contains("IPSEC-AH")), "{:#?}", agent.lines());
     // The XDP program handed keepalived's adverts to the agent, visibly.
-    let handed = counted(&seg, 1, &agent_name, "ah_to_agent")?;
+    let handed = seg.verdict_count(1, &agent_name, "ah_to_agent")?;
     assert!(handed >= 3, "ah_to_agent counted {handed}");
     ka.stop(Duration::from_secs(10))?;
     seg.wait_holders(VIP, &[1], Duration::from_secs(1) + MARGIN)?;
@@ -299,22 +299,6 @@ fn a_wrong_auth_pass_is_refused_on_both_sides() -> Result<()> {
         ka.lines()
     );
     Ok(())
-}
-
-/// `vrrp-agent stats --name NAME` in node `i`'s namespace: the packets
-/// counted under `verdict`.
-fn counted(seg: &Segment, i: usize, name: &str, verdict: &str) -> Result<u64> {
-    let bin = vrrp_tests::lab::agent_bin()?;
-    let mut stats = seg.nodes[i].ns.command(&bin.to_string_lossy());
-    stats.args(["stats", "--name", name]);
-    let out = vrrp_tests::netns::run(&mut stats)?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .lines()
-        .filter(|l| l.contains(&format!(" verdict={verdict} ")))
-        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("packets=")))
-        .filter_map(|n| n.parse::<u64>().ok())
-        .sum())
 }
 
 /// A pcap file of Ethernet `frames`.

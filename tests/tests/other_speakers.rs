@@ -80,25 +80,9 @@ fn keepalived_beside_the_agent_keeps_hearing_its_master() -> Result<()> {
     );
     // The agent's program saw VRID 6's adverts and passed them
     // (unknown_vrid), accepted none of them.
-    let passed = counted(&seg, 1, &name, "unknown_vrid")?;
+    let passed = seg.verdict_count(1, &name, "unknown_vrid")?;
     assert!(passed >= 5, "VRID 6's adverts were not counted as passed: {passed}");
     Ok(())
-}
-
-/// `vrrp-agent stats --name NAME` in node `i`'s namespace: the packets
-/// counted under `verdict` on any interface.
-fn counted(seg: &Segment, i: usize, name: &str, verdict: &str) -> Result<u64> {
-    let bin = vrrp_tests::lab::agent_bin()?;
-    let mut stats = seg.nodes[i].ns.command(&bin.to_string_lossy());
-    stats.args(["stats", "--name", name]);
-    let out = vrrp_tests::netns::run(&mut stats)?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .lines()
-        .filter(|l| l.contains(&format!(" verdict={verdict} ")))
-        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("packets=")))
-        .filter_map(|n| n.parse::<u64>().ok())
-        .sum())
 }
 
 /// The program is attached only once every instance's map entry is in
@@ -115,8 +99,8 @@ fn no_advert_is_taken_for_somebody_elses_at_start() -> Result<()> {
     let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
     let ((agent, name), sent) =
         flooding_vrid5(&seg, || seg.agent_named(1, AGENT_CONF, &["--receive", "xdp"]))?;
-    let accepted = counted(&seg, 1, &name, "accepted")?;
-    let unknown = counted(&seg, 1, &name, "unknown_vrid")?;
+    let accepted = seg.verdict_count(1, &name, "accepted")?;
+    let unknown = seg.verdict_count(1, &name, "unknown_vrid")?;
     eprintln!("sent {sent} adverts; accepted {accepted}, unknown_vrid {unknown}");
     assert!(accepted > 0, "the program saw none of the adverts: {:#?}", agent.lines());
     assert_eq!(unknown, 0, "adverts for VRID 5 taken for another daemon's while the agent started");
@@ -236,8 +220,8 @@ fn watch_takes_no_advert_for_somebody_elses_at_start() -> Result<()> {
         p.wait_for_line("maps pinned", Duration::from_secs(15))?;
         Ok(p)
     })?;
-    let accepted = counted(&seg, 1, &name, "accepted")?;
-    let unknown = counted(&seg, 1, &name, "unknown_vrid")?;
+    let accepted = seg.verdict_count(1, &name, "accepted")?;
+    let unknown = seg.verdict_count(1, &name, "unknown_vrid")?;
     eprintln!("sent {sent} adverts; accepted {accepted}, unknown_vrid {unknown}");
     assert!(accepted > 0, "the program saw none of the adverts: {:#?}", watch.lines());
     assert_eq!(unknown, 0, "adverts for VRID 5 taken for another daemon's while watch started");
