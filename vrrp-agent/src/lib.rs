@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod fallback;
+mod fd;
 pub mod health;
 pub mod instance_lock;
 pub mod machine;

@@ -3,7 +3,7 @@
 //! adverts (DESIGN-NOTES: one priority step is 39 us of Skew_Time).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::AsRawFd;
 
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
@@ -20,19 +20,7 @@ pub fn now() -> Micros {
         .unwrap_or_default()
 }
 
-struct Fd(TimerFd);
-
-impl AsRawFd for Fd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-impl AsFd for Fd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
-    }
-}
+type Fd = crate::fd::RawFdOf<TimerFd>;
 
 /// One deadline at a time.
 pub struct Deadline {
@@ -47,8 +35,8 @@ impl Deadline {
             .map_err(io::Error::from)?;
         // SAFETY: `Fd` owns the timerfd and the AsyncFd owns the `Fd`, so
         // the descriptor stays open and the same for the AsyncFd's life.
-        let fd =
-            unsafe { AsyncFd::register_with_interest(Fd(t), Interest::READABLE) }.map_err(io::Error::from)?;
+        let fd = unsafe { AsyncFd::register_with_interest(crate::fd::RawFdOf(t), Interest::READABLE) }
+            .map_err(io::Error::from)?;
         Ok(Deadline { fd, armed: None })
     }
 

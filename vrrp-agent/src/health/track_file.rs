@@ -19,7 +19,6 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
@@ -131,20 +130,6 @@ fn resolve(path: &Path) -> io::Result<(PathBuf, OsString)> {
     Ok((dir, name))
 }
 
-struct Fd(Inotify);
-
-impl AsRawFd for Fd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-impl AsFd for Fd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
-    }
-}
-
 /// The watched files: their values now, and the task that reports changes.
 pub struct Watch {
     /// Each file's value by its index in the configuration (None: the
@@ -196,8 +181,10 @@ pub fn start(files: &[TrackFile], used: &[bool], tx: UnboundedSender<TrackEvent>
     }
     // SAFETY: `Fd` owns the inotify fd and the AsyncFd owns the `Fd`, so
     // the fd stays open and the same for the AsyncFd's life.
-    let fd = match unsafe { AsyncFd::register_with_interest(Fd(inotify), tokio::io::Interest::READABLE) }
-        .map_err(io::Error::from)
+    let fd = match unsafe {
+        AsyncFd::register_with_interest(crate::fd::RawFdOf(inotify), tokio::io::Interest::READABLE)
+    }
+    .map_err(io::Error::from)
     {
         Ok(fd) => fd,
         Err(e) => {
