@@ -475,6 +475,21 @@ fn bad_routes_and_rules_are_errors_and_unsupported_options_say_what_is_lost() {
     ] {
         assert!(errs.iter().any(|e| e.contains(want)), "{want}: {errs:#?}");
     }
+    // Each family clash and a keyword at the end of its line, located.
+    let errs = load(&instance(&format!(
+        "{BASE}\n  virtual_routes {{\n    inet6 198.51.100.0/24 dev eth0\n    nexthop via 192.0.2.1 nexthop via 2001:db8::1\n    198.51.100.0/24 dev\n  }}\n  virtual_rules {{\n    from 192.0.2.0/24 to 2001:db8::/64 table 1\n    inet6 from 192.0.2.0/24 table 1\n    from 192.0.2.0/24 table\n  }}"
+    )))
+    .expect_err("refused");
+    for want in [
+        "k.conf:8:11: error: virtual_routes: cannot mix IPv4 and IPv6 in one route",
+        "k.conf:9:39: error: virtual_routes: cannot mix IPv4 and IPv6 in one route",
+        "k.conf:10:21: error: virtual_routes: `dev` needs a value",
+        "k.conf:13:26: error: virtual_rules: rule mixes IPv4 and IPv6",
+        "k.conf:14:16: error: virtual_rules: rule mixes IPv4 and IPv6",
+        "k.conf:15:23: error: virtual_rules: `table` needs a value",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(want)), "{want}: {errs:#?}");
+    }
     let (_, warnings) = load(&instance(&format!(
         "{BASE}\n  virtual_routes {{\n    198.51.100.0/24 dev eth0 mtu lock 1400 append\n  }}\n  virtual_rules {{\n    from 192.0.2.0/24 table 3 preference 5 uidrange 1000-2000\n  }}"
     )))

@@ -140,6 +140,42 @@ fn words(s: &Stmt) -> Vec<(&str, &Loc)> {
     std::iter::once((s.key.as_str(), &s.loc)).chain(s.args.iter().map(|(a, l)| (a.as_str(), l))).collect()
 }
 
+/// The word after `w[*i]` (keyword `k`), moving `i` onto it; an error
+/// with `hint` if the line ends there.
+fn value<'a>(
+    w: &[(&'a str, &'a Loc)],
+    i: &mut usize,
+    what: &str,
+    hint: &str,
+    r: &mut Report,
+) -> Option<(&'a str, &'a Loc)> {
+    let (k, loc) = w[*i];
+    *i += 1;
+    let v = w.get(*i).copied();
+    if v.is_none() {
+        r.error(loc, format!("{what}: `{k}` needs a value"), hint);
+    }
+    v
+}
+
+/// Take `v6` as the line's family, or report `mixed` at `loc` (with
+/// `hint`) when the line already has the other one; false then.
+fn one_family(
+    family: &mut Option<bool>,
+    v6: bool,
+    loc: &Loc,
+    mixed: String,
+    hint: &str,
+    r: &mut Report,
+) -> bool {
+    if family.is_some_and(|f| f != v6) {
+        r.error(loc, mixed, hint);
+        return false;
+    }
+    *family = Some(v6);
+    true
+}
+
 /// An address, or a network `ADDRESS/LEN`; `default`, `any` and `all` are
 /// the zero network of a family not yet known (None).
 fn prefix(v: &str) -> Result<Option<(IpAddr, u8)>, String> {
@@ -305,45 +341,24 @@ pub fn route(s: &Stmt, what: &str, r: &mut Report) -> Option<Route> {
     let mut bad = false;
     // The family of an address must agree with the rest of the line.
     let agree = |fam: &mut Option<bool>, a: IpAddr, loc: &Loc, r: &mut Report| -> bool {
-        let v6 = a.is_ipv6();
-        match *fam {
-            Some(f) if f != v6 => {
-                r.error(
-                    loc,
-                    format!("{what}: cannot mix IPv4 and IPv6 in one route"),
-                    "one family per route",
-                );
-                false
-            }
-            _ => {
-                *fam = Some(v6);
-                true
-            }
-        }
+        one_family(
+            fam,
+            a.is_ipv6(),
+            loc,
+            format!("{what}: cannot mix IPv4 and IPv6 in one route"),
+            "one family per route",
+            r,
+        )
     };
     let mut i = 0;
     while i < w.len() {
         let (k, loc) = w[i];
-        let next = |i: &mut usize, r: &mut Report| -> Option<(&str, &Loc)> {
-            *i += 1;
-            let v = w.get(*i).copied();
-            if v.is_none() {
-                r.error(loc, format!("{what}: `{k}` needs a value"), "see keepalived.conf(5), static_routes");
-            }
-            v
-        };
+        let next =
+            |i: &mut usize, r: &mut Report| value(&w, i, what, "see keepalived.conf(5), static_routes", r);
         match k {
             "inet" | "inet6" => {
-                let v6 = k == "inet6";
-                if family.is_some_and(|f| f != v6) {
-                    r.error(
-                        loc,
-                        format!("{what}: `{k}` contradicts the route's addresses"),
-                        "one family per route",
-                    );
-                    bad = true;
-                }
-                family = Some(v6);
+                let mixed = format!("{what}: `{k}` contradicts the route's addresses");
+                bad |= !one_family(&mut family, k == "inet6", loc, mixed, "one family per route", r);
             }
             "src" | "via" | "gw" => {
                 let (v, vl) = next(&mut i, r)?;
@@ -578,18 +593,7 @@ fn nexthops(
     let mut i = 0;
     while i < w.len() {
         let (k, loc) = w[i];
-        let mut val = |i: &mut usize| -> Option<(&str, &Loc)> {
-            *i += 1;
-            let v = w.get(*i).copied();
-            if v.is_none() {
-                r.error(
-                    loc,
-                    format!("{what}: `{k}` needs a value"),
-                    "nexthop via ADDRESS dev IFACE weight N onlink",
-                );
-            }
-            v
-        };
+        let mut val = |i: &mut usize| value(w, i, what, "nexthop via ADDRESS dev IFACE weight N onlink", r);
         match (k, out.last_mut()) {
             ("nexthop", _) => out.push(NextHop { via: None, dev: None, weight: 1, onlink: false }),
             ("via", Some(nh)) => {
@@ -601,15 +605,10 @@ fn nexthops(
                     r.error(vl, format!("{what}: invalid nexthop address `{v}`"), "an IPv4 or IPv6 address");
                     return None;
                 };
-                if family.is_some_and(|f| f != a.is_ipv6()) {
-                    r.error(
-                        vl,
-                        format!("{what}: cannot mix IPv4 and IPv6 in one route"),
-                        "one family per route",
-                    );
+                let mixed = format!("{what}: cannot mix IPv4 and IPv6 in one route");
+                if !one_family(family, a.is_ipv6(), vl, mixed, "one family per route", r) {
                     return None;
                 }
-                *family = Some(a.is_ipv6());
                 nh.via = Some(a);
             }
             ("dev", Some(nh)) => nh.dev = Some(val(&mut i)?.0.to_owned()),
@@ -682,41 +681,30 @@ pub fn rule(s: &Stmt, what: &str, next: &mut RulePriorities, r: &mut Report) -> 
     let mut i = 0;
     while i < w.len() {
         let (k, loc) = w[i];
-        let val = |i: &mut usize, r: &mut Report| -> Option<(&str, &Loc)> {
-            *i += 1;
-            let v = w.get(*i).copied();
-            if v.is_none() {
-                r.error(loc, format!("{what}: `{k}` needs a value"), "see keepalived.conf(5), static_rules");
-            }
-            v
-        };
+        let val =
+            |i: &mut usize, r: &mut Report| value(&w, i, what, "see keepalived.conf(5), static_rules", r);
         match k {
             "inet" | "inet6" => {
-                let v6 = k == "inet6";
-                if family.is_some_and(|f| f != v6) {
-                    r.error(
-                        loc,
-                        format!("{what}: `{k}` contradicts the rule's addresses"),
-                        "one family per rule",
-                    );
+                let mixed = format!("{what}: `{k}` contradicts the rule's addresses");
+                if !one_family(&mut family, k == "inet6", loc, mixed, "one family per rule", r) {
                     return None;
                 }
-                family = Some(v6);
             }
             "from" | "to" => {
                 let (v, vl) = val(&mut i, r)?;
                 match prefix(v) {
                     Ok(p) => {
-                        if let Some((a, _)) = p {
-                            if family.is_some_and(|f| f != a.is_ipv6()) {
-                                r.error(
-                                    vl,
-                                    format!("{what}: rule mixes IPv4 and IPv6"),
-                                    "one family per rule",
-                                );
-                                return None;
-                            }
-                            family = Some(a.is_ipv6());
+                        if let Some((a, _)) = p
+                            && !one_family(
+                                &mut family,
+                                a.is_ipv6(),
+                                vl,
+                                format!("{what}: rule mixes IPv4 and IPv6"),
+                                "one family per rule",
+                                r,
+                            )
+                        {
+                            return None;
                         }
                         if k == "from" {
                             rl.from = p;
