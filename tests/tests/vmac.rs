@@ -302,7 +302,6 @@ fn mixed_pair_with_keepalived_use_vmac() -> Result<()> {
         return Ok(());
     }
     let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24", "192.0.2.3/24"])?;
-    let client = &seg.nodes[2].ns;
     // keepalived 2.2.7 leaves the base's arp_announce alone, so the ARP
     // request its base sends to answer the client carries the VIP with
     // the base's MAC, and the client takes it (seen here: the client's
@@ -310,27 +309,39 @@ fn mixed_pair_with_keepalived_use_vmac() -> Result<()> {
     // its base; set it for keepalived, as an operator would, so the
     // client's entry says what the VMACs do.
     exec(&seg.nodes[1].ns, &["sysctl", "-qw", "net.ipv4.conf.eth0.arp_announce=2"])?;
-    let mut ka = seg.keepalived(1, &keepalived_conf(100))?;
-    seg.wait_holders(VIP, &[1], ELECTION)?;
-    is_vmac(&seg.nodes[1].ns, "vrrp.5", MAC4).context("keepalived's VMAC")?;
-    let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP)?;
-    assert_eq!(neigh_after_ping(client, VIP)?, MAC4, "keepalived master");
+    each_side_master_in_turn(&seg, VIP, MAC4, &keepalived_conf)
+}
+
+/// The mixed pair on node 0 (the agent) and node 1 (keepalived), both
+/// configured by `conf(priority)`: keepalived master, the agent at a lower
+/// priority beside it, keepalived stops and the agent takes over,
+/// keepalived back at a lower priority beside it, the agent stops and
+/// keepalived takes over. Node 2 reaches `vip` at `mac` under each
+/// master; one holder throughout.
+fn each_side_master_in_turn(seg: &Segment, vip: &str, mac: &str, conf: &dyn Fn(u8) -> String) -> Result<()> {
+    let client = &seg.nodes[2].ns;
+    let mut ka = seg.keepalived(1, &conf(100))?;
+    seg.wait_holders(vip, &[1], ELECTION)?;
+    is_vmac(&seg.nodes[1].ns, "vrrp.5", mac).context("keepalived's VMAC")?;
+    let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], vip)?;
+    assert_eq!(neigh_after_ping(client, vip)?, mac, "keepalived master");
 
     // The agent at a lower priority hears keepalived's master.
-    let mut agent = seg.agent(0, &conf4(50, ""), &[])?;
-    stays_master(&seg, 1).context("the agent beside keepalived's master")?;
-    is_vmac(&seg.nodes[0].ns, "vrrp.5", MAC4)?;
+    let mut agent = seg.agent(0, &conf(50), &[])?;
+    stays_master_of(seg, 1, vip).context("the agent beside keepalived's master")?;
+    // Alone on VRID 5 (IPv4 or IPv6), keepalived's name is vrrp.5.
+    is_vmac(&seg.nodes[0].ns, "vrrp.5", mac)?;
     // keepalived stops: the agent takes over.
     ka.stop(Duration::from_secs(10))?;
-    seg.wait_holders(VIP, &[0], ELECTION)?;
-    assert_eq!(neigh_after_ping(client, VIP)?, MAC4, "agent master");
+    seg.wait_holders(vip, &[0], ELECTION)?;
+    assert_eq!(neigh_after_ping(client, vip)?, mac, "agent master");
     // keepalived at a lower priority hears the agent's master.
-    let _ka = seg.keepalived(1, &keepalived_conf(20))?;
-    stays_master(&seg, 0).context("keepalived beside the agent's master")?;
+    let _ka = seg.keepalived(1, &conf(20))?;
+    stays_master_of(seg, 0, vip).context("keepalived beside the agent's master")?;
     // The agent stops: keepalived takes over.
     agent.stop(Duration::from_secs(10))?;
-    seg.wait_holders(VIP, &[1], ELECTION)?;
-    assert_eq!(neigh_after_ping(client, VIP)?, MAC4, "keepalived master again");
+    seg.wait_holders(vip, &[1], ELECTION)?;
+    assert_eq!(neigh_after_ping(client, vip)?, mac, "keepalived master again");
     watch.finish()?.assert_single_holder()?;
     Ok(())
 }
@@ -457,28 +468,9 @@ fn mixed_pair_with_keepalived_use_vmac_ipv6() -> Result<()> {
         return Ok(());
     }
     let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24", "192.0.2.3/24"])?;
-    let client = &seg.nodes[2].ns;
-    client.ip(&["addr", "add", "2001:db8::3/64", "dev", "eth0"])?;
+    seg.nodes[2].ns.ip(&["addr", "add", "2001:db8::3/64", "dev", "eth0"])?;
     seg.wait_ipv6_ready()?;
-    let mut ka = seg.keepalived(1, &conf6(100))?;
-    seg.wait_holders(VIP6, &[1], ELECTION)?;
-    is_vmac(&seg.nodes[1].ns, "vrrp.5", MAC6).context("keepalived's VMAC")?;
-    let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP6)?;
-    assert_eq!(neigh_after_ping(client, VIP6)?, MAC6, "keepalived master");
-    let mut agent = seg.agent(0, &conf6(50), &[])?;
-    stays_master_of(&seg, 1, VIP6).context("the agent beside keepalived's master")?;
-    // Alone on VRID 5 for IPv6, keepalived's name is vrrp.5 too.
-    is_vmac(&seg.nodes[0].ns, "vrrp.5", MAC6)?;
-    ka.stop(Duration::from_secs(10))?;
-    seg.wait_holders(VIP6, &[0], ELECTION)?;
-    assert_eq!(neigh_after_ping(client, VIP6)?, MAC6, "agent master");
-    let _ka = seg.keepalived(1, &conf6(20))?;
-    stays_master_of(&seg, 0, VIP6).context("keepalived beside the agent's master")?;
-    agent.stop(Duration::from_secs(10))?;
-    seg.wait_holders(VIP6, &[1], ELECTION)?;
-    assert_eq!(neigh_after_ping(client, VIP6)?, MAC6, "keepalived master again");
-    watch.finish()?.assert_single_holder()?;
-    Ok(())
+    each_side_master_in_turn(&seg, VIP6, MAC6, &conf6)
 }
 
 /// A second agent (another `--name`) for the same VRID on the interface
