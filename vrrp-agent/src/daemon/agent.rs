@@ -41,9 +41,9 @@ use super::status::{self, AgentStatus, Stats};
 use super::timer::{self, Deadline};
 use super::vips::{self, ManagedVip};
 use crate::config::Config;
+use crate::health::Health;
 use crate::health::runner::{self, RunAs};
 use crate::health::trackers::{TrackEvent, Trackers};
-use crate::health::{Health, Status};
 use crate::machine::{Action, Input, Machine, Micros, State};
 use crate::notify_fifo::Fifos;
 use crate::sync_group::{self, Members, SyncGroup};
@@ -80,8 +80,8 @@ pub(super) struct Agent {
     pub(super) insts: Vec<Inst>,
     pub(super) source: Source,
     pub(super) deadline: Deadline,
-    /// Tracked scripts' states, by the script table's index.
-    pub(super) statuses: Vec<(String, Status)>,
+    /// The tracked scripts' check loops and states.
+    pub(super) checks: super::checks::Checks,
     /// Tracked interfaces' link state, by ifindex.
     pub(super) links: HashMap<u32, bool>,
     pub(super) nl: Handle,
@@ -94,6 +94,9 @@ pub(super) struct Agent {
     /// and rules are followed for these only.
     pub(super) route_keys: std::collections::BTreeSet<RouteKey>,
     pub(super) rule_keys: std::collections::BTreeSet<RuleKey>,
+    /// The event socket's route and rule subscriptions (a reload adds
+    /// them when it configures the first routes or rules).
+    pub(super) net_groups: Option<super::link::Groups>,
     /// Stopping: the static addresses, routes and rules go too.
     pub(super) stopping: bool,
     /// Starting: the instances take their first state one after the other,
@@ -135,8 +138,6 @@ pub(super) struct Agent {
     pub(super) retired: Retired,
     /// The instances that resume as MASTER at start (a hitless restart).
     pub(super) resumed: Vec<String>,
-    /// The scripts whose check loops run (by the table's index).
-    pub(super) running_scripts: Vec<usize>,
 }
 
 /// The instances' machines, for a sync group to move its members.
@@ -238,8 +239,11 @@ impl Agent {
         let now = timer::now();
         // A sync group starts in FAULT if any member would (keepalived's
         // vrrp_sync_set_group), so every member's fault is known first.
-        let health: Vec<(u8, bool)> =
-            self.insts.iter().map(|i| i.health_input(&self.statuses, &self.links, &self.trackers)).collect();
+        let health: Vec<(u8, bool)> = self
+            .insts
+            .iter()
+            .map(|i| i.health_input(&self.checks.statuses, &self.links, &self.trackers))
+            .collect();
         for g in &mut self.groups {
             let members = g.members().to_vec();
             for m in members {
@@ -557,9 +561,11 @@ impl Agent {
         self.reconcile().await;
     }
 
-    /// A tracked script's result.
-    async fn on_health(&mut self, idx: usize, ok: bool) {
-        let Some((name, status)) = self.statuses.get_mut(idx) else { return };
+    /// A tracked script's result, from the loop reporting under `slot`.
+    async fn on_health(&mut self, slot: usize, ok: bool) {
+        // A loop a reload replaced may still have had one on its way.
+        let Some(idx) = self.checks.index_of(slot) else { return };
+        let Some((name, status)) = self.checks.statuses.get_mut(idx) else { return };
         let Some(h) = status.record(ok) else { return };
         log::info!("VRRP_Script({name}) {}", if h == Health::Good { "succeeded" } else { "failed" });
         for i in 0..self.insts.len() {
@@ -643,7 +649,7 @@ impl Agent {
     /// priority and fault.
     pub(super) async fn retrack(&mut self, i: usize) {
         let now = timer::now();
-        let (p, fault) = self.insts[i].health_input(&self.statuses, &self.links, &self.trackers);
+        let (p, fault) = self.insts[i].health_input(&self.checks.statuses, &self.links, &self.trackers);
         // In a sync group, the group's fault (any member's) holds every
         // member; a change of it moves them all (keepalived's
         // vrrp_sync_fault, try_up_instance).

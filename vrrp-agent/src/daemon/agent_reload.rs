@@ -64,7 +64,7 @@ impl Retired {
 
 impl Agent {
     /// Apply a valid new configuration `new` (SIGHUP).
-    pub(super) async fn apply_reload(&mut self, mut new: Config) {
+    pub(super) async fn apply_reload(&mut self, new: Config) {
         let plan = reload::plan(&self.cfg, &new);
         if let Some(why) = reload::needs_restart(&self.cfg, &plan, &new) {
             log::error!(
@@ -77,12 +77,12 @@ impl Agent {
             self.cfg = new;
             return;
         }
-        if plan.scripts_changed {
-            // The check loops run from the start, by the table's index.
-            log::warn!(
-                "Reload: the vrrp_script definitions changed; vrrp-agent does not apply that in place: the running scripts stay as they were until the agent is restarted"
-            );
-            new.scripts = self.cfg.scripts.clone();
+        // The check loops first: the instances resolve their tracking
+        // against the new table below.
+        let scripts =
+            reload::script_plan(&self.cfg, &self.checks.running(), &new, &super::checks::used(&new));
+        if plan.scripts_changed || scripts.changes_loops() {
+            self.checks.reload(&new, &scripts);
         }
         let now = timer::now();
         let old_names: Vec<String> = self.insts.iter().map(|i| i.conf.name.clone()).collect();
@@ -117,10 +117,15 @@ impl Agent {
             log::info!("({}) Reload: applying {} in place", conf.name, fields.join(", "));
             self.update_instance(i, conf, &new).await;
         }
+        if plan.scripts_changed || scripts.changes_loops() {
+            // Kept instances too: a script's weight, or its place in the
+            // table, may have changed; the new weight counts at once.
+            self.retrack_scripts(&new).await;
+        }
         if plan.statics_changed {
             self.retire_statics(&new);
         }
-        let old = std::mem::replace(&mut self.cfg, new);
+        self.cfg = new;
         start.sort_unstable();
         for j in start {
             let conf = self.cfg.instances[j].clone();
@@ -130,7 +135,7 @@ impl Agent {
         // Keep the instances in the file's order (the status file's).
         let order: Vec<String> = self.cfg.instances.iter().map(|c| c.name.clone()).collect();
         self.insts.sort_by_key(|x| order.iter().position(|n| *n == x.conf.name));
-        self.refollow(&old).await;
+        self.refollow().await;
         self.written = None;
         self.reconcile().await;
         log::info!("Reload: done");
@@ -160,7 +165,7 @@ impl Agent {
                 return;
             }
         };
-        instance::resolve_tracks(&mut inst, &self.cfg.scripts, &self.running_scripts);
+        instance::resolve_tracks(&mut inst, &self.cfg.scripts, &self.checks.running());
         self.notify_as(&mut inst);
         Self::follow_links(&mut self.links, &inst);
         self.insts.push(inst);
@@ -172,7 +177,7 @@ impl Agent {
         }
         let now = timer::now();
         let inst = &mut self.insts[i];
-        let (p, fault) = inst.health_input(&self.statuses, &self.links, &self.trackers);
+        let (p, fault) = inst.health_input(&self.checks.statuses, &self.links, &self.trackers);
         let mut out = Vec::new();
         inst.machine.handle(now, Input::Priority(p), &mut out);
         inst.machine.handle(now, Input::Fault(fault), &mut out);
@@ -198,9 +203,11 @@ impl Agent {
                 return;
             }
         };
-        instance::resolve_tracks(&mut fresh, &new.scripts, &self.running_scripts);
+        instance::resolve_tracks(&mut fresh, &new.scripts, &self.checks.running());
         self.notify_as(&mut fresh);
         let old = std::mem::replace(&mut self.insts[i], fresh);
+        let gone_peers = reload::peers_removed(&old.conf, &conf);
+        let old_row = old.bound().then_some(old.ifindex);
         let inst = &mut self.insts[i];
         inst.machine = old.machine;
         inst.machine.reconfigure(now, instance::params(&conf));
@@ -236,6 +243,9 @@ impl Agent {
             }
         }
         Self::follow_links(&mut self.links, &self.insts[i]);
+        if let Some(ifindex) = old_row {
+            self.source.drop_peers(&conf.name, ifindex, conf.vrid, &gone_peers);
+        }
         let inst = &self.insts[i];
         // The kernel's row (version, auth, interval, peers) anew; the watch
         // is written again from `wanted_watch`.
@@ -251,6 +261,20 @@ impl Agent {
             self.reconcile().await;
             let repeat = self.insts[i].conf.garp_master_repeat;
             self.insts[i].announce_now(timer::now(), repeat);
+        }
+    }
+
+    /// The scripts changed: every instance resolves its `track_script`
+    /// against the new table (a weight or a place in it may have changed)
+    /// and recomputes its priority, which a master advertises at once.
+    async fn retrack_scripts(&mut self, new: &Config) {
+        let running = self.checks.running();
+        for i in 0..self.insts.len() {
+            if self.insts[i].conf.track_script.is_empty() {
+                continue;
+            }
+            instance::resolve_tracks(&mut self.insts[i], &new.scripts, &running);
+            self.retrack(i).await;
         }
     }
 
@@ -294,7 +318,7 @@ impl Agent {
     }
 
     /// The route and rule keys followed, after the configuration changed.
-    async fn refollow(&mut self, old: &Config) {
+    async fn refollow(&mut self) {
         let route_keys: std::collections::BTreeSet<RouteKey> = self
             .insts
             .iter()
@@ -311,14 +335,20 @@ impl Agent {
             .chain(&self.retired.rules)
             .map(routes::rule_key)
             .collect();
-        let had_routes = old.instances.iter().any(|i| !i.routes.is_empty()) || !old.static_routes.is_empty();
-        let had_rules = old.instances.iter().any(|i| !i.rules.is_empty()) || !old.static_rules.is_empty();
-        if (!had_routes && !route_keys.is_empty()) || (!had_rules && !rule_keys.is_empty()) {
-            // The netlink subscription was made at start for what was
-            // configured then.
-            log::warn!(
-                "Reload: routes or rules are configured now and were not at start: they are installed, but one deleted by someone else is only put back after the agent is restarted"
-            );
+        // The event socket was subscribed at start for what was configured
+        // then: join the route or rule groups before the dumps below, so
+        // that no deletion falls between them.
+        let (routes, rules) = reload::follows(&self.cfg);
+        if let Some(g) = &mut self.net_groups {
+            match g.follow(routes, rules) {
+                Ok(true) => log::info!(
+                    "Reload: routes or rules are configured now: following the kernel's route and rule changes (one deleted by someone else is put back)"
+                ),
+                Ok(false) => {}
+                Err(e) => log::error!(
+                    "Reload: cannot follow the kernel's route and rule changes ({e}): a route or rule deleted by someone else is not put back"
+                ),
+            }
         }
         let new_routes = route_keys != self.route_keys;
         self.route_keys = route_keys;

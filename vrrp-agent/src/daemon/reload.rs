@@ -35,8 +35,8 @@ pub struct Plan {
     pub added: Vec<usize>,
     /// The static addresses, routes or rules changed.
     pub statics_changed: bool,
-    /// The `vrrp_script` definitions changed (their check loops run from
-    /// the start; see `scripts_note`).
+    /// The `vrrp_script` definitions (or who runs them) changed: see
+    /// `script_plan`.
     pub scripts_changed: bool,
 }
 
@@ -117,6 +117,23 @@ pub fn changed_fields(a: &Instance, b: &Instance) -> Vec<&'static str> {
     f
 }
 
+/// The unicast peers `old` had and `new` has not: their rows leave the
+/// XDP program's address table, or their adverts would still be accepted
+/// (the row is keyed by the VRID, and writing the new list only adds).
+pub fn peers_removed(old: &Instance, new: &Instance) -> Vec<std::net::IpAddr> {
+    old.unicast_peers.iter().filter(|p| !new.unicast_peers.contains(p)).copied().collect()
+}
+
+/// Whether `cfg` configures routes, and rules (virtual or static): the
+/// agent follows the kernel's route and rule events for them, from the
+/// start or from the reload that configures the first ones, so that one
+/// deleted by someone else is put back in either case.
+pub fn follows(cfg: &Config) -> (bool, bool) {
+    let routes = !cfg.static_routes.is_empty() || cfg.instances.iter().any(|i| !i.routes.is_empty());
+    let rules = !cfg.static_rules.is_empty() || cfg.instances.iter().any(|i| !i.rules.is_empty());
+    (routes, rules)
+}
+
 /// What one running instance becomes under `new`.
 pub fn change(old: &Instance, new: &Instance) -> Change {
     let why = identity(old, new);
@@ -150,19 +167,100 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
         statics_changed: old.static_addresses != new.static_addresses
             || old.static_routes != new.static_routes
             || old.static_rules != new.static_rules,
-        scripts_changed: !same_scripts(&old.scripts, &new.scripts),
+        scripts_changed: !same_scripts(&old.scripts, &new.scripts)
+            || old.global.script_user != new.global.script_user
+            || old.global.enable_script_security != new.global.enable_script_security,
     }
 }
 
 /// The script definitions, apart from where they sit in the file.
 fn same_scripts(a: &[Script], b: &[Script]) -> bool {
-    let same = |x: &Script, y: &Script| {
-        let mut y = y.clone();
-        y.loc = x.loc.clone();
-        y.user_loc = x.user_loc.clone();
-        *x == y
-    };
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_script(x, y))
+}
+
+/// What a reload does to one script of the new file's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScriptChange {
+    /// Its check loop runs and its definition is the same: the loop and
+    /// the state go on (the old table's index).
+    Keep(usize),
+    /// Its loop runs and its definition changed: the loop is replaced by
+    /// one with the new definition, and the verdict is carried over as
+    /// keepalived does (`Status::carried`; the old table's index).
+    Replace(usize),
+    /// Tracked now and its loop did not run (a new script, or one no
+    /// instance tracked before): started, as at the agent's start.
+    Start,
+    /// Tracked by no instance: not run (keepalived runs only tracked
+    /// scripts).
+    Idle,
+}
+
+/// What a reload does to the `vrrp_script` check loops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScriptPlan {
+    /// Per script of the new file, in its order.
+    pub scripts: Vec<ScriptChange>,
+    /// The old table's indices of the loops that stop (the script is
+    /// gone or no longer tracked).
+    pub stop: Vec<usize>,
+}
+
+impl ScriptPlan {
+    /// Whether any loop is replaced, started or stopped.
+    pub fn changes_loops(&self) -> bool {
+        !self.stop.is_empty()
+            || self.scripts.iter().any(|c| matches!(c, ScriptChange::Replace(_) | ScriptChange::Start))
+    }
+}
+
+/// The plan for the check loops: `running[i]` says whether the old
+/// table's script `i` runs, `used[j]` whether some instance of `new`
+/// tracks the new table's script `j`. Scripts are matched by name, as
+/// keepalived matches them on a reload (vrrp.c `clear_diff_script`).
+/// Who runs the scripts (`script_user`, `enable_script_security`) is
+/// part of every definition.
+pub fn script_plan(old: &Config, running: &[bool], new: &Config, used: &[bool]) -> ScriptPlan {
+    let runner_same = old.global.script_user == new.global.script_user
+        && old.global.enable_script_security == new.global.enable_script_security;
+    let mut plan = ScriptPlan::default();
+    for (j, n) in new.scripts.iter().enumerate() {
+        let used = used.get(j).copied().unwrap_or(false);
+        let old_i = old.scripts.iter().position(|o| o.name == n.name);
+        let was_running = old_i.is_some_and(|i| running.get(i).copied().unwrap_or(false));
+        plan.scripts.push(match (used, old_i) {
+            (false, _) => ScriptChange::Idle,
+            (true, Some(i)) if was_running => {
+                if runner_same && same_script(&old.scripts[i], n) {
+                    ScriptChange::Keep(i)
+                } else {
+                    ScriptChange::Replace(i)
+                }
+            }
+            (true, _) => ScriptChange::Start,
+        });
+    }
+    for (i, o) in old.scripts.iter().enumerate() {
+        if !running.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let kept =
+            new.scripts.iter().zip(&plan.scripts).any(|(n, c)| {
+                n.name == o.name && matches!(c, ScriptChange::Keep(_) | ScriptChange::Replace(_))
+            });
+        if !kept {
+            plan.stop.push(i);
+        }
+    }
+    plan
+}
+
+/// Whether two definitions are the same, apart from where they are written.
+fn same_script(x: &Script, y: &Script) -> bool {
+    let mut y = y.clone();
+    y.loc = x.loc.clone();
+    y.user_loc = x.user_loc.clone();
+    *x == y
 }
 
 /// What in `plan` the in-place reload cannot carry out, if anything.
@@ -370,5 +468,108 @@ mod tests {
         // Track files are resolved at start.
         let tf = "vrrp_track_file f {\n file /nonexistent/f\n}\n";
         assert!(refuse(&base(""), &format!("{tf}{}", base(""))).is_some());
+    }
+
+    #[test]
+    fn scripts_kept_replaced_started_and_stopped() {
+        let sc = |name: &str, cmd: &str, weight: i32| {
+            format!("vrrp_script {name} {{\n script \"{cmd}\"\n interval 1\n weight {weight}\n}}\n")
+        };
+        let tracking = |name: &str, vrid: u8, scripts: &[&str]| {
+            let mut t = inst(name, vrid, 100, &format!("192.0.2.{vrid}/24"), "lo");
+            if !scripts.is_empty() {
+                let list: String = scripts.iter().map(|s| format!("  {s}\n")).collect();
+                t = t.replacen("advert_int 1\n", &format!("advert_int 1\n track_script {{\n{list} }}\n"), 1);
+            }
+            t
+        };
+        let old = cfg(&format!(
+            "{}{}{}{}{}",
+            sc("same", "/bin/true", 10),
+            sc("weight", "/bin/true", 10),
+            sc("gone", "/bin/true", 10),
+            tracking("A", 1, &["same", "weight"]),
+            tracking("B", 2, &["gone"])
+        ));
+        let running = vec![true, true, true];
+        // `new` first in the table: every index moves.
+        let new = cfg(&format!(
+            "{}{}{}{}{}{}",
+            sc("new", "/bin/true", 5),
+            sc("same", "/bin/true", 10),
+            sc("weight", "/bin/true", 20),
+            sc("idle", "/bin/true", 1),
+            tracking("A", 1, &["same", "weight", "new"]),
+            tracking("B", 2, &[])
+        ));
+        let used = vec![true, true, true, false];
+        let p = script_plan(&old, &running, &new, &used);
+        assert_eq!(
+            p.scripts,
+            vec![ScriptChange::Start, ScriptChange::Keep(0), ScriptChange::Replace(1), ScriptChange::Idle]
+        );
+        assert_eq!(p.stop, vec![2], "`gone` is no longer in the file");
+        assert!(p.changes_loops());
+        // The same file: every loop goes on.
+        let p = script_plan(&old, &running, &old, &running);
+        assert_eq!(p.scripts, vec![ScriptChange::Keep(0), ScriptChange::Keep(1), ScriptChange::Keep(2)]);
+        assert!(!p.changes_loops());
+        // Each definition keyword is a change (init_fail, user, timeout, ...).
+        for (from, to) in [
+            ("interval 1", "interval 2"),
+            ("interval 1", "interval 1\n timeout 3"),
+            ("interval 1", "interval 1\n fall 2"),
+            ("interval 1", "interval 1\n rise 2"),
+            ("interval 1", "interval 1\n init_fail"),
+            ("interval 1", "interval 1\n user nobody"),
+            ("/bin/true", "/bin/false"),
+        ] {
+            let o = format!("{}{}", sc("s", "/bin/true", 10), tracking("A", 1, &["s"]));
+            let n = o.replacen(from, to, 1);
+            let p = script_plan(&cfg(&o), &[true], &cfg(&n), &[true]);
+            assert_eq!(p.scripts, vec![ScriptChange::Replace(0)], "{from} -> {to}");
+        }
+        // Not running before (untracked), tracked now: started; a stopped
+        // one is no longer tracked.
+        let o = format!("{}{}", sc("s", "/bin/true", 10), tracking("A", 1, &[]));
+        let n = format!("{}{}", sc("s", "/bin/true", 10), tracking("A", 1, &["s"]));
+        assert_eq!(script_plan(&cfg(&o), &[false], &cfg(&n), &[true]).scripts, vec![ScriptChange::Start]);
+        let p = script_plan(&cfg(&n), &[true], &cfg(&o), &[false]);
+        assert_eq!((p.scripts, p.stop), (vec![ScriptChange::Idle], vec![0]));
+    }
+
+    #[test]
+    fn removed_unicast_peers() {
+        let base = inst("A", 1, 100, "192.0.2.10/24", "lo");
+        let with = |peers: &str| {
+            base.replacen("advert_int 1\n", &format!("advert_int 1\n unicast_peer {{\n{peers} }}\n"), 1)
+        };
+        let old = cfg(&with("  192.0.2.2\n  192.0.2.3\n"));
+        let new = cfg(&with("  192.0.2.3\n  192.0.2.4\n"));
+        let gone = peers_removed(&old.instances[0], &new.instances[0]);
+        assert_eq!(gone, vec!["192.0.2.2".parse::<std::net::IpAddr>().expect("addr")]);
+        assert!(peers_removed(&new.instances[0], &new.instances[0]).is_empty());
+        assert!(
+            matches!(change(&old.instances[0], &new.instances[0]), Change::Update(f) if f == vec!["unicast_peer"])
+        );
+    }
+
+    #[test]
+    fn routes_and_rules_are_followed_once_configured() {
+        let a = inst("A", 1, 100, "192.0.2.10/24", "lo");
+        assert_eq!(follows(&cfg(&a)), (false, false));
+        let route =
+            a.replacen("advert_int 1\n", "advert_int 1\n virtual_routes {\n  203.0.113.0/24 dev lo\n }\n", 1);
+        assert_eq!(follows(&cfg(&route)), (true, false));
+        let rule = a.replacen(
+            "advert_int 1\n",
+            "advert_int 1\n virtual_rules {\n  from 203.0.113.5 table 100\n }\n",
+            1,
+        );
+        assert_eq!(follows(&cfg(&rule)), (false, true));
+        let statics = format!(
+            "static_routes {{\n 198.51.100.0/24 dev lo\n}}\nstatic_rules {{\n from 198.51.100.5 table 100\n}}\n{a}"
+        );
+        assert_eq!(follows(&cfg(&statics)), (true, true));
     }
 }

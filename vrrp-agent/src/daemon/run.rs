@@ -20,9 +20,9 @@ use super::timer::{self, Deadline};
 use crate::config::Config;
 use crate::datapath::{AttachMode, Datapath, DatapathError};
 use crate::fallback::Receiver;
-use crate::health::runner::{self, CheckSpec};
+use crate::health::runner;
 use crate::health::trackers::{TrackEvent, Trackers};
-use crate::health::{Health, Status, track_file, track_process, user};
+use crate::health::{Health, track_file, track_process, user};
 use crate::instance_lock;
 use crate::machine::Micros;
 use crate::notify_fifo::Fifos;
@@ -221,7 +221,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         }
         None => None,
     };
-    let (statuses, health_rx, _checks) = start_health(&cfg, &mut insts);
+    let (checks, health_rx) = start_health(&cfg, &mut insts);
     let groups = sync_groups(&cfg, &mut insts);
     let group_notify_as =
         user::resolve(None, cfg.global.script_user.as_ref(), cfg.global.enable_script_security).ok();
@@ -232,9 +232,6 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             .ok()
             .flatten(),
     );
-    let mut running_scripts: Vec<usize> = insts.iter().flat_map(|i| i.tracks.iter().map(|t| t.0)).collect();
-    running_scripts.sort_unstable();
-    running_scripts.dedup();
     // The links' state now (one dump), just before subscribing below.
     let ifs = link::Ifaddrs::now();
     let mut links: HashMap<u32, bool> = HashMap::new();
@@ -256,7 +253,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         .chain(&cfg.static_rules)
         .map(super::routes::rule_key)
         .collect();
-    let net =
+    let mut net =
         NetEvents::subscribe(!route_keys.is_empty(), !rule_keys.is_empty()).map_err(io("netlink events"))?;
     let mut addrs = Reconciler::new();
     match link::dump_addresses(&nl).await {
@@ -291,7 +288,8 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         insts,
         source,
         deadline,
-        statuses,
+        checks,
+        net_groups: net.groups(),
         links,
         nl,
         addrs,
@@ -316,7 +314,6 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         fifos,
         retired: Default::default(),
         resumed,
-        running_scripts,
     };
     log::debug!("start-up: serving");
     // Stopped just before the agent's own first advert (`Agent::start`).
@@ -562,19 +559,12 @@ fn start_trackers(cfg: &Config, insts: &mut [Inst]) -> (Trackers, UnboundedRecei
     (trackers, rx)
 }
 
-/// Script states, the channel their results come in on, and the tasks.
-type HealthParts = (
-    Vec<(String, Status)>,
-    tokio::sync::mpsc::UnboundedReceiver<runner::CheckResult>,
-    Vec<tokio::task::JoinHandle<()>>,
-);
-
-/// Resolve who tracks which script, then start each tracked script's
-/// check loop (untracked scripts do not run, as in keepalived).
-fn start_health(cfg: &Config, insts: &mut [Inst]) -> HealthParts {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let statuses: Vec<(String, Status)> =
-        cfg.scripts.iter().map(|s| (s.name.clone(), Status::new(s.rise, s.fall, s.init_fail))).collect();
+/// Resolve who tracks which script and who runs the notify scripts, then
+/// start each tracked script's check loop (`Checks`).
+fn start_health(
+    cfg: &Config,
+    insts: &mut [Inst],
+) -> (super::checks::Checks, UnboundedReceiver<runner::CheckResult>) {
     let security = cfg.global.enable_script_security;
     // config::check refuses a missing script user before we get here; if it
     // vanished since, do as keepalived does (lib/notify.c): never fall back
@@ -586,61 +576,22 @@ fn start_health(cfg: &Config, insts: &mut [Inst]) -> HealthParts {
             None
         }
     };
-    if notify_as == Some(None) && insts.iter().any(|i| i.conf.notify.scripts().next().is_some()) {
+    let warned_default =
+        notify_as == Some(None) && insts.iter().any(|i| i.conf.notify.scripts().next().is_some());
+    if warned_default {
         log::warn!(
             "WARNING - default user '{}' for script execution does not exist - please create.",
             user::DEFAULT_SCRIPT_USER
         );
     }
-    let mut used = vec![false; cfg.scripts.len()];
+    let (checks, rx) = super::checks::Checks::start(cfg, notify_as == Some(None));
+    let running = checks.running();
     for inst in insts.iter_mut() {
         match notify_as {
             Some(r) => inst.notify_as = r,
             None => inst.conf.notify = crate::config::model::Notify::default(),
         }
-        for t in &inst.conf.track_script {
-            if let Some(i) = cfg.scripts.iter().position(|s| s.name == t.name) {
-                let sc = &cfg.scripts[i];
-                inst.tracks.push((i, t.weight.unwrap_or(sc.weight), t.reverse || sc.reverse));
-                used[i] = true;
-            }
-        }
+        super::instance::resolve_tracks(inst, &cfg.scripts, &running);
     }
-    let mut tasks = Vec::new();
-    let mut warned = false;
-    let mut warned_default = notify_as == Some(None);
-    for (i, sc) in cfg.scripts.iter().enumerate() {
-        if !used[i] {
-            continue;
-        }
-        let argv = runner::argv(&sc.script);
-        let run_as = match user::resolve(sc.user.as_ref(), cfg.global.script_user.as_ref(), security) {
-            Ok(None) if !warned_default && sc.user.is_none() => {
-                log::warn!(
-                    "WARNING - default user '{}' for script execution does not exist - please create.",
-                    user::DEFAULT_SCRIPT_USER
-                );
-                warned_default = true;
-                None
-            }
-            Ok(r) => r,
-            Err(e) => {
-                log::error!("VRRP_Script({}) disabled: {e}", sc.name);
-                continue;
-            }
-        };
-        if cfg.global.enable_script_security {
-            if let Some(why) = argv.first().and_then(|p| user::unsafe_reason(p)) {
-                log::error!("Unsafe permissions found for script '{}' - disabling ({why})", sc.script);
-                continue;
-            }
-        } else if run_as.is_none() && !warned {
-            log::warn!("SECURITY VIOLATION - scripts are being executed but script_security not enabled.");
-            warned = true;
-        }
-        let interval = sc.interval;
-        let timeout = sc.timeout.unwrap_or(sc.interval);
-        tasks.push(runner::spawn_check(CheckSpec { index: i, argv, interval, timeout, run_as }, tx.clone()));
-    }
-    (statuses, rx, tasks)
+    (checks, rx)
 }
