@@ -42,9 +42,14 @@ fn instance(name: &str, vrid: u8, priority: u8, vips: &[&str]) -> String {
 
 /// Start the agent on node 0 reading `path` (kept, so SIGHUP re-reads it).
 fn agent(seg: &Segment, path: &Path) -> Result<Process> {
+    agent_as(seg, path, &netns::unique("rl"))
+}
+
+/// As `agent`, named `name` (for `vrrp-agent stats --name`).
+fn agent_as(seg: &Segment, path: &Path, name: &str) -> Result<Process> {
     let bin = agent_bin()?;
     let mut cmd = seg.nodes[0].ns.command(&bin.to_string_lossy());
-    cmd.arg("run").arg("-f").arg(path).args(["--name", &netns::unique("rl")]);
+    cmd.arg("run").arg("-f").arg(path).args(["--name", name]);
     let mut p = Process::spawn("agent", &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
     p.wait_for_line("Entering", Duration::from_secs(15))?;
     Ok(p)
@@ -228,6 +233,211 @@ fn reload_applies_changes_without_a_flap_of_the_unchanged_instance() -> Result<(
     assert_eq!(c.iter().filter(|(_, p)| *p == 0).count(), 1, "C resigned on its old VRID: {c:?}");
     assert!(adverts(&frames, 13).iter().any(|(_, p)| *p == 200), "C advertises on its new VRID");
     assert!(log.contains("(B) Reload: removed from the configuration"), "{log}");
+    agent.stop(Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// An instance of the agent's with `extra` lines (tracking, peers,
+/// routes) after advert_int.
+fn instance_with(name: &str, vrid: u8, priority: u8, vip: &str, extra: &str) -> String {
+    instance(name, vrid, priority, &[vip]).replacen("  version 3\n", &format!("  version 3\n{extra}"), 1)
+}
+
+/// A `vrrp_script` running `cmd` every second.
+fn script(name: &str, cmd: &str, weight: i32) -> String {
+    format!("vrrp_script {name} {{\n  script \"{cmd}\"\n  interval 1\n  weight {weight}\n}}\n")
+}
+
+/// How many log lines after the `from`-th contain `needle`.
+fn count_after(p: &Process, from: usize, needle: &str) -> usize {
+    p.lines().iter().skip(from).filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn reload_replaces_a_changed_vrrp_script_and_keeps_the_unchanged() -> Result<()> {
+    let test = "reload_replaces_a_changed_vrrp_script_and_keeps_the_unchanged";
+    if !require_root(test) || !require_tool(test, "keepalived") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
+    // keepalived, the backup of both (it tracks nothing).
+    let _ka = seg.keepalived(1, &(instance("A", 20, 100, &[VIP_A]) + &instance("B", 21, 100, &[VIP_B])))?;
+    let conf = |a_script: &str, a_weight: i32| {
+        script("chk_a", a_script, a_weight)
+            + &script("chk_b", "/bin/true", 5)
+            + &instance_with("A", 20, 200, VIP_A, "  track_script {\n    chk_a\n  }\n")
+            + &instance_with("B", 21, 200, VIP_B, "  track_script {\n    chk_b\n  }\n")
+    };
+    let path = seg.file("reload.conf", &conf("/bin/true", 10))?;
+    let mut agent = agent(&seg, &path)?;
+    seg.wait_holders(VIP_A, &[0], Duration::from_secs(10))?;
+    seg.wait_holders(VIP_B, &[0], Duration::from_secs(10))?;
+    wait_count(&agent, "(A) Changing effective priority from 200 to 210", 1)?;
+    wait_count(&agent, "(B) Changing effective priority from 200 to 205", 1)?;
+    let b_entered = count(&agent, "(B) Entering");
+
+    let cap = Capture::start(&seg.lan, "p0")?;
+    let watch_a = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP_A)?;
+    let watch_b = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP_B)?;
+    std::thread::sleep(Duration::from_millis(5 * INTERVAL_MS));
+
+    // (1) chk_a's weight changed: its verdict (good) is carried over, as
+    // keepalived does, so A advertises 230 at once, without waiting for a
+    // run of the new definition.
+    let mark = agent.lines().len();
+    std::fs::write(&path, conf("/bin/true", 30))?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "Reload: done", 1)?;
+    let log = agent.lines()[mark..].join("\n");
+    assert!(log.contains("VRRP_Script(chk_a) considered successful on reload"), "{log}");
+    assert!(
+        log.contains("(A) Changing effective priority from 210 to 230"),
+        "the new weight at once:\n{log}"
+    );
+    std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
+
+    // (2) chk_a's command changed: the loop is replaced; the new command
+    // fails, A goes back to its base. The old loop (/bin/true) would turn
+    // it good again within a second: it must be gone.
+    std::fs::write(&path, conf("/bin/false", 30))?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "Reload: done", 2)?;
+    wait_count(&agent, "(A) Changing effective priority from 230 to 200", 1)?;
+    wait_count(&agent, "VRRP_Script(chk_a) failed", 1)?;
+    // Three more runs of the script's interval.
+    std::thread::sleep(Duration::from_millis(3_000));
+    let log = agent.lines().join("\n");
+    assert_eq!(count(&agent, "VRRP_Script(chk_a) succeeded"), 1, "the replaced loop still reports:\n{log}");
+
+    let seen_a = watch_a.finish()?;
+    let seen_b = watch_b.finish()?;
+    let frames = cap.stop();
+    seen_a.assert_single_holder()?;
+    seen_b.assert_single_holder()?;
+    assert!(seen_a.spans[1].is_empty() && seen_b.spans[1].is_empty(), "keepalived never took over");
+    let a = adverts(&frames, 20);
+    assert!(a.iter().any(|(_, p)| *p == 230), "A's new weight on the wire");
+    assert_eq!(a.last().map(|(_, p)| *p), Some(200), "A at its base once chk_a fails");
+    // B, whose script did not change: its loop and state went on, no
+    // transition, no log of its script, the same priority throughout.
+    assert_eq!(count(&agent, "(B) Entering"), b_entered, "B transitioned:\n{log}");
+    assert_eq!(count_after(&agent, mark, "VRRP_Script(chk_b)"), 0, "chk_b was touched:\n{log}");
+    let b = adverts(&frames, 21);
+    assert!(b.len() > 20, "B's adverts captured: {}", b.len());
+    assert!(b.iter().all(|(_, p)| *p == 205), "B's priority moved: {b:?}");
+    let gap = max_gap_ms(&b);
+    eprintln!("B: {} adverts, max gap {gap} ms (interval {INTERVAL_MS} ms)", b.len());
+    assert!(gap <= INTERVAL_MS * 3 / 2, "B's adverts paused {gap} ms");
+    agent.stop(Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// Whether node 0 has the route to `dst` / the rule `from SRC`.
+fn has(seg: &Segment, args: &[&str], needle: &str) -> Result<bool> {
+    let out = seg.nodes[0].ns.ip(args)?;
+    Ok(String::from_utf8_lossy(&out.stdout).contains(needle))
+}
+
+#[test]
+fn reload_tracks_routes_and_rules_it_configures_first() -> Result<()> {
+    let test = "reload_tracks_routes_and_rules_it_configures_first";
+    if !require_root(test) {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24"])?;
+    // Nothing routed at start: the agent subscribes to no route or rule
+    // events then.
+    let path = seg.file("reload.conf", &instance("A", 30, 200, &[VIP_A]))?;
+    let mut agent = agent(&seg, &path)?;
+    seg.wait_holders(VIP_A, &[0], Duration::from_secs(10))?;
+    let a_entered = count(&agent, "(A) Entering");
+    let routed = "  virtual_routes {\n    203.0.113.0/24 dev eth0\n  }\n  virtual_rules {\n    from 203.0.113.5 table 100\n  }\n";
+    std::fs::write(&path, instance_with("A", 30, 200, VIP_A, routed))?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "Reload: done", 1)?;
+    let route = ["route", "show", "203.0.113.0/24"];
+    let rule = ["rule", "show"];
+    wait_until(Duration::from_secs(5), || has(&seg, &route, "203.0.113.0/24"))?;
+    wait_until(Duration::from_secs(5), || has(&seg, &rule, "from 203.0.113.5 lookup 100"))?;
+    // Deleted by hand: put back, as one configured at start would be.
+    seg.nodes[0].ns.ip(&["route", "del", "203.0.113.0/24", "dev", "eth0"])?;
+    wait_until(Duration::from_secs(5), || has(&seg, &route, "203.0.113.0/24"))
+        .with_context(|| format!("the route is not put back:\n{}", agent.lines().join("\n")))?;
+    seg.nodes[0].ns.ip(&["rule", "del", "from", "203.0.113.5", "table", "100"])?;
+    wait_until(Duration::from_secs(5), || has(&seg, &rule, "from 203.0.113.5 lookup 100"))
+        .with_context(|| format!("the rule is not put back:\n{}", agent.lines().join("\n")))?;
+    let log = agent.lines().join("\n");
+    assert!(log.contains("203.0.113.0/24 (table 254) was removed: putting it back"), "{log}");
+    assert!(log.contains("rule preference") && log.contains("was removed: putting it back"), "{log}");
+    assert_eq!(count(&agent, "(A) Entering"), a_entered, "A transitioned:\n{log}");
+    assert_eq!(seg.holders(VIP_A)?, vec![0]);
+    agent.stop(Duration::from_secs(5))?;
+    Ok(())
+}
+
+#[test]
+fn reload_refuses_adverts_of_a_removed_unicast_peer() -> Result<()> {
+    let test = "reload_refuses_adverts_of_a_removed_unicast_peer";
+    if !require_root(test) || !require_tool(test, "keepalived") {
+        return Ok(());
+    }
+    // The agent, keepalived (its backup) and a third node whose adverts
+    // are crafted.
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24", "192.0.2.3/24"])?;
+    let v2 = |name: &str, prio: u8, src: &str, peers: &[&str]| {
+        let peers: String = peers.iter().map(|p| format!("    {p}\n")).collect();
+        format!(
+            "vrrp_instance {name} {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 40\n  priority {prio}\n  \
+             advert_int 1\n  unicast_src_ip {src}\n  unicast_peer {{\n{peers}  }}\n  virtual_ipaddress {{\n    {VIP_A}/24\n  }}\n}}\n"
+        )
+    };
+    let _ka = seg.keepalived(1, &v2("A", 100, "192.0.2.2", &["192.0.2.1"]))?;
+    let path = seg.file("reload.conf", &v2("A", 200, "192.0.2.1", &["192.0.2.2", "192.0.2.3"]))?;
+    let name = netns::unique("rl");
+    let mut agent = agent_as(&seg, &path, &name)?;
+    seg.wait_holders(VIP_A, &[0], Duration::from_secs(10))?;
+    let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns, &seg.nodes[2].ns], VIP_A)?;
+    // A lower priority than the master's: the agent stays master either way.
+    let send = |n: usize| -> Result<()> {
+        seg.nodes[2].ns.run_in(move || {
+            let vip: std::net::Ipv4Addr = VIP_A.parse()?;
+            let msg = vrrp_tests::advert::v2(
+                40,
+                50,
+                1,
+                &[vip],
+                None,
+                [192, 0, 2, 3].into(),
+                [192, 0, 2, 1].into(),
+            )?;
+            let sock = vrrp_tests::advert::socket_v4("eth0", 255)?;
+            for _ in 0..n {
+                vrrp_tests::advert::send(&sock, &msg, [192, 0, 2, 1].into())?;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        })
+    };
+    send(3)?;
+    wait_until(Duration::from_secs(5), || Ok(seg.verdict_count(0, &name, "accepted")? >= 3))?;
+    assert_eq!(seg.verdict_count(0, &name, "not_a_peer")?, 0, "a configured peer's adverts are accepted");
+
+    std::fs::write(&path, v2("A", 200, "192.0.2.1", &["192.0.2.2"]))?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "Reload: done", 1)?;
+    let accepted = seg.verdict_count(0, &name, "accepted")?;
+    send(3)?;
+    wait_until(Duration::from_secs(5), || Ok(seg.verdict_count(0, &name, "not_a_peer")? >= 3))
+        .with_context(|| format!("192.0.2.3's adverts are not refused:\n{}", agent.lines().join("\n")))?;
+    assert_eq!(
+        seg.verdict_count(0, &name, "accepted")?,
+        accepted,
+        "the removed peer's adverts were accepted"
+    );
+    let seen = watch.finish()?;
+    seen.assert_single_holder()?;
+    assert!(seen.spans[1].is_empty(), "keepalived never took over: {:?}", seen.spans[1]);
+    assert_eq!(count(&agent, "(A) Entering"), 2, "BACKUP (init) then MASTER, nothing since");
     agent.stop(Duration::from_secs(5))?;
     Ok(())
 }
