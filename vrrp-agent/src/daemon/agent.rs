@@ -132,6 +132,10 @@ pub(super) struct Agent {
     pub(super) scrapes: Option<tokio::sync::mpsc::Receiver<super::metrics::Scrape>>,
     /// Track files' values and track processes' quorums.
     pub(super) trackers: Trackers,
+    /// Their watchers' changes, and the watchers (a reload that changes
+    /// the trackers replaces both).
+    pub(super) track_rx: tokio::sync::mpsc::UnboundedReceiver<TrackEvent>,
+    pub(super) track_tasks: Vec<tokio::task::AbortHandle>,
     /// keepalived's notify FIFOs.
     pub(super) fifos: Fifos,
     /// What a reload took out of the configuration, until it is gone.
@@ -156,7 +160,6 @@ impl Agent {
         mut self,
         mut net: super::link::NetEvents,
         mut health_rx: tokio::sync::mpsc::UnboundedReceiver<(usize, bool)>,
-        mut track_rx: tokio::sync::mpsc::UnboundedReceiver<TrackEvent>,
         mut signals: super::signals::Signals,
         shutdown: impl Future<Output = ()>,
         bridge: super::resume_start::Bridge,
@@ -191,7 +194,7 @@ impl Agent {
                 ev = next_events(&mut self.source) => Wake::Peers(ev),
                 ev = net.next(), if net_open => ev.map_or(Wake::NetClosed, Wake::Net),
                 Some((idx, ok)) = health_rx.recv() => Wake::Health(idx, ok),
-                Some(ev) = track_rx.recv() => Wake::Track(ev),
+                Some(ev) = self.track_rx.recv() => Wake::Track(ev),
                 sig = signals.next() => Wake::Signal(sig),
                 _ = super::sd::tick(&mut watchdog) => Wake::Watchdog,
                 Some(reply) = super::metrics::next_scrape(&mut self.scrapes) => Wake::Scrape(reply),

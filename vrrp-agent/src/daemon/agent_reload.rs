@@ -117,6 +117,10 @@ impl Agent {
             log::info!("({}) Reload: applying {} in place", conf.name, fields.join(", "));
             self.update_instance(i, conf, &new).await;
         }
+        let trackers = plan.trackers_changed;
+        if trackers {
+            self.restart_trackers(&new);
+        }
         if plan.scripts_changed || scripts.changes_loops() {
             // Kept instances too: a script's weight, or its place in the
             // table, may have changed; the new weight counts at once.
@@ -131,6 +135,13 @@ impl Agent {
             let conf = self.cfg.instances[j].clone();
             log::info!("({}) Reload: starting it", conf.name);
             self.start_instance(conf).await;
+        }
+        if trackers {
+            // The new values and weights count at once (a master
+            // advertises a changed priority at once).
+            for i in 0..self.insts.len() {
+                self.retrack(i).await;
+            }
         }
         // Keep the instances in the file's order (the status file's).
         let order: Vec<String> = self.cfg.instances.iter().map(|c| c.name.clone()).collect();
@@ -166,6 +177,7 @@ impl Agent {
             }
         };
         instance::resolve_tracks(&mut inst, &self.cfg.scripts, &self.checks.running());
+        super::run::resolve_trackers(&self.cfg, &mut inst);
         self.notify_as(&mut inst);
         Self::follow_links(&mut self.links, &inst);
         self.insts.push(inst);
@@ -215,7 +227,8 @@ impl Agent {
             inst.machine.set_primary(src);
         }
         inst.stats = old.stats;
-        // needs_restart: the trackers are unchanged; keep their entries.
+        // Against the trackers running now (`restart_trackers` resolves
+        // every instance again when they change).
         inst.track_files = old.track_files;
         inst.track_procs = old.track_procs;
         inst.last_transition = old.last_transition;
@@ -275,6 +288,28 @@ impl Agent {
             }
             instance::resolve_tracks(&mut self.insts[i], &new.scripts, &running);
             self.retrack(i).await;
+        }
+    }
+
+    /// The track files or track processes changed: their watchers are
+    /// replaced (the old ones stop, a change they had on its way is
+    /// dropped with their channel), the files read and the processes
+    /// scanned again, and every running instance resolves its entries in
+    /// the new tables. The priorities follow once the instances are in
+    /// place (`apply_reload`).
+    fn restart_trackers(&mut self, new: &Config) {
+        log::info!("Reload: the track files or tracked processes changed: watching them anew");
+        for t in self.track_tasks.drain(..) {
+            t.abort();
+        }
+        let (trackers, rx, tasks) = super::run::start_trackers(new, true);
+        self.trackers = trackers;
+        self.track_rx = rx;
+        self.track_tasks = tasks;
+        // The instances left are the kept and the updated ones, whose
+        // configuration is the new one already.
+        for inst in &mut self.insts {
+            super::run::resolve_trackers(new, inst);
         }
     }
 

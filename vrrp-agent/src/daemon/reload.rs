@@ -38,6 +38,9 @@ pub struct Plan {
     /// The `vrrp_script` definitions (or who runs them) changed: see
     /// `script_plan`.
     pub scripts_changed: bool,
+    /// The track files or tracked processes, or who tracks them, changed
+    /// (`trackers_changed`).
+    pub trackers_changed: bool,
 }
 
 impl Plan {
@@ -46,6 +49,7 @@ impl Plan {
         self.added.is_empty()
             && !self.statics_changed
             && !self.scripts_changed
+            && !self.trackers_changed
             && self.running.iter().all(|r| matches!(r, Some((_, Change::Keep))))
     }
 }
@@ -170,6 +174,7 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
         scripts_changed: !same_scripts(&old.scripts, &new.scripts)
             || old.global.script_user != new.global.script_user
             || old.global.enable_script_security != new.global.enable_script_security,
+        trackers_changed: trackers_changed(old, new),
     }
 }
 
@@ -263,11 +268,6 @@ fn same_script(x: &Script, y: &Script) -> bool {
     *x == y
 }
 
-/// What in `plan` the in-place reload cannot carry out, if anything.
-/// Sync groups hold their members by index, macvlans are made at
-/// start, and track files and processes are resolved and watched from
-/// the start: a change that touches them is refused as a whole (the
-/// running configuration stays), never applied halfway.
 /// What a sync group is, without where it is written.
 type GroupKey =
     (String, Vec<String>, bool, Vec<Track>, Vec<Track>, [Option<String>; 5], Vec<(String, Option<i32>)>);
@@ -300,15 +300,13 @@ fn groups_key(c: &Config) -> Vec<GroupKey> {
         .collect()
 }
 
-pub fn needs_restart(old: &Config, plan: &Plan, new: &Config) -> Option<String> {
-    let members_move = !plan.added.is_empty()
-        || plan.running.iter().any(|r| !matches!(r, Some((_, Change::Keep | Change::Update(_)))))
-        || plan.running.iter().enumerate().any(|(i, r)| r.as_ref().is_some_and(|(j, _)| *j != i));
-    if (!old.sync_groups.is_empty() || !new.sync_groups.is_empty())
-        && (members_move || groups_key(old) != groups_key(new))
-    {
-        return Some("the sync groups or their members' instances changed".into());
-    }
+/// Whether the `track_file` / `vrrp_track_process` trackers change:
+/// their definitions (apart from where they are written) or who tracks
+/// them with which weight. Then their watchers are replaced: the files
+/// are read (an existing one is not overwritten on a reload, as in
+/// keepalived) and the processes scanned again, and every instance
+/// takes the new values and weights.
+pub fn trackers_changed(old: &Config, new: &Config) -> bool {
     // Compared without their locations: an edit elsewhere in the file
     // moves them.
     let files = |c: &Config| -> Vec<crate::config::trackers::TrackFile> {
@@ -323,8 +321,37 @@ pub fn needs_restart(old: &Config, plan: &Plan, new: &Config) -> Option<String> 
             .map(|p| crate::config::trackers::TrackProcess { loc: nowhere(), ..p.clone() })
             .collect()
     };
-    if files(old) != files(new) || procs(old) != procs(new) {
-        return Some("the track_file or vrrp_track_process definitions changed".into());
+    files(old) != files(new) || procs(old) != procs(new) || tracker_users(old) != tracker_users(new)
+}
+
+/// Who tracks a track file or process, with which weight and reverse.
+type Users<'a> =
+    Vec<(&'a str, Vec<(&'a str, Option<i32>, Option<bool>)>, Vec<(&'a str, Option<i32>, Option<bool>)>)>;
+
+/// The instances tracking files or processes, by name.
+fn tracker_users(c: &Config) -> Users<'_> {
+    let mut u: Users<'_> = c
+        .instances
+        .iter()
+        .filter(|i| !i.track_file.is_empty() || !i.track_process.is_empty())
+        .map(|i| (i.name.as_str(), refs(&i.track_file), refs(&i.track_process)))
+        .collect();
+    u.sort();
+    u
+}
+
+/// What in `plan` the in-place reload cannot carry out, if anything.
+/// Sync groups hold their members by index and macvlans are made at
+/// start: a change that touches them is refused as a whole (the running
+/// configuration stays), never applied halfway.
+pub fn needs_restart(old: &Config, plan: &Plan, new: &Config) -> Option<String> {
+    let members_move = !plan.added.is_empty()
+        || plan.running.iter().any(|r| !matches!(r, Some((_, Change::Keep | Change::Update(_)))))
+        || plan.running.iter().enumerate().any(|(i, r)| r.as_ref().is_some_and(|(j, _)| *j != i));
+    if (!old.sync_groups.is_empty() || !new.sync_groups.is_empty())
+        && (members_move || groups_key(old) != groups_key(new))
+    {
+        return Some("the sync groups or their members' instances changed".into());
     }
     for (i, r) in plan.running.iter().enumerate() {
         let Some(o) = old.instances.get(i) else { continue };
@@ -336,20 +363,11 @@ pub fn needs_restart(old: &Config, plan: &Plan, new: &Config) -> Option<String> 
             }
             return Some(format!("instance {} with use_vmac is added, removed or its VMAC changed", o.name));
         }
-        if let Some(n) = n
-            && (refs(&n.track_file) != refs(&o.track_file)
-                || refs(&n.track_process) != refs(&o.track_process))
-        {
-            return Some(format!("the track_file or track_process of instance {} changed", o.name));
-        }
     }
     for j in &plan.added {
         let n = &new.instances[*j];
         if n.vmac.is_some() {
             return Some(format!("instance {} with use_vmac is added", n.name));
-        }
-        if !n.track_file.is_empty() || !n.track_process.is_empty() {
-            return Some(format!("instance {} with track_file or track_process is added", n.name));
         }
     }
     None
@@ -465,9 +483,40 @@ mod tests {
         // A VMAC kept: in place; added: refused.
         assert_eq!(refuse(&base(" use_vmac\n"), &base(" use_vmac\n priority 120\n")), None);
         assert!(refuse(&base(""), &base(" use_vmac\n")).is_some());
-        // Track files are resolved at start.
+        // Track files and processes are watched anew: in place.
         let tf = "vrrp_track_file f {\n file /nonexistent/f\n}\n";
-        assert!(refuse(&base(""), &format!("{tf}{}", base(""))).is_some());
+        assert_eq!(refuse(&base(""), &format!("{tf}{}", base(" track_file {\n f\n }\n"))), None);
+    }
+
+    #[test]
+    fn tracker_changes_are_noticed() {
+        let tf = |w: i32| format!("vrrp_track_file f {{\n file /nonexistent/f\n weight {w}\n}}\n");
+        let tp = "vrrp_track_process p {\n process nginx\n}\n";
+        let a = |extra: &str| {
+            inst("A", 1, 100, "192.0.2.10/24", "lo").replacen(
+                "advert_int 1\n",
+                &format!("advert_int 1\n{extra}"),
+                1,
+            )
+        };
+        let b = inst("B", 2, 100, "192.0.2.11/24", "lo");
+        let changed = |o: &str, n: &str| trackers_changed(&cfg(o), &cfg(n));
+        let base = format!("{}{tp}{}{b}", tf(1), a(" track_file {\n f\n }\n"));
+        assert!(!changed(&base, &base));
+        // Moved in the file, or an instance without trackers changed: no.
+        assert!(!changed(&base, &format!("# moved\n\n{base}")));
+        assert!(!changed(
+            &base,
+            &base.replace("virtual_router_id 2\n priority 100", "virtual_router_id 2\n priority 90")
+        ));
+        // A definition, a weight where it is tracked, a new user, one gone.
+        assert!(changed(&base, &format!("{}{tp}{}{b}", tf(2), a(" track_file {\n f\n }\n"))));
+        assert!(changed(&base, &format!("{}{tp}{}{b}", tf(1), a(" track_file {\n f weight 5\n }\n"))));
+        assert!(changed(
+            &base,
+            &format!("{}{tp}{}{b}", tf(1), a(" track_file {\n f\n }\n track_process {\n p\n }\n"))
+        ));
+        assert!(changed(&base, &format!("{}{tp}{}{b}", tf(1), a(""))));
     }
 
     #[test]

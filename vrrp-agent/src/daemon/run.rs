@@ -225,7 +225,10 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     let groups = sync_groups(&cfg, &mut insts);
     let group_notify_as =
         user::resolve(None, cfg.global.script_user.as_ref(), cfg.global.enable_script_security).ok();
-    let (trackers, track_rx) = start_trackers(&cfg, &mut insts);
+    let (trackers, track_rx, track_tasks) = start_trackers(&cfg, false);
+    for inst in &mut insts {
+        resolve_trackers(&cfg, inst);
+    }
     let fifos = Fifos::open(
         &cfg.global.fifos,
         user::resolve(None, cfg.global.script_user.as_ref(), cfg.global.enable_script_security)
@@ -311,13 +314,15 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         counters: super::metrics::Counters::default(),
         scrapes,
         trackers,
+        track_rx,
+        track_tasks,
         fifos,
         retired: Default::default(),
         resumed,
     };
     log::debug!("start-up: serving");
     // Stopped just before the agent's own first advert (`Agent::start`).
-    agent.serve(net, health_rx, track_rx, signals, shutdown, bridge).await;
+    agent.serve(net, health_rx, signals, shutdown, bridge).await;
     Ok(())
 }
 
@@ -496,39 +501,64 @@ fn ah_receivers(insts: &[Inst]) -> Result<Vec<AsyncFd<Receiver>>, DaemonError> {
     Ok(out)
 }
 
+/// Instance `inst`'s track file and track process entries in `cfg`'s
+/// tables (index, weight, reverse), replacing any it had.
+pub(super) fn resolve_trackers(cfg: &Config, inst: &mut Inst) {
+    inst.track_files.clear();
+    inst.track_procs.clear();
+    for t in &inst.conf.track_file {
+        if let Some(i) = cfg.track_files.iter().position(|f| f.name == t.name) {
+            let f = &cfg.track_files[i];
+            inst.track_files.push((i, t.weight.unwrap_or(f.weight), t.reverse.unwrap_or(f.reverse)));
+        }
+    }
+    for t in &inst.conf.track_process {
+        if let Some(i) = cfg.track_processes.iter().position(|p| p.name == t.name) {
+            let p = &cfg.track_processes[i];
+            inst.track_procs.push((i, t.weight.unwrap_or(p.weight), t.reverse.unwrap_or(p.reverse)));
+        }
+    }
+}
+
+/// The track file and track process watchers: their state, the channel
+/// their changes come in on, their tasks.
+pub(super) type TrackerParts = (Trackers, UnboundedReceiver<TrackEvent>, Vec<tokio::task::AbortHandle>);
+
 /// Resolve who tracks which track file and track process, read the files
 /// and scan the processes (so that the instances start with their
 /// verdicts, as keepalived reads them before it starts the instances),
-/// then watch both; changes come in on the channel returned.
-fn start_trackers(cfg: &Config, insts: &mut [Inst]) -> (Trackers, UnboundedReceiver<TrackEvent>) {
+/// then watch both; changes come in on the channel returned. A reload
+/// that changes them runs this again (`reload`; the old tasks aborted).
+/// The instances' entries come from `resolve_trackers`.
+pub(super) fn start_trackers(cfg: &Config, reload: bool) -> TrackerParts {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut files_used = vec![false; cfg.track_files.len()];
     let mut procs_used = vec![false; cfg.track_processes.len()];
-    for inst in insts.iter_mut() {
-        for t in &inst.conf.track_file {
+    for inst in &cfg.instances {
+        for t in &inst.track_file {
             if let Some(i) = cfg.track_files.iter().position(|f| f.name == t.name) {
-                let f = &cfg.track_files[i];
-                inst.track_files.push((i, t.weight.unwrap_or(f.weight), t.reverse.unwrap_or(f.reverse)));
                 files_used[i] = true;
             }
         }
-        for t in &inst.conf.track_process {
+        for t in &inst.track_process {
             if let Some(i) = cfg.track_processes.iter().position(|p| p.name == t.name) {
-                let p = &cfg.track_processes[i];
-                inst.track_procs.push((i, t.weight.unwrap_or(p.weight), t.reverse.unwrap_or(p.reverse)));
                 procs_used[i] = true;
             }
         }
     }
-    let files = track_file::start(&cfg.track_files, &files_used, tx.clone()).values;
-    let mut trackers = Trackers { files, procs: vec![Health::Unknown; cfg.track_processes.len()] };
+    let mut tasks = Vec::new();
+    let watch = track_file::start(&cfg.track_files, &files_used, tx.clone(), reload);
+    tasks.extend(watch.task);
+    let mut trackers =
+        Trackers { files: watch.values, procs: vec![Health::Unknown; cfg.track_processes.len()] };
     // Untracked processes are not watched (keepalived drops them too).
     let wanted: Vec<_> =
         cfg.track_processes.iter().zip(&procs_used).filter(|(_, u)| **u).map(|(p, _)| p.clone()).collect();
     let index: Vec<usize> = procs_used.iter().enumerate().filter(|(_, u)| **u).map(|(i, _)| i).collect();
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
     match track_process::start(&wanted, ptx) {
-        Ok(()) => {
+        Ok(task) => {
+            tasks.extend(task);
             // The scan's verdicts are there already: take them now.
             while let Ok(ev) = prx.try_recv() {
                 if let TrackEvent::Process { index: j, up } = ev {
@@ -536,6 +566,7 @@ fn start_trackers(cfg: &Config, insts: &mut [Inst]) -> (Trackers, UnboundedRecei
                 }
             }
             let tx = tx.clone();
+            // Ends with the watcher (its sender dropped).
             tokio::spawn(async move {
                 while let Some(ev) = prx.recv().await {
                     let ev = match ev {
@@ -556,7 +587,7 @@ fn start_trackers(cfg: &Config, insts: &mut [Inst]) -> (Trackers, UnboundedRecei
     while let Ok(ev) = rx.try_recv() {
         trackers.apply(ev);
     }
-    (trackers, rx)
+    (trackers, rx, tasks)
 }
 
 /// Resolve who tracks which script and who runs the notify scripts, then
