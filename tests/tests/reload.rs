@@ -441,3 +441,99 @@ fn reload_refuses_adverts_of_a_removed_unicast_peer() -> Result<()> {
     agent.stop(Duration::from_secs(5))?;
     Ok(())
 }
+
+/// A process killed when the test ends, however it ends.
+struct Sleeper(std::process::Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn reload_applies_track_file_and_track_process_in_place() -> Result<()> {
+    let test = "reload_applies_track_file_and_track_process_in_place";
+    if !require_root(test) || !require_tool(test, "keepalived") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
+    let _ka = seg.keepalived(1, &(instance("A", 50, 100, &[VIP_A]) + &instance("B", 51, 100, &[VIP_B])))?;
+    let file = seg.file("tf", "3\n")?;
+    // `sleep` with an argument no other process has.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+    let tag = format!("3600.{}{nanos}", std::process::id());
+    let mut sleeper = Sleeper(Command::new("sleep").arg(&tag).spawn().context("starting sleep")?);
+    let trackers = |file_weight: i32| {
+        format!(
+            "vrrp_track_file tf {{\n  file {}\n  weight {file_weight}\n}}\n\
+             vrrp_track_process tp {{\n  process sleep {tag}\n  weight 7\n}}\n",
+            file.display()
+        )
+    };
+    let b = instance("B", 51, 200, &[VIP_B]);
+    let path = seg.file("reload.conf", &(trackers(5) + &instance("A", 50, 200, &[VIP_A]) + &b))?;
+    let mut agent = agent(&seg, &path)?;
+    seg.wait_holders(VIP_A, &[0], Duration::from_secs(10))?;
+    seg.wait_holders(VIP_B, &[0], Duration::from_secs(10))?;
+    let b_entered = count(&agent, "(B) Entering");
+    let cap = Capture::start(&seg.lan, "p0")?;
+    let watch_a = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP_A)?;
+    let watch_b = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP_B)?;
+    std::thread::sleep(Duration::from_millis(5 * INTERVAL_MS));
+
+    // (1) A tracks the file now: 3 x 5 at once.
+    let tracked = |extra: &str| instance_with("A", 50, 200, VIP_A, extra);
+    std::fs::write(&path, trackers(5) + &tracked("  track_file {\n    tf\n  }\n") + &b)?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "Reload: done", 1)?;
+    let log = agent.lines().join("\n");
+    assert!(!log.contains("cannot apply that in place"), "{log}");
+    wait_count(&agent, "(A) Changing effective priority from 200 to 215", 1)?;
+
+    // (2) The file's weight changed: 3 x -10; the new watcher follows
+    // the file (0: no offset).
+    std::fs::write(&path, trackers(-10) + &tracked("  track_file {\n    tf\n  }\n") + &b)?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "Reload: done", 2)?;
+    wait_count(&agent, "(A) Changing effective priority from 215 to 170", 1)?;
+    std::fs::write(&file, "0\n")?;
+    wait_count(&agent, "(A) Changing effective priority from 170 to 200", 1)?;
+    assert_eq!(std::fs::read_to_string(&file)?, "0\n", "a reload does not write the file");
+
+    // (3) A tracks the process too (running: +7), scanned at once.
+    std::fs::write(
+        &path,
+        trackers(-10) + &tracked("  track_file {\n    tf\n  }\n  track_process {\n    tp\n  }\n") + &b,
+    )?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "Reload: done", 3)?;
+    wait_count(&agent, "(A) Changing effective priority from 200 to 207", 1)?;
+    // Its watcher follows the process: gone, +7 goes.
+    sleeper.0.kill()?;
+    sleeper.0.wait()?;
+    wait_count(&agent, "(A) Changing effective priority from 207 to 200", 1)?;
+    std::thread::sleep(Duration::from_millis(5 * INTERVAL_MS));
+
+    let seen_a = watch_a.finish()?;
+    let seen_b = watch_b.finish()?;
+    let frames = cap.stop();
+    seen_a.assert_single_holder()?;
+    seen_b.assert_single_holder()?;
+    assert!(seen_a.spans[1].is_empty() && seen_b.spans[1].is_empty(), "keepalived never took over");
+    // B, unchanged: no transition, its priority and pace throughout.
+    let log = agent.lines().join("\n");
+    assert_eq!(count(&agent, "(B) Entering"), b_entered, "B transitioned:\n{log}");
+    assert_eq!(count(&agent, "(B) Changing effective priority"), 0, "{log}");
+    let bs = adverts(&frames, 51);
+    assert!(bs.len() >= 10, "B's adverts captured: {}", bs.len());
+    assert!(bs.iter().all(|(_, p)| *p == 200), "B's priority moved: {bs:?}");
+    let gap = max_gap_ms(&bs);
+    eprintln!("B: {} adverts, max gap {gap} ms (interval {INTERVAL_MS} ms)", bs.len());
+    assert!(gap <= INTERVAL_MS * 3 / 2, "B's adverts paused {gap} ms");
+    let a = adverts(&frames, 50);
+    assert!(a.iter().all(|(_, p)| *p != 0), "A sent priority 0");
+    agent.stop(Duration::from_secs(5))?;
+    Ok(())
+}
