@@ -537,3 +537,88 @@ fn reload_applies_track_file_and_track_process_in_place() -> Result<()> {
     agent.stop(Duration::from_secs(5))?;
     Ok(())
 }
+
+#[test]
+fn reload_changes_a_sync_group_and_leaves_the_other_alone() -> Result<()> {
+    let test = "reload_changes_a_sync_group_and_leaves_the_other_alone";
+    if !require_root(test) || !require_tool(test, "keepalived") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
+    let four = |prio: u8| {
+        instance("A", 70, prio, &[VIP_A])
+            + &instance("B", 71, prio, &[VIP_B])
+            + &instance("C", 72, prio, &[VIP_C])
+            + &instance("D", 73, prio, &[VIP_D])
+    };
+    let _ka = seg.keepalived(1, &four(100))?;
+    let group = |name: &str, members: &[&str]| {
+        let m: String = members.iter().map(|n| format!("    {n}\n")).collect();
+        format!("vrrp_sync_group {name} {{\n  group {{\n{m}  }}\n}}\n")
+    };
+    let path = seg.file("reload.conf", &(group("G", &["A", "B"]) + &group("H", &["C", "D"]) + &four(200)))?;
+    let (mut agent, name) = {
+        let name = netns::unique("rl");
+        (agent_as(&seg, &path, &name)?, name)
+    };
+    for v in [VIP_A, VIP_B, VIP_C, VIP_D] {
+        seg.wait_holders(v, &[0], Duration::from_secs(10))?;
+    }
+    let entered = |p: &Process| (count(p, "(A) Entering"), count(p, "(B) Entering"));
+    let before = entered(&agent);
+    let cap = Capture::start(&seg.lan, "p0")?;
+    let watch_a = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP_A)?;
+    let watch_b = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP_B)?;
+    std::thread::sleep(Duration::from_millis(5 * INTERVAL_MS));
+
+    // H loses D: C and D stop and start anew (C in H, D alone); G and its
+    // members are not touched.
+    std::fs::write(&path, group("G", &["A", "B"]) + &group("H", &["C"]) + &four(200))?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "Reload: done", 1)?;
+    let log = agent.lines().join("\n");
+    assert!(!log.contains("cannot apply that in place"), "{log}");
+    for i in ["C", "D"] {
+        assert!(log.contains(&format!("({i}) Reload: its sync group changed")), "{i} restarted:\n{log}");
+    }
+    for i in ["A", "B"] {
+        assert!(!log.contains(&format!("({i}) Reload:")), "{i} was touched:\n{log}");
+    }
+    seg.wait_holders(VIP_C, &[0], Duration::from_secs(10))?;
+    seg.wait_holders(VIP_D, &[0], Duration::from_secs(10))?;
+    let status = format!("/run/vrrp-agent/{name}.json");
+    wait_until(Duration::from_secs(5), || {
+        let st: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&status)?)?;
+        Ok(st["sync_groups"]
+            == serde_json::json!([
+                {"gname": "G", "state": "MASTER", "instances": ["A", "B"]},
+                {"gname": "H", "state": "MASTER", "instances": ["C"]}
+            ]))
+    })
+    .with_context(|| format!("{status}: {:?}", std::fs::read_to_string(&status)))?;
+    std::thread::sleep(Duration::from_millis(5 * INTERVAL_MS));
+
+    let seen_a = watch_a.finish()?;
+    let seen_b = watch_b.finish()?;
+    let frames = cap.stop();
+    seen_a.assert_single_holder()?;
+    seen_b.assert_single_holder()?;
+    assert_eq!(seen_a.spans[0].len(), 1, "A's VIP stayed: {:?}", seen_a.spans[0]);
+    assert_eq!(seen_b.spans[0].len(), 1, "B's VIP stayed: {:?}", seen_b.spans[0]);
+    assert_eq!(entered(&agent), before, "A or B transitioned:\n{}", agent.lines().join("\n"));
+    for vrid in [70, 71] {
+        let ads = adverts(&frames, vrid);
+        assert!(ads.len() >= 10, "VRID {vrid}: {} adverts", ads.len());
+        assert!(ads.iter().all(|(_, p)| *p == 200), "VRID {vrid}'s priority moved: {ads:?}");
+        let gap = max_gap_ms(&ads);
+        eprintln!("VRID {vrid}: {} adverts, max gap {gap} ms", ads.len());
+        assert!(gap <= INTERVAL_MS * 3 / 2, "VRID {vrid}'s adverts paused {gap} ms");
+    }
+    // C and D resigned once each (stopped as at shutdown).
+    for vrid in [72, 73] {
+        let ads = adverts(&frames, vrid);
+        assert_eq!(ads.iter().filter(|(_, p)| *p == 0).count(), 1, "VRID {vrid}: {ads:?}");
+    }
+    agent.stop(Duration::from_secs(5))?;
+    Ok(())
+}

@@ -732,7 +732,7 @@ impl Agent {
     /// keepalived's group notify scripts for group `g` entering `to`: the
     /// state's own as written, and `notify` with `GROUP NAME STATE 0`
     /// (vrrp_notify.c send_group_notifies: a group has no priority).
-    fn group_notify(&self, g: usize, to: State) {
+    pub(super) fn group_notify(&self, g: usize, to: State) {
         let Some(run_as) = self.group_notify_as else { return };
         for argv in self.group_notify_argv(g, to) {
             runner::spawn_notify(argv, run_as);

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::config::routes::{Route, Rule};
 use crate::machine::{Input, Micros};
+use crate::sync_group::SyncGroup;
 
 use super::agent::Agent;
 use super::instance::{self, Inst};
@@ -77,6 +78,14 @@ impl Agent {
             self.cfg = new;
             return;
         }
+        // A changed sync group's members stop and start anew in it.
+        let groups = reload::group_plan(&self.cfg, &new, &plan);
+        let mut plan = plan;
+        for &i in &groups.restart {
+            if let Some(Some((_, c))) = plan.running.get_mut(i) {
+                *c = Change::Restart(vec!["its sync group"]);
+            }
+        }
         // The check loops first: the instances resolve their tracking
         // against the new table below.
         let scripts =
@@ -108,6 +117,15 @@ impl Agent {
                 _ => {}
             }
         }
+        // The groups that go or change: their notify_stop, as at shutdown
+        // (their members were stopped above).
+        for g in 0..self.groups.len() {
+            if !groups.kept.contains(&Some(g)) {
+                let mut events = Vec::new();
+                self.groups[g].stop(&mut events);
+                self.group_notify(g, crate::machine::State::Init);
+            }
+        }
         for (j, fields) in plan.running.iter().flatten().filter_map(|(j, c)| match c {
             Change::Update(f) => Some((*j, f)),
             _ => None,
@@ -130,11 +148,51 @@ impl Agent {
             self.retire_statics(&new);
         }
         self.cfg = new;
+        // The groups of the new file: the kept ones go on as they are (their
+        // members' indices followed every stop), the others start with
+        // their members.
+        let mut old_groups: Vec<Option<SyncGroup>> =
+            std::mem::take(&mut self.groups).into_iter().map(Some).collect();
+        self.groups = self
+            .cfg
+            .sync_groups
+            .iter()
+            .zip(&groups.kept)
+            .map(|(g, k)| {
+                k.and_then(|o| old_groups.get_mut(o)?.take())
+                    .unwrap_or_else(|| SyncGroup::new(g.name.clone(), Vec::new()))
+            })
+            .collect();
+        self.group_notify_as = crate::health::user::resolve(
+            None,
+            self.cfg.global.script_user.as_ref(),
+            self.cfg.global.enable_script_security,
+        )
+        .ok();
         start.sort_unstable();
-        for j in start {
+        let in_new_group = |name: &str, cfg: &Config| {
+            cfg.sync_groups
+                .iter()
+                .zip(&groups.kept)
+                .any(|(g, k)| k.is_none() && g.members.iter().any(|m| m == name))
+        };
+        for &j in &start {
             let conf = self.cfg.instances[j].clone();
-            log::info!("({}) Reload: starting it", conf.name);
-            self.start_instance(conf).await;
+            if !in_new_group(&conf.name, &self.cfg) {
+                self.start_instance(conf).await;
+            }
+        }
+        for g in 0..self.groups.len() {
+            if groups.kept[g].is_some() {
+                continue;
+            }
+            let confs: Vec<crate::config::Instance> = self.cfg.sync_groups[g]
+                .members
+                .iter()
+                .filter_map(|m| self.cfg.instances.iter().find(|c| &c.name == m).cloned())
+                .filter(|c| !self.insts.iter().any(|i| i.conf.name == c.name))
+                .collect();
+            self.start_group(g, confs).await;
         }
         if trackers {
             // The new values and weights count at once (a master
@@ -145,7 +203,13 @@ impl Agent {
         }
         // Keep the instances in the file's order (the status file's).
         let order: Vec<String> = self.cfg.instances.iter().map(|c| c.name.clone()).collect();
+        let before: Vec<String> = self.insts.iter().map(|i| i.conf.name.clone()).collect();
         self.insts.sort_by_key(|x| order.iter().position(|n| *n == x.conf.name));
+        let after: std::collections::HashMap<&str, usize> =
+            self.insts.iter().enumerate().map(|(k, i)| (i.conf.name.as_str(), k)).collect();
+        for g in &mut self.groups {
+            g.remap(|m| after.get(before[m].as_str()).copied().unwrap_or(m));
+        }
         self.refollow().await;
         self.written = None;
         self.reconcile().await;
@@ -159,6 +223,9 @@ impl Agent {
         self.insts[i].machine.handle(now, Input::Shutdown, &mut out);
         self.execute(i, now, out).await;
         let inst = self.insts.remove(i);
+        for g in &mut self.groups {
+            g.forget(i);
+        }
         self.source.forget(&inst, &self.insts);
         // What a failed removal left stays wanted absent.
         self.retired.vips.extend(inst.vips);
@@ -168,12 +235,54 @@ impl Agent {
 
     /// Build and start an instance as at the agent's start.
     async fn start_instance(&mut self, conf: crate::config::Instance) {
+        let Some(i) = self.open_instance(conf) else { return };
+        let now = timer::now();
+        let inst = &mut self.insts[i];
+        let (p, fault) = inst.health_input(&self.checks.statuses, &self.links, &self.trackers);
+        let mut out = Vec::new();
+        inst.machine.handle(now, Input::Priority(p), &mut out);
+        inst.machine.handle(now, Input::Fault(fault), &mut out);
+        inst.machine.start(now, &mut out);
+        self.execute(i, now, out).await;
+    }
+
+    /// Start the members `confs` of the new sync group `g` (empty so far)
+    /// as at the agent's start (`Agent::start`): the group starts in
+    /// FAULT if any member would, then each member enters its first state.
+    async fn start_group(&mut self, g: usize, confs: Vec<crate::config::Instance>) {
+        let members: Vec<usize> = confs.into_iter().filter_map(|c| self.open_instance(c)).collect();
+        for &i in &members {
+            self.insts[i].machine.set_synced();
+            self.groups[g].add(i);
+        }
+        let health: Vec<(u8, bool)> = members
+            .iter()
+            .map(|&i| self.insts[i].health_input(&self.checks.statuses, &self.links, &self.trackers))
+            .collect();
+        for (&i, &(_, own)) in members.iter().zip(&health) {
+            self.groups[g].record_fault(i, own);
+        }
+        let now = timer::now();
+        for (&i, &(p, _)) in members.iter().zip(&health) {
+            let fault = self.groups[g].faulted();
+            let mut out = Vec::new();
+            self.insts[i].machine.handle(now, Input::Priority(p), &mut out);
+            self.insts[i].machine.handle(now, Input::Fault(fault), &mut out);
+            self.insts[i].machine.start(now, &mut out);
+            self.execute(i, now, out).await;
+        }
+    }
+
+    /// Build instance `conf` and open it on its interface, as at the
+    /// agent's start; its index, None if it cannot be.
+    fn open_instance(&mut self, conf: crate::config::Instance) -> Option<usize> {
+        log::info!("({}) Reload: starting it", conf.name);
         // needs_restart: an added instance has no VMAC.
         let mut inst = match instance::build(&conf, None, &super::link::Ifaddrs::now()) {
             Ok(x) => x,
             Err(e) => {
                 log::error!("({}) Reload: cannot start it: {e}", conf.name);
-                return;
+                return None;
             }
         };
         instance::resolve_tracks(&mut inst, &self.cfg.scripts, &self.checks.running());
@@ -187,14 +296,7 @@ impl Agent {
         {
             log::error!("({}) receiving on {}: {e}", conf.name, conf.interface);
         }
-        let now = timer::now();
-        let inst = &mut self.insts[i];
-        let (p, fault) = inst.health_input(&self.checks.statuses, &self.links, &self.trackers);
-        let mut out = Vec::new();
-        inst.machine.handle(now, Input::Priority(p), &mut out);
-        inst.machine.handle(now, Input::Fault(fault), &mut out);
-        inst.machine.start(now, &mut out);
-        self.execute(i, now, out).await;
+        Some(i)
     }
 
     /// Apply a changed configuration to instance `i` in place: new

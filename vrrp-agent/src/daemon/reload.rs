@@ -41,6 +41,8 @@ pub struct Plan {
     /// The track files or tracked processes, or who tracks them, changed
     /// (`trackers_changed`).
     pub trackers_changed: bool,
+    /// A sync group was added, removed or redefined (`group_plan`).
+    pub groups_changed: bool,
 }
 
 impl Plan {
@@ -50,6 +52,7 @@ impl Plan {
             && !self.statics_changed
             && !self.scripts_changed
             && !self.trackers_changed
+            && !self.groups_changed
             && self.running.iter().all(|r| matches!(r, Some((_, Change::Keep))))
     }
 }
@@ -175,6 +178,7 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
             || old.global.script_user != new.global.script_user
             || old.global.enable_script_security != new.global.enable_script_security,
         trackers_changed: trackers_changed(old, new),
+        groups_changed: groups_key(old) != groups_key(new),
     }
 }
 
@@ -340,19 +344,67 @@ fn tracker_users(c: &Config) -> Users<'_> {
     u
 }
 
-/// What in `plan` the in-place reload cannot carry out, if anything.
-/// Sync groups hold their members by index and macvlans are made at
-/// start: a change that touches them is refused as a whole (the running
-/// configuration stays), never applied halfway.
-pub fn needs_restart(old: &Config, plan: &Plan, new: &Config) -> Option<String> {
-    let members_move = !plan.added.is_empty()
-        || plan.running.iter().any(|r| !matches!(r, Some((_, Change::Keep | Change::Update(_)))))
-        || plan.running.iter().enumerate().any(|(i, r)| r.as_ref().is_some_and(|(j, _)| *j != i));
-    if (!old.sync_groups.is_empty() || !new.sync_groups.is_empty())
-        && (members_move || groups_key(old) != groups_key(new))
-    {
-        return Some("the sync groups or their members' instances changed".into());
+/// What a reload does to the sync groups.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupPlan {
+    /// Running instances (by their index now) that stop and start anew
+    /// because their sync group changed: it was added, removed or
+    /// redefined (members, tracking, notify), or one of its members is
+    /// restarted or removed. keepalived's reload builds its groups anew;
+    /// here a changed group's members stop as at shutdown and start as at
+    /// start, in the new group, which is the same for their peers.
+    pub restart: Vec<usize>,
+    /// Per sync group of the new file: the running group (index now) it
+    /// is, unchanged, whose state and members go on untouched; None for
+    /// a group that starts with its members.
+    pub kept: Vec<Option<usize>>,
+}
+
+/// The sync groups' plan, given the instances' `plan`.
+pub fn group_plan(old: &Config, new: &Config, plan: &Plan) -> GroupPlan {
+    let (ko, kn) = (groups_key(old), groups_key(new));
+    // An old group is kept when the new file has it as it was and every
+    // member goes on in place.
+    let member_stays = |name: &String| {
+        old.instances
+            .iter()
+            .position(|i| &i.name == name)
+            .is_some_and(|i| matches!(plan.running.get(i), Some(Some((_, Change::Keep | Change::Update(_))))))
+    };
+    let kept: Vec<Option<usize>> = kn
+        .iter()
+        .map(|n| {
+            let g = ko.iter().position(|o| o.0 == n.0)?;
+            (ko[g] == *n && old.sync_groups[g].members.iter().all(member_stays)).then_some(g)
+        })
+        .collect();
+    let mut restart = Vec::new();
+    let mut touch = |name: &String| {
+        if let Some(i) = old.instances.iter().position(|x| &x.name == name)
+            && matches!(plan.running.get(i), Some(Some((_, Change::Keep | Change::Update(_)))))
+            && !restart.contains(&i)
+        {
+            restart.push(i);
+        }
+    };
+    for (g, og) in old.sync_groups.iter().enumerate() {
+        if !kept.contains(&Some(g)) {
+            og.members.iter().for_each(&mut touch);
+        }
     }
+    for (n, ng) in new.sync_groups.iter().enumerate() {
+        if kept[n].is_none() {
+            ng.members.iter().for_each(&mut touch);
+        }
+    }
+    restart.sort_unstable();
+    GroupPlan { restart, kept }
+}
+
+/// What in `plan` the in-place reload cannot carry out, if anything.
+/// Macvlans are made at start: a change that touches them is refused as
+/// a whole (the running configuration stays), never applied halfway.
+pub fn needs_restart(old: &Config, plan: &Plan, new: &Config) -> Option<String> {
     for (i, r) in plan.running.iter().enumerate() {
         let Some(o) = old.instances.get(i) else { continue };
         let n = r.as_ref().and_then(|(j, _)| new.instances.get(*j));
@@ -478,14 +530,63 @@ mod tests {
             refuse(&format!("{group}{}", base("")), &format!("{group}{}", base(" priority 120\n"))),
             None
         );
-        // An instance added beside a group: the group's indices would move.
-        assert!(refuse(&format!("{group}{}", base("")), &format!("{group}{}{third}", base(""))).is_some());
+        // An instance added beside a group, a group changed: in place.
+        assert_eq!(refuse(&format!("{group}{}", base("")), &format!("{group}{}{third}", base(""))), None);
+        assert_eq!(refuse(&format!("{group}{}", base("")), &base("")), None);
         // A VMAC kept: in place; added: refused.
         assert_eq!(refuse(&base(" use_vmac\n"), &base(" use_vmac\n priority 120\n")), None);
         assert!(refuse(&base(""), &base(" use_vmac\n")).is_some());
         // Track files and processes are watched anew: in place.
         let tf = "vrrp_track_file f {\n file /nonexistent/f\n}\n";
         assert_eq!(refuse(&base(""), &format!("{tf}{}", base(" track_file {\n f\n }\n"))), None);
+    }
+
+    #[test]
+    fn sync_group_changes_restart_their_members_only() {
+        let vi = |n: u8, extra: &str| {
+            format!(
+                "vrrp_instance VI_{n} {{\n interface eth0\n virtual_router_id {n}\n virtual_ipaddress {{\n 192.0.2.{n}/24\n }}\n{extra}}}\n"
+            )
+        };
+        let group = |name: &str, members: &[u8]| {
+            let m: String = members.iter().map(|n| format!(" VI_{n}\n")).collect();
+            format!("vrrp_sync_group {name} {{\n group {{\n{m} }}\n}}\n")
+        };
+        let gp = |old: &str, new: &str| {
+            let (o, n) = (cfg(old), cfg(new));
+            group_plan(&o, &n, &plan(&o, &n))
+        };
+        let four = format!("{}{}{}{}", vi(1, ""), vi(2, ""), vi(3, ""), vi(4, ""));
+        let base = format!("{}{}{four}", group("G", &[1, 2]), group("H", &[3, 4]));
+        // Unchanged, or a member's priority: both groups kept.
+        let p = gp(&base, &base);
+        assert_eq!((p.restart, p.kept), (vec![], vec![Some(0), Some(1)]));
+        let moved = format!("{}{}{four}", group("G", &[1]), group("H", &[2, 3, 4]));
+        assert!(
+            plan(&cfg(&base), &cfg(&moved)).groups_changed && !plan(&cfg(&base), &cfg(&base)).groups_changed
+        );
+        let prio = base.replace("virtual_router_id 1\n", "virtual_router_id 1\n priority 120\n");
+        assert_eq!(gp(&base, &prio).kept, vec![Some(0), Some(1)]);
+        // VI_2 moves from G to H: both groups change; every member of either restarts.
+        let moved = format!("{}{}{four}", group("G", &[1]), group("H", &[2, 3, 4]));
+        let p = gp(&base, &moved);
+        assert_eq!((p.restart, p.kept), (vec![0, 1, 2, 3], vec![None, None]));
+        // H gone, G untouched: H's members restart (out of any group), G's do not.
+        let p = gp(&base, &format!("{}{four}", group("G", &[1, 2])));
+        assert_eq!((p.restart, p.kept), (vec![2, 3], vec![Some(0)]));
+        // A new group of VI_3 and VI_4 (they ran alone).
+        let p = gp(&format!("{}{four}", group("G", &[1, 2])), &base);
+        assert_eq!((p.restart, p.kept), (vec![2, 3], vec![Some(0), None]));
+        // A member restarted (its VRID) or removed: its group starts anew;
+        // the restarted member is in the plan already, not here.
+        let vrid = base.replace("virtual_router_id 4\n", "virtual_router_id 14\n");
+        let p = gp(&base, &vrid);
+        assert_eq!((p.restart, p.kept), (vec![2], vec![Some(0), None]));
+        // The group's own keywords: notify.
+        let notified =
+            base.replace("vrrp_sync_group G {\n", "vrrp_sync_group G {\n notify_master /bin/true\n");
+        let p = gp(&base, &notified);
+        assert_eq!((p.restart, p.kept), (vec![0, 1], vec![None, Some(1)]));
     }
 
     #[test]
