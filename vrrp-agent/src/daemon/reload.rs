@@ -405,10 +405,20 @@ pub fn group_plan(old: &Config, new: &Config, plan: &Plan) -> GroupPlan {
 /// Macvlans are made at start: a change that touches them is refused as
 /// a whole (the running configuration stays), never applied halfway.
 pub fn needs_restart(old: &Config, plan: &Plan, new: &Config) -> Option<String> {
+    let groups = group_plan(old, new, plan);
     for (i, r) in plan.running.iter().enumerate() {
         let Some(o) = old.instances.get(i) else { continue };
         let n = r.as_ref().and_then(|(j, _)| new.instances.get(*j));
         let changed = n.is_none_or(|n| n != o);
+        // Restarted (its identity, or its sync group): it would start
+        // without its macvlan, which is made at the agent's start.
+        let restarted = matches!(r, Some((_, Change::Restart(_)))) || groups.restart.contains(&i);
+        if o.vmac.is_some() && restarted {
+            return Some(format!(
+                "instance {} with use_vmac would be restarted (its identity or its sync group changed)",
+                o.name
+            ));
+        }
         if changed && (o.vmac.is_some() || n.is_some_and(|n| n.vmac.is_some())) {
             if n.is_some_and(|n| n.vmac == o.vmac && n.vmac_xmit_base == o.vmac_xmit_base) {
                 continue;
@@ -533,9 +543,13 @@ mod tests {
         // An instance added beside a group, a group changed: in place.
         assert_eq!(refuse(&format!("{group}{}", base("")), &format!("{group}{}{third}", base(""))), None);
         assert_eq!(refuse(&format!("{group}{}", base("")), &base("")), None);
-        // A VMAC kept: in place; added: refused.
+        // A VMAC kept: in place; added: refused; its instance restarted
+        // (VRID, or its sync group changed): refused.
         assert_eq!(refuse(&base(" use_vmac\n"), &base(" use_vmac\n priority 120\n")), None);
         assert!(refuse(&base(""), &base(" use_vmac\n")).is_some());
+        let vrid7 = |extra: &str| base(extra).replacen("virtual_router_id 1\n", "virtual_router_id 7\n", 1);
+        assert!(refuse(&base(" use_vmac\n"), &vrid7(" use_vmac\n")).is_some());
+        assert!(refuse(&format!("{group}{}", base(" use_vmac\n")), &base(" use_vmac\n")).is_some());
         // Track files and processes are watched anew: in place.
         let tf = "vrrp_track_file f {\n file /nonexistent/f\n}\n";
         assert_eq!(refuse(&base(""), &format!("{tf}{}", base(" track_file {\n f\n }\n"))), None);
