@@ -101,6 +101,8 @@ pub fn changed_fields(a: &Instance, b: &Instance) -> Vec<&'static str> {
     check(a.garp_master_refresh != b.garp_master_refresh, "garp_master_refresh");
     check(a.track_interface != b.track_interface, "track_interface");
     check(a.track_script != b.track_script, "track_script");
+    check(refs(&a.track_file) != refs(&b.track_file), "track_file");
+    check(refs(&a.track_process) != refs(&b.track_process), "track_process");
     let (mut na, mut nb) = (a.notify.clone(), b.notify.clone());
     na.locs.clear();
     nb.locs.clear();
