@@ -622,3 +622,40 @@ fn reload_changes_a_sync_group_and_leaves_the_other_alone() -> Result<()> {
     agent.stop(Duration::from_secs(5))?;
     Ok(())
 }
+
+#[test]
+fn reload_refuses_to_restart_a_use_vmac_instance_and_changes_nothing() -> Result<()> {
+    let test = "reload_refuses_to_restart_a_use_vmac_instance_and_changes_nothing";
+    if !require_root(test) {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.1/24"])?;
+    let vmac = |vrid: u8, prio: u8| instance_with("A", vrid, prio, VIP_A, "  use_vmac\n");
+    let b = |prio: u8| instance("B", 81, prio, &[VIP_B]);
+    let path = seg.file("reload.conf", &(vmac(80, 200) + &b(200)))?;
+    let mut agent = agent(&seg, &path)?;
+    seg.wait_holders(VIP_A, &[0], Duration::from_secs(10))?;
+    seg.wait_holders(VIP_B, &[0], Duration::from_secs(10))?;
+    // A priority change of the VMAC instance: in place.
+    std::fs::write(&path, vmac(80, 210) + &b(200))?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "Reload: done", 1)?;
+    wait_count(&agent, "(A) Changing effective priority from 200 to 210", 1)?;
+    // Its VRID changed (a restart, which would need a new macvlan) with
+    // B's priority: refused as a whole, B's change included.
+    std::fs::write(&path, vmac(82, 210) + &b(220))?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "cannot apply that in place", 1)?;
+    let log = agent.lines().join("\n");
+    assert!(
+        log.contains("Reload: instance A with use_vmac would be restarted (its identity or its sync group changed): vrrp-agent cannot apply that in place; the running configuration stays (restart the agent to apply it)"),
+        "{log}"
+    );
+    std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
+    assert_eq!(count(&agent, "Reload: done"), 1, "{log}");
+    assert_eq!(count(&agent, "(B) Changing effective priority"), 0, "B's change was applied halfway:\n{log}");
+    assert_eq!(seg.holders(VIP_A)?, vec![0]);
+    assert_eq!(seg.holders(VIP_B)?, vec![0]);
+    agent.stop(Duration::from_secs(5))?;
+    Ok(())
+}
