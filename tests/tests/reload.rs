@@ -623,39 +623,68 @@ fn reload_changes_a_sync_group_and_leaves_the_other_alone() -> Result<()> {
     Ok(())
 }
 
+/// Whether node 0 has link `name`, and `addr` on it.
+fn link_with(seg: &Segment, name: &str, addr: &str) -> Result<(bool, bool)> {
+    // `ip` fails when there is no such link.
+    let Ok(out) = seg.nodes[0].ns.ip(&["-o", "addr", "show", "dev", name]) else { return Ok((false, false)) };
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok((true, text.split_whitespace().any(|w| w.split('/').next() == Some(addr))))
+}
+
 #[test]
-fn reload_refuses_to_restart_a_use_vmac_instance_and_changes_nothing() -> Result<()> {
-    let test = "reload_refuses_to_restart_a_use_vmac_instance_and_changes_nothing";
-    if !require_root(test) {
+fn reload_adds_moves_and_removes_a_vmac_by_restarting_that_instance() -> Result<()> {
+    let test = "reload_adds_moves_and_removes_a_vmac_by_restarting_that_instance";
+    if !require_root(test) || !require_tool(test, "keepalived") {
         return Ok(());
     }
-    let seg = Segment::new(&["192.0.2.1/24"])?;
-    let vmac = |vrid: u8, prio: u8| instance_with("A", vrid, prio, VIP_A, "  use_vmac\n");
-    let b = |prio: u8| instance("B", 81, prio, &[VIP_B]);
-    let path = seg.file("reload.conf", &(vmac(80, 200) + &b(200)))?;
+    let seg = Segment::new(&["192.0.2.1/24", "192.0.2.2/24"])?;
+    let _ka = seg.keepalived(1, &instance("B", 81, 100, &[VIP_B]))?;
+    let vmac = |vrid: u8| instance_with("A", vrid, 200, VIP_A, "  use_vmac\n");
+    let b = instance("B", 81, 200, &[VIP_B]);
+    let path = seg.file("reload.conf", &(instance("A", 80, 200, &[VIP_A]) + &b))?;
     let mut agent = agent(&seg, &path)?;
     seg.wait_holders(VIP_A, &[0], Duration::from_secs(10))?;
     seg.wait_holders(VIP_B, &[0], Duration::from_secs(10))?;
-    // A priority change of the VMAC instance: in place.
-    std::fs::write(&path, vmac(80, 210) + &b(200))?;
+    let b_entered = count(&agent, "(B) Entering");
+    let cap = Capture::start(&seg.lan, "p0")?;
+    let watch_b = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP_B)?;
+    std::thread::sleep(Duration::from_millis(5 * INTERVAL_MS));
+
+    // (1) A uses a VMAC now: it restarts on vrrp.80, its VIP there.
+    std::fs::write(&path, vmac(80) + &b)?;
     agent.signal(Signal::SIGHUP)?;
     wait_count(&agent, "Reload: done", 1)?;
-    wait_count(&agent, "(A) Changing effective priority from 200 to 210", 1)?;
-    // Its VRID changed (a restart, which would need a new macvlan) with
-    // B's priority: refused as a whole, B's change included.
-    std::fs::write(&path, vmac(82, 210) + &b(220))?;
+    wait_until(Duration::from_secs(10), || Ok(link_with(&seg, "vrrp.80", VIP_A)? == (true, true)))
+        .with_context(|| format!("VIP_A on vrrp.80:\n{}", agent.lines().join("\n")))?;
+    // (2) Its VRID (so its virtual MAC) changed: vrrp.80 goes, vrrp.82 comes.
+    std::fs::write(&path, vmac(82) + &b)?;
     agent.signal(Signal::SIGHUP)?;
-    wait_count(&agent, "cannot apply that in place", 1)?;
+    wait_count(&agent, "Reload: done", 2)?;
+    wait_until(Duration::from_secs(10), || Ok(link_with(&seg, "vrrp.82", VIP_A)? == (true, true)))
+        .with_context(|| format!("VIP_A on vrrp.82:\n{}", agent.lines().join("\n")))?;
+    assert!(!link_with(&seg, "vrrp.80", VIP_A)?.0, "vrrp.80 deleted");
+    // (3) No VMAC any more: the VIP on eth0 again, vrrp.82 gone.
+    std::fs::write(&path, instance("A", 82, 200, &[VIP_A]) + &b)?;
+    agent.signal(Signal::SIGHUP)?;
+    wait_count(&agent, "Reload: done", 3)?;
+    wait_until(Duration::from_secs(10), || Ok(link_with(&seg, "eth0", VIP_A)? == (true, true)))?;
+    assert!(!link_with(&seg, "vrrp.82", VIP_A)?.0, "vrrp.82 deleted");
     let log = agent.lines().join("\n");
-    assert!(
-        log.contains("Reload: instance A with use_vmac would be restarted (its identity or its sync group changed): vrrp-agent cannot apply that in place; the running configuration stays (restart the agent to apply it)"),
-        "{log}"
-    );
-    std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
-    assert_eq!(count(&agent, "Reload: done"), 1, "{log}");
-    assert_eq!(count(&agent, "(B) Changing effective priority"), 0, "B's change was applied halfway:\n{log}");
-    assert_eq!(seg.holders(VIP_A)?, vec![0]);
-    assert_eq!(seg.holders(VIP_B)?, vec![0]);
+    assert!(!log.contains("cannot apply that in place"), "{log}");
+    assert_eq!(count(&agent, "(A) Reload: use_vmac changed"), 2, "{log}");
+    std::thread::sleep(Duration::from_millis(5 * INTERVAL_MS));
+
+    let seen_b = watch_b.finish()?;
+    let frames = cap.stop();
+    seen_b.assert_single_holder()?;
+    assert!(seen_b.spans[1].is_empty(), "keepalived never took B over: {:?}", seen_b.spans[1]);
+    assert_eq!(count(&agent, "(B) Entering"), b_entered, "B transitioned:\n{log}");
+    let bs = adverts(&frames, 81);
+    assert!(bs.len() >= 10, "B's adverts captured: {}", bs.len());
+    assert!(bs.iter().all(|(_, p)| *p == 200), "B's priority moved: {bs:?}");
+    let gap = max_gap_ms(&bs);
+    eprintln!("B: {} adverts, max gap {gap} ms (interval {INTERVAL_MS} ms)", bs.len());
+    assert!(gap <= INTERVAL_MS * 3 / 2, "B's adverts paused {gap} ms");
     agent.stop(Duration::from_secs(5))?;
     Ok(())
 }

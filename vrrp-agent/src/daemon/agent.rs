@@ -109,6 +109,9 @@ pub(super) struct Agent {
     pub(super) starting: bool,
     /// The macvlans of use_vmac the agent owns.
     pub(super) vmacs: super::vmac::Manager,
+    /// The macvlan of each `use_vmac` instance a reload starts, by
+    /// instance name (`vmac::Manager::reload`).
+    pub(super) vmac_names: HashMap<String, String>,
     /// When to reconcile again after a failure.
     pub(super) retry_at: Option<Micros>,
     /// What the status file last said: states, priorities, counters.

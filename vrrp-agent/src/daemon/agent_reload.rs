@@ -117,6 +117,15 @@ impl Agent {
                 _ => {}
             }
         }
+        // The macvlans follow, once their old instances stopped and before
+        // the new ones start on them.
+        // (Also when they did not change: a use_vmac instance restarted
+        // for its sync group starts on its macvlan again.)
+        if reload::vmacs_changed(&self.cfg, &new) || new.instances.iter().any(|i| i.vmac.is_some()) {
+            let names = self.vmacs.reload(&new, &self.nl).await;
+            self.vmac_names =
+                new.instances.iter().zip(names).filter_map(|(c, n)| Some((c.name.clone(), n?))).collect();
+        }
         // The groups that go or change: their notify_stop, as at shutdown
         // (their members were stopped above).
         for g in 0..self.groups.len() {
@@ -277,8 +286,13 @@ impl Agent {
     /// agent's start; its index, None if it cannot be.
     fn open_instance(&mut self, conf: crate::config::Instance) -> Option<usize> {
         log::info!("({}) Reload: starting it", conf.name);
-        // needs_restart: an added instance has no VMAC.
-        let mut inst = match instance::build(&conf, None, &super::link::Ifaddrs::now()) {
+        // Its macvlan was made by `vmacs.reload` (apply_reload).
+        let vmac = conf.vmac.as_ref().and_then(|_| self.vmac_names.get(&conf.name).cloned());
+        if conf.vmac.is_some() && vmac.is_none() {
+            log::error!("({}) Reload: cannot start it: its VMAC interface could not be made", conf.name);
+            return None;
+        }
+        let mut inst = match instance::build(&conf, vmac, &super::link::Ifaddrs::now()) {
             Ok(x) => x,
             Err(e) => {
                 log::error!("({}) Reload: cannot start it: {e}", conf.name);
@@ -305,7 +319,8 @@ impl Agent {
     /// VIPs, routes and rules.
     async fn update_instance(&mut self, i: usize, conf: crate::config::Instance, new: &Config) {
         let now = timer::now();
-        // needs_restart: a VMAC is unchanged by an update; keep its name.
+        // A VMAC is unchanged by an update (a changed one restarts the
+        // instance, `reload::change`); keep its name.
         let vmac = self.insts[i].vmac.as_ref().map(|m| m.name.clone());
         let mut fresh = match instance::build(&conf, vmac, &super::link::Ifaddrs::now()) {
             Ok(x) => x,

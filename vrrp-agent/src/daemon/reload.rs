@@ -74,7 +74,31 @@ fn identity(a: &Instance, b: &Instance) -> Vec<&'static str> {
     if a.version != b.version {
         why.push("version");
     }
+    // Another macvlan (keepalived deletes the old VMAC and makes the new
+    // one on a reload): the instance stops on the old and starts on the
+    // new, or without one.
+    if a.vmac != b.vmac || a.vmac_xmit_base != b.vmac_xmit_base {
+        why.push("use_vmac");
+    }
     why
+}
+
+/// Whether the `use_vmac` instances (their names, VMACs, VRIDs, families,
+/// interfaces) differ: then the macvlans follow (`vmac::Manager::reload`).
+pub fn vmacs_changed(old: &Config, new: &Config) -> bool {
+    let key = |c: &Config| {
+        let mut k: Vec<_> = c
+            .instances
+            .iter()
+            .filter(|i| i.vmac.is_some())
+            .map(|i| {
+                (i.name.clone(), i.vmac.clone(), i.vmac_xmit_base, i.vrid, i.family, i.interface.clone())
+            })
+            .collect();
+        k.sort_by(|a, b| a.0.cmp(&b.0));
+        k
+    };
+    key(old) != key(new)
 }
 
 /// The fields that differ, by their keepalived keyword. The place in the
@@ -403,37 +427,12 @@ pub fn group_plan(old: &Config, new: &Config, plan: &Plan) -> GroupPlan {
     GroupPlan { restart, kept }
 }
 
-/// What in `plan` the in-place reload cannot carry out, if anything.
-/// Macvlans are made at start: a change that touches them is refused as
-/// a whole (the running configuration stays), never applied halfway.
-pub fn needs_restart(old: &Config, plan: &Plan, new: &Config) -> Option<String> {
-    let groups = group_plan(old, new, plan);
-    for (i, r) in plan.running.iter().enumerate() {
-        let Some(o) = old.instances.get(i) else { continue };
-        let n = r.as_ref().and_then(|(j, _)| new.instances.get(*j));
-        let changed = n.is_none_or(|n| n != o);
-        // Restarted (its identity, or its sync group): it would start
-        // without its macvlan, which is made at the agent's start.
-        let restarted = matches!(r, Some((_, Change::Restart(_)))) || groups.restart.contains(&i);
-        if o.vmac.is_some() && restarted {
-            return Some(format!(
-                "instance {} with use_vmac would be restarted (its identity or its sync group changed)",
-                o.name
-            ));
-        }
-        if changed && (o.vmac.is_some() || n.is_some_and(|n| n.vmac.is_some())) {
-            if n.is_some_and(|n| n.vmac == o.vmac && n.vmac_xmit_base == o.vmac_xmit_base) {
-                continue;
-            }
-            return Some(format!("instance {} with use_vmac is added, removed or its VMAC changed", o.name));
-        }
-    }
-    for j in &plan.added {
-        let n = &new.instances[*j];
-        if n.vmac.is_some() {
-            return Some(format!("instance {} with use_vmac is added", n.name));
-        }
-    }
+/// What in `plan` the in-place reload cannot carry out, if anything (the
+/// running configuration then stays as a whole, never applied halfway).
+pub fn needs_restart(_old: &Config, _plan: &Plan, _new: &Config) -> Option<String> {
+    // Everything is applied in place now: the instances (kept, updated,
+    // restarted), scripts, trackers, sync groups and macvlans. Kept as
+    // the one place a future refusal goes.
     None
 }
 
@@ -545,13 +544,20 @@ mod tests {
         // An instance added beside a group, a group changed: in place.
         assert_eq!(refuse(&format!("{group}{}", base("")), &format!("{group}{}{third}", base(""))), None);
         assert_eq!(refuse(&format!("{group}{}", base("")), &base("")), None);
-        // A VMAC kept: in place; added: refused; its instance restarted
-        // (VRID, or its sync group changed): refused.
+        // A VMAC kept: in place; added or removed: the instance restarts
+        // on its new macvlan (or none); restarted with one (VRID, or its
+        // sync group changed): in place too.
+        let (o, n) = (cfg(&base(" use_vmac\n")), cfg(&base(" use_vmac\n priority 120\n")));
         assert_eq!(refuse(&base(" use_vmac\n"), &base(" use_vmac\n priority 120\n")), None);
-        assert!(refuse(&base(""), &base(" use_vmac\n")).is_some());
+        assert!(!vmacs_changed(&o, &n));
+        let (o, n) = (cfg(&base("")), cfg(&base(" use_vmac\n")));
+        assert_eq!(refuse(&base(""), &base(" use_vmac\n")), None);
+        assert_eq!(plan(&o, &n).running[0], Some((0, Change::Restart(vec!["use_vmac"]))));
+        assert!(vmacs_changed(&o, &n) && vmacs_changed(&n, &o));
         let vrid7 = |extra: &str| base(extra).replacen("virtual_router_id 1\n", "virtual_router_id 7\n", 1);
-        assert!(refuse(&base(" use_vmac\n"), &vrid7(" use_vmac\n")).is_some());
-        assert!(refuse(&format!("{group}{}", base(" use_vmac\n")), &base(" use_vmac\n")).is_some());
+        assert!(vmacs_changed(&cfg(&base(" use_vmac\n")), &cfg(&vrid7(" use_vmac\n"))));
+        assert_eq!(refuse(&base(" use_vmac\n"), &vrid7(" use_vmac\n")), None);
+        assert_eq!(refuse(&format!("{group}{}", base(" use_vmac\n")), &base(" use_vmac\n")), None);
         // Track files and processes are watched anew: in place.
         let tf = "vrrp_track_file f {\n file /nonexistent/f\n}\n";
         assert_eq!(refuse(&base(""), &format!("{tf}{}", base(" track_file {\n f\n }\n"))), None);

@@ -303,6 +303,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         stopping: false,
         starting: false,
         vmacs,
+        vmac_names: HashMap::new(),
         retry_at: None,
         written: None,
         written_at: Micros(0),
