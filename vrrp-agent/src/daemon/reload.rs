@@ -7,9 +7,13 @@
 //! equal apart from where it sits in the file is kept as it is: not a
 //! single transition, no advert out of turn. One whose VRRP identity
 //! changed (interface, VRID, address family, version: another virtual
-//! router as far as the peers can tell) is stopped as at shutdown and
-//! started anew. Any other change is applied in place: the machine keeps
-//! its state and timers, and the reconciler follows the new desired state.
+//! router as far as the peers can tell), or its VMAC, or its sync group
+//! (`group_plan`), is stopped as at shutdown and started anew. Any other
+//! change is applied in place: the machine keeps its state and timers,
+//! and the reconciler follows the new desired state. The `vrrp_script`
+//! loops (`script_plan`), the track file and process watchers
+//! (`trackers_changed`) and the route and rule events (`follows`) follow
+//! the new file too.
 
 use crate::config::model::{Instance, Track};
 use crate::config::{Config, Script};
@@ -59,7 +63,8 @@ impl Plan {
 
 /// The fields that, changed, make another virtual router of the instance:
 /// its peers key adverts by interface, VRID and family, and a version
-/// change changes the packet format (RFC 5798 5.2.1).
+/// change changes the packet format (RFC 5798 5.2.1); and its VMAC, the
+/// macvlan it runs on.
 fn identity(a: &Instance, b: &Instance) -> Vec<&'static str> {
     let mut why = Vec::new();
     if a.interface != b.interface {
