@@ -492,9 +492,18 @@ impl Datapath {
 
     /// Forget the instance `vrid` on `ifindex` (a reload removed it, or
     /// restarts it as another): its adverts are another daemon's again,
-    /// passed up the stack, and the kernel's watch of it is off. A row
-    /// that is not there is no error.
-    pub fn unconfigure(&mut self, ifindex: u32, family: Family, vrid: u8) -> Result<(), DatapathError> {
+    /// passed up the stack, and the kernel's watch of it is off; its
+    /// unicast `peers`' rows go. A row that is not there is no error.
+    pub fn unconfigure(
+        &mut self,
+        ifindex: u32,
+        family: Family,
+        vrid: u8,
+        peers: &[IpAddr],
+    ) -> Result<(), DatapathError> {
+        for p in peers {
+            self.remove_addr(ifindex, vrid, p, ADDR_PEER)?;
+        }
         let key = InstanceKey { ifindex, family: family.code(), vrid, _pad: [0; 2] };
         match self.hash_map::<InstanceKey, InstanceConfig>(INSTANCES_MAP)?.remove(&key) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
@@ -540,6 +549,32 @@ impl Datapath {
         let old = map.get(&key, 0).map(|a| a.flags).unwrap_or(0);
         map.insert(key, AddrInfo { flags: old | flags }, 0)
             .map_err(|source| DatapathError::Map { name: ADDRS_MAP, source })
+    }
+
+    /// Take `flags` off an address row (a unicast peer a reload took out
+    /// of `unicast_peer`: its adverts are `not_a_peer` from now on); the
+    /// row goes when no flag is left. A row that is not there is no error.
+    pub fn remove_addr(
+        &mut self,
+        ifindex: u32,
+        vrid: u8,
+        addr: &IpAddr,
+        flags: u32,
+    ) -> Result<(), DatapathError> {
+        let family =
+            if addr.is_ipv4() { vrrp_common::maps::FAMILY_IPV4 } else { vrrp_common::maps::FAMILY_IPV6 };
+        let key = PeerKey { ifindex, family, vrid, _pad: [0; 2], addr: addr_bytes(addr) };
+        let mut map = self.hash_map::<PeerKey, AddrInfo>(ADDRS_MAP)?;
+        let Ok(old) = map.get(&key, 0).map(|a| a.flags) else { return Ok(()) };
+        let left = old & !flags;
+        let r = if left == 0 { map.remove(&key) } else { map.insert(key, AddrInfo { flags: left }, 0) };
+        match r {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc_enoent()) => {
+                Ok(())
+            }
+            Err(source) => Err(DatapathError::Map { name: ADDRS_MAP, source }),
+        }
     }
 
     /// Drop packets to `key` (Accept Mode off, `vrrp_common::accept`)

@@ -95,6 +95,34 @@ impl SyncGroup {
         self.members.contains(&idx)
     }
 
+    /// Instance `idx` of the caller's is gone and the ones after it moved
+    /// down by one (a reload stopped it): it leaves the group.
+    pub fn forget(&mut self, idx: usize) {
+        if let Some(p) = self.members.iter().position(|m| *m == idx) {
+            self.members.remove(p);
+            self.own_fault.remove(p);
+        }
+        for m in &mut self.members {
+            if *m > idx {
+                *m -= 1;
+            }
+        }
+    }
+
+    /// Instance `idx` joins the group (a reload starts it in the group;
+    /// its machine must be `set_synced` before it starts).
+    pub fn add(&mut self, idx: usize) {
+        self.members.push(idx);
+        self.own_fault.push(false);
+    }
+
+    /// The caller reordered its instances: member `m` is now `to(m)`.
+    pub fn remap(&mut self, to: impl Fn(usize) -> usize) {
+        for m in &mut self.members {
+            *m = to(*m);
+        }
+    }
+
     /// The group's state.
     pub fn state(&self) -> State {
         self.state
@@ -246,5 +274,29 @@ impl SyncGroup {
             }
         }
         orders
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_follow_the_callers_indices() {
+        let mut g = SyncGroup::new("G", vec![1, 3, 4]);
+        g.record_fault(4, true);
+        // Instance 2 goes: 3 and 4 move down; 4's fault goes with it.
+        g.forget(2);
+        assert_eq!(g.members(), &[1, 2, 3]);
+        assert!(g.faulted());
+        // A member goes: its fault with it.
+        g.forget(3);
+        assert_eq!(g.members(), &[1, 2]);
+        assert!(!g.faulted());
+        g.add(5);
+        assert_eq!(g.members(), &[1, 2, 5]);
+        g.remap(|m| 10 - m);
+        assert_eq!(g.members(), &[9, 8, 5]);
+        assert!(g.contains(5) && !g.contains(1));
     }
 }

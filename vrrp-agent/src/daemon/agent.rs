@@ -41,9 +41,9 @@ use super::status::{self, AgentStatus, Stats};
 use super::timer::{self, Deadline};
 use super::vips::{self, ManagedVip};
 use crate::config::Config;
+use crate::health::Health;
 use crate::health::runner::{self, RunAs};
 use crate::health::trackers::{TrackEvent, Trackers};
-use crate::health::{Health, Status};
 use crate::machine::{Action, Input, Machine, Micros, State};
 use crate::notify_fifo::Fifos;
 use crate::sync_group::{self, Members, SyncGroup};
@@ -80,8 +80,8 @@ pub(super) struct Agent {
     pub(super) insts: Vec<Inst>,
     pub(super) source: Source,
     pub(super) deadline: Deadline,
-    /// Tracked scripts' states, by the script table's index.
-    pub(super) statuses: Vec<(String, Status)>,
+    /// The tracked scripts' check loops and states.
+    pub(super) checks: super::checks::Checks,
     /// Tracked interfaces' link state, by ifindex.
     pub(super) links: HashMap<u32, bool>,
     pub(super) nl: Handle,
@@ -94,6 +94,9 @@ pub(super) struct Agent {
     /// and rules are followed for these only.
     pub(super) route_keys: std::collections::BTreeSet<RouteKey>,
     pub(super) rule_keys: std::collections::BTreeSet<RuleKey>,
+    /// The event socket's route and rule subscriptions (a reload adds
+    /// them when it configures the first routes or rules).
+    pub(super) net_groups: Option<super::link::Groups>,
     /// Stopping: the static addresses, routes and rules go too.
     pub(super) stopping: bool,
     /// Starting: the instances take their first state one after the other,
@@ -106,6 +109,9 @@ pub(super) struct Agent {
     pub(super) starting: bool,
     /// The macvlans of use_vmac the agent owns.
     pub(super) vmacs: super::vmac::Manager,
+    /// The macvlan of each `use_vmac` instance a reload starts, by
+    /// instance name (`vmac::Manager::reload`).
+    pub(super) vmac_names: HashMap<String, String>,
     /// When to reconcile again after a failure.
     pub(super) retry_at: Option<Micros>,
     /// What the status file last said: states, priorities, counters.
@@ -129,14 +135,16 @@ pub(super) struct Agent {
     pub(super) scrapes: Option<tokio::sync::mpsc::Receiver<super::metrics::Scrape>>,
     /// Track files' values and track processes' quorums.
     pub(super) trackers: Trackers,
+    /// Their watchers' changes, and the watchers (a reload that changes
+    /// the trackers replaces both).
+    pub(super) track_rx: tokio::sync::mpsc::UnboundedReceiver<TrackEvent>,
+    pub(super) track_tasks: Vec<tokio::task::AbortHandle>,
     /// keepalived's notify FIFOs.
     pub(super) fifos: Fifos,
     /// What a reload took out of the configuration, until it is gone.
     pub(super) retired: Retired,
     /// The instances that resume as MASTER at start (a hitless restart).
     pub(super) resumed: Vec<String>,
-    /// The scripts whose check loops run (by the table's index).
-    pub(super) running_scripts: Vec<usize>,
 }
 
 /// The instances' machines, for a sync group to move its members.
@@ -155,7 +163,6 @@ impl Agent {
         mut self,
         mut net: super::link::NetEvents,
         mut health_rx: tokio::sync::mpsc::UnboundedReceiver<(usize, bool)>,
-        mut track_rx: tokio::sync::mpsc::UnboundedReceiver<TrackEvent>,
         mut signals: super::signals::Signals,
         shutdown: impl Future<Output = ()>,
         bridge: super::resume_start::Bridge,
@@ -190,7 +197,7 @@ impl Agent {
                 ev = next_events(&mut self.source) => Wake::Peers(ev),
                 ev = net.next(), if net_open => ev.map_or(Wake::NetClosed, Wake::Net),
                 Some((idx, ok)) = health_rx.recv() => Wake::Health(idx, ok),
-                Some(ev) = track_rx.recv() => Wake::Track(ev),
+                Some(ev) = self.track_rx.recv() => Wake::Track(ev),
                 sig = signals.next() => Wake::Signal(sig),
                 _ = super::sd::tick(&mut watchdog) => Wake::Watchdog,
                 Some(reply) = super::metrics::next_scrape(&mut self.scrapes) => Wake::Scrape(reply),
@@ -238,8 +245,11 @@ impl Agent {
         let now = timer::now();
         // A sync group starts in FAULT if any member would (keepalived's
         // vrrp_sync_set_group), so every member's fault is known first.
-        let health: Vec<(u8, bool)> =
-            self.insts.iter().map(|i| i.health_input(&self.statuses, &self.links, &self.trackers)).collect();
+        let health: Vec<(u8, bool)> = self
+            .insts
+            .iter()
+            .map(|i| i.health_input(&self.checks.statuses, &self.links, &self.trackers))
+            .collect();
         for g in &mut self.groups {
             let members = g.members().to_vec();
             for m in members {
@@ -557,9 +567,11 @@ impl Agent {
         self.reconcile().await;
     }
 
-    /// A tracked script's result.
-    async fn on_health(&mut self, idx: usize, ok: bool) {
-        let Some((name, status)) = self.statuses.get_mut(idx) else { return };
+    /// A tracked script's result, from the loop reporting under `slot`.
+    async fn on_health(&mut self, slot: usize, ok: bool) {
+        // A loop a reload replaced may still have had one on its way.
+        let Some(idx) = self.checks.index_of(slot) else { return };
+        let Some((name, status)) = self.checks.statuses.get_mut(idx) else { return };
         let Some(h) = status.record(ok) else { return };
         log::info!("VRRP_Script({name}) {}", if h == Health::Good { "succeeded" } else { "failed" });
         for i in 0..self.insts.len() {
@@ -643,7 +655,7 @@ impl Agent {
     /// priority and fault.
     pub(super) async fn retrack(&mut self, i: usize) {
         let now = timer::now();
-        let (p, fault) = self.insts[i].health_input(&self.statuses, &self.links, &self.trackers);
+        let (p, fault) = self.insts[i].health_input(&self.checks.statuses, &self.links, &self.trackers);
         // In a sync group, the group's fault (any member's) holds every
         // member; a change of it moves them all (keepalived's
         // vrrp_sync_fault, try_up_instance).
@@ -723,7 +735,7 @@ impl Agent {
     /// keepalived's group notify scripts for group `g` entering `to`: the
     /// state's own as written, and `notify` with `GROUP NAME STATE 0`
     /// (vrrp_notify.c send_group_notifies: a group has no priority).
-    fn group_notify(&self, g: usize, to: State) {
+    pub(super) fn group_notify(&self, g: usize, to: State) {
         let Some(run_as) = self.group_notify_as else { return };
         for argv in self.group_notify_argv(g, to) {
             runner::spawn_notify(argv, run_as);

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::config::routes::{Route, Rule};
 use crate::machine::{Input, Micros};
+use crate::sync_group::SyncGroup;
 
 use super::agent::Agent;
 use super::instance::{self, Inst};
@@ -64,7 +65,7 @@ impl Retired {
 
 impl Agent {
     /// Apply a valid new configuration `new` (SIGHUP).
-    pub(super) async fn apply_reload(&mut self, mut new: Config) {
+    pub(super) async fn apply_reload(&mut self, new: Config) {
         let plan = reload::plan(&self.cfg, &new);
         if let Some(why) = reload::needs_restart(&self.cfg, &plan, &new) {
             log::error!(
@@ -77,12 +78,20 @@ impl Agent {
             self.cfg = new;
             return;
         }
-        if plan.scripts_changed {
-            // The check loops run from the start, by the table's index.
-            log::warn!(
-                "Reload: the vrrp_script definitions changed; vrrp-agent does not apply that in place: the running scripts stay as they were until the agent is restarted"
-            );
-            new.scripts = self.cfg.scripts.clone();
+        // A changed sync group's members stop and start anew in it.
+        let groups = reload::group_plan(&self.cfg, &new, &plan);
+        let mut plan = plan;
+        for &i in &groups.restart {
+            if let Some(Some((_, c))) = plan.running.get_mut(i) {
+                *c = Change::Restart(vec!["its sync group"]);
+            }
+        }
+        // The check loops first: the instances resolve their tracking
+        // against the new table below.
+        let scripts =
+            reload::script_plan(&self.cfg, &self.checks.running(), &new, &super::checks::used(&new));
+        if plan.scripts_changed || scripts.changes_loops() {
+            self.checks.reload(&new, &scripts);
         }
         let now = timer::now();
         let old_names: Vec<String> = self.insts.iter().map(|i| i.conf.name.clone()).collect();
@@ -108,6 +117,24 @@ impl Agent {
                 _ => {}
             }
         }
+        // The macvlans follow, once their old instances stopped and before
+        // the new ones start on them.
+        // (Also when they did not change: a use_vmac instance restarted
+        // for its sync group starts on its macvlan again.)
+        if reload::vmacs_changed(&self.cfg, &new) || new.instances.iter().any(|i| i.vmac.is_some()) {
+            let names = self.vmacs.reload(&new, &self.nl).await;
+            self.vmac_names =
+                new.instances.iter().zip(names).filter_map(|(c, n)| Some((c.name.clone(), n?))).collect();
+        }
+        // The groups that go or change: their notify_stop, as at shutdown
+        // (their members were stopped above).
+        for g in 0..self.groups.len() {
+            if !groups.kept.contains(&Some(g)) {
+                let mut events = Vec::new();
+                self.groups[g].stop(&mut events);
+                self.group_notify(g, crate::machine::State::Init);
+            }
+        }
         for (j, fields) in plan.running.iter().flatten().filter_map(|(j, c)| match c {
             Change::Update(f) => Some((*j, f)),
             _ => None,
@@ -117,20 +144,82 @@ impl Agent {
             log::info!("({}) Reload: applying {} in place", conf.name, fields.join(", "));
             self.update_instance(i, conf, &new).await;
         }
+        let trackers = plan.trackers_changed;
+        if trackers {
+            self.restart_trackers(&new);
+        }
+        if plan.scripts_changed || scripts.changes_loops() {
+            // Kept instances too: a script's weight, or its place in the
+            // table, may have changed; the new weight counts at once.
+            self.retrack_scripts(&new).await;
+        }
         if plan.statics_changed {
             self.retire_statics(&new);
         }
-        let old = std::mem::replace(&mut self.cfg, new);
+        self.cfg = new;
+        // The groups of the new file: the kept ones go on as they are (their
+        // members' indices followed every stop), the others start with
+        // their members.
+        let mut old_groups: Vec<Option<SyncGroup>> =
+            std::mem::take(&mut self.groups).into_iter().map(Some).collect();
+        self.groups = self
+            .cfg
+            .sync_groups
+            .iter()
+            .zip(&groups.kept)
+            .map(|(g, k)| {
+                k.and_then(|o| old_groups.get_mut(o)?.take())
+                    .unwrap_or_else(|| SyncGroup::new(g.name.clone(), Vec::new()))
+            })
+            .collect();
+        self.group_notify_as = crate::health::user::resolve(
+            None,
+            self.cfg.global.script_user.as_ref(),
+            self.cfg.global.enable_script_security,
+        )
+        .ok();
         start.sort_unstable();
-        for j in start {
+        let in_new_group = |name: &str, cfg: &Config| {
+            cfg.sync_groups
+                .iter()
+                .zip(&groups.kept)
+                .any(|(g, k)| k.is_none() && g.members.iter().any(|m| m == name))
+        };
+        for &j in &start {
             let conf = self.cfg.instances[j].clone();
-            log::info!("({}) Reload: starting it", conf.name);
-            self.start_instance(conf).await;
+            if !in_new_group(&conf.name, &self.cfg) {
+                self.start_instance(conf).await;
+            }
+        }
+        for g in 0..self.groups.len() {
+            if groups.kept[g].is_some() {
+                continue;
+            }
+            let confs: Vec<crate::config::Instance> = self.cfg.sync_groups[g]
+                .members
+                .iter()
+                .filter_map(|m| self.cfg.instances.iter().find(|c| &c.name == m).cloned())
+                .filter(|c| !self.insts.iter().any(|i| i.conf.name == c.name))
+                .collect();
+            self.start_group(g, confs).await;
+        }
+        if trackers {
+            // The new values and weights count at once (a master
+            // advertises a changed priority at once).
+            for i in 0..self.insts.len() {
+                self.retrack(i).await;
+            }
         }
         // Keep the instances in the file's order (the status file's).
         let order: Vec<String> = self.cfg.instances.iter().map(|c| c.name.clone()).collect();
+        let before: Vec<String> = self.insts.iter().map(|i| i.conf.name.clone()).collect();
         self.insts.sort_by_key(|x| order.iter().position(|n| *n == x.conf.name));
-        self.refollow(&old).await;
+        let after: std::collections::HashMap<&str, usize> =
+            self.insts.iter().enumerate().map(|(k, i)| (i.conf.name.as_str(), k)).collect();
+        for g in &mut self.groups {
+            g.remap(|m| after.get(before[m].as_str()).copied().unwrap_or(m));
+        }
+        self.refollow().await;
         self.written = None;
         self.reconcile().await;
         log::info!("Reload: done");
@@ -143,6 +232,9 @@ impl Agent {
         self.insts[i].machine.handle(now, Input::Shutdown, &mut out);
         self.execute(i, now, out).await;
         let inst = self.insts.remove(i);
+        for g in &mut self.groups {
+            g.forget(i);
+        }
         self.source.forget(&inst, &self.insts);
         // What a failed removal left stays wanted absent.
         self.retired.vips.extend(inst.vips);
@@ -152,15 +244,63 @@ impl Agent {
 
     /// Build and start an instance as at the agent's start.
     async fn start_instance(&mut self, conf: crate::config::Instance) {
-        // needs_restart: an added instance has no VMAC.
-        let mut inst = match instance::build(&conf, None, &super::link::Ifaddrs::now()) {
+        let Some(i) = self.open_instance(conf) else { return };
+        let now = timer::now();
+        let inst = &mut self.insts[i];
+        let (p, fault) = inst.health_input(&self.checks.statuses, &self.links, &self.trackers);
+        let mut out = Vec::new();
+        inst.machine.handle(now, Input::Priority(p), &mut out);
+        inst.machine.handle(now, Input::Fault(fault), &mut out);
+        inst.machine.start(now, &mut out);
+        self.execute(i, now, out).await;
+    }
+
+    /// Start the members `confs` of the new sync group `g` (empty so far)
+    /// as at the agent's start (`Agent::start`): the group starts in
+    /// FAULT if any member would, then each member enters its first state.
+    async fn start_group(&mut self, g: usize, confs: Vec<crate::config::Instance>) {
+        let members: Vec<usize> = confs.into_iter().filter_map(|c| self.open_instance(c)).collect();
+        for &i in &members {
+            self.insts[i].machine.set_synced();
+            self.groups[g].add(i);
+        }
+        let health: Vec<(u8, bool)> = members
+            .iter()
+            .map(|&i| self.insts[i].health_input(&self.checks.statuses, &self.links, &self.trackers))
+            .collect();
+        for (&i, &(_, own)) in members.iter().zip(&health) {
+            self.groups[g].record_fault(i, own);
+        }
+        let now = timer::now();
+        for (&i, &(p, _)) in members.iter().zip(&health) {
+            let fault = self.groups[g].faulted();
+            let mut out = Vec::new();
+            self.insts[i].machine.handle(now, Input::Priority(p), &mut out);
+            self.insts[i].machine.handle(now, Input::Fault(fault), &mut out);
+            self.insts[i].machine.start(now, &mut out);
+            self.execute(i, now, out).await;
+        }
+    }
+
+    /// Build instance `conf` and open it on its interface, as at the
+    /// agent's start; its index, None if it cannot be.
+    fn open_instance(&mut self, conf: crate::config::Instance) -> Option<usize> {
+        log::info!("({}) Reload: starting it", conf.name);
+        // Its macvlan was made by `vmacs.reload` (apply_reload).
+        let vmac = conf.vmac.as_ref().and_then(|_| self.vmac_names.get(&conf.name).cloned());
+        if conf.vmac.is_some() && vmac.is_none() {
+            log::error!("({}) Reload: cannot start it: its VMAC interface could not be made", conf.name);
+            return None;
+        }
+        let mut inst = match instance::build(&conf, vmac, &super::link::Ifaddrs::now()) {
             Ok(x) => x,
             Err(e) => {
                 log::error!("({}) Reload: cannot start it: {e}", conf.name);
-                return;
+                return None;
             }
         };
-        instance::resolve_tracks(&mut inst, &self.cfg.scripts, &self.running_scripts);
+        instance::resolve_tracks(&mut inst, &self.cfg.scripts, &self.checks.running());
+        super::run::resolve_trackers(&self.cfg, &mut inst);
         self.notify_as(&mut inst);
         Self::follow_links(&mut self.links, &inst);
         self.insts.push(inst);
@@ -170,14 +310,7 @@ impl Agent {
         {
             log::error!("({}) receiving on {}: {e}", conf.name, conf.interface);
         }
-        let now = timer::now();
-        let inst = &mut self.insts[i];
-        let (p, fault) = inst.health_input(&self.statuses, &self.links, &self.trackers);
-        let mut out = Vec::new();
-        inst.machine.handle(now, Input::Priority(p), &mut out);
-        inst.machine.handle(now, Input::Fault(fault), &mut out);
-        inst.machine.start(now, &mut out);
-        self.execute(i, now, out).await;
+        Some(i)
     }
 
     /// Apply a changed configuration to instance `i` in place: new
@@ -186,7 +319,8 @@ impl Agent {
     /// VIPs, routes and rules.
     async fn update_instance(&mut self, i: usize, conf: crate::config::Instance, new: &Config) {
         let now = timer::now();
-        // needs_restart: a VMAC is unchanged by an update; keep its name.
+        // A VMAC is unchanged by an update (a changed one restarts the
+        // instance, `reload::change`); keep its name.
         let vmac = self.insts[i].vmac.as_ref().map(|m| m.name.clone());
         let mut fresh = match instance::build(&conf, vmac, &super::link::Ifaddrs::now()) {
             Ok(x) => x,
@@ -198,9 +332,11 @@ impl Agent {
                 return;
             }
         };
-        instance::resolve_tracks(&mut fresh, &new.scripts, &self.running_scripts);
+        instance::resolve_tracks(&mut fresh, &new.scripts, &self.checks.running());
         self.notify_as(&mut fresh);
         let old = std::mem::replace(&mut self.insts[i], fresh);
+        let gone_peers = reload::peers_removed(&old.conf, &conf);
+        let old_row = old.bound().then_some(old.ifindex);
         let inst = &mut self.insts[i];
         inst.machine = old.machine;
         inst.machine.reconfigure(now, instance::params(&conf));
@@ -208,7 +344,8 @@ impl Agent {
             inst.machine.set_primary(src);
         }
         inst.stats = old.stats;
-        // needs_restart: the trackers are unchanged; keep their entries.
+        // Against the trackers running now (`restart_trackers` resolves
+        // every instance again when they change).
         inst.track_files = old.track_files;
         inst.track_procs = old.track_procs;
         inst.last_transition = old.last_transition;
@@ -236,6 +373,9 @@ impl Agent {
             }
         }
         Self::follow_links(&mut self.links, &self.insts[i]);
+        if let Some(ifindex) = old_row {
+            self.source.drop_peers(&conf.name, ifindex, conf.vrid, &gone_peers);
+        }
         let inst = &self.insts[i];
         // The kernel's row (version, auth, interval, peers) anew; the watch
         // is written again from `wanted_watch`.
@@ -251,6 +391,42 @@ impl Agent {
             self.reconcile().await;
             let repeat = self.insts[i].conf.garp_master_repeat;
             self.insts[i].announce_now(timer::now(), repeat);
+        }
+    }
+
+    /// The scripts changed: every instance resolves its `track_script`
+    /// against the new table (a weight or a place in it may have changed)
+    /// and recomputes its priority, which a master advertises at once.
+    async fn retrack_scripts(&mut self, new: &Config) {
+        let running = self.checks.running();
+        for i in 0..self.insts.len() {
+            if self.insts[i].conf.track_script.is_empty() {
+                continue;
+            }
+            instance::resolve_tracks(&mut self.insts[i], &new.scripts, &running);
+            self.retrack(i).await;
+        }
+    }
+
+    /// The track files or track processes changed: their watchers are
+    /// replaced (the old ones stop, a change they had on its way is
+    /// dropped with their channel), the files read and the processes
+    /// scanned again, and every running instance resolves its entries in
+    /// the new tables. The priorities follow once the instances are in
+    /// place (`apply_reload`).
+    fn restart_trackers(&mut self, new: &Config) {
+        log::info!("Reload: the track files or tracked processes changed: watching them anew");
+        for t in self.track_tasks.drain(..) {
+            t.abort();
+        }
+        let (trackers, rx, tasks) = super::run::start_trackers(new, true);
+        self.trackers = trackers;
+        self.track_rx = rx;
+        self.track_tasks = tasks;
+        // The instances left are the kept and the updated ones, whose
+        // configuration is the new one already.
+        for inst in &mut self.insts {
+            super::run::resolve_trackers(new, inst);
         }
     }
 
@@ -294,7 +470,7 @@ impl Agent {
     }
 
     /// The route and rule keys followed, after the configuration changed.
-    async fn refollow(&mut self, old: &Config) {
+    async fn refollow(&mut self) {
         let route_keys: std::collections::BTreeSet<RouteKey> = self
             .insts
             .iter()
@@ -311,14 +487,20 @@ impl Agent {
             .chain(&self.retired.rules)
             .map(routes::rule_key)
             .collect();
-        let had_routes = old.instances.iter().any(|i| !i.routes.is_empty()) || !old.static_routes.is_empty();
-        let had_rules = old.instances.iter().any(|i| !i.rules.is_empty()) || !old.static_rules.is_empty();
-        if (!had_routes && !route_keys.is_empty()) || (!had_rules && !rule_keys.is_empty()) {
-            // The netlink subscription was made at start for what was
-            // configured then.
-            log::warn!(
-                "Reload: routes or rules are configured now and were not at start: they are installed, but one deleted by someone else is only put back after the agent is restarted"
-            );
+        // The event socket was subscribed at start for what was configured
+        // then: join the route or rule groups before the dumps below, so
+        // that no deletion falls between them.
+        let (routes, rules) = reload::follows(&self.cfg);
+        if let Some(g) = &mut self.net_groups {
+            match g.follow(routes, rules) {
+                Ok(true) => log::info!(
+                    "Reload: routes or rules are configured now: following the kernel's route and rule changes (one deleted by someone else is put back)"
+                ),
+                Ok(false) => {}
+                Err(e) => log::error!(
+                    "Reload: cannot follow the kernel's route and rule changes ({e}): a route or rule deleted by someone else is not put back"
+                ),
+            }
         }
         let new_routes = route_keys != self.route_keys;
         self.route_keys = route_keys;

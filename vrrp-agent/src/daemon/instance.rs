@@ -217,19 +217,19 @@ pub(super) fn params(conf: &config::Instance) -> Params {
 }
 
 /// Resolve the instance's `track_script` against the script table (by
-/// name) after a reload. Only scripts whose check loop runs (some
-/// instance tracked them at start) can be tracked: the loops start with
-/// the agent. Any other is named in the log and not counted.
-pub(super) fn resolve_tracks(inst: &mut Inst, scripts: &[config::Script], running: &[usize]) {
+/// name), at start and after a reload; `running[i]`: script `i`'s check
+/// loop runs (every tracked script's does, `Checks`). One that does not
+/// is named in the log and not counted.
+pub(super) fn resolve_tracks(inst: &mut Inst, scripts: &[config::Script], running: &[bool]) {
     inst.tracks.clear();
     for t in &inst.conf.track_script {
         match scripts.iter().position(|s| s.name == t.name) {
-            Some(i) if running.contains(&i) => {
+            Some(i) if running.get(i).copied().unwrap_or(false) => {
                 let sc = &scripts[i];
                 inst.tracks.push((i, t.weight.unwrap_or(sc.weight), t.reverse || sc.reverse));
             }
             _ => log::warn!(
-                "({}) track_script {}: its vrrp_script is not running (scripts start with the agent); not tracked until the agent is restarted",
+                "({}) track_script {}: its vrrp_script is not running; not tracked",
                 inst.conf.name,
                 t.name
             ),

@@ -126,6 +126,40 @@ pub enum NetEvent {
 /// Link and address events from the kernel.
 pub struct NetEvents {
     rx: Messages,
+    /// A second handle on the subscribed socket, to follow routes or
+    /// rules later.
+    groups: Option<Groups>,
+}
+
+/// The event socket's route and rule subscriptions, which a reload that
+/// configures routes or rules for the first time adds: otherwise a route
+/// it installed and someone deleted would never be reported, and never
+/// put back.
+pub struct Groups {
+    sock: rtnetlink::sys::Socket,
+    routes: bool,
+    rules: bool,
+}
+
+impl Groups {
+    /// Join the route (`routes`) and rule (`rules`) groups not joined
+    /// yet; whether any was joined now.
+    pub fn follow(&mut self, routes: bool, rules: bool) -> io::Result<bool> {
+        let mut joined = false;
+        if routes && !self.routes {
+            self.sock.add_membership(libc::RTNLGRP_IPV4_ROUTE)?;
+            self.sock.add_membership(libc::RTNLGRP_IPV6_ROUTE)?;
+            self.routes = true;
+            joined = true;
+        }
+        if rules && !self.rules {
+            self.sock.add_membership(libc::RTNLGRP_IPV4_RULE)?;
+            self.sock.add_membership(libc::RTNLGRP_IPV6_RULE)?;
+            self.rules = true;
+            joined = true;
+        }
+        Ok(joined)
+    }
 }
 
 impl NetEvents {
@@ -153,8 +187,23 @@ impl NetEvents {
         if rules {
             sock.add_membership(RTNLGRP_IPV6_RULE)?;
         }
+        // The same socket (a duplicate descriptor): the connection task
+        // owns the original.
+        let dup = std::os::fd::AsFd::as_fd(&*sock).try_clone_to_owned()?;
+        // SAFETY: `dup` is a descriptor of our own, handed over to the
+        // Socket, which closes it when dropped.
+        let sock = unsafe {
+            <rtnetlink::sys::Socket as std::os::fd::FromRawFd>::from_raw_fd(
+                std::os::fd::IntoRawFd::into_raw_fd(dup),
+            )
+        };
         tokio::spawn(conn);
-        Ok(NetEvents { rx })
+        Ok(NetEvents { rx, groups: Some(Groups { sock, routes, rules }) })
+    }
+
+    /// The subscriptions, to follow routes or rules later (once).
+    pub fn groups(&mut self) -> Option<Groups> {
+        self.groups.take()
     }
 
     /// The next change. None when the connection is gone.

@@ -413,8 +413,12 @@ pub(super) fn view(a: &super::agent::Agent) -> View {
             }
         })
         .collect();
-    let scripts =
-        a.statuses.iter().map(|(n, s)| (n.clone(), s.health() == crate::health::Health::Good)).collect();
+    let scripts = a
+        .checks
+        .statuses
+        .iter()
+        .map(|(n, s)| (n.clone(), s.health() == crate::health::Health::Good))
+        .collect();
     let (mut verdicts, mut no_accept) = (Vec::new(), Vec::new());
     if let super::source::Source::Xdp(x) = &a.source {
         if let Ok(c) = x.dp.counters() {

@@ -1,6 +1,7 @@
 mod agent;
 mod agent_reload;
 pub mod announce;
+mod checks;
 mod instance;
 pub mod link;
 pub mod metrics;

@@ -20,9 +20,9 @@ use super::timer::{self, Deadline};
 use crate::config::Config;
 use crate::datapath::{AttachMode, Datapath, DatapathError};
 use crate::fallback::Receiver;
-use crate::health::runner::{self, CheckSpec};
+use crate::health::runner;
 use crate::health::trackers::{TrackEvent, Trackers};
-use crate::health::{Health, Status, track_file, track_process, user};
+use crate::health::{Health, track_file, track_process, user};
 use crate::instance_lock;
 use crate::machine::Micros;
 use crate::notify_fifo::Fifos;
@@ -221,20 +221,20 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         }
         None => None,
     };
-    let (statuses, health_rx, _checks) = start_health(&cfg, &mut insts);
+    let (checks, health_rx) = start_health(&cfg, &mut insts);
     let groups = sync_groups(&cfg, &mut insts);
     let group_notify_as =
         user::resolve(None, cfg.global.script_user.as_ref(), cfg.global.enable_script_security).ok();
-    let (trackers, track_rx) = start_trackers(&cfg, &mut insts);
+    let (trackers, track_rx, track_tasks) = start_trackers(&cfg, false);
+    for inst in &mut insts {
+        resolve_trackers(&cfg, inst);
+    }
     let fifos = Fifos::open(
         &cfg.global.fifos,
         user::resolve(None, cfg.global.script_user.as_ref(), cfg.global.enable_script_security)
             .ok()
             .flatten(),
     );
-    let mut running_scripts: Vec<usize> = insts.iter().flat_map(|i| i.tracks.iter().map(|t| t.0)).collect();
-    running_scripts.sort_unstable();
-    running_scripts.dedup();
     // The links' state now (one dump), just before subscribing below.
     let ifs = link::Ifaddrs::now();
     let mut links: HashMap<u32, bool> = HashMap::new();
@@ -256,7 +256,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         .chain(&cfg.static_rules)
         .map(super::routes::rule_key)
         .collect();
-    let net =
+    let mut net =
         NetEvents::subscribe(!route_keys.is_empty(), !rule_keys.is_empty()).map_err(io("netlink events"))?;
     let mut addrs = Reconciler::new();
     match link::dump_addresses(&nl).await {
@@ -291,7 +291,8 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         insts,
         source,
         deadline,
-        statuses,
+        checks,
+        net_groups: net.groups(),
         links,
         nl,
         addrs,
@@ -302,6 +303,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         stopping: false,
         starting: false,
         vmacs,
+        vmac_names: HashMap::new(),
         retry_at: None,
         written: None,
         written_at: Micros(0),
@@ -313,14 +315,15 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         counters: super::metrics::Counters::default(),
         scrapes,
         trackers,
+        track_rx,
+        track_tasks,
         fifos,
         retired: Default::default(),
         resumed,
-        running_scripts,
     };
     log::debug!("start-up: serving");
     // Stopped just before the agent's own first advert (`Agent::start`).
-    agent.serve(net, health_rx, track_rx, signals, shutdown, bridge).await;
+    agent.serve(net, health_rx, signals, shutdown, bridge).await;
     Ok(())
 }
 
@@ -499,39 +502,64 @@ fn ah_receivers(insts: &[Inst]) -> Result<Vec<AsyncFd<Receiver>>, DaemonError> {
     Ok(out)
 }
 
+/// Instance `inst`'s track file and track process entries in `cfg`'s
+/// tables (index, weight, reverse), replacing any it had.
+pub(super) fn resolve_trackers(cfg: &Config, inst: &mut Inst) {
+    inst.track_files.clear();
+    inst.track_procs.clear();
+    for t in &inst.conf.track_file {
+        if let Some(i) = cfg.track_files.iter().position(|f| f.name == t.name) {
+            let f = &cfg.track_files[i];
+            inst.track_files.push((i, t.weight.unwrap_or(f.weight), t.reverse.unwrap_or(f.reverse)));
+        }
+    }
+    for t in &inst.conf.track_process {
+        if let Some(i) = cfg.track_processes.iter().position(|p| p.name == t.name) {
+            let p = &cfg.track_processes[i];
+            inst.track_procs.push((i, t.weight.unwrap_or(p.weight), t.reverse.unwrap_or(p.reverse)));
+        }
+    }
+}
+
+/// The track file and track process watchers: their state, the channel
+/// their changes come in on, their tasks.
+pub(super) type TrackerParts = (Trackers, UnboundedReceiver<TrackEvent>, Vec<tokio::task::AbortHandle>);
+
 /// Resolve who tracks which track file and track process, read the files
 /// and scan the processes (so that the instances start with their
 /// verdicts, as keepalived reads them before it starts the instances),
-/// then watch both; changes come in on the channel returned.
-fn start_trackers(cfg: &Config, insts: &mut [Inst]) -> (Trackers, UnboundedReceiver<TrackEvent>) {
+/// then watch both; changes come in on the channel returned. A reload
+/// that changes them runs this again (`reload`; the old tasks aborted).
+/// The instances' entries come from `resolve_trackers`.
+pub(super) fn start_trackers(cfg: &Config, reload: bool) -> TrackerParts {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut files_used = vec![false; cfg.track_files.len()];
     let mut procs_used = vec![false; cfg.track_processes.len()];
-    for inst in insts.iter_mut() {
-        for t in &inst.conf.track_file {
+    for inst in &cfg.instances {
+        for t in &inst.track_file {
             if let Some(i) = cfg.track_files.iter().position(|f| f.name == t.name) {
-                let f = &cfg.track_files[i];
-                inst.track_files.push((i, t.weight.unwrap_or(f.weight), t.reverse.unwrap_or(f.reverse)));
                 files_used[i] = true;
             }
         }
-        for t in &inst.conf.track_process {
+        for t in &inst.track_process {
             if let Some(i) = cfg.track_processes.iter().position(|p| p.name == t.name) {
-                let p = &cfg.track_processes[i];
-                inst.track_procs.push((i, t.weight.unwrap_or(p.weight), t.reverse.unwrap_or(p.reverse)));
                 procs_used[i] = true;
             }
         }
     }
-    let files = track_file::start(&cfg.track_files, &files_used, tx.clone()).values;
-    let mut trackers = Trackers { files, procs: vec![Health::Unknown; cfg.track_processes.len()] };
+    let mut tasks = Vec::new();
+    let watch = track_file::start(&cfg.track_files, &files_used, tx.clone(), reload);
+    tasks.extend(watch.task);
+    let mut trackers =
+        Trackers { files: watch.values, procs: vec![Health::Unknown; cfg.track_processes.len()] };
     // Untracked processes are not watched (keepalived drops them too).
     let wanted: Vec<_> =
         cfg.track_processes.iter().zip(&procs_used).filter(|(_, u)| **u).map(|(p, _)| p.clone()).collect();
     let index: Vec<usize> = procs_used.iter().enumerate().filter(|(_, u)| **u).map(|(i, _)| i).collect();
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
     match track_process::start(&wanted, ptx) {
-        Ok(()) => {
+        Ok(task) => {
+            tasks.extend(task);
             // The scan's verdicts are there already: take them now.
             while let Ok(ev) = prx.try_recv() {
                 if let TrackEvent::Process { index: j, up } = ev {
@@ -539,6 +567,7 @@ fn start_trackers(cfg: &Config, insts: &mut [Inst]) -> (Trackers, UnboundedRecei
                 }
             }
             let tx = tx.clone();
+            // Ends with the watcher (its sender dropped).
             tokio::spawn(async move {
                 while let Some(ev) = prx.recv().await {
                     let ev = match ev {
@@ -559,22 +588,15 @@ fn start_trackers(cfg: &Config, insts: &mut [Inst]) -> (Trackers, UnboundedRecei
     while let Ok(ev) = rx.try_recv() {
         trackers.apply(ev);
     }
-    (trackers, rx)
+    (trackers, rx, tasks)
 }
 
-/// Script states, the channel their results come in on, and the tasks.
-type HealthParts = (
-    Vec<(String, Status)>,
-    tokio::sync::mpsc::UnboundedReceiver<runner::CheckResult>,
-    Vec<tokio::task::JoinHandle<()>>,
-);
-
-/// Resolve who tracks which script, then start each tracked script's
-/// check loop (untracked scripts do not run, as in keepalived).
-fn start_health(cfg: &Config, insts: &mut [Inst]) -> HealthParts {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let statuses: Vec<(String, Status)> =
-        cfg.scripts.iter().map(|s| (s.name.clone(), Status::new(s.rise, s.fall, s.init_fail))).collect();
+/// Resolve who tracks which script and who runs the notify scripts, then
+/// start each tracked script's check loop (`Checks`).
+fn start_health(
+    cfg: &Config,
+    insts: &mut [Inst],
+) -> (super::checks::Checks, UnboundedReceiver<runner::CheckResult>) {
     let security = cfg.global.enable_script_security;
     // config::check refuses a missing script user before we get here; if it
     // vanished since, do as keepalived does (lib/notify.c): never fall back
@@ -586,61 +608,22 @@ fn start_health(cfg: &Config, insts: &mut [Inst]) -> HealthParts {
             None
         }
     };
-    if notify_as == Some(None) && insts.iter().any(|i| i.conf.notify.scripts().next().is_some()) {
+    let warned_default =
+        notify_as == Some(None) && insts.iter().any(|i| i.conf.notify.scripts().next().is_some());
+    if warned_default {
         log::warn!(
             "WARNING - default user '{}' for script execution does not exist - please create.",
             user::DEFAULT_SCRIPT_USER
         );
     }
-    let mut used = vec![false; cfg.scripts.len()];
+    let (checks, rx) = super::checks::Checks::start(cfg, notify_as == Some(None));
+    let running = checks.running();
     for inst in insts.iter_mut() {
         match notify_as {
             Some(r) => inst.notify_as = r,
             None => inst.conf.notify = crate::config::model::Notify::default(),
         }
-        for t in &inst.conf.track_script {
-            if let Some(i) = cfg.scripts.iter().position(|s| s.name == t.name) {
-                let sc = &cfg.scripts[i];
-                inst.tracks.push((i, t.weight.unwrap_or(sc.weight), t.reverse || sc.reverse));
-                used[i] = true;
-            }
-        }
+        super::instance::resolve_tracks(inst, &cfg.scripts, &running);
     }
-    let mut tasks = Vec::new();
-    let mut warned = false;
-    let mut warned_default = notify_as == Some(None);
-    for (i, sc) in cfg.scripts.iter().enumerate() {
-        if !used[i] {
-            continue;
-        }
-        let argv = runner::argv(&sc.script);
-        let run_as = match user::resolve(sc.user.as_ref(), cfg.global.script_user.as_ref(), security) {
-            Ok(None) if !warned_default && sc.user.is_none() => {
-                log::warn!(
-                    "WARNING - default user '{}' for script execution does not exist - please create.",
-                    user::DEFAULT_SCRIPT_USER
-                );
-                warned_default = true;
-                None
-            }
-            Ok(r) => r,
-            Err(e) => {
-                log::error!("VRRP_Script({}) disabled: {e}", sc.name);
-                continue;
-            }
-        };
-        if cfg.global.enable_script_security {
-            if let Some(why) = argv.first().and_then(|p| user::unsafe_reason(p)) {
-                log::error!("Unsafe permissions found for script '{}' - disabling ({why})", sc.script);
-                continue;
-            }
-        } else if run_as.is_none() && !warned {
-            log::warn!("SECURITY VIOLATION - scripts are being executed but script_security not enabled.");
-            warned = true;
-        }
-        let interval = sc.interval;
-        let timeout = sc.timeout.unwrap_or(sc.interval);
-        tasks.push(runner::spawn_check(CheckSpec { index: i, argv, interval, timeout, run_as }, tx.clone()));
-    }
-    (statuses, rx, tasks)
+    (checks, rx)
 }

@@ -91,7 +91,9 @@ impl Source {
         }
         match self {
             Source::Xdp(x) => {
-                if let Err(e) = x.dp.unconfigure(inst.ifindex, inst.family, inst.conf.vrid) {
+                if let Err(e) =
+                    x.dp.unconfigure(inst.ifindex, inst.family, inst.conf.vrid, &inst.conf.unicast_peers)
+                {
                     log::warn!("({}) removing its row from the XDP program's map: {e}", inst.conf.name);
                 }
             }
@@ -103,6 +105,23 @@ impl Source {
                     }
                 }
                 rxs.retain(|r| !r.get_ref().is_empty());
+            }
+        }
+    }
+
+    /// A reload took `gone` out of the `unicast_peer` list of the
+    /// instance `vrid` on `ifindex`: their rows leave the XDP program's
+    /// address table, so their adverts are refused (`not_a_peer`), as at
+    /// a start with the new list. (The raw-socket path takes the new list
+    /// with the instance, `bind`.)
+    pub(super) fn drop_peers(&mut self, name: &str, ifindex: u32, vrid: u8, gone: &[std::net::IpAddr]) {
+        let Source::Xdp(x) = self else { return };
+        for p in gone {
+            match x.dp.remove_addr(ifindex, vrid, p, vrrp_common::maps::ADDR_PEER) {
+                Ok(()) => {
+                    log::info!("({name}) Reload: {p} is no longer a unicast peer: its adverts are refused")
+                }
+                Err(e) => log::warn!("({name}) removing unicast peer {p} from the XDP program's map: {e}"),
             }
         }
     }

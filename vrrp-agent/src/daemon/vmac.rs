@@ -187,6 +187,11 @@ impl Vmacs {
         }
     }
 
+    /// Whether we own none.
+    pub fn is_empty(&self) -> bool {
+        self.owned.is_empty()
+    }
+
     /// Whether `name` is one of ours.
     pub fn owns(&self, name: &str) -> bool {
         self.owned.contains_key(name)
@@ -650,6 +655,20 @@ impl Manager {
             m.restore_sysctls();
             return (m, vec![None; cfg.instances.len()]);
         }
+        let out = m.name_and_make(cfg, handle).await;
+        (m, out)
+    }
+
+    /// Name the macvlans of `cfg`'s `use_vmac` instances (keepalived's
+    /// rules, from the links there now; ours keep their names) and bring
+    /// them to the kernel. Each instance's macvlan name (None without).
+    async fn name_and_make(
+        &mut self,
+        cfg: &crate::config::Config,
+        handle: &rtnetlink::Handle,
+    ) -> Vec<Option<String>> {
+        let m = self;
+        let with: Vec<&crate::config::Instance> = cfg.instances.iter().filter(|i| i.vmac.is_some()).collect();
         let links = match edge::observe(handle).await {
             Ok(l) => l,
             Err(e) => {
@@ -657,6 +676,7 @@ impl Manager {
                 Vec::new()
             }
         };
+        m.wants.clear();
         let specs: Vec<Spec> = with
             .iter()
             .map(|i| {
@@ -698,7 +718,42 @@ impl Manager {
         for i in &cfg.instances {
             out.push(if i.vmac.is_some() { it.next().map(|(n, _)| n) } else { None });
         }
-        (m, out)
+        out
+    }
+
+    /// A reload: the macvlans of instances that are gone, or no longer use
+    /// one, are deleted (their instances were stopped first), those of
+    /// new `use_vmac` instances made; the others stay as they are. Each
+    /// instance of `cfg`'s macvlan name (None without).
+    pub async fn reload(
+        &mut self,
+        cfg: &crate::config::Config,
+        handle: &rtnetlink::Handle,
+    ) -> Vec<Option<String>> {
+        // First what goes, so that a name or MAC it held is free.
+        let keep = |w: &Want| {
+            cfg.instances.iter().any(|i| {
+                i.name == w.instance
+                    && i.vmac.as_ref().is_some_and(|v| v.mac_for(i.vrid, i.family) == w.mac)
+                    && i.interface == w.base
+                    && i.family == w.family
+                    && i.vmac_xmit_base == w.xmit_base
+            })
+        };
+        let before = self.wants.len();
+        self.wants.retain(keep);
+        if self.wants.len() != before {
+            self.reconcile(handle).await;
+        }
+        let out = if cfg.instances.iter().any(|i| i.vmac.is_some()) {
+            self.name_and_make(cfg, handle).await
+        } else {
+            vec![None; cfg.instances.len()]
+        };
+        if self.wants.is_empty() {
+            self.restore_sysctls();
+        }
+        out
     }
 
     /// Whether a change to link `name` concerns us (one of our macvlans
@@ -711,7 +766,9 @@ impl Manager {
     /// missing (at start, after a deletion, when a base comes back), take
     /// over a leftover, replace a wrong one, set ours up again.
     pub async fn reconcile(&mut self, handle: &rtnetlink::Handle) {
-        if self.wants.is_empty() {
+        // Nothing wanted and nothing owned (a reload may leave macvlans of
+        // ours to delete).
+        if self.wants.is_empty() && self.plan.is_empty() {
             return;
         }
         let links = match edge::observe(handle).await {

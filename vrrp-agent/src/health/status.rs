@@ -62,6 +62,40 @@ impl Status {
     }
 }
 
+impl Status {
+    /// The status a reload gives a script whose definition changed, from
+    /// this (the old definition's) status, as keepalived 2.2.7 does
+    /// (vrrp.c `clear_diff_script`): a script with no verdict yet starts
+    /// over (keepalived sets it back to INIT, whatever the new
+    /// `init_fail` says); one with a verdict keeps it ("considered
+    /// successful/unsuccessful on reload"), and the runs still needed to
+    /// turn it over are kept, capped to the new rise or fall (keepalived
+    /// keeps the distance of its result counter from the threshold).
+    pub fn carried(&self, rise: u32, fall: u32) -> Status {
+        let (rise, fall) = (rise.max(1), fall.max(1));
+        let mut s = Status::new(rise, fall, false);
+        match self.health {
+            Health::Unknown => {}
+            Health::Good => {
+                // Failures still tolerated before turning bad.
+                let left = self.fall.saturating_sub(self.failures).min(fall);
+                s.health = Health::Good;
+                s.failures = fall - left;
+            }
+            Health::Bad => {
+                s.health = Health::Bad;
+                // keepalived: no success yet stays at none; else the
+                // successes still needed are kept (at least none done).
+                if self.successes > 0 {
+                    let needed = self.rise.saturating_sub(self.successes);
+                    s.successes = rise.saturating_sub(needed);
+                }
+            }
+        }
+        s
+    }
+}
+
 /// One tracked script as an instance sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tracked {
@@ -135,6 +169,43 @@ mod tests {
         assert_eq!((s.record(false), s.record(false)), (None, None));
         assert_eq!(s.record(false), Some(Health::Bad));
         assert_eq!(Status::new(1, 1, true).health(), Health::Bad);
+    }
+
+    #[test]
+    fn a_reload_carries_the_verdict_as_keepalived() {
+        // No verdict yet: starts over (INIT), whatever init_fail says.
+        let s = Status::new(2, 2, false);
+        assert_eq!(s.carried(3, 3), Status::new(3, 3, false));
+        // Good stays good: a later single failure with fall 1 turns it.
+        let mut good = Status::new(1, 1, false);
+        good.record(true);
+        let mut c = good.carried(1, 1);
+        assert_eq!(c.health(), Health::Good);
+        assert_eq!(c.record(false), Some(Health::Bad));
+        // Good with one of three failures done, new fall 2: one more
+        // tolerated... two left, capped to the new fall 2: two to go.
+        let mut g3 = Status::new(1, 3, false);
+        g3.record(true);
+        g3.record(false);
+        let mut c = g3.carried(1, 2);
+        assert_eq!(c.health(), Health::Good);
+        assert_eq!(c.record(false), None);
+        assert_eq!(c.record(false), Some(Health::Bad));
+        // Bad (init_fail, never run): stays bad, a success turns it with rise 1.
+        let mut c = Status::new(1, 1, true).carried(1, 1);
+        assert_eq!(c.health(), Health::Bad);
+        assert_eq!(c.record(true), Some(Health::Good));
+        // Bad with 2 of 3 successes, new rise 5: 1 still needed.
+        let mut b = Status::new(3, 1, true);
+        b.record(true);
+        b.record(true);
+        let mut c = b.carried(5, 1);
+        assert_eq!(c.health(), Health::Bad);
+        assert_eq!(c.record(true), Some(Health::Good));
+        // Bad with no success: all of the new rise needed.
+        let mut c = Status::new(1, 1, true).carried(2, 1);
+        assert_eq!(c.record(true), None);
+        assert_eq!(c.record(true), Some(Health::Good));
     }
 
     #[test]

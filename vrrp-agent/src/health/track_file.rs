@@ -96,8 +96,10 @@ pub fn read_value(path: &Path) -> Option<i64> {
 }
 
 /// keepalived's `init_file`: write the value if the file is missing, or
-/// always with `overwrite` (a file that is not a regular file is left).
-pub fn init_file(t: &TrackFile) {
+/// always with `overwrite` (a file that is not a regular file is left),
+/// except on a reload, which never overwrites an existing file
+/// (track_file.c, "Don't overwrite a file on reload").
+pub fn init_file(t: &TrackFile, reload: bool) {
     let Some((value, overwrite)) = t.init else { return };
     match std::fs::metadata(&t.path) {
         Ok(_) if !overwrite => return,
@@ -105,6 +107,7 @@ pub fn init_file(t: &TrackFile) {
             log::error!("Cannot initialise track file {} - it is not a regular file", t.name);
             return;
         }
+        Ok(_) if reload => return,
         _ => {}
     }
     if let Err(e) = std::fs::write(&t.path, format!("{value}\n")) {
@@ -136,20 +139,24 @@ pub struct Watch {
     /// file cannot be watched and the tracker is dropped, as keepalived
     /// drops it).
     pub values: Vec<Option<i64>>,
+    /// The watching task (a reload that changes the track files replaces
+    /// it).
+    pub task: Option<tokio::task::AbortHandle>,
 }
 
 /// Initialise, read and watch `files` (those some instance tracks: the
-/// others are `None`); changes go to `tx` as [`TrackEvent::File`].
-pub fn start(files: &[TrackFile], used: &[bool], tx: UnboundedSender<TrackEvent>) -> Watch {
+/// others are `None`); changes go to `tx` as [`TrackEvent::File`];
+/// `reload`: started again by a reload (see `init_file`).
+pub fn start(files: &[TrackFile], used: &[bool], tx: UnboundedSender<TrackEvent>, reload: bool) -> Watch {
     let mut values = vec![None; files.len()];
     if !used.iter().any(|u| *u) {
-        return Watch { values };
+        return Watch { values, task: None };
     }
     let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
         Ok(i) => i,
         Err(e) => {
             log::error!("Unable to monitor track files: {e}");
-            return Watch { values };
+            return Watch { values, task: None };
         }
     };
     // (watch, file name) -> indexes of the files there.
@@ -159,7 +166,7 @@ pub fn start(files: &[TrackFile], used: &[bool], tx: UnboundedSender<TrackEvent>
         if !used[i] {
             continue;
         }
-        init_file(t);
+        init_file(t, reload);
         let (dir, name) = match resolve(&t.path) {
             Ok(x) => x,
             Err(e) => {
@@ -189,10 +196,10 @@ pub fn start(files: &[TrackFile], used: &[bool], tx: UnboundedSender<TrackEvent>
         Ok(fd) => fd,
         Err(e) => {
             log::error!("Unable to monitor track files: {e}");
-            return Watch { values };
+            return Watch { values, task: None };
         }
     };
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             let Ok(mut guard) = fd.readable().await else { return };
             let events = match guard.try_io(|f| f.get_ref().0.read_events().map_err(io::Error::from)) {
@@ -222,7 +229,7 @@ pub fn start(files: &[TrackFile], used: &[bool], tx: UnboundedSender<TrackEvent>
             }
         }
     });
-    Watch { values }
+    Watch { values, task: Some(task.abort_handle()) }
 }
 
 #[cfg(test)]

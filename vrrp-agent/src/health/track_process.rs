@@ -412,11 +412,15 @@ impl Tracker {
 }
 
 /// Start tracking `procs` (those some instance tracks): the first
-/// verdicts are sent at once from a scan of /proc, then changes. Err when
-/// the process connector cannot be opened.
-pub fn start(procs: &[TrackProcess], tx: UnboundedSender<TrackEvent>) -> io::Result<()> {
+/// verdicts are sent at once from a scan of /proc, then changes; the
+/// watching task is returned (a reload that changes the tracked processes
+/// replaces it). Err when the process connector cannot be opened.
+pub fn start(
+    procs: &[TrackProcess],
+    tx: UnboundedSender<TrackEvent>,
+) -> io::Result<Option<tokio::task::AbortHandle>> {
     if procs.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     // SAFETY: `Sock` owns the socket and the AsyncFd owns the `Sock`, so
     // the fd stays open and the same for the AsyncFd's life.
@@ -427,9 +431,9 @@ pub fn start(procs: &[TrackProcess], tx: UnboundedSender<TrackEvent>) -> io::Res
     // Subscribed first, then the scan: a process started between them is
     // seen by its exec event.
     if !t.scan(Instant::now()) {
-        return Ok(());
+        return Ok(None);
     }
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 8192];
         loop {
             let sleep = async {
@@ -484,7 +488,7 @@ pub fn start(procs: &[TrackProcess], tx: UnboundedSender<TrackEvent>) -> io::Res
             }
         }
     });
-    Ok(())
+    Ok(Some(task.abort_handle()))
 }
 
 #[cfg(test)]
