@@ -847,7 +847,7 @@ impl Agent {
                         })
                         .flatten()
                         .map(|ns| Micros(ns / 1000));
-                    self.counters.transition(i, to, now, heard);
+                    self.counters.transition(&inst.conf.name, to, now, heard);
                     if to == State::Master {
                         inst.stats.become_master += 1;
                         // keepalived: a counter that reached its end starts

@@ -257,34 +257,32 @@ pub fn render(v: &View) -> String {
     out
 }
 
-/// Per-instance counters the status file does not keep.
+/// Per-instance counters the status file does not keep, by instance
+/// name: a reload may add, remove or reorder instances, and a counter must
+/// stay with its `vrrp_instance` (keepalived's exporter labels by name).
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
-    /// By instance index: transitions by target state.
-    pub transitions: Vec<BTreeMap<&'static str, u64>>,
-    /// By instance index: the last takeover.
-    pub takeover: Vec<Option<Duration>>,
+    /// Transitions by target state.
+    pub transitions: std::collections::HashMap<String, BTreeMap<&'static str, u64>>,
+    /// The last takeover.
+    pub takeover: std::collections::HashMap<String, Duration>,
 }
 
 impl Counters {
-    /// Instance `i` went from `from` to `to` at `now`; `last_heard` is the
-    /// latest advert from its peers (monotonic µs), if any.
-    pub fn transition(&mut self, i: usize, to: State, now: Micros, last_heard: Option<Micros>) {
-        if self.transitions.len() <= i {
-            self.transitions.resize(i + 1, BTreeMap::new());
-            self.takeover.resize(i + 1, None);
-        }
-        let name = match to {
+    /// Instance `name` entered `to` at `now`; `last_heard` is the latest
+    /// advert from its peers (monotonic µs), if any.
+    pub fn transition(&mut self, name: &str, to: State, now: Micros, last_heard: Option<Micros>) {
+        let state = match to {
             State::Init => "INIT",
             State::Backup => "BACKUP",
             State::Master => "MASTER",
             State::Fault => "FAULT",
         };
-        *self.transitions[i].entry(name).or_insert(0) += 1;
+        *self.transitions.entry(name.to_owned()).or_default().entry(state).or_insert(0) += 1;
         if to == State::Master
             && let Some(h) = last_heard
         {
-            self.takeover[i] = Some(Duration::from_micros(now.0.saturating_sub(h.0)));
+            self.takeover.insert(name.to_owned(), Duration::from_micros(now.0.saturating_sub(h.0)));
         }
     }
 }
@@ -380,8 +378,7 @@ pub(super) fn view(a: &super::agent::Agent) -> View {
     let instances = a
         .insts
         .iter()
-        .enumerate()
-        .map(|(n, i)| {
+        .map(|i| {
             let dev =
                 |v: &crate::config::model::Vip| v.dev.clone().unwrap_or_else(|| i.conf.interface.clone());
             InstanceView {
@@ -397,8 +394,8 @@ pub(super) fn view(a: &super::agent::Agent) -> View {
                 pri_zero_sent: i.stats.pri_zero_sent,
                 become_master: i.stats.become_master,
                 release_master: i.stats.release_master,
-                transitions: a.counters.transitions.get(n).cloned().unwrap_or_default(),
-                last_takeover: a.counters.takeover.get(n).copied().flatten(),
+                transitions: a.counters.transitions.get(&i.conf.name).cloned().unwrap_or_default(),
+                last_takeover: a.counters.takeover.get(&i.conf.name).copied(),
                 last_transition: i.last_transition,
                 peers: peers
                     .iter()
@@ -532,12 +529,12 @@ mod tests {
     #[test]
     fn takeover_is_measured_from_the_last_advert() {
         let mut c = Counters::default();
-        c.transition(1, State::Backup, Micros(1_000), None);
-        c.transition(1, State::Master, Micros(5_000_000), Some(Micros(1_500_000)));
-        assert_eq!(c.transitions[1]["MASTER"], 1);
-        assert_eq!(c.transitions[1]["BACKUP"], 1);
-        assert_eq!(c.takeover[1], Some(Duration::from_micros(3_500_000)));
-        assert_eq!(c.takeover[0], None);
+        c.transition("B", State::Backup, Micros(1_000), None);
+        c.transition("B", State::Master, Micros(5_000_000), Some(Micros(1_500_000)));
+        assert_eq!(c.transitions["B"]["MASTER"], 1);
+        assert_eq!(c.transitions["B"]["BACKUP"], 1);
+        assert_eq!(c.takeover.get("B"), Some(&Duration::from_micros(3_500_000)));
+        assert_eq!(c.takeover.get("A"), None);
     }
 
     #[tokio::test]
