@@ -131,6 +131,8 @@ impl Agent {
         let order: Vec<String> = self.cfg.instances.iter().map(|c| c.name.clone()).collect();
         self.insts.sort_by_key(|x| order.iter().position(|n| *n == x.conf.name));
         self.refollow(&old).await;
+        // Slot i is instance i again, with the new identities.
+        self.live_rewrite();
         self.written = None;
         self.reconcile().await;
         log::info!("Reload: done");

@@ -3,6 +3,7 @@ mod agent_reload;
 pub mod announce;
 mod instance;
 pub mod link;
+pub mod live;
 pub mod metrics;
 pub mod no_accept;
 pub mod reconcile;
