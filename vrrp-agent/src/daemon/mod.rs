@@ -1,6 +1,7 @@
 mod agent;
 mod agent_reload;
 pub mod announce;
+pub mod crash;
 mod instance;
 pub mod link;
 pub mod live;

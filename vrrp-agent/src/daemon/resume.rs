@@ -17,8 +17,8 @@
 
 use std::net::IpAddr;
 
-use crate::config::Instance;
 use super::live::SlotData;
+use crate::config::Instance;
 use crate::machine::Micros;
 
 /// The file agent `name` leaves for the next process at a hitless stop.
@@ -305,5 +305,57 @@ mod tests {
         assert_eq!(decide(&rec, &other, Micros(1)), Err(NoResume::NotMaster));
         let none = Record { at: Micros(0), masters: vec![] };
         assert_eq!(decide(&none, &c, Micros(1)), Err(NoResume::NotMaster));
+    }
+
+    fn slot(c: &Instance, at: u64, master: bool) -> Option<SlotData> {
+        Some(SlotData {
+            at: Micros(at),
+            ident: Entry::of(c).fingerprint(),
+            name: super::super::live::fingerprint(c.name.as_bytes()),
+            advert_cs: c.advert_int.0,
+            master,
+        })
+    }
+
+    /// After a crash, from the live record: the same three conditions as
+    /// after a hitless restart.
+    #[test]
+    fn a_crashed_master_resumes_from_its_live_record_as_after_a_restart() {
+        let c = conf(A);
+        let other = conf(&A.replace("vrrp_instance A", "vrrp_instance B"));
+        let slots = vec![slot(&other, 5, false), slot(&c, 1_000_000, true)];
+        assert_eq!(decide_live(&slots, &c, Micros(1_249_999)), Ok(Micros(1_000_000)));
+        assert!(matches!(decide_live(&slots, &c, Micros(1_250_000)), Err(NoResume::TooLate(..))));
+        assert_eq!(decide_live(&slots, &other, Micros(1_000_001)), Err(NoResume::NotMaster));
+        for changed in
+            [A.replace("priority 150", "priority 151"), A.replace("192.0.2.10/24", "192.0.2.11/24")]
+        {
+            assert_eq!(
+                decide_live(&slots, &conf(&changed), Micros(1_000_001)),
+                Err(NoResume::Changed),
+                "{changed}"
+            );
+        }
+        // A torn slot: what was being written is unknown, nothing resumes.
+        let torn = vec![None, slot(&c, 1_000_000, true)];
+        assert_eq!(decide_live(&torn, &c, Micros(1_000_001)), Err(NoResume::Torn));
+        // Killed mid-reload, found twice: every slot must say MASTER, and
+        // the oldest advert counts.
+        let twice = vec![slot(&c, 900_000, true), slot(&c, 1_000_000, true)];
+        assert_eq!(decide_live(&twice, &c, Micros(1_000_001)), Ok(Micros(900_000)));
+        let split = vec![slot(&c, 900_000, false), slot(&c, 1_000_000, true)];
+        assert_eq!(decide_live(&split, &c, Micros(1_000_001)), Err(NoResume::NotMaster));
+    }
+
+    /// The fingerprint follows what `decide` compares, and nothing else.
+    #[test]
+    fn the_fingerprint_is_the_identity_decide_checks() {
+        let c = conf(A);
+        let same = conf(
+            &A.replace("  192.0.2.10/24\n", "  192.0.2.10/24\n").replace("advert_int 0.1", "advert_int 0.10"),
+        );
+        assert_eq!(Entry::of(&c).fingerprint(), Entry::of(&same).fingerprint());
+        let other = conf(&A.replace("virtual_router_id 5", "virtual_router_id 6"));
+        assert_ne!(Entry::of(&c).fingerprint(), Entry::of(&other).fingerprint());
     }
 }

@@ -95,7 +95,9 @@ pub(super) fn resumable(cfg: &Config, name: &str) -> (Vec<String>, Option<live::
             Err(_) => {}
         }
     } else if found.as_ref().is_some_and(|f| f.slots.iter().flatten().any(|s| s.master)) {
-        log::info!("the previous worker's VIPs were removed by its supervisor (its record is fenced): starting normally");
+        log::info!(
+            "the previous worker's VIPs were removed by its supervisor (its record is fenced): starting normally"
+        );
     }
     let owner = owner.unwrap_or(Owner {
         generation: found.as_ref().map_or(1, |f| f.owner_now().generation.wrapping_add(1)),
