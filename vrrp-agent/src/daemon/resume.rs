@@ -352,7 +352,8 @@ mod tests {
     fn the_fingerprint_is_the_identity_decide_checks() {
         let c = conf(A);
         let same = conf(
-            &A.replace("  192.0.2.10/24\n", "  192.0.2.10/24\n").replace("advert_int 0.1", "advert_int 0.10"),
+            &A.replace("advert_int 0.1", "advert_int 0.10")
+                .replace("  192.0.2.10/24\n", "  192.0.2.10/24 \n"),
         );
         assert_eq!(Entry::of(&c).fingerprint(), Entry::of(&same).fingerprint());
         let other = conf(&A.replace("virtual_router_id 5", "virtual_router_id 6"));

@@ -142,6 +142,10 @@ pub(super) fn slot_of(inst: &Inst, at: Micros) -> SlotData {
     }
 }
 
+/// One resumed instance's bridge adverts: its live record slot (index,
+/// name fingerprint), name, priority, interval and socket.
+type BridgeSender = ((usize, u64), String, u8, std::time::Duration, super::tx::Sender);
+
 /// Adverts for the resumed instances while the agent starts (loading the
 /// XDP program takes a good part of an interval at 100 ms adverts): one
 /// at once, then one per interval from a thread of its own, with each
@@ -155,7 +159,7 @@ pub(super) struct Bridge {
 impl Bridge {
     pub(super) fn start(insts: &[Inst], resumed: &[String], live: Option<live::Writer>) -> Bridge {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut senders: Vec<((usize, u64), String, u8, std::time::Duration, super::tx::Sender)> = insts
+        let mut senders: Vec<BridgeSender> = insts
             .iter()
             .enumerate()
             .filter(|(_, i)| resumed.contains(&i.conf.name))
