@@ -178,12 +178,24 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
                     );
                     continue;
                 }
-                log::error!(
-                    "worker pid {worker} {how}: crash loop ({} crashes within {} s, --respawn-limit {}); not starting another",
-                    args.respawn_limit + 1,
-                    crash::WINDOW.as_secs(),
-                    args.respawn_limit
-                );
+                if args.respawn_limit == 0 {
+                    log::error!("worker pid {worker} {how}; not starting another (--respawn-limit 0)");
+                } else {
+                    log::error!(
+                        "worker pid {worker} {how}: crash loop ({} crashes within {} s, --respawn-limit {}); not starting another",
+                        args.respawn_limit + 1,
+                        crash::WINDOW.as_secs(),
+                        args.respawn_limit
+                    );
+                }
+                if !vips::any_recorded(name) {
+                    // Nothing to wait for (a backup, or nothing added yet).
+                    log::error!("worker pid {worker} {how}; it held no VIP");
+                    if let Some(rec) = live::read(name) {
+                        rec.fence_any();
+                    }
+                    break exit_code(death);
+                }
                 break sup.give_up(exit_code(death), &format!("held by worker pid {worker}, which {how}"));
             }
         }
