@@ -254,8 +254,12 @@ impl std::fmt::Debug for Found {
 /// Read agent `name`'s record; None if there is none or it is not one of
 /// this version (a normal start follows).
 pub fn read(name: &str) -> Option<Found> {
-    let path = file(name);
-    let f = OpenOptions::new().read(true).write(true).open(&path).ok()?;
+    read_at(&file(name))
+}
+
+/// `read`, of the record at `path`.
+fn read_at(path: &std::path::Path) -> Option<Found> {
+    let f = OpenOptions::new().read(true).write(true).open(path).ok()?;
     let len = usize::try_from(f.metadata().ok()?.len()).ok()?;
     if len < HEADER_SIZE {
         return None;
@@ -365,9 +369,13 @@ impl Writer {
     /// already stored it; otherwise it is stored here). The file is kept
     /// (same inode: the supervisor may hold it mapped) and only grows.
     pub fn create(name: &str, owner: Owner, slots: &[SlotData]) -> std::io::Result<Writer> {
-        let path = file(name);
         std::fs::create_dir_all(crate::instance_lock::LOCK_DIR)?;
-        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        Self::create_at(&file(name), owner, slots)
+    }
+
+    /// `create`, at `path`.
+    fn create_at(path: &std::path::Path, owner: Owner, slots: &[SlotData]) -> std::io::Result<Writer> {
+        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         let w = Writer { map: Arc::new(Self::map(f, slots.len())?) };
         let h = w.map.header();
         h.owner.store(owner.pack(), Ordering::Release);
@@ -408,10 +416,14 @@ impl Writer {
     /// A writer for `slots` instances: this one if the mapping holds them,
     /// else a larger mapping of the same file.
     pub fn resized(self, name: &str, slots: usize) -> std::io::Result<Writer> {
+        self.resized_at(&file(name), slots)
+    }
+
+    fn resized_at(self, path: &std::path::Path, slots: usize) -> std::io::Result<Writer> {
         if HEADER_SIZE + slots * SLOT_SIZE <= self.map.len {
             return Ok(self);
         }
-        let f = OpenOptions::new().read(true).write(true).open(file(name))?;
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(Writer { map: Arc::new(Self::map(f, slots)?) })
     }
 
@@ -517,6 +529,48 @@ mod tests {
         assert_eq!(cas(&h, dead, Owner { generation: 4, pid: 0 }), Ok(Owner { generation: 4, pid: 0 }));
         // The new worker comes too late: it starts normally.
         assert_eq!(cas(&h, dead, Owner { generation: 5, pid: 200 }), Err(Owner { generation: 4, pid: 0 }));
+    }
+
+    /// Through the file, as two processes see it: the worker's mapping,
+    /// then the next worker's and the supervisor's, each its own mapping.
+    #[test]
+    fn the_record_round_trips_through_the_file_and_claim_excludes_fence() {
+        let path = std::env::temp_dir().join(format!("vrrp-live-{}.live", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let a = SlotData { at: Micros(0), ident: 1, name: 2, advert_cs: 100, master: false };
+        let b = SlotData { at: Micros(0), ident: 3, name: 4, advert_cs: 10, master: false };
+        let dead = Owner { generation: 7, pid: 1000 };
+        let w = Writer::create_at(&path, dead, &[a, b]).expect("create");
+        w.advert(1, 4, Micros(5_000_000), true);
+        // Another instance's name at slot 0 (a reload under way): untouched.
+        w.advert(0, 4, Micros(6_000_000), true);
+        let found = read_at(&path).expect("read");
+        assert_eq!(found.owner, dead);
+        let b_now = SlotData { at: Micros(5_000_000), master: true, ..b };
+        assert_eq!(found.slots, vec![Some(a), Some(b_now)]);
+        // 2.5 x 100 ms after its last advert.
+        assert_eq!(found.masters_deadline(), Some(Micros(5_000_000 + 250_000)));
+        // Grown by a reload to three instances: the same file, bigger.
+        let w = w.resized_at(&path, 3).expect("resize");
+        w.rewrite(&[a, b_now, SlotData { name: 9, ..a }]);
+        assert_eq!(read_at(&path).expect("read").slots.len(), 3);
+        // The supervisor's view, mapped separately: the new worker's claim
+        // wins, the fence then fails.
+        let sup = read_at(&path).expect("read");
+        let next = read_at(&path).expect("read");
+        assert_eq!(next.claim(2000), Ok(Owner { generation: 8, pid: 2000 }));
+        assert_eq!(sup.fence(), Err(Owner { generation: 8, pid: 2000 }));
+        assert_eq!(sup.owner_now(), Owner { generation: 8, pid: 2000 });
+        // A torn slot (killed mid-write) reads as such through the file.
+        if let Some(s) = w.map.slot(2) {
+            s.seq.store(5, Ordering::Relaxed);
+        }
+        assert!(read_at(&path).expect("read").torn());
+        // Not a record of this version: ignored.
+        w.map.header().version.store(VERSION + 1, Ordering::Relaxed);
+        assert!(read_at(&path).is_none());
+        drop(w);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
