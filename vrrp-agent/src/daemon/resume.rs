@@ -1,6 +1,9 @@
-//! Restart without a failover (a hitless restart, an upgrade): the record
-//! a master leaves when it stops for a restart, and the pure decision of
-//! the next process whether to resume an instance as MASTER.
+//! Restart without a failover (a hitless restart, an upgrade, and a crash
+//! the agent comes back from in time): the record a master leaves when it
+//! stops for a restart, and the pure decision of the next process whether
+//! to resume an instance as MASTER (`decide`; after a crash `decide_live`
+//! from the live record the dead worker kept, `live.rs`, with the same
+//! three conditions).
 //!
 //! RFC 5798 6.4.2: a backup leaves BACKUP only when its Master_Down_Timer
 //! fires, Master_Down_Interval (3 x Master_Adver_Interval + Skew_Time)

@@ -1,6 +1,8 @@
-//! The daemon's side of a hitless restart (`resume.rs` decides): at start,
-//! which instances resume and their first advert; at a hitless stop, the
-//! record (`Agent::handover`).
+//! The daemon's side of a hitless restart and of a crash recovery
+//! (`resume.rs` decides): at start, which instances resume (from the
+//! hitless record, else from the dead worker's live record once claimed)
+//! and their first adverts; the live record this worker keeps from then
+//! on; at a hitless stop, the record (`Agent::handover`).
 
 use super::agent::Agent;
 use super::instance::Inst;
