@@ -141,7 +141,7 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
     let mut crashes = CrashLoop::new(args.respawn_limit, crash::WINDOW);
     let mut sup = Supervisor { name, set, nl: &nl, pending: None, stopping: false };
     let mut first = true;
-    let mut _worker_pid = None;
+    let mut worker_pid_file: Option<super::run::PidFile> = None;
     let code = loop {
         let child = match cmd.spawn() {
             Ok(c) => c,
@@ -155,7 +155,9 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
         };
         first = false;
         let worker = Pid::from_raw(i32::try_from(child.id()).context("worker pid")?);
-        _worker_pid = super::run::PidFile::write(args.worker_pid_file.as_ref(), child.id()).ok();
+        // The old one first: its Drop removes the file.
+        drop(worker_pid_file.take());
+        worker_pid_file = super::run::PidFile::write(args.worker_pid_file.as_ref(), child.id()).ok();
         log::info!(
             "supervising worker pid {worker} (a crashed worker is replaced at once and resumes its masters in time; a stopped one loses its VIPs)"
         );
