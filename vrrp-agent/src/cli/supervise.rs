@@ -211,6 +211,10 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
         // Nobody resumes: what the worker left goes now, as after a crash
         // (one holder: the backup takes over within its Master_Down_Interval).
         log::error!("executing the agent again for the restart: {err}; removing what the worker held");
+        // Its live record too: nothing resumes VIPs removed here.
+        if let Some(rec) = live::read(name) {
+            rec.fence_any();
+        }
         nl.remove(name, "held by the worker that stopped for a restart that failed");
         let _ = std::fs::remove_file(vips::held_file(name));
         let _ = std::fs::remove_file(resume::record_file(name));
