@@ -37,7 +37,9 @@ fn a_killed_agents_program_stays_fails_open_and_is_replaced() -> Result<()> {
     // Node 1 (priority 150) is master and sends unicast adverts to node 0,
     // whose agent (priority 100) is the backup.
     let _master = seg.agent(1, &conf(150, "192.0.2.52", "192.0.2.20"), &[])?;
-    let backup = seg.agent_as(0, &conf(100, "192.0.2.20", "192.0.2.52"), &name, &[])?;
+    // Not started again after the kill (--respawn-limit 0): the program
+    // is left to itself, as when systemd restarts the whole agent.
+    let backup = seg.agent_as(0, &conf(100, "192.0.2.20", "192.0.2.52"), &name, &["--respawn-limit", "0"])?;
     seg.wait_holders(VIP, &[1], Duration::from_secs(5))?;
     assert!(pins.0.join("link_eth0").exists(), "the XDP link is pinned");
 

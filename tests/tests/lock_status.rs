@@ -94,7 +94,8 @@ fn status_of_a_killed_agent_says_it_is_not_running() -> Result<()> {
     let seg = Segment::new(&["192.0.2.20/24"])?;
     let ns = &seg.nodes[0].ns;
     let name = netns::unique("st");
-    let agent = seg.agent_as(0, &conf("1"), &name, &[])?;
+    // Not started again (--respawn-limit 0): the supervisor waits and exits.
+    let agent = seg.agent_as(0, &conf("1"), &name, &["--respawn-limit", "0"])?;
     seg.wait_holders(VIP, &[0], Duration::from_secs(6))?;
     wait_until(Duration::from_secs(6), || {
         Ok(text(&status(&name, None, &[])?.stdout).contains("VI_1: MASTER"))

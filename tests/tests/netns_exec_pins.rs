@@ -35,7 +35,8 @@ fn start(seg: &Segment, conf: &std::path::Path, name: &str) -> Result<Process> {
     let bin = agent_bin()?;
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", seg.nodes[0].ns.name()]).arg(&bin);
-    cmd.arg("run").arg("-f").arg(conf).args(["--name", name]);
+    // A killed worker is not started again: the agent dies with it.
+    cmd.arg("run").arg("-f").arg(conf).args(["--name", name, "--respawn-limit", "0"]);
     let mut p = Process::spawn("agent", &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
     p.wait_for_line("Entering", Duration::from_secs(15))?;
     Ok(p)

@@ -477,7 +477,8 @@ fn a_killed_workers_routes_and_rules_are_removed_by_its_supervisor() -> Result<(
     }
     let seg = pair()?;
     let n0 = &seg.nodes[0].ns;
-    let mut p = seg.agent(0, &conf(200), &[])?;
+    // Not started again (--respawn-limit 0): what it held goes.
+    let mut p = seg.agent(0, &conf(200), &["--respawn-limit", "0"])?;
     seg.wait_holders(VIP, &[0], TAKEOVER)?;
     wait_virtual(n0, true, "MASTER")?;
     vrrp_tests::lab::signal_worker(&p, nix::sys::signal::Signal::SIGKILL)?;

@@ -1,7 +1,9 @@
 //! The supervisor (`vrrp-agent run` without `--no-supervise`): a worker
-//! killed or stopped loses its VIPs before the backup takes over, so at
-//! no moment do two nodes hold the VIP; a killed supervisor makes the
-//! worker resign.
+//! killed that is not started again (here `--respawn-limit 0`; by default
+//! past the crash-loop limit) or a stopped one loses its VIPs before the
+//! backup takes over, so at no moment do two nodes hold the VIP; a killed
+//! supervisor makes the worker resign. (A killed worker that is started
+//! again and resumes: tests/tests/crash_resume.rs.)
 //!
 //! Each node's addresses are polled every few milliseconds from a thread
 //! in its namespace (`HolderWatch`), which fails the test if two nodes
@@ -16,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use vrrp_tests::capture::{self, Capture};
 use vrrp_tests::frame::FrameSocket;
-use vrrp_tests::holders::{HolderWatch, POLL};
+use vrrp_tests::holders::HolderWatch;
 use vrrp_tests::lab::{Segment, signal_worker, worker_pid};
 use vrrp_tests::netns;
 use vrrp_tests::privilege::require_root;
@@ -160,10 +162,16 @@ fn summary(label: &str, mut v: Vec<Duration>) -> String {
     )
 }
 
-/// Kill the master's worker `n` times at advert interval `adv`; each time
-/// the VIP must leave the dead node no earlier than 2 x adv after the kill
-/// (earlier would leave nobody answering), before the backup takes it, and
-/// within the backup's Master_Down_Interval.
+/// Kill the master's worker `n` times at advert interval `adv`, with no
+/// new worker after the crash (`--respawn-limit 0`, what the end of a
+/// crash loop does); each time the VIP must leave the dead node before the
+/// backup takes it (never two holders, from `ip addr` and from the ARP
+/// answers on the wire), within the backup's Master_Down_Interval.
+///
+/// When exactly it goes is not asserted (the former "not before 2 x
+/// advert_int" was timing-flaky under load: the margin runs from the
+/// supervisor's waitpid, and the fence is now also bounded by the last
+/// advert in the live record, which may be earlier than the death).
 fn killed_worker(adv_text: &str, adv: Duration, n: usize) -> Result<()> {
     // Node 2 runs no agent: it asks for the VIP by ARP.
     let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24", "192.0.2.99/24"])?;
@@ -173,7 +181,7 @@ fn killed_worker(adv_text: &str, adv: Duration, n: usize) -> Result<()> {
     let _backup = seg.agent(1, &backup_conf(adv_text), &[])?;
     let (mut gone, mut taken, mut nobody, mut arp_last) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..n {
-        let mut master = seg.agent_as(0, &master_conf(adv_text), &name, &[])?;
+        let mut master = seg.agent_as(0, &master_conf(adv_text), &name, &["--respawn-limit", "0"])?;
         seg.wait_holders(VIP, &[0], mdi0 + MARGIN)?;
         let worker = worker_pid(&master)?;
         let pollers = watch_start(&seg)?;
@@ -206,14 +214,6 @@ fn killed_worker(adv_text: &str, adv: Duration, n: usize) -> Result<()> {
             "run {run} at {adv:?}: VIP last seen on the dead node {:?} after the kill, on the backup after {:?}",
             w.gone, w.taken
         );
-        // t0 is taken just before the kill; the last poll that saw the VIP
-        // is at most one poll before its removal.
-        if w.gone + POLL * 2 < adv * 2 {
-            bail!(
-                "the VIP went {:?} after the kill, before 2 x advert_int: nobody answered meanwhile",
-                w.gone
-            );
-        }
         assert!(
             w.gone < mdi1,
             "the dead node answered for {:?}, beyond Master_Down_Interval {mdi1:?}",
@@ -243,16 +243,17 @@ fn killed_worker(adv_text: &str, adv: Duration, n: usize) -> Result<()> {
 }
 
 #[test]
-fn a_killed_worker_loses_its_vip_before_the_backup_takes_over_at_1s() -> Result<()> {
-    if !require_root("a_killed_worker_loses_its_vip_before_the_backup_takes_over_at_1s") {
+fn a_killed_worker_not_started_again_loses_its_vip_before_the_backup_takes_over_at_1s() -> Result<()> {
+    if !require_root("a_killed_worker_not_started_again_loses_its_vip_before_the_backup_takes_over_at_1s") {
         return Ok(());
     }
     killed_worker("1", Duration::from_secs(1), runs(2))
 }
 
 #[test]
-fn a_killed_worker_loses_its_vip_before_the_backup_takes_over_at_100ms() -> Result<()> {
-    if !require_root("a_killed_worker_loses_its_vip_before_the_backup_takes_over_at_100ms") {
+fn a_killed_worker_not_started_again_loses_its_vip_before_the_backup_takes_over_at_100ms() -> Result<()> {
+    if !require_root("a_killed_worker_not_started_again_loses_its_vip_before_the_backup_takes_over_at_100ms")
+    {
         return Ok(());
     }
     killed_worker("0.1", Duration::from_millis(100), runs(5))

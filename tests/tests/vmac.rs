@@ -207,7 +207,8 @@ fn a_killed_agents_vmac_is_taken_over_at_the_next_start() -> Result<()> {
             .collect()
     };
     let before = arp()?;
-    let (mut agent, name) = seg.agent_named(0, &conf4(150, ""), &[])?;
+    // Not started again (--respawn-limit 0): the next start takes over.
+    let (mut agent, name) = seg.agent_named(0, &conf4(150, ""), &["--respawn-limit", "0"])?;
     seg.wait_holders(VIP, &[0], ELECTION)?;
     let index = n0.ifindex("vrrp.5")?;
     signal_worker(&agent, Signal::SIGKILL)?;

@@ -243,7 +243,7 @@ impl fmt::Display for Note {
                 write!(f, "Changing effective priority from {from} to {to}")
             }
             Note::PreemptDelayStarted(d) => write!(f, "start preempt delay ({d})"),
-            Note::Resumed => f.write_str("Resuming MASTER STATE (hitless restart)"),
+            Note::Resumed => f.write_str("Resuming MASTER STATE (hitless restart or crash recovery)"),
         }
     }
 }

@@ -34,6 +34,13 @@ pub struct RunArgs {
     /// (keepalived's `-r`, the VRRP child's), to this file, removed at exit.
     #[arg(long, value_name = "FILE")]
     pub worker_pid_file: Option<PathBuf>,
+    /// Crash-loop limit: after a worker crash (killed by a signal, or a
+    /// panic) the supervisor starts a new worker at once, which resumes
+    /// its masters if in time; at most N times within 60 s, after which
+    /// the next crash removes the VIPs and ends the agent (exit 128 +
+    /// signal) for systemd's Restart=. 0: never a new worker.
+    #[arg(long, value_name = "N", default_value_t = vrrp_agent::daemon::crash::LIMIT)]
+    pub respawn_limit: usize,
     /// Serve Prometheus metrics (keepalived-exporter's names, and
     /// vrrp_agent_* ones) at http://ADDR/metrics, e.g. 127.0.0.1:9650.
     #[arg(long, value_name = "ADDR")]

@@ -145,6 +145,9 @@ pub(super) struct Agent {
     pub(super) retired: Retired,
     /// The instances that resume as MASTER at start (a hitless restart).
     pub(super) resumed: Vec<String>,
+    /// The live record a crash recovery reads (`live.rs`): slot `i` is
+    /// instance `i`, updated with memory stores after each advert.
+    pub(super) live: Option<super::live::Writer>,
 }
 
 /// The instances' machines, for a sync group to move its members.
@@ -800,9 +803,26 @@ impl Agent {
                         inst.stats.pri_zero_sent += 1;
                     }
                     let Some(sender) = &mut inst.sender else { continue };
+                    // Before the send: the age the next worker computes
+                    // from it is never short (vDSO, no syscall).
+                    let sent_at = timer::now();
+                    let mut any = false;
                     for (dst, r) in sender.send(priority) {
-                        if let Err(e) = r {
-                            log::warn!("({name}) cannot send advert to {dst}: {e}");
+                        match r {
+                            Ok(()) => any = true,
+                            Err(e) => log::warn!("({name}) cannot send advert to {dst}: {e}"),
+                        }
+                    }
+                    if let Some(l) = &self.live {
+                        // MASTER at the configured priority: what a new
+                        // worker resumes (a priority lowered by tracking,
+                        // or 0 at a resignation, is not).
+                        let master = inst.machine.state() == State::Master && priority == inst.conf.priority;
+                        let fp = super::live::fingerprint(inst.conf.name.as_bytes());
+                        if any {
+                            l.advert(i, fp, sent_at, master);
+                        } else {
+                            l.set_master(i, fp, master);
                         }
                     }
                 }
@@ -859,6 +879,9 @@ impl Agent {
                         inst.stats.release_master += 1;
                     }
                     if to != State::Master {
+                        if let Some(l) = &self.live {
+                            l.set_master(i, super::live::fingerprint(inst.conf.name.as_bytes()), false);
+                        }
                         inst.announce_at = None;
                         inst.refresh_at = None;
                         inst.pacer.clear();
@@ -1385,6 +1408,9 @@ impl Agent {
         // link deletion takes the RTNL lock too).
         self.vmacs.stop(&self.nl).await;
         status::remove(&self.opts.name);
+        // A clean stop resumes nothing.
+        self.live = None;
+        super::live::remove(&self.opts.name);
         if self.held_now() == vips::Held::default() {
             let _ = std::fs::remove_file(vips::held_file(&self.opts.name));
         }

@@ -220,6 +220,8 @@ impl Agent {
             g.remap(|m| after.get(before[m].as_str()).copied().unwrap_or(m));
         }
         self.refollow().await;
+        // Slot i is instance i again, with the new identities.
+        self.live_rewrite();
         self.written = None;
         self.reconcile().await;
         log::info!("Reload: done");

@@ -1,6 +1,9 @@
-//! Restart without a failover (a hitless restart, an upgrade): the record
-//! a master leaves when it stops for a restart, and the pure decision of
-//! the next process whether to resume an instance as MASTER.
+//! Restart without a failover (a hitless restart, an upgrade, and a crash
+//! the agent comes back from in time): the record a master leaves when it
+//! stops for a restart, and the pure decision of the next process whether
+//! to resume an instance as MASTER (`decide`; after a crash `decide_live`
+//! from the live record the dead worker kept, `live.rs`, with the same
+//! three conditions).
 //!
 //! RFC 5798 6.4.2: a backup leaves BACKUP only when its Master_Down_Timer
 //! fires, Master_Down_Interval (3 x Master_Adver_Interval + Skew_Time)
@@ -17,6 +20,7 @@
 
 use std::net::IpAddr;
 
+use super::live::SlotData;
 use crate::config::Instance;
 use crate::machine::Micros;
 
@@ -69,6 +73,32 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// Its line in the record: `master NAME IFACE VRID FAMILY VERSION
+    /// PRIORITY ADVERT_CS VIPS`.
+    pub fn line(&self) -> String {
+        let vips: Vec<String> = self.vips.iter().map(IpAddr::to_string).collect();
+        format!(
+            "master {} {} {} {} {} {} {} {}",
+            self.name,
+            self.interface,
+            self.vrid,
+            if self.v6 { 6 } else { 4 },
+            self.version,
+            self.priority,
+            self.advert_cs,
+            vips.join(",")
+        )
+    }
+
+    /// Its fingerprint, for the live record (`live.rs`), which has a fixed
+    /// size per instance: equal for every configuration `decide` would
+    /// take as unchanged.
+    pub fn fingerprint(&self) -> u64 {
+        super::live::fingerprint(self.line().as_bytes())
+    }
+}
+
 /// The record: when the last adverts went out (CLOCK_MONOTONIC, which runs
 /// across processes until a reboot, and /run does not survive one), and
 /// the instances that were MASTER.
@@ -85,18 +115,8 @@ impl Record {
     pub fn to_text(&self) -> String {
         let mut s = format!("at {}\n", self.at.0);
         for e in &self.masters {
-            let vips: Vec<String> = e.vips.iter().map(IpAddr::to_string).collect();
-            s += &format!(
-                "master {} {} {} {} {} {} {} {}\n",
-                e.name,
-                e.interface,
-                e.vrid,
-                if e.v6 { 6 } else { 4 },
-                e.version,
-                e.priority,
-                e.advert_cs,
-                vips.join(",")
-            );
+            s += &e.line();
+            s.push('\n');
         }
         s
     }
@@ -139,6 +159,8 @@ pub enum NoResume {
     Changed,
     /// Too late: a backup may be taking over (the age, the limit).
     TooLate(Micros, Micros),
+    /// The live record was being written when the worker died.
+    Torn,
 }
 
 impl std::fmt::Display for NoResume {
@@ -146,6 +168,7 @@ impl std::fmt::Display for NoResume {
         match self {
             NoResume::NotMaster => f.write_str("it was not MASTER"),
             NoResume::Changed => f.write_str("its configuration changed"),
+            NoResume::Torn => f.write_str("the dead worker's record was being written when it died"),
             NoResume::TooLate(age, limit) => {
                 write!(
                     f,
@@ -173,14 +196,43 @@ pub fn decide(rec: &Record, conf: &Instance, now: Micros) -> Result<(), NoResume
     if *e != Entry::of(conf) {
         return Err(NoResume::Changed);
     }
-    let age = Micros(now.0.saturating_sub(rec.at.0));
-    let lim = limit(e.advert_cs);
+    in_time(rec.at, e.advert_cs, now)
+}
+
+/// Whether the last advert at `at` is recent enough at `now` for an
+/// instance advertising every `advert_cs` to resume (`limit`).
+fn in_time(at: Micros, advert_cs: u16, now: Micros) -> Result<(), NoResume> {
+    let age = Micros(now.0.saturating_sub(at.0));
+    let lim = limit(advert_cs);
     // A record from the future (it cannot be, on one boot's monotonic
     // clock) is not trusted.
-    if now.0 < rec.at.0 || age >= lim {
+    if now.0 < at.0 || age >= lim {
         return Err(NoResume::TooLate(age, lim));
     }
     Ok(())
+}
+
+/// As `decide`, from a crashed worker's live record (`live.rs`): the same
+/// three conditions (MASTER at its configured priority, configured as it
+/// was, last advert less than 2.5 x advert_int ago), each slot checked by
+/// fingerprint. A torn record resumes nothing (what was being written is
+/// unknown); an instance found in several slots (killed mid-reload)
+/// resumes only if every one says so, from the oldest advert.
+pub fn decide_live(slots: &[Option<SlotData>], conf: &Instance, now: Micros) -> Result<Micros, NoResume> {
+    if slots.iter().any(Option::is_none) {
+        return Err(NoResume::Torn);
+    }
+    let name = super::live::fingerprint(conf.name.as_bytes());
+    let mine: Vec<&SlotData> = slots.iter().flatten().filter(|s| s.name == name).collect();
+    if mine.is_empty() || mine.iter().any(|s| !s.master) {
+        return Err(NoResume::NotMaster);
+    }
+    let ident = Entry::of(conf).fingerprint();
+    if mine.iter().any(|s| s.ident != ident || s.advert_cs != conf.advert_int.0) {
+        return Err(NoResume::Changed);
+    }
+    let at = mine.iter().map(|s| s.at).min().unwrap_or_default();
+    in_time(at, conf.advert_int.0, now).map(|()| at)
 }
 
 /// Read and remove agent `name`'s record: it is good for one start only.
@@ -256,5 +308,58 @@ mod tests {
         assert_eq!(decide(&rec, &other, Micros(1)), Err(NoResume::NotMaster));
         let none = Record { at: Micros(0), masters: vec![] };
         assert_eq!(decide(&none, &c, Micros(1)), Err(NoResume::NotMaster));
+    }
+
+    fn slot(c: &Instance, at: u64, master: bool) -> Option<SlotData> {
+        Some(SlotData {
+            at: Micros(at),
+            ident: Entry::of(c).fingerprint(),
+            name: super::super::live::fingerprint(c.name.as_bytes()),
+            advert_cs: c.advert_int.0,
+            master,
+        })
+    }
+
+    /// After a crash, from the live record: the same three conditions as
+    /// after a hitless restart.
+    #[test]
+    fn a_crashed_master_resumes_from_its_live_record_as_after_a_restart() {
+        let c = conf(A);
+        let other = conf(&A.replace("vrrp_instance A", "vrrp_instance B"));
+        let slots = vec![slot(&other, 5, false), slot(&c, 1_000_000, true)];
+        assert_eq!(decide_live(&slots, &c, Micros(1_249_999)), Ok(Micros(1_000_000)));
+        assert!(matches!(decide_live(&slots, &c, Micros(1_250_000)), Err(NoResume::TooLate(..))));
+        assert_eq!(decide_live(&slots, &other, Micros(1_000_001)), Err(NoResume::NotMaster));
+        for changed in
+            [A.replace("priority 150", "priority 151"), A.replace("192.0.2.10/24", "192.0.2.11/24")]
+        {
+            assert_eq!(
+                decide_live(&slots, &conf(&changed), Micros(1_000_001)),
+                Err(NoResume::Changed),
+                "{changed}"
+            );
+        }
+        // A torn slot: what was being written is unknown, nothing resumes.
+        let torn = vec![None, slot(&c, 1_000_000, true)];
+        assert_eq!(decide_live(&torn, &c, Micros(1_000_001)), Err(NoResume::Torn));
+        // Killed mid-reload, found twice: every slot must say MASTER, and
+        // the oldest advert counts.
+        let twice = vec![slot(&c, 900_000, true), slot(&c, 1_000_000, true)];
+        assert_eq!(decide_live(&twice, &c, Micros(1_000_001)), Ok(Micros(900_000)));
+        let split = vec![slot(&c, 900_000, false), slot(&c, 1_000_000, true)];
+        assert_eq!(decide_live(&split, &c, Micros(1_000_001)), Err(NoResume::NotMaster));
+    }
+
+    /// The fingerprint follows what `decide` compares, and nothing else.
+    #[test]
+    fn the_fingerprint_is_the_identity_decide_checks() {
+        let c = conf(A);
+        let same = conf(
+            &A.replace("advert_int 0.1", "advert_int 0.10")
+                .replace("  192.0.2.10/24\n", "  192.0.2.10/24 \n"),
+        );
+        assert_eq!(Entry::of(&c).fingerprint(), Entry::of(&same).fingerprint());
+        let other = conf(&A.replace("virtual_router_id 5", "virtual_router_id 6"));
+        assert_ne!(Entry::of(&c).fingerprint(), Entry::of(&other).fingerprint());
     }
 }

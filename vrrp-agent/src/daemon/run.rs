@@ -152,7 +152,8 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     tokio::spawn(conn);
     // A hitless restart: the instances that resume as MASTER keep what
     // the previous process held; otherwise what it left is removed.
-    let resumed = super::resume_start::resumable(&cfg, &opts.name);
+    // After a crash: the dead worker's live record, claimed or fenced.
+    let (resumed, live) = super::resume_start::resumable(&cfg, &opts.name);
     if resumed.is_empty() {
         super::vips::cleanup_stale(&opts.name, &nl).await;
     }
@@ -189,7 +190,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     log::debug!("start-up: instances opened");
     // Advertise at once, before the XDP program loads: the backups'
     // Master_Down_Timer runs since the previous process's last advert.
-    let bridge = super::resume_start::Bridge::start(&insts, &resumed);
+    let bridge = super::resume_start::Bridge::start(&insts, &resumed, live.clone());
     let source = match opts.receive {
         ReceiveMode::Socket => {
             refuse_no_accept(&insts, "raw sockets were asked for (--receive socket)")?;
@@ -320,6 +321,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         fifos,
         retired: Default::default(),
         resumed,
+        live,
     };
     log::debug!("start-up: serving");
     // Stopped just before the agent's own first advert (`Agent::start`).
