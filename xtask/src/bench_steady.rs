@@ -118,8 +118,15 @@ pub fn run(arm: Arm, n: u16, interval_cs: u16, seconds: u64, kill: bool, agent: 
     let backup_xdp = x1.zip(x0).map(|(a, b)| a.since(&b, secs));
     let (backup_mem, master_mem) = (Memory::read(&bt)?, Memory::read(&mt)?);
     // The measurement only counts if the election held throughout.
-    if held(&seg, 0, n)? != nu || held(&seg, 1, n)? != 0 || count(&backup, "Entering MASTER") != 0 {
-        bail!("{}: the election did not hold during the measurement", arm.name());
+    let (h0, h1, bm) = (held(&seg, 0, n)?, held(&seg, 1, n)?, count(&backup, "Entering MASTER"));
+    if h0 != nu || h1 != 0 || bm != 0 {
+        let tail = |p: &Process| p.lines().iter().rev().take(8).rev().cloned().collect::<Vec<_>>().join("\n");
+        bail!(
+            "{}: the election did not hold during the measurement: the master holds {h0} of {n} VIPs, the backup {h1}, and it entered MASTER {bm} times\nmaster:\n{}\nbackup:\n{}",
+            arm.name(),
+            tail(&master),
+            tail(&backup)
+        );
     }
     let (_, mdi_ms) = bench_failover::limits(100, interval_cs);
     let mut out = Steady {

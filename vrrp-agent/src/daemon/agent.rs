@@ -73,6 +73,8 @@ enum Wake {
 
 /// The running daemon.
 pub(super) struct Agent {
+    /// Periodic adverts due together, sent at the end of the tick.
+    pub(super) batch: super::tx::Batch,
     pub(super) opts: Options,
     /// The configuration running, and the file it came from (for reloads).
     pub(super) cfg: Config,
@@ -327,10 +329,29 @@ impl Agent {
                 self.execute(i, now, out).await;
             }
         }
+        let mut out = Vec::new();
         for i in 0..self.insts.len() {
-            let mut out = Vec::new();
-            self.insts[i].machine.handle_timeout(now, &mut out);
-            self.execute(i, now, out).await;
+            self.insts[i].machine.handle_timeout_coalesced(now, &mut out);
+            // A master's periodic advert (its only action) joins the batch;
+            // anything else is carried out at once, in order.
+            if let [Action::SendAdvert { priority }] = out[..]
+                && self.insts[i].machine.state() == State::Master
+                && priority != 0
+            {
+                out.clear();
+                let inst = &mut self.insts[i];
+                inst.stats.advert_sent += 1;
+                if let Some(sender) = &mut inst.sender {
+                    let name = &inst.conf.name;
+                    sender.queue(priority, i, &mut self.batch, |dst, e| {
+                        log::warn!("({name}) cannot send advert to {dst}: {e}")
+                    });
+                }
+            } else if !out.is_empty() {
+                // What is queued goes first: this may wait on netlink.
+                self.flush_adverts();
+                self.execute(i, now, std::mem::take(&mut out)).await;
+            }
             let inst = &mut self.insts[i];
             if inst.machine.state() == State::Master {
                 inst.send_paced(now);
@@ -350,10 +371,26 @@ impl Agent {
                 }
             }
         }
+        self.flush_adverts();
         if self.retry_at.is_some_and(|t| t <= now) {
             self.retry_at = None;
             self.reconcile().await;
         }
+    }
+
+    /// Send the batched adverts: one `sendmmsg` per socket key.
+    fn flush_adverts(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let insts = &self.insts;
+        self.batch.flush(
+            |i| insts.get(i).and_then(|inst| inst.sender.as_ref()).map(super::tx::Sender::raw_fd),
+            |i, dst, e| {
+                let name = insts.get(i).map_or("?", |inst| inst.conf.name.as_str());
+                log::warn!("({name}) cannot send advert to {dst}: {e}");
+            },
+        );
     }
 
     /// A link or address changed.
@@ -788,11 +825,7 @@ impl Agent {
                         inst.stats.pri_zero_sent += 1;
                     }
                     let Some(sender) = &mut inst.sender else { continue };
-                    for (dst, r) in sender.send(priority) {
-                        if let Err(e) = r {
-                            log::warn!("({name}) cannot send advert to {dst}: {e}");
-                        }
-                    }
+                    sender.send(priority, |dst, e| log::warn!("({name}) cannot send advert to {dst}: {e}"));
                 }
                 // The machine's state says which addresses it wants.
                 Action::AddVips => {

@@ -70,11 +70,9 @@ impl Bridge {
                 let now = std::time::Instant::now();
                 for ((name, priority, every, sender), at) in senders.iter_mut().zip(next.iter_mut()) {
                     if *at <= now {
-                        for (dst, r) in sender.send(*priority) {
-                            if let Err(e) = r {
-                                log::warn!("({name}) cannot send advert to {dst}: {e}");
-                            }
-                        }
+                        sender.send(*priority, |dst, e| {
+                            log::warn!("({name}) cannot send advert to {dst}: {e}")
+                        });
                         *at = now + *every;
                     }
                 }
@@ -145,11 +143,7 @@ impl Agent {
             let name = inst.conf.name.clone();
             let priority = inst.machine.priority();
             if let Some(sender) = &mut inst.sender {
-                for (dst, r) in sender.send(priority) {
-                    if let Err(e) = r {
-                        log::warn!("({name}) cannot send advert to {dst}: {e}");
-                    }
-                }
+                sender.send(priority, |dst, e| log::warn!("({name}) cannot send advert to {dst}: {e}"));
             }
             // A priority lowered by tracking is not the configured one the
             // next process would advertise: it starts normally.

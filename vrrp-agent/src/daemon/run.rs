@@ -291,6 +291,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         insts,
         source,
         deadline,
+        batch: super::tx::Batch::default(),
         statuses,
         links,
         nl,
