@@ -83,13 +83,16 @@ const NOTES: &str = "## Notes on the figures
   (previous report). The agent now pins its XDP link, so a killed agent's
   program stays attached (it fails open after its alive deadline, and the
   next agent of the same name replaces it); that outlier is gone.
-- CPU is time on a CPU of every thread of the process tree. Work the
-  kernel does in softirq is not in it: the XDP program's own run time is
-  given beside it (kernel.bpf_stats_enabled), and keepalived's receive path
-  (the kernel delivering to its raw socket) is not counted either. On a
-  veth pair the receiver's softirq work often runs on the sender's CPU and
-  is charged to the sender: part of a master's CPU is its backup's receive
-  path.
+- CPU is time on a CPU of every thread of the process tree. This kernel
+  accounts CPU time by tick, without CONFIG_IRQ_TIME_ACCOUNTING: a softirq
+  that runs while a process is current is counted as that process's time.
+  On a veth pair the receiver's softirq work (the bridge, the backup's XDP
+  program or keepalived's IP input and raw-socket delivery) runs at the
+  end of the sender's `sendto`, in its context: part of a master's CPU is
+  its backup's receive path. The steady scenario traces those softirqs
+  (perf, NET_RX and NET_TX) and gives the master's CPU without them; the
+  XDP program's own run time is given beside the backup
+  (kernel.bpf_stats_enabled), and is part of the master's softirq time.
 - A backup agent sleeps while its master advertises: the XDP program arms a
   kernel timer (bpf_timer) per instance to Master_Down_Interval on each
   advert that holds the backup down and wakes the agent only when it
