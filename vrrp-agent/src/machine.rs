@@ -248,6 +248,9 @@ impl fmt::Display for Note {
     }
 }
 
+/// The most an Adver_Timer fires early to join a batch (`adver_window`).
+const ADVER_WINDOW_MAX: Micros = Micros(1_000);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Timer {
     /// RFC 5798 6.2 Adver_Timer (master).
@@ -470,7 +473,32 @@ impl Machine {
 
     /// Fire the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Micros, out: &mut Vec<Action>) {
-        if self.timers[Timer::Adver as usize].is_some_and(|t| t <= now) && self.state == State::Master {
+        self.fire(now, Micros(0), out);
+    }
+
+    /// How much early an Adver_Timer may fire to go out with others due at
+    /// the same moment: a sixteenth of the interval, at most 1 ms.
+    pub fn adver_window(&self) -> Micros {
+        Micros((Micros::from_centis(self.params.advert_int).0 / 16).min(ADVER_WINDOW_MAX.0))
+    }
+
+    /// As `handle_timeout`, and a master's Adver_Timer also fires if it
+    /// comes due within `adver_window` of `now`. The daemon wakes for the
+    /// earliest deadline; the adverts of the instances due just after go
+    /// with it, in one batch, and their next ones fall due together too
+    /// (the timer is reset from `now`). RFC 5798 6.4.3 fixes each
+    /// instance's Advertisement_Interval, not its phase: a backup's
+    /// Master_Down_Interval (3 x interval + Skew_Time) does not notice one
+    /// advert a sixteenth of an interval early.
+    pub fn handle_timeout_coalesced(&mut self, now: Micros, out: &mut Vec<Action>) {
+        let window = self.adver_window();
+        self.fire(now, window, out);
+    }
+
+    fn fire(&mut self, now: Micros, adver_window: Micros, out: &mut Vec<Action>) {
+        if self.timers[Timer::Adver as usize].is_some_and(|t| t <= now.after(adver_window))
+            && self.state == State::Master
+        {
             // RFC 5798 6.4.3: send an advert, reset the Adver_Timer.
             out.push(Action::SendAdvert { priority: self.priority });
             self.set(Timer::Adver, Some(now.after(Micros::from_centis(self.params.advert_int))));

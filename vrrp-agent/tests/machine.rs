@@ -469,3 +469,61 @@ fn reconfigure_keeps_the_state_and_moves_the_advert_timer_to_the_new_interval() 
     assert_eq!(b.m.master_down_deadline(), down);
     assert_eq!(b.m.master_adver_int(), Centis(100));
 }
+
+/// Two masters of one interval, `phase` apart, driven as the daemon does:
+/// it wakes for the earlier deadline and fires every instance's timers
+/// with `handle_timeout_coalesced`. Returns the sends as (time, which).
+fn two_masters(advert_cs: u16, phase: Micros, until: Micros) -> Vec<(Micros, usize)> {
+    let mut ms = [
+        Machine::new(params(Version::V3, 255, advert_cs)),
+        Machine::new(params(Version::V3, 255, advert_cs)),
+    ];
+    let mut out = Vec::new();
+    ms[0].start(Micros(0), &mut out);
+    ms[1].start(phase, &mut out);
+    let mut sent = Vec::new();
+    while let Some(now) = ms.iter().filter_map(Machine::poll_timeout).min().filter(|t| *t <= until) {
+        for (i, m) in ms.iter_mut().enumerate() {
+            out.clear();
+            m.handle_timeout_coalesced(now, &mut out);
+            if out.iter().any(|a| matches!(a, Action::SendAdvert { .. })) {
+                sent.push((now, i));
+            }
+        }
+    }
+    sent
+}
+
+#[test]
+fn adverts_due_within_a_sixteenth_of_the_interval_go_together_and_stay_together() {
+    // 100 ms adverts: the window is 1 ms (a sixteenth would be 6.25 ms).
+    let m = Machine::new(params(Version::V3, 255, 10));
+    assert_eq!(m.adver_window(), Micros(1_000));
+    // 10 ms adverts: a sixteenth, 625 us.
+    assert_eq!(Machine::new(params(Version::V3, 255, 1)).adver_window(), Micros(625));
+    // The second master started 0.6 ms after the first: its first timed
+    // advert goes 0.6 ms early, with the first's, and from then on every
+    // one does; each instance still advertises once per interval.
+    let sent = two_masters(10, Micros(600), Micros(1_000_000));
+    assert_eq!(sent[0], (Micros(100_000), 0));
+    assert_eq!(sent[1], (Micros(100_000), 1));
+    for pair in sent.chunks(2) {
+        assert_eq!(pair[0].0, pair[1].0, "sent apart: {pair:?}");
+    }
+    assert_eq!(sent.len(), 20);
+}
+
+#[test]
+fn adverts_further_apart_than_the_window_keep_their_own_time() {
+    // 1.5 ms apart at 100 ms adverts: beyond the 1 ms window.
+    let sent = two_masters(10, Micros(1_500), Micros(1_000_000));
+    assert_eq!(&sent[..2], &[(Micros(100_000), 0), (Micros(101_500), 1)]);
+    assert!(sent.windows(2).all(|w| w[0].0 != w[1].0), "{sent:?}");
+    // The plain timeout never fires early.
+    let mut m = Machine::new(params(Version::V3, 255, 10));
+    let mut out = Vec::new();
+    m.start(Micros(0), &mut out);
+    out.clear();
+    m.handle_timeout(Micros(99_999), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+}

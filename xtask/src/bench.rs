@@ -83,13 +83,16 @@ const NOTES: &str = "## Notes on the figures
   (previous report). The agent now pins its XDP link, so a killed agent's
   program stays attached (it fails open after its alive deadline, and the
   next agent of the same name replaces it); that outlier is gone.
-- CPU is time on a CPU of every thread of the process tree. Work the
-  kernel does in softirq is not in it: the XDP program's own run time is
-  given beside it (kernel.bpf_stats_enabled), and keepalived's receive path
-  (the kernel delivering to its raw socket) is not counted either. On a
-  veth pair the receiver's softirq work often runs on the sender's CPU and
-  is charged to the sender: part of a master's CPU is its backup's receive
-  path.
+- CPU is time on a CPU of every thread of the process tree. This kernel
+  accounts CPU time by tick, without CONFIG_IRQ_TIME_ACCOUNTING: a softirq
+  that runs while a process is current is counted as that process's time.
+  On a veth pair the receiver's softirq work (the bridge, the backup's XDP
+  program or keepalived's IP input and raw-socket delivery) runs at the
+  end of the sender's `sendto`, in its context: part of a master's CPU is
+  its backup's receive path. The steady scenario traces those softirqs
+  (perf, NET_RX and NET_TX) and gives the master's CPU without them; the
+  XDP program's own run time is given beside the backup
+  (kernel.bpf_stats_enabled), and is part of the master's softirq time.
 - A backup agent sleeps while its master advertises: the XDP program arms a
   kernel timer (bpf_timer) per instance to Master_Down_Interval on each
   advert that holds the backup down and wakes the agent only when it
@@ -368,19 +371,23 @@ pub fn run(opts: &Opts) -> Result<()> {
         writeln!(md, "## Steady state\n")?;
         writeln!(
             md,
-            "The pair at 10 ms adverts (v3 unicast), one instance; after 2 s of warm-up, {} s measured. CPU: time on a CPU of every thread of the process tree (`/proc/PID/task/*/schedstat`); wake-ups: voluntary context switches (each sleep ends in one). The XDP column is the kernel's run-time statistics of the backup's XDP program (`kernel.bpf_stats_enabled`): that time is spent in softirq, outside any process; keepalived's receive path in the kernel is not counted either.\n",
+            "The pair at 10 ms adverts (v3 unicast), one instance; after 2 s of warm-up, {} s measured. CPU: time on a CPU of every thread of the process tree (`/proc/PID/task/*/schedstat`); wake-ups: voluntary context switches (each sleep ends in one). The XDP column is the kernel's run-time statistics of the backup's XDP program (`kernel.bpf_stats_enabled`). This kernel has no IRQ time accounting: a softirq that runs while a process is current is in that process's time. Sending on a veth runs the receiving side at once, in the sender's context: the bridge, then the backup's XDP program (agent) or its IP input and raw-socket delivery (keepalived). The master's softirq column is that time (NET_RX and NET_TX, traced with perf), already inside its CPU; the next column is the master's CPU without it: what a master costs when its backup is another machine.\n",
             opts.steady_seconds
         )?;
         writeln!(
             md,
-            "| arm | backup CPU (% of one core) | backup wake-ups/s | master CPU (%) | master wake-ups/s | backup XDP: runs/s, ns/run, % of a core |"
+            "| arm | backup CPU (% of one core) | backup wake-ups/s | master CPU (%) | master wake-ups/s | master softirq in it (%, runs/s) | master CPU without it (%) | backup XDP: runs/s, ns/run, % of a core |"
         )?;
-        writeln!(md, "|---|---|---|---|---|---|")?;
+        writeln!(md, "|---|---|---|---|---|---|---|---|")?;
         let mut rows = Vec::new();
         for s in &arms {
+            let (sirq, own) = match s.master_softirq {
+                Some((p, r)) => (format!("{p:.3}, {r:.0}"), format!("{:.3}", s.master.0 - p)),
+                None => ("-".to_owned(), "-".to_owned()),
+            };
             writeln!(
                 md,
-                "| {} | {:.3} | {:.1} | {:.3} | {:.1} | {} |",
+                "| {} | {:.3} | {:.1} | {:.3} | {:.1} | {sirq} | {own} | {} |",
                 s.arm.name(),
                 s.backup.0,
                 s.backup.1,
@@ -390,10 +397,13 @@ pub fn run(opts: &Opts) -> Result<()> {
             )?;
             rows.push(steady_json(s));
         }
+        let own = |s: &bench_steady::Steady| s.master.0 - s.master_softirq.map_or(0.0, |(p, _)| p);
         writeln!(
             md,
-            "\nBackup CPU ratio keepalived / vrrp-agent: {}.\n",
-            ratio(arms[1].backup.0, arms[0].backup.0)
+            "\nCPU ratio keepalived / vrrp-agent: backup {}; master {} (without the softirq run in its context: {}).\n",
+            ratio(arms[1].backup.0, arms[0].backup.0),
+            ratio(arms[1].master.0, arms[0].master.0),
+            ratio(own(&arms[1]), own(&arms[0]))
         )?;
         json["steady"] = serde_json::Value::Array(rows);
         footprint.extend(arms);
@@ -540,6 +550,7 @@ fn steady_json(s: &bench_steady::Steady) -> serde_json::Value {
         "seconds": s.seconds, "start_to_backup_ms": s.start_to_backup_ms,
         "backup_cpu_pct": s.backup.0, "backup_wakeups_per_s": s.backup.1,
         "master_cpu_pct": s.master.0, "master_wakeups_per_s": s.master.1,
+        "master_softirq": s.master_softirq.map(|(p, r)| serde_json::json!({ "cpu_pct": p, "runs_per_s": r })),
         "backup_xdp": s.backup_xdp.map(|(r, n, p)| serde_json::json!({ "runs_per_s": r, "ns_per_run": n, "cpu_pct": p })),
         "backup_rss_kib": s.backup_mem.rss_kib, "backup_pss_kib": s.backup_mem.pss_kib,
         "master_rss_kib": s.master_mem.rss_kib, "master_pss_kib": s.master_mem.pss_kib,

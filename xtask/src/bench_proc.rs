@@ -180,3 +180,129 @@ fn run_json(cmd: &mut Command) -> Result<serde_json::Value> {
     }
     serde_json::from_slice(&out.stdout).with_context(|| format!("parsing the output of {cmd:?}"))
 }
+
+/// The network softirqs (NET_TX, NET_RX) the kernel runs in the context of
+/// a set of processes, traced with perf (`irq:softirq_entry`/`_exit`, on
+/// CLOCK_MONOTONIC). This kernel accounts CPU time by tick, without
+/// CONFIG_IRQ_TIME_ACCOUNTING: a softirq run while a process is current
+/// (the tail of its `sendto` on a veth, where the peer's receive path runs
+/// at once) is in that process's schedstat time. On a veth pair that is
+/// the receiving node's work (its bridge, its XDP program or its IP input
+/// and socket delivery), which a real backup would do on its own CPU.
+pub struct SoftirqTrace {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+}
+
+/// What a `SoftirqTrace` saw in a window.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Softirqs {
+    /// Time in NET_TX/NET_RX softirqs, ns.
+    pub ns: u64,
+    /// How many ran.
+    pub runs: u64,
+}
+
+/// CLOCK_MONOTONIC now, ns (perf's `--clockid monotonic` timestamps).
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+impl SoftirqTrace {
+    /// Start tracing every thread of `pids`.
+    pub fn start(pids: &[u32]) -> Result<SoftirqTrace> {
+        let file =
+            std::env::temp_dir().join(format!("vrrp-bench-softirq-{}-{}.data", std::process::id(), pids[0]));
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let child = Command::new("perf")
+            .args([
+                "record",
+                "-q",
+                "--clockid",
+                "monotonic",
+                "-e",
+                "irq:softirq_entry",
+                "-e",
+                "irq:softirq_exit",
+            ])
+            .arg("-o")
+            .arg(&file)
+            .args(["-p", &list.join(",")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting perf record (linux-perf)")?;
+        // perf needs a moment to open its events; the window starts after.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        Ok(SoftirqTrace { child, file })
+    }
+
+    /// Stop, and sum the network softirqs that started within
+    /// `from_ns..to_ns` (CLOCK_MONOTONIC).
+    pub fn stop(mut self, from_ns: u64, to_ns: u64) -> Result<Softirqs> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGINT)?;
+        self.child.wait()?;
+        let out = Command::new("perf")
+            .args(["script", "--ns", "-F", "tid,time,event,trace", "-i"])
+            .arg(&self.file)
+            .output()
+            .context("running perf script")?;
+        let _ = std::fs::remove_file(&self.file);
+        if !out.status.success() {
+            bail!("perf script: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(sum_softirqs(&String::from_utf8_lossy(&out.stdout), from_ns, to_ns))
+    }
+}
+
+/// Pair each thread's softirq entries and exits in `perf script` lines
+/// (`TID SECS.NANOS: irq:softirq_entry: vec=3 [action=NET_RX]`).
+fn sum_softirqs(text: &str, from_ns: u64, to_ns: u64) -> Softirqs {
+    let mut open: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    let mut s = Softirqs::default();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(tid), Some(time), Some(event)) = (f.next(), f.next(), f.next()) else { continue };
+        if !(line.contains("action=NET_RX") || line.contains("action=NET_TX")) {
+            continue;
+        }
+        let (Ok(tid), Some((secs, nanos))) = (tid.parse::<u32>(), time.trim_end_matches(':').split_once('.'))
+        else {
+            continue;
+        };
+        let (Ok(secs), Ok(nanos)) = (secs.parse::<u64>(), nanos.parse::<u64>()) else { continue };
+        let t = secs * 1_000_000_000 + nanos;
+        if event.starts_with("irq:softirq_entry") {
+            open.insert(tid, t);
+        } else if event.starts_with("irq:softirq_exit")
+            && let Some(start) = open.remove(&tid)
+            && (from_ns..to_ns).contains(&start)
+        {
+            s.ns += t.saturating_sub(start);
+            s.runs += 1;
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softirqs_pair_per_thread_and_count_only_the_network_ones_in_the_window() {
+        let text = " 10 100.000000100: irq:softirq_entry: vec=3 [action=NET_RX]
+ 10 100.000000400:  irq:softirq_exit: vec=3 [action=NET_RX]
+ 10 100.000001000: irq:softirq_entry: vec=1 [action=TIMER]
+ 10 100.000002000:  irq:softirq_exit: vec=1 [action=TIMER]
+ 11 100.000003000: irq:softirq_entry: vec=2 [action=NET_TX]
+ 11 100.000003050:  irq:softirq_exit: vec=2 [action=NET_TX]
+ 11 200.000000000: irq:softirq_entry: vec=3 [action=NET_RX]
+ 11 200.000000500:  irq:softirq_exit: vec=3 [action=NET_RX]
+";
+        let s = sum_softirqs(text, 100_000_000_000, 150_000_000_000);
+        assert_eq!((s.ns, s.runs), (350, 2));
+    }
+}

@@ -14,7 +14,7 @@ use vrrp_tests::lab::Segment;
 use vrrp_tests::process::Process;
 
 use crate::bench_failover::{self, Arm};
-use crate::bench_proc::{BpfStats, Memory, Usage, XdpRun, process_tree};
+use crate::bench_proc::{BpfStats, Memory, SoftirqTrace, Usage, XdpRun, monotonic_ns, process_tree};
 
 /// One arm's figures.
 pub struct Steady {
@@ -27,6 +27,9 @@ pub struct Steady {
     /// (% of one core, wake-ups per second), backup then master.
     pub backup: (f64, f64),
     pub master: (f64, f64),
+    /// The network softirqs run in the master's context (% of one core,
+    /// runs per second): part of `master.0` (see `SoftirqTrace`).
+    pub master_softirq: Option<(f64, f64)>,
     /// The backup's XDP program: (runs/s, ns per run, % of one core in
     /// softirq, outside the process).
     pub backup_xdp: Option<(f64, f64, f64)>,
@@ -75,10 +78,35 @@ fn count(p: &Process, needle: &str) -> usize {
     p.lines().iter().filter(|l| l.contains(needle)).count()
 }
 
+/// `run_once`, again (three tries in all) when the election did not hold:
+/// on a loaded machine (builds beside the benchmark) a master of either
+/// implementation is sometimes late by more than a 10 ms
+/// Master_Down_Interval and the backup takes over; such a window measures
+/// a failover, not the steady state.
+pub fn run(arm: Arm, n: u16, interval_cs: u16, seconds: u64, kill: bool, agent: &Path) -> Result<Steady> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match run_once(arm, n, interval_cs, seconds, kill, agent) {
+            Err(e) if tries < 3 && e.to_string().contains("the election did not hold") => {
+                println!("  {e:#}\n  again ({} of 3)", tries + 1);
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Run one arm: master on node 0 (priority 150), then the backup on node 1
 /// (priority 100), measured for `seconds`; with `kill`, then SIGKILL the
 /// master and time the backup taking every VIP.
-pub fn run(arm: Arm, n: u16, interval_cs: u16, seconds: u64, kill: bool, agent: &Path) -> Result<Steady> {
+pub fn run_once(
+    arm: Arm,
+    n: u16,
+    interval_cs: u16,
+    seconds: u64,
+    kill: bool,
+    agent: &Path,
+) -> Result<Steady> {
     println!("{}: {n} instance(s) at {} ms adverts, {seconds} s", arm.name(), u32::from(interval_cs) * 10);
     let _stats = BpfStats::enable()?;
     let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
@@ -111,15 +139,34 @@ pub fn run(arm: Arm, n: u16, interval_cs: u16, seconds: u64, kill: bool, agent: 
     let xdp = |seg: &Segment| -> Result<Option<XdpRun>> {
         if arm == Arm::Agent { XdpRun::read(&seg.nodes[1].ns, "eth0").map(Some) } else { Ok(None) }
     };
+    // One instance only: with many, the trace's own cost would weigh.
+    let trace = if n == 1 { Some(SoftirqTrace::start(&mt)?) } else { None };
+    let t0 = monotonic_ns();
     let (b0, m0, x0) = (Usage::read(&bt)?, Usage::read(&mt)?, xdp(&seg)?);
     std::thread::sleep(Duration::from_secs(seconds));
     let (b1, m1, x1) = (Usage::read(&bt)?, Usage::read(&mt)?, xdp(&seg)?);
+    let t1 = monotonic_ns();
     let secs = b1.at.zip(b0.at).map(|(a, b)| a.duration_since(b).as_secs_f64()).unwrap_or(f64::NAN);
+    let master_softirq = match trace {
+        Some(t) => {
+            let s = t.stop(t0, t1)?;
+            let window = (t1 - t0) as f64 / 1e9;
+            Some((s.ns as f64 / 1e9 / window * 100.0, s.runs as f64 / window))
+        }
+        None => None,
+    };
     let backup_xdp = x1.zip(x0).map(|(a, b)| a.since(&b, secs));
     let (backup_mem, master_mem) = (Memory::read(&bt)?, Memory::read(&mt)?);
     // The measurement only counts if the election held throughout.
-    if held(&seg, 0, n)? != nu || held(&seg, 1, n)? != 0 || count(&backup, "Entering MASTER") != 0 {
-        bail!("{}: the election did not hold during the measurement", arm.name());
+    let (h0, h1, bm) = (held(&seg, 0, n)?, held(&seg, 1, n)?, count(&backup, "Entering MASTER"));
+    if h0 != nu || h1 != 0 || bm != 0 {
+        let tail = |p: &Process| p.lines().iter().rev().take(8).rev().cloned().collect::<Vec<_>>().join("\n");
+        bail!(
+            "{}: the election did not hold during the measurement: the master holds {h0} of {n} VIPs, the backup {h1}, and it entered MASTER {bm} times\nmaster:\n{}\nbackup:\n{}",
+            arm.name(),
+            tail(&master),
+            tail(&backup)
+        );
     }
     let (_, mdi_ms) = bench_failover::limits(100, interval_cs);
     let mut out = Steady {
@@ -130,6 +177,7 @@ pub fn run(arm: Arm, n: u16, interval_cs: u16, seconds: u64, kill: bool, agent: 
         start_to_backup_ms,
         backup: b1.since(&b0),
         master: m1.since(&m0),
+        master_softirq,
         backup_xdp,
         backup_mem,
         master_mem,
@@ -158,12 +206,13 @@ pub fn run(arm: Arm, n: u16, interval_cs: u16, seconds: u64, kill: bool, agent: 
     }
     drop(master);
     println!(
-        "  start→Backup {:.0} ms; backup CPU {:.3}% {:.0} wake-ups/s; master CPU {:.3}% {:.0} wake-ups/s; backup RSS {} KiB PSS {} KiB{}",
+        "  start→Backup {:.0} ms; backup CPU {:.3}% {:.0} wake-ups/s; master CPU {:.3}% {:.0} wake-ups/s{}; backup RSS {} KiB PSS {} KiB{}",
         out.start_to_backup_ms,
         out.backup.0,
         out.backup.1,
         out.master.0,
         out.master.1,
+        out.master_softirq.map(|(p, r)| format!(" (softirq in it {p:.3}%, {r:.0}/s)")).unwrap_or_default(),
         out.backup_mem.rss_kib,
         out.backup_mem.pss_kib,
         out.failover_ms

@@ -93,6 +93,27 @@ pub fn judge(json: &Value) -> Vec<String> {
             ));
         }
     }
+    if let (Some(a), Some(k)) = (arm(json, "steady", "vrrp-agent"), arm(json, "steady", "keepalived")) {
+        let cpu = |r: &Value| f(r, &["master_cpu_pct"]).unwrap_or(f64::NAN);
+        let sirq = |r: &Value| f(r, &["master_softirq", "cpu_pct"]);
+        let (ac, kc) = (cpu(a), cpu(k));
+        let ok = ac <= kc / 2.0;
+        let by = if ok { String::new() } else { format!(" (by {:.1}×)", ac / (kc / 2.0)) };
+        let without = match (sirq(a), sirq(k)) {
+            (Some(asq), Some(ksq)) => format!(
+                "; softirq run in its context {asq:.3}% against {ksq:.3}%, without it {:.3}% against {:.3}% ({:.1}×)",
+                ac - asq,
+                kc - ksq,
+                (kc - ksq) / (ac - asq)
+            ),
+            _ => String::new(),
+        };
+        out.push(format!(
+            "Steady state: master CPU at 10 ms adverts at most half of keepalived's (whole process trees, schedstat): {}{by}; {ac:.3}% against {kc:.3}% ({:.1}×){without}",
+            verdict(ok),
+            kc / ac
+        ));
+    }
     for r in rows(json, "footprint").filter(|r| r.get("arm").and_then(Value::as_str) == Some("vrrp-agent")) {
         let (n, rss, start) = (
             f(r, &["instances"]).unwrap_or(f64::NAN),

@@ -22,7 +22,7 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_BUILD_PACKAGES: [&str; 3] = ["rustc-web", "libstd-rust-web-dev-bpf", "llvm-22-dev"];
 /// Tools the integration tests and the demo run.
-const TEST_TOOLS: [(&str, &str); 9] = [
+const TEST_TOOLS: [(&str, &str); 11] = [
     ("bpftool", "bpftool"),
     ("ip", "iproute2"),
     ("nsenter", "util-linux"),
@@ -40,6 +40,10 @@ const TEST_TOOLS: [(&str, &str); 9] = [
     ("ping", "iputils-ping"),
     // The VMAC and FRR tests read and set per-interface sysctls.
     ("sysctl", "procps"),
+    // The batching test counts the agent's sendmmsg calls.
+    ("strace", "strace"),
+    // The steady benchmark times the softirqs run in a master's context.
+    ("perf", "linux-perf"),
 ];
 
 /// What a task needs.

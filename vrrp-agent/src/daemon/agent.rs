@@ -73,6 +73,8 @@ enum Wake {
 
 /// The running daemon.
 pub(super) struct Agent {
+    /// Periodic adverts due together, sent at the end of the tick.
+    pub(super) batch: super::tx::Batch,
     pub(super) opts: Options,
     /// The configuration running, and the file it came from (for reloads).
     pub(super) cfg: Config,
@@ -340,10 +342,29 @@ impl Agent {
                 self.execute(i, now, out).await;
             }
         }
+        let mut out = Vec::new();
         for i in 0..self.insts.len() {
-            let mut out = Vec::new();
-            self.insts[i].machine.handle_timeout(now, &mut out);
-            self.execute(i, now, out).await;
+            self.insts[i].machine.handle_timeout_coalesced(now, &mut out);
+            // A master's periodic advert (its only action) joins the batch;
+            // anything else is carried out at once, in order.
+            if let [Action::SendAdvert { priority }] = out[..]
+                && self.insts[i].machine.state() == State::Master
+                && priority != 0
+            {
+                out.clear();
+                let inst = &mut self.insts[i];
+                inst.stats.advert_sent += 1;
+                if let Some(sender) = &mut inst.sender {
+                    let name = &inst.conf.name;
+                    sender.queue(priority, i, &mut self.batch, |dst, e| {
+                        log::warn!("({name}) cannot send advert to {dst}: {e}")
+                    });
+                }
+            } else if !out.is_empty() {
+                // What is queued goes first: this may wait on netlink.
+                self.flush_adverts();
+                self.execute(i, now, std::mem::take(&mut out)).await;
+            }
             let inst = &mut self.insts[i];
             if inst.machine.state() == State::Master {
                 inst.send_paced(now);
@@ -363,9 +384,34 @@ impl Agent {
                 }
             }
         }
+        self.flush_adverts();
         if self.retry_at.is_some_and(|t| t <= now) {
             self.retry_at = None;
             self.reconcile().await;
+        }
+    }
+
+    /// Send the batched adverts: one `sendmmsg` per socket key.
+    fn flush_adverts(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        // Before the sends, as for a single advert (`execute`).
+        let sent_at = timer::now();
+        let insts = &self.insts;
+        self.batch.flush(
+            |i| insts.get(i).and_then(|inst| inst.sender.as_ref()).map(super::tx::Sender::raw_fd),
+            |i, dst, e| {
+                let name = insts.get(i).map_or("?", |inst| inst.conf.name.as_str());
+                log::warn!("({name}) cannot send advert to {dst}: {e}");
+            },
+        );
+        if let Some(l) = &self.live {
+            for &(i, priority) in self.batch.sent() {
+                if let Some(inst) = self.insts.get(i) {
+                    live_after_advert(l, i, inst, priority, sent_at, true);
+                }
+            }
         }
     }
 
@@ -806,24 +852,10 @@ impl Agent {
                     // Before the send: the age the next worker computes
                     // from it is never short (vDSO, no syscall).
                     let sent_at = timer::now();
-                    let mut any = false;
-                    for (dst, r) in sender.send(priority) {
-                        match r {
-                            Ok(()) => any = true,
-                            Err(e) => log::warn!("({name}) cannot send advert to {dst}: {e}"),
-                        }
-                    }
+                    let went = sender
+                        .send(priority, |dst, e| log::warn!("({name}) cannot send advert to {dst}: {e}"));
                     if let Some(l) = &self.live {
-                        // MASTER at the configured priority: what a new
-                        // worker resumes (a priority lowered by tracking,
-                        // or 0 at a resignation, is not).
-                        let master = inst.machine.state() == State::Master && priority == inst.conf.priority;
-                        let fp = super::live::fingerprint(inst.conf.name.as_bytes());
-                        if any {
-                            l.advert(i, fp, sent_at, master);
-                        } else {
-                            l.set_master(i, fp, master);
-                        }
+                        live_after_advert(l, i, inst, priority, sent_at, went > 0);
                     }
                 }
                 // The machine's state says which addresses it wants.
@@ -1416,5 +1448,26 @@ impl Agent {
         }
         drop(self.source);
         log::info!("Stopped");
+    }
+}
+
+/// The crash record after instance `i` (`inst`) advertised `priority`
+/// (`went`: to at least one destination) at `sent_at`: MASTER at the
+/// configured priority is what a new worker resumes (a priority lowered
+/// by tracking, or 0 at a resignation, is not).
+fn live_after_advert(
+    l: &super::live::Writer,
+    i: usize,
+    inst: &Inst,
+    priority: u8,
+    sent_at: Micros,
+    went: bool,
+) {
+    let master = inst.machine.state() == State::Master && priority == inst.conf.priority;
+    let fp = super::live::fingerprint(inst.conf.name.as_bytes());
+    if went {
+        l.advert(i, fp, sent_at, master);
+    } else {
+        l.set_master(i, fp, master);
     }
 }

@@ -183,15 +183,13 @@ impl Bridge {
                 for ((k, name, priority, every, sender), at) in senders.iter_mut().zip(next.iter_mut()) {
                     if *at <= now {
                         let sent_at = timer::now();
-                        let mut any = false;
-                        for (dst, r) in sender.send(*priority) {
-                            match r {
-                                Ok(()) => any = true,
-                                Err(e) => log::warn!("({name}) cannot send advert to {dst}: {e}"),
-                            }
-                        }
+                        let went = sender.send(*priority, |dst, e| {
+                            log::warn!("({name}) cannot send advert to {dst}: {e}")
+                        });
                         // A crash while the agent starts finds this advert.
-                        if any && let Some(l) = &live {
+                        if went > 0
+                            && let Some(l) = &live
+                        {
                             l.advert(k.0, k.1, sent_at, true);
                         }
                         *at = now + *every;
@@ -290,11 +288,7 @@ impl Agent {
             let name = inst.conf.name.clone();
             let priority = inst.machine.priority();
             if let Some(sender) = &mut inst.sender {
-                for (dst, r) in sender.send(priority) {
-                    if let Err(e) = r {
-                        log::warn!("({name}) cannot send advert to {dst}: {e}");
-                    }
-                }
+                sender.send(priority, |dst, e| log::warn!("({name}) cannot send advert to {dst}: {e}"));
             }
             // A priority lowered by tracking is not the configured one the
             // next process would advertise: it starts normally.

@@ -294,6 +294,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         deadline,
         checks,
         net_groups: net.groups(),
+        batch: super::tx::Batch::default(),
         links,
         nl,
         addrs,

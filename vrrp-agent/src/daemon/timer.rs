@@ -73,6 +73,11 @@ impl Deadline {
                 if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
             }) {
                 Ok(Ok(())) => {
+                    // The read took every expiry: until the next one, the
+                    // descriptor is not readable. Saying so saves a read
+                    // that would only find that out (EAGAIN) on the next
+                    // wait, one system call per advert of a master.
+                    guard.clear_ready();
                     self.armed = None;
                     return Ok(());
                 }

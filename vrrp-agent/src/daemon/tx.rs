@@ -7,9 +7,18 @@
 //! ICV covers the IP header, its ID included, so we write it ourselves as
 //! keepalived does (ID counting from 1, TOS 0xc0, TTL 255), then the AH
 //! header with the instance's next sequence number, then the message.
+//!
+//! A master's adverts are the agent's steady work (100 a second per
+//! instance at 10 ms), so the messages are built once per priority and
+//! kept (`Frame`); only AH, whose sequence number and ICV change with
+//! every advert, builds them each time. Adverts of instances that fall
+//! due together and leave through equal sockets (same device, source and
+//! protocol) go out with one `sendmmsg` (`Batch`): one system call for a
+//! VLAN's worth of instances instead of one each.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -39,14 +48,33 @@ pub struct AdvertSpec {
     pub v3_checksum_as_v2: bool,
 }
 
+/// One prepared message to one destination.
+struct Frame {
+    dst: IpAddr,
+    to: SockAddr,
+    bytes: Vec<u8>,
+}
+
+/// Which sockets are interchangeable: a message prepared for one may leave
+/// through any other of the same key (each is bound to the device and the
+/// source address, with the same options).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TxKey {
+    ifindex: u32,
+    src: IpAddr,
+    ah: bool,
+}
+
 /// One instance's sending socket.
 pub struct Sender {
     sock: Socket,
     src: IpAddr,
-    dsts: Vec<IpAddr>,
     ifindex: u32,
     spec: AdvertSpec,
-    buf: Vec<u8>,
+    /// One message per destination (the group, or each unicast peer).
+    frames: Vec<Frame>,
+    /// The priority `frames` carry; None: not built (or AH: always built).
+    built: Option<u8>,
     /// `auth_type AH`: the key and sequence counter, and the IP ID.
     ah: Option<(Arc<AhAuth>, u16)>,
 }
@@ -100,7 +128,11 @@ impl Sender {
         if ah_auth.is_some() && !src.is_ipv4() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "AH authentication is IPv4 only"));
         }
-        Ok(Sender { sock, src, dsts, ifindex, spec, buf: vec![0u8; 4200], ah: ah_auth.map(|a| (a, 0)) })
+        let frames = dsts
+            .into_iter()
+            .map(|dst| Frame { dst, to: sock_addr(dst, ifindex), bytes: Vec::new() })
+            .collect();
+        Ok(Sender { sock, src, ifindex, spec, frames, built: None, ah: ah_auth.map(|a| (a, 0)) })
     }
 
     /// The source address.
@@ -108,9 +140,17 @@ impl Sender {
         self.src
     }
 
-    /// Send one advert with `priority` to every destination. Returns how
-    /// many went out; errors are per destination and reported.
-    pub fn send(&mut self, priority: u8) -> Vec<(IpAddr, io::Result<()>)> {
+    /// Which other senders' sockets this one's messages may leave through.
+    pub fn key(&self) -> TxKey {
+        TxKey { ifindex: self.ifindex, src: self.src, ah: self.ah.is_some() }
+    }
+
+    /// Build the messages for `priority` unless they are built: a master's
+    /// adverts differ only when its priority does (without AH).
+    fn build(&mut self, priority: u8) {
+        if self.ah.is_none() && self.built == Some(priority) {
+            return;
+        }
         let addrs =
             if self.src.is_ipv4() { AddrList::V4(&self.spec.v4) } else { AddrList::V6(&self.spec.v6) };
         let repr = Repr {
@@ -121,44 +161,232 @@ impl Sender {
             auth: self.spec.auth,
             addrs,
         };
-        let mut out = Vec::with_capacity(self.dsts.len());
         // keepalived: one IP ID and one sequence number per advert, the
         // same to every unicast peer (the ICV differs by destination).
         let ah_next = self.ah.as_mut().map(|(auth, id)| {
             *id = id.wrapping_add(1).max(1);
             (auth.clone(), *id, auth.with_counter(|c| c.next_tx()))
         });
-        for dst in &self.dsts {
-            let tx = TxIp { src: self.src, dst: *dst, v3_checksum_as_v2: self.spec.v3_checksum_as_v2 };
-            let built = match (&ah_next, self.src, *dst) {
+        let mut buf = [0u8; 4200];
+        for f in &mut self.frames {
+            let tx = TxIp { src: self.src, dst: f.dst, v3_checksum_as_v2: self.spec.v3_checksum_as_v2 };
+            let built = match (&ah_next, self.src, f.dst) {
                 (Some((auth, id, seq)), IpAddr::V4(s), IpAddr::V4(d)) => {
-                    ah::emit_ipv4(&mut self.buf, s, d, *id, *seq, &auth.key, auth.unicast, |b| {
+                    ah::emit_ipv4(&mut buf, s, d, *id, *seq, &auth.key, auth.unicast, |b| {
                         repr.emit(b, &tx).ok()
                     })
-                    .ok_or_else(|| "AH advert does not fit".to_owned())
                 }
-                (Some(_), _, _) => Err("AH authentication is IPv4 only".to_owned()),
-                (None, _, _) => repr.emit(&mut self.buf, &tx).map_err(|e| e.to_string()),
+                (Some(_), _, _) => None,
+                (None, _, _) => repr.emit(&mut buf, &tx).ok(),
             };
-            let res = match built {
-                Ok(n) => {
-                    let to = match dst {
-                        IpAddr::V4(d) => SockAddr::from(SocketAddr::new(IpAddr::V4(*d), 0)),
-                        IpAddr::V6(d) => {
-                            let scope = if d.is_multicast() || d.segments()[0] & 0xffc0 == 0xfe80 {
-                                self.ifindex
-                            } else {
-                                0
-                            };
-                            SockAddr::from(SocketAddrV6::new(*d, 0, 0, scope))
-                        }
-                    };
-                    self.sock.send_to(&self.buf[..n], &to).map(|_| ())
-                }
-                Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
-            };
-            out.push((*dst, res));
+            // An empty frame is one that cannot be built (reported at send).
+            f.bytes.clear();
+            if let Some(n) = built {
+                f.bytes.extend_from_slice(&buf[..n]);
+            }
         }
-        out
+        self.built = Some(priority);
+    }
+
+    /// Send one advert with `priority` to every destination; `failed` hears
+    /// of each destination it could not be sent to. How many it went to.
+    pub fn send(&mut self, priority: u8, mut failed: impl FnMut(IpAddr, io::Error)) -> usize {
+        self.build(priority);
+        let mut went = 0;
+        for f in &self.frames {
+            if f.bytes.is_empty() {
+                failed(f.dst, unbuildable());
+                continue;
+            }
+            match self.sock.send_to(&f.bytes, &f.to) {
+                Ok(_) => went += 1,
+                Err(e) => failed(f.dst, e),
+            }
+        }
+        went
+    }
+
+    /// Queue one advert with `priority` to every destination in `batch`,
+    /// on behalf of `owner` (the caller's index of the instance); `failed`
+    /// hears of a destination whose message cannot be built.
+    pub fn queue(
+        &mut self,
+        priority: u8,
+        owner: usize,
+        batch: &mut Batch,
+        mut failed: impl FnMut(IpAddr, io::Error),
+    ) {
+        self.build(priority);
+        for f in &self.frames {
+            if f.bytes.is_empty() {
+                failed(f.dst, unbuildable());
+                continue;
+            }
+            let start = batch.buf.len();
+            batch.buf.extend_from_slice(&f.bytes);
+            batch.msgs.push(Queued {
+                key: self.key(),
+                owner,
+                priority,
+                went: true,
+                dst: f.dst,
+                to: f.to.clone(),
+                range: start..batch.buf.len(),
+            });
+        }
+    }
+}
+
+fn unbuildable() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "the advert cannot be built (AH is IPv4 only)")
+}
+
+/// Where a message to `dst` is addressed: the scope of a link-local or
+/// multicast IPv6 destination is the interface.
+fn sock_addr(dst: IpAddr, ifindex: u32) -> SockAddr {
+    match dst {
+        IpAddr::V4(d) => SockAddr::from(SocketAddr::new(IpAddr::V4(d), 0)),
+        IpAddr::V6(d) => {
+            let scope = if d.is_multicast() || d.segments()[0] & 0xffc0 == 0xfe80 { ifindex } else { 0 };
+            SockAddr::from(SocketAddrV6::new(d, 0, 0, scope))
+        }
+    }
+}
+
+/// A message waiting in a batch.
+struct Queued {
+    key: TxKey,
+    owner: usize,
+    /// The advert's priority.
+    priority: u8,
+    /// Not refused by the kernel (set false when it is).
+    went: bool,
+    dst: IpAddr,
+    to: SockAddr,
+    range: std::ops::Range<usize>,
+}
+
+/// Adverts that fall due together, sent per socket key with `sendmmsg`.
+/// Kept between ticks: its buffers are reused, so a master's steady
+/// adverts allocate nothing.
+#[derive(Default)]
+pub struct Batch {
+    buf: Vec<u8>,
+    msgs: Vec<Queued>,
+    /// After a flush: (owner, priority) of each owner at least one of
+    /// whose messages went, for the crash record (`live.rs`).
+    sent: Vec<(usize, u8)>,
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+}
+
+/// At most this many messages per `sendmmsg` (the kernel's UIO_MAXIOV).
+const MMSG_MAX: usize = 1024;
+
+impl Batch {
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
+    /// Send everything queued, one `sendmmsg` per run of equal keys (more
+    /// for over `MMSG_MAX`), through the socket `sock_of` gives for the
+    /// run's first owner; `failed` hears of each message that did not go,
+    /// by owner and destination. Empties the batch.
+    pub fn flush(
+        &mut self,
+        mut sock_of: impl FnMut(usize) -> Option<RawFd>,
+        mut failed: impl FnMut(usize, IpAddr, io::Error),
+    ) {
+        // Equal keys together; within one, the queued order (stable sort).
+        self.msgs.sort_by_key(|m| m.key);
+        let mut i = 0;
+        while i < self.msgs.len() {
+            let key = self.msgs[i].key;
+            let end = self.msgs[i..].iter().position(|m| m.key != key).map_or(self.msgs.len(), |n| i + n);
+            match sock_of(self.msgs[i].owner) {
+                Some(fd) => self.send_run(fd, i, end, &mut failed),
+                None => {
+                    for m in &mut self.msgs[i..end] {
+                        m.went = false;
+                        failed(m.owner, m.dst, io::Error::new(io::ErrorKind::NotConnected, "no socket"));
+                    }
+                }
+            }
+            i = end;
+        }
+        self.sent.clear();
+        self.sent.extend(self.msgs.iter().filter(|m| m.went).map(|m| (m.owner, m.priority)));
+        self.sent.dedup();
+        self.msgs.clear();
+        self.buf.clear();
+    }
+
+    /// The owners (with their adverts' priority) that the last `flush`
+    /// sent at least one message for.
+    pub fn sent(&self) -> &[(usize, u8)] {
+        &self.sent
+    }
+
+    /// Messages `from..to` (one key) through `fd`.
+    fn send_run(
+        &mut self,
+        fd: RawFd,
+        from: usize,
+        to: usize,
+        failed: &mut impl FnMut(usize, IpAddr, io::Error),
+    ) {
+        let mut i = from;
+        while i < to {
+            let n = (to - i).min(MMSG_MAX);
+            self.iovs.clear();
+            self.hdrs.clear();
+            for m in &self.msgs[i..i + n] {
+                let bytes = &self.buf[m.range.clone()];
+                self.iovs
+                    .push(libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() });
+            }
+            for (k, m) in self.msgs[i..i + n].iter().enumerate() {
+                // SAFETY: mmsghdr is plain data; all-zero is a valid value
+                // (no control data, no flags).
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_name = m.to.as_ptr().cast_mut().cast();
+                h.msg_hdr.msg_namelen = m.to.len();
+                h.msg_hdr.msg_iov = &raw mut self.iovs[k];
+                h.msg_hdr.msg_iovlen = 1;
+                self.hdrs.push(h);
+            }
+            let mut done = 0;
+            while done < n {
+                // SAFETY: `hdrs[done..n]` are valid headers whose names point
+                // into `msgs` and whose iovecs point into `iovs` and `buf`,
+                // none of which moves or changes until the call returns.
+                let r = unsafe {
+                    libc::sendmmsg(fd, self.hdrs[done..].as_mut_ptr(), (n - done) as libc::c_uint, 0)
+                };
+                if r < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    // The first message of the rest failed: report it and
+                    // go on with the next (the kernel stops at a failure).
+                    let m = &mut self.msgs[i + done];
+                    m.went = false;
+                    failed(m.owner, m.dst, e);
+                    done += 1;
+                } else {
+                    done += r as usize;
+                }
+            }
+            i += n;
+        }
+    }
+}
+
+/// The raw descriptor of a sender's socket, for a batch.
+impl Sender {
+    pub fn raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
     }
 }
