@@ -301,6 +301,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         rule_keys,
         stopping: false,
         starting: false,
+        batch: None,
         vmacs,
         retry_at: None,
         written: None,
