@@ -159,10 +159,6 @@ pub(super) struct Batch {
     notify: Vec<(usize, State)>,
 }
 
-/// How many address requests are in flight on the netlink socket at once
-/// (the kernel's answers queue in the socket's receive buffer until read).
-const NETLINK_IN_FLIGHT: usize = 128;
-
 /// One address request to the kernel, built before any is sent.
 enum AddrRequest {
     Add { msg: rtnetlink::packet_route::address::AddressMessage, name: String, addr: IpAddr, prefix: u8 },
@@ -191,6 +187,26 @@ impl Agent {
         bridge: super::resume_start::Bridge,
     ) {
         bridge.stop();
+        tokio::pin!(shutdown);
+        // keepalived's vrrp_startup_delay: no instance starts before it
+        // has passed (interfaces and routing may still be coming up); a
+        // stop meanwhile stops at once, as keepalived's event loop does.
+        let delay = self.cfg.global.startup_delay;
+        if !delay.is_zero() {
+            log::info!("Delaying startup for {} seconds", delay.as_secs_f64());
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    () = &mut shutdown => return self.stop().await,
+                    sig = signals.next() => match sig {
+                        Sig::Stop => return self.stop().await,
+                        other => log::warn!("{other:?} ignored: the instances have not started yet (vrrp_startup_delay)"),
+                    },
+                }
+            }
+        }
         self.start().await;
         // Start-up's garbage (the configuration's parse, dumps) goes back.
         super::trim_heap();
@@ -203,7 +219,6 @@ impl Agent {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
         });
-        tokio::pin!(shutdown);
         let mut net_open = true;
         loop {
             self.sd.states(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
@@ -276,13 +291,6 @@ impl Agent {
     /// counted (scripts with init_fail count from the start), and take the
     /// addresses to where the states want them.
     async fn start(&mut self) {
-        // keepalived's vrrp_startup_delay: no instance starts before it
-        // has passed (interfaces and routing may still be coming up).
-        let delay = self.cfg.global.startup_delay;
-        if !delay.is_zero() {
-            log::info!("Delaying startup for {} seconds", delay.as_secs_f64());
-            tokio::time::sleep(delay).await;
-        }
         let now = timer::now();
         // A sync group starts in FAULT if any member would (keepalived's
         // vrrp_sync_set_group), so every member's fault is known first.
@@ -1214,7 +1222,7 @@ impl Agent {
     }
 
     /// The address operations, logged as keepalived would, their netlink
-    /// requests pipelined (up to `NETLINK_IN_FLIGHT` at once, not one
+    /// requests pipelined (up to `vips::IN_FLIGHT` at once, not one
     /// round trip each: a failover of 4,000 instances adds 4,000
     /// addresses); false if one failed.
     async fn apply_addrs(&mut self, ops: &[Op]) -> bool {
@@ -1241,7 +1249,7 @@ impl Agent {
                     result.unwrap_or(Outcome::Failed)
                 }
             })
-            .buffered(NETLINK_IN_FLIGHT)
+            .buffered(vips::IN_FLIGHT)
             .collect()
             .await;
         let mut ok = true;
