@@ -859,7 +859,11 @@ impl Agent {
                     inst.announce_at = None;
                     inst.refresh_at = None;
                     transitioned = false;
-                    if !self.starting {
+                    // At stop, the reconcile after every instance's
+                    // resignation removes them all (4,000 masters stopping
+                    // reconciled 4,000 times); their priority-0 adverts
+                    // still go out first (RFC 5798 6.4.3).
+                    if !self.starting && !self.stopping {
                         self.reconcile().await;
                     }
                 }
@@ -871,16 +875,13 @@ impl Agent {
                 Action::Transition { from, to } => {
                     log::debug!("({name}) {from} -> {to}");
                     inst.last_transition = unix_now();
-                    // For the takeover time: the last advert heard.
+                    // For the takeover time: the last advert heard, as fed
+                    // to the machine (the late-agent rule fed it what the
+                    // kernel saw just before). Not the kernel's peer table
+                    // read again: that is a system call per peer, for each
+                    // of thousands of instances taking over together.
                     let heard = (to == State::Master)
-                        .then(|| {
-                            self.source
-                                .peers()
-                                .into_iter()
-                                .filter(|(k, _)| inst.owns(k))
-                                .map(|(_, s)| s.last_seen_ns)
-                                .max()
-                        })
+                        .then(|| inst.fed.values().copied().max())
                         .flatten()
                         .map(|ns| Micros(ns / 1000));
                     self.counters.transition(i, to, now, heard);

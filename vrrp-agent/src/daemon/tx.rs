@@ -100,7 +100,13 @@ impl Sender {
         if ah_auth.is_some() && !src.is_ipv4() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "AH authentication is IPv4 only"));
         }
-        Ok(Sender { sock, src, dsts, ifindex, spec, buf: vec![0u8; 4200], ah: ah_auth.map(|a| (a, 0)) })
+        // The largest advert this instance sends, not the largest any
+        // could (4,200 bytes each were 16 MiB of a 4,000-instance agent's
+        // heap): its own addresses, and the IPv4 and AH headers with AH.
+        let addrs = if src.is_ipv4() { AddrList::V4(&spec.v4) } else { AddrList::V6(&spec.v6) };
+        let repr = Repr { version: spec.version, vrid: spec.vrid, priority: 0, interval: spec.interval, auth: spec.auth, addrs };
+        let len = repr.buffer_len() + if ah_auth.is_some() { 20 + ah::AH_LEN } else { 0 };
+        Ok(Sender { sock, src, dsts, ifindex, spec, buf: vec![0u8; len], ah: ah_auth.map(|a| (a, 0)) })
     }
 
     /// The source address.
