@@ -109,13 +109,18 @@ const NOTES: &str = "## Notes on the figures
   interval, so the spread is about one script interval.
 ";
 
-const SCENARIOS: [&str; 9] = ["crash", "graceful", "health", "split", "flood", "steady", "scale", "startup", "scale4k"];
+const SCENARIOS: [&str; 9] =
+    ["crash", "graceful", "health", "split", "flood", "steady", "scale", "startup", "scale4k"];
 
 pub fn run(opts: &Opts) -> Result<()> {
     if opts.replot {
         return bench_plot::replot(&opts.out_dir());
     }
-    crate::build(true)?;
+    // VRRP_BENCH_NO_BUILD: measure the binaries as they are (a busy
+    // machine, where a release build takes many minutes).
+    if std::env::var_os("VRRP_BENCH_NO_BUILD").is_none() {
+        crate::build(true)?;
+    }
     prereqs::ensure(&prereqs::Need::all())?;
     if !prereqs::is_root() {
         bail!("the benchmarks create network namespaces and attach XDP: run them as root");

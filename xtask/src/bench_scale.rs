@@ -91,8 +91,10 @@ pub struct Scale {
     pub backup_xdp: Option<(f64, f64, f64)>,
     pub master_mem: Vec<ProcMem>,
     pub backup_mem: Vec<ProcMem>,
-    /// MASTER entries on the backup while the master ran (the election
-    /// did not hold if any).
+    /// MASTER entries on the backup while the master ran: between its
+    /// start and the measurement, and during the measurement (the
+    /// election did not hold if any then).
+    pub startup_masters: usize,
     pub false_masters: usize,
     /// VIPs on the master and on the backup at the end of the measurement.
     pub held: (usize, usize),
@@ -180,7 +182,16 @@ impl Pair {
             }
             Arm::Keepalived => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", self.nodes[i].name(), "keepalived", "-n", "-l", "--vrrp", "--no-syslog"]);
+                c.args([
+                    "netns",
+                    "exec",
+                    self.nodes[i].name(),
+                    "keepalived",
+                    "-n",
+                    "-l",
+                    "--vrrp",
+                    "--no-syslog",
+                ]);
                 c.arg("-f").arg(&path);
                 c.arg("-p").arg(self.dir.join(format!("{tag}.pid")));
                 c.arg("-r").arg(self.dir.join(format!("{tag}.vrrp.pid")));
@@ -210,7 +221,8 @@ fn per_process(pids: &[u32]) -> Vec<ProcMem> {
     pids.iter()
         .filter_map(|&pid| {
             let mem = Memory::read(&[pid]).ok()?;
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned();
+            let comm =
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned();
             Some(ProcMem { pid, comm, mem })
         })
         .collect()
@@ -229,7 +241,11 @@ pub fn time_of_day(line: &str) -> Option<f64> {
         if i > 0 && b[i - 1].is_ascii_digit() {
             return None;
         }
-        let frac_len = if w.get(8) == Some(&b'.') { w[9..].iter().take_while(|c| c.is_ascii_digit()).count() } else { 0 };
+        let frac_len = if w.get(8) == Some(&b'.') {
+            w[9..].iter().take_while(|c| c.is_ascii_digit()).count()
+        } else {
+            0
+        };
         let text = std::str::from_utf8(&w[..if frac_len > 0 { 9 + frac_len } else { 8 }]).ok()?;
         let (h, rest) = text.split_once(':')?;
         let (m, s) = rest.split_once(':')?;
@@ -339,7 +355,7 @@ pub fn run(arm: Arm, shape: Shape, agent: &Path) -> Result<Scale> {
     let backup_xdp = x1.zip(x0).map(|(a, b)| a.since(&b, secs));
     let (backup_mem, master_mem) = (per_process(&bt), per_process(&mt));
     let held = (pair.held(0)?, pair.held(1)?);
-    let false_masters = count(&backup, "Entering MASTER");
+    let false_masters = count(&backup, "Entering MASTER") - masters_before;
     let (_, mdi_ms) = bench_failover::limits(100, INTERVAL_CS);
     let mut out = Scale {
         arm,
@@ -351,6 +367,7 @@ pub fn run(arm: Arm, shape: Shape, agent: &Path) -> Result<Scale> {
         backup_xdp,
         master_mem,
         backup_mem,
+        startup_masters: masters_before,
         false_masters,
         held,
         failover: None,
@@ -362,7 +379,7 @@ pub fn run(arm: Arm, shape: Shape, agent: &Path) -> Result<Scale> {
         out.master.0, out.master.1, out.backup.0, out.backup.1
     );
     if out.election_held() {
-        let f = failover(&pair, &master, &backup, n, mdi_ms)
+        let f = failover(&pair, arm, &master, &backup, n, mdi_ms)
             .with_context(|| format!("{}: crash failover", arm.name()))?;
         println!(
             "  kill → first VIP {:.1} ms, last VIP {:.1} ms (monitor, {} seen), all present by polling {:.1} ms, last MASTER log {}; Master_Down_Interval {mdi_ms:.1} ms",
@@ -382,7 +399,14 @@ pub fn run(arm: Arm, shape: Shape, agent: &Path) -> Result<Scale> {
     Ok(out)
 }
 
-fn failover(pair: &Pair, master: &Process, backup: &Process, n: usize, mdi_ms: f64) -> Result<Failover> {
+fn failover(
+    pair: &Pair,
+    arm: Arm,
+    master: &Process,
+    backup: &Process,
+    n: usize,
+    mdi_ms: f64,
+) -> Result<Failover> {
     let monitor = Monitor::start(&pair.nodes[1])?;
     // Let the monitor subscribe before the kill.
     std::thread::sleep(Duration::from_millis(300));
@@ -419,7 +443,7 @@ fn failover(pair: &Pair, master: &Process, backup: &Process, n: usize, mdi_ms: f
         .iter()
         .skip(masters_before)
         .filter_map(|l| time_of_day(l))
-        .filter(|_| master_lines.len() >= masters_before + n)
+        .filter(|_| arm == Arm::Agent && master_lines.len() >= masters_before + n)
         .map(|t| since_ms(kill_tod, t))
         .reduce(f64::max);
     Ok(Failover {
@@ -440,23 +464,19 @@ pub fn report(md: &mut String, arms: &[Scale]) -> Result<serde_json::Value> {
     writeln!(
         md,
         "Two namespaces joined by {} veth pairs (this kernel has no 8021q module: veth stands in for VLAN interfaces), {} multicast VRRPv3 instances on each (VRIDs 1-{}) at 100 ms adverts, one /32 VIP each; master priority 150, backup 100, the same file otherwise, both arms in one run. Start → BACKUP: the backup's spawn until all its instances logged BACKUP, the master already advertising. CPU: every thread of each process tree (schedstat) over {} s after a 3 s warm-up; the XDP program's softirq time beside it. Then SIGKILL to the master's process group: kill → first and last VIP added on the backup (`ip -ts monitor address` in its namespace), kill → every VIP seen by `ip -o addr` (polled every 20 ms), and the backup's own log stamp of its last MASTER entry (the agent only: keepalived's console log has whole seconds). The limit is the backup's Master_Down_Interval ({:.1} ms) + 50 ms, counted from the kill (stricter than from the master's last advert).\n",
-        s.ifaces,
-        s.vrids,
-        s.vrids,
-        s.seconds,
-        first.mdi_ms
+        s.ifaces, s.vrids, s.vrids, s.seconds, first.mdi_ms
     )?;
     writeln!(
         md,
-        "| arm | start → BACKUP (ms) | master CPU (%) | master wake-ups/s | backup CPU (%) | backup wake-ups/s | backup XDP: runs/s, ns/run, % | kill → first / last VIP (ms) | kill → all VIPs polled (ms) | last MASTER log (ms) | election held | load before / after |"
+        "| arm | start → BACKUP (ms) | master CPU (%) | master wake-ups/s | backup CPU (%) | backup wake-ups/s | backup XDP: runs/s, ns/run, % | kill → first / last VIP (ms) | kill → all VIPs polled (ms) | last MASTER log (ms) | MASTER entries on the backup: start-up / measured | election held | load before / after |"
     )?;
-    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
     let mut rows = Vec::new();
     for a in arms {
         let f = a.failover.clone();
         writeln!(
             md,
-            "| {} | {:.0} | {:.2} | {:.0} | {:.3} | {:.0} | {} | {} | {} | {} | {} | {} / {} |",
+            "| {} | {:.0} | {:.2} | {:.0} | {:.3} | {:.0} | {} | {} | {} | {} | {} / {} | {} | {} / {} |",
             a.arm.name(),
             a.start_to_backup_ms,
             a.master.0,
@@ -467,6 +487,8 @@ pub fn report(md: &mut String, arms: &[Scale]) -> Result<serde_json::Value> {
             f.as_ref().map_or("-".to_owned(), |f| format!("{:.1} / {:.1}", f.first_vip_ms, f.last_vip_ms)),
             f.as_ref().map_or("-".to_owned(), |f| format!("{:.0}", f.all_polled_ms)),
             f.as_ref().and_then(|f| f.last_master_log_ms).map_or("-".to_owned(), |v| format!("{v:.1}")),
+            a.startup_masters,
+            a.false_masters,
             if a.election_held() {
                 "yes".to_owned()
             } else {
@@ -489,7 +511,7 @@ pub fn report(md: &mut String, arms: &[Scale]) -> Result<serde_json::Value> {
             "master_mem": mem(&a.master_mem), "backup_mem": mem(&a.backup_mem),
             "master_rss_max_kib": a.master_mem.iter().map(|p| p.mem.rss_kib).max(),
             "backup_rss_max_kib": a.backup_mem.iter().map(|p| p.mem.rss_kib).max(),
-            "election_held": a.election_held(), "false_masters": a.false_masters,
+            "election_held": a.election_held(), "false_masters": a.false_masters, "startup_masters": a.startup_masters,
             "mdi_ms": a.mdi_ms, "load_before": a.load.0, "load_after": a.load.1,
             "failover": f.map(|f| serde_json::json!({
                 "first_vip_ms": f.first_vip_ms, "last_vip_ms": f.last_vip_ms, "monitored": f.monitored,
@@ -503,7 +525,15 @@ pub fn report(md: &mut String, arms: &[Scale]) -> Result<serde_json::Value> {
     for a in arms {
         for (node, list) in [("master", &a.master_mem), ("backup", &a.backup_mem)] {
             for p in list {
-                writeln!(md, "| {} | {node} | {} ({}) | {} | {} |", a.arm.name(), p.comm, p.pid, p.mem.rss_kib, p.mem.pss_kib)?;
+                writeln!(
+                    md,
+                    "| {} | {node} | {} ({}) | {} | {} |",
+                    a.arm.name(),
+                    p.comm,
+                    p.pid,
+                    p.mem.rss_kib,
+                    p.mem.pss_kib
+                )?;
             }
         }
     }

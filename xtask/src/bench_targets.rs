@@ -122,11 +122,14 @@ fn scale4k(json: &Value) -> Vec<String> {
     let k = arm(json, "scale4k", "keepalived");
     let n = f(a, &["instances"]).unwrap_or(f64::NAN);
     let held = |r: &Value| r.get("election_held").and_then(Value::as_bool) == Some(true);
-    let (am, ab) = (f(a, &["master_cpu_pct"]).unwrap_or(f64::NAN), f(a, &["backup_cpu_pct"]).unwrap_or(f64::NAN));
+    let (am, ab) =
+        (f(a, &["master_cpu_pct"]).unwrap_or(f64::NAN), f(a, &["backup_cpu_pct"]).unwrap_or(f64::NAN));
     match k {
         Some(k) if held(k) && held(a) => {
-            let (km, kb) =
-                (f(k, &["master_cpu_pct"]).unwrap_or(f64::NAN), f(k, &["backup_cpu_pct"]).unwrap_or(f64::NAN));
+            let (km, kb) = (
+                f(k, &["master_cpu_pct"]).unwrap_or(f64::NAN),
+                f(k, &["backup_cpu_pct"]).unwrap_or(f64::NAN),
+            );
             out.push(format!(
                 "Scale ({n} instances): master under 10% of a core and at least 5× below keepalived: {}; {am:.2}% against {km:.2}% ({:.1}×)",
                 verdict(am < 10.0 && km / am >= 5.0),

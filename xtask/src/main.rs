@@ -176,7 +176,11 @@ fn main() -> Result<()> {
             master_args,
             steady_seconds,
             instances,
-            scale4k: bench_scale::Shape { ifaces: scale4k_ifaces, vrids: scale4k_vrids, seconds: scale4k_seconds },
+            scale4k: bench_scale::Shape {
+                ifaces: scale4k_ifaces,
+                vrids: scale4k_vrids,
+                seconds: scale4k_seconds,
+            },
             scale4k_arms,
             out,
             replot,

@@ -933,8 +933,8 @@ impl Agent {
         inst.announce_batches = u32::from(c.garp_master_delay > 0);
         inst.announce_at =
             (c.garp_master_delay > 0).then(|| now.after(Micros(u64::from(c.garp_master_delay) * 1_000_000)));
-        inst.refresh_at =
-            (c.garp_master_refresh > 0).then(|| now.after(Micros(u64::from(c.garp_master_refresh) * 1_000_000)));
+        inst.refresh_at = (c.garp_master_refresh > 0)
+            .then(|| now.after(Micros(u64::from(c.garp_master_refresh) * 1_000_000)));
     }
 
     /// Instance `i` entered `to`: its notify scripts and FIFO line.

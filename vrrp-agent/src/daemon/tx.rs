@@ -104,7 +104,14 @@ impl Sender {
         // could (4,200 bytes each were 16 MiB of a 4,000-instance agent's
         // heap): its own addresses, and the IPv4 and AH headers with AH.
         let addrs = if src.is_ipv4() { AddrList::V4(&spec.v4) } else { AddrList::V6(&spec.v6) };
-        let repr = Repr { version: spec.version, vrid: spec.vrid, priority: 0, interval: spec.interval, auth: spec.auth, addrs };
+        let repr = Repr {
+            version: spec.version,
+            vrid: spec.vrid,
+            priority: 0,
+            interval: spec.interval,
+            auth: spec.auth,
+            addrs,
+        };
         let len = repr.buffer_len() + if ah_auth.is_some() { 20 + ah::AH_LEN } else { 0 };
         Ok(Sender { sock, src, dsts, ifindex, spec, buf: vec![0u8; len], ah: ah_auth.map(|a| (a, 0)) })
     }
