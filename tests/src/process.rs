@@ -58,6 +58,11 @@ impl Process {
         self.lines.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// How many printed lines contain `needle` (without copying them).
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines.lock().map(|l| l.iter().filter(|l| l.contains(needle)).count()).unwrap_or(0)
+    }
+
     /// Wait until a printed line contains `needle`; fail if the process
     /// exits first or `limit` passes.
     pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> Result<String> {

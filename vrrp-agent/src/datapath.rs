@@ -19,7 +19,7 @@ use vrrp_common::accept::{
 };
 use vrrp_common::maps::{
     ADDR_OWN, ADDR_PEER, ADDRS_MAP, ADDRS_MAX_ENTRIES, ALIVE_MAP, ALIVE_WINDOW_NS, AddrInfo, COUNTERS_MAP,
-    CSUM_FORMS_MAP, CounterKey, EVENTS_MAP, INST_PASS_UP, INSTANCES_MAP, INSTANCES_MAX_ENTRIES,
+    CSUM_FORMS_MAP, CounterKey, EVENTS_BYTES, EVENTS_MAP, INST_PASS_UP, INSTANCES_MAP, INSTANCES_MAX_ENTRIES,
     InstanceConfig, InstanceKey, PEERS_MAP, PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState, WATCH_MAP,
     XDP_PROGRAM,
 };
@@ -134,11 +134,22 @@ pub struct MapSizes {
     pub peers: u32,
     /// `VRRP_NOACCEPT`: one entry per virtual address.
     pub vips: u32,
+    /// `VRRP_EVENTS`, bytes (a power of two). The object's 64 KiB hold
+    /// about 1,000 events; a start or a takeover of more instances raises
+    /// one or more each at once, and an event lost from a full ring is one
+    /// a MASTER instance never hears of (a higher-priority master's first
+    /// advert): 2,000 instances left 107 of them MASTER beside the master.
+    pub events: u32,
 }
 
 impl Default for MapSizes {
     fn default() -> Self {
-        MapSizes { instances: INSTANCES_MAX_ENTRIES, peers: PEERS_MAX_ENTRIES, vips: NOACCEPT_MAX_ENTRIES }
+        MapSizes {
+            instances: INSTANCES_MAX_ENTRIES,
+            peers: PEERS_MAX_ENTRIES,
+            vips: NOACCEPT_MAX_ENTRIES,
+            events: EVENTS_BYTES,
+        }
     }
 }
 
@@ -151,17 +162,23 @@ impl MapSizes {
             instances: twice(instances, d.instances),
             peers: twice(instances, d.peers.max(ADDRS_MAX_ENTRIES)),
             vips: twice(vips, d.vips),
+            // Room for four events of 64 bytes per instance, at most 64 MiB.
+            events: u32::try_from(instances.saturating_mul(256).min(1 << 26))
+                .unwrap_or(1 << 26)
+                .next_power_of_two()
+                .max(d.events),
         }
     }
 
     /// (map name, max entries), for the loader.
-    fn entries(&self) -> [(&'static str, u32); 5] {
+    fn entries(&self) -> [(&'static str, u32); 6] {
         [
             (INSTANCES_MAP, self.instances),
             (WATCH_MAP, self.instances),
             (PEERS_MAP, self.peers),
             (ADDRS_MAP, self.peers),
             (NOACCEPT_MAP, self.vips),
+            (EVENTS_MAP, self.events),
         ]
     }
 }
@@ -1050,6 +1067,7 @@ mod tests {
         assert_eq!(s.instances, 8000);
         assert_eq!(s.peers, 8000);
         assert_eq!(s.vips, 8000);
+        assert_eq!(s.events, 1 << 20, "four 64-byte events per instance, a power of two");
         let e = s.entries();
         assert!(e.iter().all(|(_, n)| *n >= 4000), "{e:?}");
         assert!(e.iter().any(|(name, _)| *name == WATCH_MAP));

@@ -17,7 +17,7 @@ use vrrp_tests::{Netns, frame, netns};
 
 use crate::bench_failover::{self, Arm, Kind};
 use crate::bench_proc::{Memory, Usage};
-use crate::{bench_health, bench_plot, bench_startup, bench_steady, bench_targets};
+use crate::{bench_health, bench_plot, bench_scale, bench_startup, bench_steady, bench_targets};
 use crate::{prereqs, sh};
 
 /// Result of the flood scenario, one arm.
@@ -49,6 +49,10 @@ pub struct Opts {
     pub steady_seconds: u64,
     /// Instances in the scale scenario.
     pub instances: u16,
+    /// The scale4k scenario: interfaces, VRIDs on each, seconds measured,
+    /// and which arms (agent, keepalived).
+    pub scale4k: bench_scale::Shape,
+    pub scale4k_arms: Vec<String>,
     /// Output directory (see `out_dir`).
     pub out: Option<std::path::PathBuf>,
     /// Only redraw the plots from the output directory's results.json.
@@ -108,13 +112,18 @@ const NOTES: &str = "## Notes on the figures
   interval, so the spread is about one script interval.
 ";
 
-const SCENARIOS: [&str; 8] = ["crash", "graceful", "health", "split", "flood", "steady", "scale", "startup"];
+const SCENARIOS: [&str; 9] =
+    ["crash", "graceful", "health", "split", "flood", "steady", "scale", "startup", "scale4k"];
 
 pub fn run(opts: &Opts) -> Result<()> {
     if opts.replot {
         return bench_plot::replot(&opts.out_dir());
     }
-    crate::build(true)?;
+    // VRRP_BENCH_NO_BUILD: measure the binaries as they are (a busy
+    // machine, where a release build takes many minutes).
+    if std::env::var_os("VRRP_BENCH_NO_BUILD").is_none() {
+        crate::build(true)?;
+    }
     prereqs::ensure(&prereqs::Need::all())?;
     if !prereqs::is_root() {
         bail!("the benchmarks create network namespaces and attach XDP: run them as root");
@@ -484,6 +493,21 @@ pub fn run(opts: &Opts) -> Result<()> {
         json["startup"] = serde_json::Value::Array(rows);
         writeln!(md)?;
     }
+    if opts.only.as_deref() == Some("scale4k") {
+        // Minutes of work for both arms: only when asked for by name.
+        sh::step(&format!(
+            "scale4k: {} interfaces × {} VRIDs at 100 ms adverts",
+            opts.scale4k.ifaces, opts.scale4k.vrids
+        ));
+        let mut arms = Vec::new();
+        for arm in [Arm::Agent, Arm::Keepalived] {
+            let word = if arm == Arm::Agent { "agent" } else { "keepalived" };
+            if opts.scale4k_arms.iter().any(|a| a == word) {
+                arms.push(bench_scale::run(arm, opts.scale4k, &agent)?);
+            }
+        }
+        json["scale4k"] = bench_scale::report(&mut md, &arms)?;
+    }
     if !footprint.is_empty() {
         writeln!(md, "## Footprint\n")?;
         writeln!(
@@ -532,7 +556,7 @@ pub fn run(opts: &Opts) -> Result<()> {
     Ok(())
 }
 
-fn xdp_cell(x: Option<(f64, f64, f64)>) -> String {
+pub(crate) fn xdp_cell(x: Option<(f64, f64, f64)>) -> String {
     match x {
         Some((rate, per, pct)) => format!("{rate:.0}, {per:.0}, {pct:.3}"),
         None => "(no XDP)".to_owned(),
@@ -540,7 +564,7 @@ fn xdp_cell(x: Option<(f64, f64, f64)>) -> String {
 }
 
 /// `a / b` as "N×", or what it is when `b` rounds to nothing.
-fn ratio(a: f64, b: f64) -> String {
+pub(crate) fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 { format!("{:.1}×", a / b) } else { format!("{a:.3}% against 0") }
 }
 

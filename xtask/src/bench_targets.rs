@@ -114,6 +114,7 @@ pub fn judge(json: &Value) -> Vec<String> {
             kc / ac
         ));
     }
+    out.extend(scale4k(json));
     for r in rows(json, "footprint").filter(|r| r.get("arm").and_then(Value::as_str) == Some("vrrp-agent")) {
         let (n, rss, start) = (
             f(r, &["instances"]).unwrap_or(f64::NAN),
@@ -130,6 +131,72 @@ pub fn judge(json: &Value) -> Vec<String> {
         out.push(format!(
             "Start to Backup under 200 ms ({n} instance(s)): {}; {start:.0} ms",
             verdict(start < 200.0)
+        ));
+    }
+    out
+}
+
+/// Issue 15's scale targets, from the scale4k rows.
+fn scale4k(json: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(a) = arm(json, "scale4k", "vrrp-agent") else { return out };
+    let k = arm(json, "scale4k", "keepalived");
+    let n = f(a, &["instances"]).unwrap_or(f64::NAN);
+    let held = |r: &Value| r.get("election_held").and_then(Value::as_bool) == Some(true);
+    let (am, ab) =
+        (f(a, &["master_cpu_pct"]).unwrap_or(f64::NAN), f(a, &["backup_cpu_pct"]).unwrap_or(f64::NAN));
+    match k {
+        Some(k) if held(k) && held(a) => {
+            let (km, kb) = (
+                f(k, &["master_cpu_pct"]).unwrap_or(f64::NAN),
+                f(k, &["backup_cpu_pct"]).unwrap_or(f64::NAN),
+            );
+            out.push(format!(
+                "Scale ({n} instances): master under 10% of a core and at least 5× below keepalived: {}; {am:.2}% against {km:.2}% ({:.1}×)",
+                verdict(am < 10.0 && km / am >= 5.0),
+                km / am
+            ));
+            out.push(format!(
+                "Scale ({n} instances): backup at least 20× below keepalived: {}; {ab:.3}% against {kb:.3}% ({:.1}×)",
+                verdict(kb / ab >= 20.0),
+                kb / ab
+            ));
+        }
+        Some(k) if !held(k) => {
+            out.push(format!(
+                "Scale ({n} instances): master under 10% of a core: {}; {am:.2}%; keepalived's election did not hold at this count ({} MASTER entries on its backup): no ratio",
+                verdict(am < 10.0),
+                f(k, &["false_masters"]).unwrap_or(f64::NAN)
+            ));
+        }
+        _ => out.push(format!(
+            "Scale ({n} instances): master under 10% of a core: {}; {am:.2}% (backup {ab:.3}%){}",
+            verdict(am < 10.0 && held(a)),
+            if held(a) { "" } else { "; the agent's election did not hold" }
+        )),
+    }
+    if let (Some(last), Some(mdi)) = (f(a, &["failover", "last_vip_ms"]), f(a, &["mdi_ms"])) {
+        let all = f(a, &["failover", "all_polled_ms"]).unwrap_or(f64::NAN);
+        out.push(format!(
+            "Scale ({n} instances): after the master is killed, every instance MASTER with its VIP within Master_Down_Interval + 50 ms ({:.1} ms) of the kill: {}; last VIP added {last:.1} ms, all seen by polling {all:.0} ms",
+            mdi + 50.0,
+            verdict(last <= mdi + 50.0)
+        ));
+    }
+    if let Some(rss) = f(a, &["backup_rss_max_kib"]) {
+        let master = f(a, &["master_rss_max_kib"]).unwrap_or(f64::NAN);
+        out.push(format!(
+            "Scale ({n} instances): RSS under 32 MiB per process: {}; backup's largest {:.1} MiB, master's {:.1} MiB",
+            verdict(rss < 32.0 * 1024.0 && master < 32.0 * 1024.0),
+            rss / 1024.0,
+            master / 1024.0
+        ));
+    }
+    if let Some(ms) = f(a, &["start_to_backup_ms"]) {
+        let kms = k.and_then(|k| f(k, &["start_to_backup_ms"])).unwrap_or(f64::NAN);
+        out.push(format!(
+            "Scale ({n} instances): start to BACKUP under 1 s: {}; {ms:.0} ms (keepalived {kms:.0} ms)",
+            verdict(ms < 1000.0)
         ));
     }
     out

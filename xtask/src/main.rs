@@ -9,6 +9,7 @@ mod bench_failover;
 mod bench_health;
 mod bench_plot;
 mod bench_proc;
+mod bench_scale;
 mod bench_startup;
 mod bench_steady;
 mod bench_targets;
@@ -80,7 +81,7 @@ enum Task {
         /// Runs per failover series.
         #[arg(long, default_value_t = 20)]
         runs: usize,
-        /// Only one scenario: crash, graceful, health, split, flood, steady, scale or startup.
+        /// Only one scenario: crash, graceful, health, split, flood, steady, scale, startup or scale4k (only by name).
         #[arg(long)]
         only: Option<String>,
         /// Advert intervals for the failover series, in ms (graceful runs
@@ -106,6 +107,18 @@ enum Task {
         /// Instances in the scale scenario (VRIDs 1..=N).
         #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u16).range(2..=254))]
         instances: u16,
+        /// scale4k (`--only scale4k`): interfaces between the two nodes.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=100))]
+        scale4k_ifaces: u16,
+        /// scale4k: VRIDs per interface.
+        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u16).range(1..=250))]
+        scale4k_vrids: u16,
+        /// scale4k: seconds of CPU measurement.
+        #[arg(long, default_value_t = 20)]
+        scale4k_seconds: u64,
+        /// scale4k: which arms (agent, keepalived).
+        #[arg(long, value_delimiter = ',', default_values_t = ["agent".to_owned(), "keepalived".to_owned()])]
+        scale4k_arms: Vec<String>,
     },
     /// Fuzz the VRRP parsers or the keepalived.conf reader (libFuzzer via
     /// cargo-fuzz, nightly toolchain).
@@ -151,6 +164,10 @@ fn main() -> Result<()> {
             replot,
             steady_seconds,
             instances,
+            scale4k_ifaces,
+            scale4k_vrids,
+            scale4k_seconds,
+            scale4k_arms,
         } => bench::run(&bench::Opts {
             seconds,
             runs,
@@ -159,6 +176,12 @@ fn main() -> Result<()> {
             master_args,
             steady_seconds,
             instances,
+            scale4k: bench_scale::Shape {
+                ifaces: scale4k_ifaces,
+                vrids: scale4k_vrids,
+                seconds: scale4k_seconds,
+            },
+            scale4k_arms,
             out,
             replot,
         }),

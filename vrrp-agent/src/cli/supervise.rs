@@ -112,6 +112,7 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
     if sd::for_worker(std::env::var("WATCHDOG_PID").ok().as_deref(), parent) {
         cmd.env_remove("WATCHDOG_PID");
     }
+    let worker_mask = vrrp_agent::daemon::signals::blocked_until_handled();
     // SAFETY: only async-signal-safe calls (prctl, getppid, sigprocmask,
     // fcntl) between fork and exec, on values prepared before the fork.
     unsafe {
@@ -124,9 +125,11 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
             if libc::getppid() as u32 != parent {
                 return Err(std::io::Error::other("supervisor gone"));
             }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // The signals the worker handles stay blocked across the exec
+            // until its handlers exist (daemon/signals.rs): one sent while
+            // it reads its configuration waits instead of killing it by
+            // the default action. Everything else (SIGCHLD) is unblocked.
+            libc::sigprocmask(libc::SIG_SETMASK, &worker_mask, std::ptr::null_mut());
             for fd in [lock_fd, sock_fd] {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(std::io::Error::last_os_error());

@@ -74,7 +74,7 @@ enum Wake {
 /// The running daemon.
 pub(super) struct Agent {
     /// Periodic adverts due together, sent at the end of the tick.
-    pub(super) batch: super::tx::Batch,
+    pub(super) adverts: super::tx::Batch,
     pub(super) opts: Options,
     /// The configuration running, and the file it came from (for reloads).
     pub(super) cfg: Config,
@@ -109,6 +109,15 @@ pub(super) struct Agent {
     /// that adds VIPs (a priority-255 owner) still reconciles at once, so
     /// its addresses are there before its gratuitous ARPs go out.
     pub(super) starting: bool,
+    /// While one handler's events are carried out (a timer pass, a batch
+    /// of peer events, the queued netlink events): the reconcile, the
+    /// announcements and the notifies the transitions ask for, deferred to
+    /// its end (`finish_batch`). 4,000 instances whose master died each
+    /// reconciled every instance's wants and rewrote the crash record
+    /// after its own transition: quadratic. Now one reconcile adds every
+    /// VIP, its requests pipelined on the netlink socket, before any of
+    /// the new masters' gratuitous ARPs go out.
+    pub(super) batch: Option<Batch>,
     /// The macvlans of use_vmac the agent owns.
     pub(super) vmacs: super::vmac::Manager,
     /// The macvlan of each `use_vmac` instance a reload starts, by
@@ -152,6 +161,23 @@ pub(super) struct Agent {
     pub(super) live: Option<super::live::Writer>,
 }
 
+/// What a batch of transitions deferred to its end (see `Agent::batch`).
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    /// A reconcile was asked for.
+    reconcile: bool,
+    /// New masters' announcements, with their handler's time.
+    announce: Vec<(usize, Micros)>,
+    /// Notify scripts and FIFO lines: (instance, state entered).
+    notify: Vec<(usize, State)>,
+}
+
+/// One address request to the kernel, built before any is sent.
+enum AddrRequest {
+    Add { msg: rtnetlink::packet_route::address::AddressMessage, name: String, addr: IpAddr, prefix: u8 },
+    Remove { ifindex: u32, addr: IpAddr, prefix: u8, name: String },
+}
+
 /// The instances' machines, for a sync group to move its members.
 struct InstMachines<'a>(&'a mut [Inst]);
 
@@ -173,6 +199,26 @@ impl Agent {
         bridge: super::resume_start::Bridge,
     ) {
         bridge.stop();
+        tokio::pin!(shutdown);
+        // keepalived's vrrp_startup_delay: no instance starts before it
+        // has passed (interfaces and routing may still be coming up); a
+        // stop meanwhile stops at once, as keepalived's event loop does.
+        let delay = self.cfg.global.startup_delay;
+        if !delay.is_zero() {
+            log::info!("Delaying startup for {} seconds", delay.as_secs_f64());
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    () = &mut shutdown => return self.stop().await,
+                    sig = signals.next() => match sig {
+                        Sig::Stop => return self.stop().await,
+                        other => log::warn!("{other:?} ignored: the instances have not started yet (vrrp_startup_delay)"),
+                    },
+                }
+            }
+        }
         self.start().await;
         // Start-up's garbage (the configuration's parse, dumps) goes back.
         super::trim_heap();
@@ -185,7 +231,6 @@ impl Agent {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
         });
-        tokio::pin!(shutdown);
         let mut net_open = true;
         loop {
             self.sd.states(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
@@ -215,9 +260,27 @@ impl Agent {
                     }
                     break;
                 }
-                Wake::Timer => self.on_timer().await,
-                Wake::Peers(events) => self.on_peer_events(events).await,
-                Wake::Net(ev) => self.on_net(ev).await,
+                Wake::Timer => {
+                    let b = self.begin_batch();
+                    self.on_timer().await;
+                    self.finish_batch(b).await;
+                }
+                Wake::Peers(events) => {
+                    let b = self.begin_batch();
+                    self.on_peer_events(events).await;
+                    self.finish_batch(b).await;
+                }
+                Wake::Net(ev) => {
+                    // The events already queued behind it in the same
+                    // batch: a failover's thousands of address events
+                    // (our own adds) then cost one reconcile, not one each.
+                    let b = self.begin_batch();
+                    self.on_net(ev).await;
+                    while let Some(Some(ev)) = futures_util::FutureExt::now_or_never(net.next()) {
+                        self.on_net(ev).await;
+                    }
+                    self.finish_batch(b).await;
+                }
                 Wake::NetClosed => {
                     log::error!(
                         "the kernel's netlink event socket closed: address and link changes are no longer followed"
@@ -240,13 +303,6 @@ impl Agent {
     /// counted (scripts with init_fail count from the start), and take the
     /// addresses to where the states want them.
     async fn start(&mut self) {
-        // keepalived's vrrp_startup_delay: no instance starts before it
-        // has passed (interfaces and routing may still be coming up).
-        let delay = self.cfg.global.startup_delay;
-        if !delay.is_zero() {
-            log::info!("Delaying startup for {} seconds", delay.as_secs_f64());
-            tokio::time::sleep(delay).await;
-        }
         let now = timer::now();
         // A sync group starts in FAULT if any member would (keepalived's
         // vrrp_sync_set_group), so every member's fault is known first.
@@ -356,7 +412,7 @@ impl Agent {
                 inst.stats.advert_sent += 1;
                 if let Some(sender) = &mut inst.sender {
                     let name = &inst.conf.name;
-                    sender.queue(priority, i, &mut self.batch, |dst, e| {
+                    sender.queue(priority, i, &mut self.adverts, |dst, e| {
                         log::warn!("({name}) cannot send advert to {dst}: {e}")
                     });
                 }
@@ -393,13 +449,13 @@ impl Agent {
 
     /// Send the batched adverts: one `sendmmsg` per socket key.
     fn flush_adverts(&mut self) {
-        if self.batch.is_empty() {
+        if self.adverts.is_empty() {
             return;
         }
         // Before the sends, as for a single advert (`execute`).
         let sent_at = timer::now();
         let insts = &self.insts;
-        self.batch.flush(
+        self.adverts.flush(
             |i| insts.get(i).and_then(|inst| inst.sender.as_ref()).map(super::tx::Sender::raw_fd),
             |i, dst, e| {
                 let name = insts.get(i).map_or("?", |inst| inst.conf.name.as_str());
@@ -407,7 +463,7 @@ impl Agent {
             },
         );
         if let Some(l) = &self.live {
-            for &(i, priority) in self.batch.sent() {
+            for &(i, priority) in self.adverts.sent() {
                 if let Some(inst) = self.insts.get(i) {
                     live_after_advert(l, i, inst, priority, sent_at, true);
                 }
@@ -867,36 +923,29 @@ impl Agent {
                     inst.announce_at = None;
                     inst.refresh_at = None;
                     transitioned = false;
-                    if !self.starting {
+                    // At stop, the reconcile after every instance's
+                    // resignation removes them all (4,000 masters stopping
+                    // reconciled 4,000 times); their priority-0 adverts
+                    // still go out first (RFC 5798 6.4.3).
+                    if !self.starting && !self.stopping {
                         self.reconcile().await;
                     }
                 }
-                Action::Announce => {
-                    // The time of sending, not of the batch: the addresses
-                    // were just reconciled, and the pacing counts from here.
-                    inst.announce_now(timer::now(), inst.conf.garp_master_repeat);
-                    let c = &inst.conf;
-                    // keepalived: a second batch after garp_master_delay, then
-                    // a refresh every garp_master_refresh.
-                    inst.announce_batches = u32::from(c.garp_master_delay > 0);
-                    inst.announce_at = (c.garp_master_delay > 0)
-                        .then(|| now.after(Micros(u64::from(c.garp_master_delay) * 1_000_000)));
-                    inst.refresh_at = (c.garp_master_refresh > 0)
-                        .then(|| now.after(Micros(u64::from(c.garp_master_refresh) * 1_000_000)));
-                }
+                Action::Announce => match &mut self.batch {
+                    // After the batch's reconcile has added the addresses.
+                    Some(b) => b.announce.push((i, now)),
+                    None => self.announce_master(i, now),
+                },
                 Action::Transition { from, to } => {
                     log::debug!("({name}) {from} -> {to}");
                     inst.last_transition = unix_now();
-                    // For the takeover time: the last advert heard.
+                    // For the takeover time: the last advert heard, as fed
+                    // to the machine (the late-agent rule fed it what the
+                    // kernel saw just before). Not the kernel's peer table
+                    // read again: that is a system call per peer, for each
+                    // of thousands of instances taking over together.
                     let heard = (to == State::Master)
-                        .then(|| {
-                            self.source
-                                .peers()
-                                .into_iter()
-                                .filter(|(k, _)| inst.owns(k))
-                                .map(|(_, s)| s.last_seen_ns)
-                                .max()
-                        })
+                        .then(|| inst.fed.values().copied().max())
                         .flatten()
                         .map(|ns| Micros(ns / 1000));
                     self.counters.transition(&inst.conf.name, to, now, heard);
@@ -931,10 +980,68 @@ impl Agent {
             self.reconcile().await;
         }
         for to in notify {
-            self.insts[i].notify(to);
-            let inst = &self.insts[i];
-            let word = if to == State::Init { "STOP".to_owned() } else { to.to_string() };
-            self.fifos.instance(&inst.conf.name, &word, inst.machine.priority());
+            match &mut self.batch {
+                Some(b) => b.notify.push((i, to)),
+                None => self.notify_entered(i, to),
+            }
+        }
+    }
+
+    /// A new master's first announcements (keepalived's
+    /// vrrp_state_become_master, after the addresses are added).
+    fn announce_master(&mut self, i: usize, now: Micros) {
+        let inst = &mut self.insts[i];
+        // The time of sending, not of the batch: the addresses were just
+        // reconciled, and the pacing counts from here.
+        inst.announce_now(timer::now(), inst.conf.garp_master_repeat);
+        let c = &inst.conf;
+        // keepalived: a second batch after garp_master_delay, then a
+        // refresh every garp_master_refresh.
+        inst.announce_batches = u32::from(c.garp_master_delay > 0);
+        inst.announce_at =
+            (c.garp_master_delay > 0).then(|| now.after(Micros(u64::from(c.garp_master_delay) * 1_000_000)));
+        inst.refresh_at = (c.garp_master_refresh > 0)
+            .then(|| now.after(Micros(u64::from(c.garp_master_refresh) * 1_000_000)));
+    }
+
+    /// Instance `i` entered `to`: its notify scripts and FIFO line.
+    fn notify_entered(&mut self, i: usize, to: State) {
+        self.insts[i].notify(to);
+        let inst = &self.insts[i];
+        let word = if to == State::Init { "STOP".to_owned() } else { to.to_string() };
+        self.fifos.instance(&inst.conf.name, &word, inst.machine.priority());
+    }
+
+    /// Start deferring (see `batch`); false when a batch is already open
+    /// (the outer one finishes it).
+    fn begin_batch(&mut self) -> bool {
+        if self.batch.is_some() {
+            return false;
+        }
+        self.batch = Some(Batch::default());
+        true
+    }
+
+    /// End the batch `begin_batch` opened: one reconcile, then the new
+    /// masters' announcements (their addresses are there now), then the
+    /// notifies, in the order the transitions came.
+    async fn finish_batch(&mut self, opened: bool) {
+        if !opened {
+            return;
+        }
+        let Some(b) = self.batch.take() else { return };
+        if b.reconcile {
+            self.reconcile().await;
+        }
+        for (i, now) in b.announce {
+            if self.insts.get(i).is_some_and(|inst| inst.machine.state() == State::Master) {
+                self.announce_master(i, now);
+            }
+        }
+        for (i, to) in b.notify {
+            if i < self.insts.len() {
+                self.notify_entered(i, to);
+            }
         }
     }
 
@@ -1017,6 +1124,10 @@ impl Agent {
     /// Routes and rules go before the addresses and come after them: a
     /// route may name a VIP as its source, which must exist while it does.
     pub(super) async fn reconcile(&mut self) {
+        if let Some(b) = &mut self.batch {
+            b.reconcile = true;
+            return;
+        }
         let wants = self.wants();
         let ops = self.addrs.plan(&wants);
         // Accept Mode's drop rows go in before the addresses and out after
@@ -1039,11 +1150,7 @@ impl Agent {
             failed |= outcome == Outcome::Failed;
             self.rules.applied(op, outcome);
         }
-        for op in &ops {
-            let outcome = self.apply(op).await;
-            failed |= outcome == Outcome::Failed;
-            self.addrs.applied(op, outcome);
-        }
+        failed |= !self.apply_addrs(&ops).await;
         failed |= !self.apply_rows(&row_removes);
         for op in rule_ops.iter().filter(|o| !o.is_remove()) {
             let outcome = self.apply_rule(op).await;
@@ -1182,38 +1289,72 @@ impl Agent {
         }
     }
 
-    /// One address operation, logged as keepalived would.
-    async fn apply(&mut self, op: &Op) -> Outcome {
+    /// The address operations, logged as keepalived would, their netlink
+    /// requests pipelined (up to `vips::IN_FLIGHT` at once, not one
+    /// round trip each: a failover of 4,000 instances adds 4,000
+    /// addresses); false if one failed.
+    async fn apply_addrs(&mut self, ops: &[Op]) -> bool {
+        use futures_util::StreamExt;
+        let requests: Vec<Option<AddrRequest>> = ops.iter().map(|op| self.addr_request(op)).collect();
+        let nl = self.nl.clone();
+        let outcomes: Vec<Outcome> = futures_util::stream::iter(requests)
+            .map(|r| {
+                let nl = nl.clone();
+                async move {
+                    let Some(r) = r else { return Outcome::Failed };
+                    let (result, what) = match r {
+                        AddrRequest::Add { msg, name, addr, prefix } => {
+                            (vips::add(&nl, msg).await, format!("({name}) adding {addr}/{prefix}"))
+                        }
+                        AddrRequest::Remove { ifindex, addr, prefix, name } => (
+                            vips::remove(&nl, ifindex, addr, prefix).await,
+                            format!("({name}) removing {addr}/{prefix}"),
+                        ),
+                    };
+                    if let Err(e) = &result {
+                        log::error!("{what}: {e}");
+                    }
+                    result.unwrap_or(Outcome::Failed)
+                }
+            })
+            .buffered(vips::IN_FLIGHT)
+            .collect()
+            .await;
+        let mut ok = true;
+        for (op, outcome) in ops.iter().zip(outcomes) {
+            ok &= outcome != Outcome::Failed;
+            self.addrs.applied(op, outcome);
+        }
+        ok
+    }
+
+    /// The request for one address operation (None: nothing to send, it
+    /// fails), with keepalived's log line for a restore or a foreign
+    /// address.
+    fn addr_request(&self, op: &Op) -> Option<AddrRequest> {
         match *op {
             Op::Add { key, detail: prefix, owner, restore } => {
                 let statics: Vec<ManagedVip>;
                 let (name, iface, list) = match self.insts.get(owner) {
-                    Some(inst) => (inst.conf.name.clone(), inst.conf.interface.clone(), &inst.vips),
+                    Some(inst) => (inst.conf.name.clone(), inst.conf.interface.as_str(), &inst.vips),
                     None => {
                         statics = self.static_addrs().collect();
-                        ("static".to_owned(), String::new(), &statics)
+                        ("static".to_owned(), "", &statics)
                     }
                 };
-                let Some(v) = list.iter().find(|v| v.ifindex == key.ifindex && v.vip.addr == key.addr) else {
-                    return Outcome::Failed;
-                };
+                let v = list.iter().find(|v| v.ifindex == key.ifindex && v.vip.addr == key.addr)?;
                 let msg = v.message_with(prefix);
                 if restore {
                     let when = if owner < self.insts.len() { " while MASTER" } else { "" };
                     log::warn!(
                         "({name}) {}/{prefix} was removed from {}{when}: putting it back",
                         key.addr,
-                        if iface.is_empty() { v.vip.dev.as_deref().unwrap_or("?") } else { &iface }
+                        if iface.is_empty() { v.vip.dev.as_deref().unwrap_or("?") } else { iface }
                     );
                 }
-                let outcome = vips::add(&self.nl, msg).await;
-                if let Err(e) = &outcome {
-                    log::error!("({name}) adding {}/{prefix}: {e}", key.addr);
-                }
-                outcome.unwrap_or(Outcome::Failed)
+                Some(AddrRequest::Add { msg, name, addr: key.addr, prefix })
             }
             Op::Remove { key, detail: prefix, owner, foreign } => {
-                let name = self.owner_name(owner);
                 if foreign && let Some(inst) = self.insts.get(owner) {
                     log::warn!(
                         "({}) {}/{prefix} is on ifindex {} but the instance is {}: removing it (only a master may answer for it)",
@@ -1223,11 +1364,12 @@ impl Agent {
                         inst.machine.state()
                     );
                 }
-                let outcome = vips::remove(&self.nl, key.ifindex, key.addr, prefix).await;
-                if let Err(e) = &outcome {
-                    log::error!("({name}) removing {}/{prefix}: {e}", key.addr);
-                }
-                outcome.unwrap_or(Outcome::Failed)
+                Some(AddrRequest::Remove {
+                    ifindex: key.ifindex,
+                    addr: key.addr,
+                    prefix,
+                    name: self.owner_name(owner),
+                })
             }
         }
     }

@@ -100,23 +100,46 @@ pub fn na_message(mac: [u8; 6], target: Ipv6Addr, router: bool) -> [u8; 32] {
     m
 }
 
-/// Sockets to announce on one interface.
+/// Sockets to announce on one interface. The ARP frames go out on one
+/// packet socket shared by every instance (`packet_socket`).
 pub struct Announcer {
     ifindex: u32,
     mac: [u8; 6],
-    packet: Option<OwnedFd>,
     icmp6: Option<Socket>,
+}
+
+/// The process's one AF_PACKET socket for ARP frames, opened on first use
+/// and kept to the end: it is bound to nothing (each frame names its
+/// interface) and receives nothing (protocol 0). One per instance was
+/// thousands with thousands of masters, and the kernel waits out an RCU
+/// grace period for each one closed (packet_release): a SIGKILLed worker
+/// of 250 masters took 4.3 s to die, so its supervisor learnt of the
+/// death, and removed its VIPs, only after the backup had taken them over.
+fn packet_socket() -> io::Result<std::os::fd::RawFd> {
+    static SOCK: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = SOCK.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh fd nothing else owns. (The agent's loop is
+    // one thread; were it not, the loser's socket would close here.)
+    let _ = SOCK.set(unsafe { OwnedFd::from_raw_fd(raw) });
+    SOCK.get().map(AsRawFd::as_raw_fd).ok_or_else(|| io::Error::other("no packet socket"))
 }
 
 impl Announcer {
     /// For `iface` (index `ifindex`), opened lazily per family.
     pub fn new(iface: &str, ifindex: u32) -> io::Result<Announcer> {
-        Ok(Announcer { ifindex, mac: mac_of(iface)?, packet: None, icmp6: None })
+        Ok(Announcer { ifindex, mac: mac_of(iface)?, icmp6: None })
     }
 
     /// As `new`, with `iface`'s MAC address from a dump already taken.
     pub fn with(ifs: &super::link::Ifaddrs, iface: &str, ifindex: u32) -> io::Result<Announcer> {
-        Ok(Announcer { ifindex, mac: ifs.mac(iface)?, packet: None, icmp6: None })
+        Ok(Announcer { ifindex, mac: ifs.mac(iface)?, icmp6: None })
     }
 
     /// Announce `addr` once.
@@ -137,16 +160,7 @@ impl Announcer {
     }
 
     fn send_arp(&mut self, frame: [u8; 42]) -> io::Result<()> {
-        if self.packet.is_none() {
-            // SAFETY: plain socket(2); the fd is owned right away.
-            let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-            if raw < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `raw` is a fresh fd nothing else owns.
-            self.packet = Some(unsafe { OwnedFd::from_raw_fd(raw) });
-        }
-        let Some(fd) = &self.packet else { return Err(io::Error::other("no packet socket")) };
+        let fd = packet_socket()?;
         // SAFETY: zeroed sockaddr_ll is valid; filled below.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -156,7 +170,7 @@ impl Announcer {
         // SAFETY: buffer and address valid for the given lengths.
         let n = unsafe {
             libc::sendto(
-                fd.as_raw_fd(),
+                fd,
                 frame.as_ptr().cast(),
                 frame.len(),
                 0,

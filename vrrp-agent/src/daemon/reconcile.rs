@@ -247,7 +247,9 @@ impl<K: Kind> Reconciler<K> {
                 })
                 .or_insert(w);
         }
-        let gone: Vec<K> = by_key
+        // A set: with thousands of instances, most of them backups, a
+        // list here made every plan quadratic.
+        let gone: BTreeSet<K> = by_key
             .iter()
             .filter(|(k, w)| !w.present && !self.actual.contains_key(**k))
             .map(|(k, _)| (*k).clone())

@@ -204,23 +204,39 @@ pub async fn remove_recorded(name: &str, handle: &Handle) -> Vec<(String, Result
         };
         out.push((r.0, r.1.map(|_| ()).map_err(|e| e.to_string())));
     }
+    let mut parsed = Vec::new();
     for line in addrs {
-        let parsed = line.split_once(' ').and_then(|(i, rest)| {
+        let p = line.split_once(' ').and_then(|(i, rest)| {
             let (a, p) = rest.split_once('/')?;
             Some((i.parse::<u32>().ok()?, a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?))
         });
-        let Some((ifindex, addr, prefix)) = parsed else {
-            log::warn!("{}: ignoring malformed line {line:?}", path.display());
-            continue;
-        };
-        let r = match remove(handle, ifindex, addr, prefix).await {
-            Ok(_) => Ok(()),
-            Err(source) => Err(format!("ifindex {ifindex}: {source}")),
-        };
-        out.push((format!("{addr}/{prefix}"), r));
+        match p {
+            Some(p) => parsed.push(p),
+            None => log::warn!("{}: ignoring malformed line {line:?}", path.display()),
+        }
     }
+    // Pipelined, not one round trip each: the supervisor removes a dead
+    // worker's VIPs within its takeover margin (two advert intervals), and
+    // a worker with thousands of instances held thousands.
+    use futures_util::StreamExt;
+    let removed: Vec<(String, Result<(), String>)> = futures_util::stream::iter(parsed)
+        .map(|(ifindex, addr, prefix)| async move {
+            let r = match remove(handle, ifindex, addr, prefix).await {
+                Ok(_) => Ok(()),
+                Err(source) => Err(format!("ifindex {ifindex}: {source}")),
+            };
+            (format!("{addr}/{prefix}"), r)
+        })
+        .buffered(IN_FLIGHT)
+        .collect()
+        .await;
+    out.extend(removed);
     out
 }
+
+/// How many address requests are in flight on one netlink socket at once
+/// (the kernel's answers queue in its receive buffer until read).
+pub const IN_FLIGHT: usize = 128;
 
 /// Agent `name`'s held file as it says (malformed lines skipped).
 pub fn load_held(name: &str) -> Held {
