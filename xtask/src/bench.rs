@@ -73,6 +73,65 @@ impl Opts {
     }
 }
 
+/// The agent's crash takeovers split into steps (its own timestamps beside
+/// the capture's), and every run over 1 ms placed by its largest step.
+fn write_breakdown(md: &mut String, failovers: &[bench_failover::Series]) -> Result<()> {
+    let crash: Vec<&bench_failover::Series> =
+        failovers.iter().filter(|f| f.kind == Kind::Crash && f.arm == Arm::Agent).collect();
+    if crash.iter().all(|f| f.steps.iter().all(Option::is_none)) {
+        return Ok(());
+    }
+    writeln!(
+        md,
+        "\nWhere the agent's excess goes (crash, the backup's own CLOCK_MONOTONIC timestamps in its status file's `last_takeover`, placed against the capture's with the CLOCK_REALTIME offset): from the master's last advert on the wire to the XDP program recording it; the kernel's timer past that advert + Master_Down_Interval; the agent's wake-up on the ring buffer; its decision (peer table, state machine); its first advert as master; the VIP's netlink add acknowledged; the first gratuitous ARP handed to the kernel; that frame on the capture. The steps add up to the excess. median / p95 / max, ms:\n"
+    )?;
+    write!(md, "| advert_int | runs |")?;
+    for n in bench_failover::STEP_NAMES {
+        write!(md, " {n} |")?;
+    }
+    writeln!(md, " load (1 min) |")?;
+    writeln!(md, "|---|---|{}---|", "---|".repeat(bench_failover::STEP_NAMES.len()))?;
+    let mut outliers = Vec::new();
+    for f in &crash {
+        let runs = f.steps.iter().flatten().count();
+        write!(md, "| {} ms | {runs} |", u32::from(f.interval_cs) * 10)?;
+        for k in 0..bench_failover::STEP_NAMES.len() {
+            let v: Vec<f64> = f.steps.iter().flatten().filter_map(|s| s.ms[k]).collect();
+            if v.is_empty() {
+                write!(md, " - |")?;
+            } else {
+                let s = bench_failover::summary(&v);
+                write!(md, " {:.3} / {:.3} / {:.3} |", s[1], s[2], s[3])?;
+            }
+        }
+        let l = bench_failover::summary(&f.load);
+        writeln!(md, " {:.1} / {:.1} / {:.1} |", l[1], l[2], l[3])?;
+        for (run, (e, st)) in f.excess_ms.iter().zip(&f.steps).enumerate() {
+            if *e <= 1.0 {
+                continue;
+            }
+            let load = f.load.get(run).copied().unwrap_or(f64::NAN);
+            let place = st.as_ref().and_then(bench_failover::Steps::largest).map_or_else(
+                || "no record from the agent".to_owned(),
+                |(n, v)| format!("{v:.3} ms of it in \"{n}\""),
+            );
+            outliers.push(format!(
+                "- {} ms, run {run}: {e:.3} ms over the limit; {place} (load {load:.1})",
+                u32::from(f.interval_cs) * 10
+            ));
+        }
+    }
+    if outliers.is_empty() {
+        writeln!(md, "\nNo run of the agent exceeded the limit by more than 1 ms.")?;
+    } else {
+        writeln!(md, "\nRuns of the agent over 1 ms, and the step that took the time:\n")?;
+        for o in outliers {
+            writeln!(md, "{o}")?;
+        }
+    }
+    Ok(())
+}
+
 /// How to read the figures: what each one includes and leaves out.
 const NOTES: &str = "## Notes on the figures
 
@@ -216,9 +275,14 @@ pub fn run(opts: &Opts) -> Result<()> {
                 "excess_ms": f.excess_ms,
                 "to_vip_ms": f.to_vip_ms,
                 "excess_summary_ms": { "min": s[0], "median": s[1], "p95": s[2], "max": s[3] },
+                "load_1min": f.load,
+                "steps_ms": f.steps.iter().map(|st| st.as_ref().map(|st| {
+                    bench_failover::STEP_NAMES.iter().zip(st.ms).map(|(n, v)| ((*n).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>()
+                })).collect::<Vec<_>>(),
             }));
         }
         json["failover"] = serde_json::Value::Array(rows);
+        write_breakdown(&mut md, &failovers)?;
         let strips: Vec<(String, usize, Vec<f64>)> = failovers
             .iter()
             .map(|f| {

@@ -63,6 +63,115 @@ pub struct Series {
     pub excess_ms: Vec<f64>,
     /// From the signal to the VIP present on the backup, per run, ms.
     pub to_vip_ms: Vec<f64>,
+    /// The agent arm's backup: where each run's excess went (its own
+    /// timestamps); None for keepalived or when it reported none.
+    pub steps: Vec<Option<Steps>>,
+    /// The 1-minute load average at each run (other work on the machine).
+    pub load: Vec<f64>,
+}
+
+/// Names of `Steps::ms`, in order: from the master's last advert on the
+/// wire to the backup's first gratuitous ARP on the wire, less the limit.
+pub const STEP_NAMES: [&str; 8] =
+    ["to XDP", "kernel timer", "wake-up", "decision", "first advert", "VIPs added", "GARP sent", "to wire"];
+
+/// One takeover of the agent's backup, split into steps (ms, each from
+/// the end of the one before): the master's last advert from the capture
+/// to the XDP program (its last holding advert), the kernel's timer past
+/// that advert + Master_Down_Interval (the protocol's own wait is not in
+/// it), the agent waking (ring buffer), its decision (peer table, state
+/// machine), the first advert as master, the VIP's netlink add
+/// acknowledged, the first gratuitous ARP handed to the kernel, and that
+/// frame on the capture. They add up to the run's excess over the limit.
+#[derive(Clone, Debug)]
+pub struct Steps {
+    /// Per `STEP_NAMES`; None where the step did not happen (no kernel
+    /// watch: the agent's own timer decided, "kernel timer" then is its
+    /// lateness and "to XDP"/"wake-up" are absent).
+    pub ms: [Option<f64>; 8],
+}
+
+impl Steps {
+    /// The step that took longest.
+    pub fn largest(&self) -> Option<(&'static str, f64)> {
+        STEP_NAMES
+            .iter()
+            .zip(self.ms)
+            .filter_map(|(n, v)| v.map(|v| (*n, v)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC, ns: the capture's timestamps are
+/// the former, the agent's the latter (one kernel, so one offset). The
+/// closest of a few paired reads.
+pub fn realtime_offset_ns() -> i128 {
+    let read = |c| {
+        nix::time::clock_gettime(c)
+            .map_or(0, |t| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
+    };
+    let mut best: Option<(i128, i128)> = None;
+    for _ in 0..5 {
+        let m0 = read(nix::time::ClockId::CLOCK_MONOTONIC);
+        let r = read(nix::time::ClockId::CLOCK_REALTIME);
+        let m1 = read(nix::time::ClockId::CLOCK_MONOTONIC);
+        let width = m1 - m0;
+        if best.is_none_or(|(w, _)| width < w) {
+            best = Some((width, r - (m0 + m1) / 2));
+        }
+    }
+    best.map_or(0, |(_, o)| o)
+}
+
+/// The agent's status file (`/run/vrrp-agent/<name>.json`): instance
+/// VI_1's `last_takeover`, if any.
+fn last_takeover(name: &str) -> Option<serde_json::Value> {
+    let text = std::fs::read(format!("/run/vrrp-agent/{name}.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    v["instances"].as_array()?.iter().find(|i| i["iname"] == "VI_1")?.get("last_takeover").cloned()
+}
+
+/// Split a run from its capture times (CLOCK_REALTIME ns) and the agent's
+/// takeover record (CLOCK_MONOTONIC ns).
+pub fn steps(
+    t: &serde_json::Value,
+    advert_ns: u64,
+    garp_ns: u64,
+    limit_ms: f64,
+    offset_ns: i128,
+) -> Option<Steps> {
+    let mono = |real: u64| i128::from(real) - offset_ns;
+    let f = |k: &str| t.get(k).and_then(serde_json::Value::as_u64).map(i128::from);
+    let ms = |a: Option<i128>, b: Option<i128>| Some((b? - a?) as f64 / 1e6);
+    let (adv, garp) = (Some(mono(advert_ns)), Some(mono(garp_ns)));
+    let limit = (limit_ms * 1e6).round() as i128;
+    let (hold, fired, woke, state) = (f("watch_hold_ns"), f("watch_fired_ns"), f("woke_ns")?, f("state_ns")?);
+    let (advert, vips, announce) = (f("advert_ns"), f("vips_ns"), f("announce_ns"));
+    let timer = match (hold, fired) {
+        (Some(h), Some(x)) => ms(Some(h + limit), Some(x)),
+        // The agent's own timer: its lateness past the last advert heard.
+        _ => ms(f("heard_ns").map(|h| h + limit), Some(woke)),
+    };
+    Some(Steps {
+        ms: [
+            ms(adv, hold),
+            timer,
+            ms(fired, Some(woke)),
+            ms(Some(woke), Some(state)),
+            ms(Some(state), advert),
+            ms(advert.or(Some(state)), vips),
+            ms(vips, announce),
+            ms(announce, garp),
+        ],
+    })
+}
+
+/// The 1-minute load average.
+pub fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|w| w.parse().ok()))
+        .unwrap_or(f64::NAN)
 }
 
 /// keepalived's `version` and `advert_int` for an interval: v2 for whole
@@ -230,7 +339,18 @@ pub fn series(
     let _backup = start(&seg, arm, 1, &conf(100, "192.0.2.52", "192.0.2.20", interval_cs), agent, &[])?;
     let master_conf = conf(150, "192.0.2.20", "192.0.2.52", interval_cs);
     let interval = Duration::from_micros(u64::from(interval_cs) * 10_000);
-    let mut out = Series { arm, kind, interval_cs, limit_ms, excess_ms: Vec::new(), to_vip_ms: Vec::new() };
+    let mut out = Series {
+        arm,
+        kind,
+        interval_cs,
+        limit_ms,
+        excess_ms: Vec::new(),
+        to_vip_ms: Vec::new(),
+        steps: Vec::new(),
+        load: Vec::new(),
+    };
+    let backup_name = format!("{}-n1", seg.lan.name());
+    let seq = |t: &Option<serde_json::Value>| t.as_ref().and_then(|t| t["seq"].as_u64()).unwrap_or(0);
     for run in 0..runs {
         let master = start(&seg, arm, 0, &master_conf, agent, master_args)?;
         // Node 1 preempts (or is elected): wait until it alone holds the VIP.
@@ -239,6 +359,7 @@ pub fn series(
             .with_context(|| format!("run {run}: node 1 never became the only master"))?;
         let cap = Capture::start(&seg.lan, "p1")?;
         std::thread::sleep(interval * 3 / 2);
+        let before = seq(&last_takeover(&backup_name));
         let pid = Pid::from_raw(master.pid() as i32);
         match kind {
             Kind::Crash => killpg(pid, Signal::SIGKILL)?,
@@ -260,6 +381,23 @@ pub fn series(
                 let gap_ms = (g.ts_ns - l.ts_ns) as f64 / 1e6;
                 out.excess_ms.push(gap_ms - limit_ms);
                 out.to_vip_ms.push(to_vip.as_secs_f64() * 1000.0);
+                out.load.push(loadavg());
+                // The backup's own record of this takeover: written to its
+                // status file right after the announcement.
+                let mut record = None;
+                if arm == Arm::Agent {
+                    let _ = wait_for(Duration::from_secs(2), || {
+                        record = last_takeover(&backup_name)
+                            .filter(|t| seq(&Some(t.clone())) > before && t.get("announce_ns").is_some());
+                        Ok(record.is_some())
+                    });
+                }
+                let offset = realtime_offset_ns();
+                let s = record.and_then(|t| steps(&t, l.ts_ns, g.ts_ns, limit_ms, offset));
+                if s.is_none() && arm == Arm::Agent {
+                    println!("  run {run}: the backup reported no takeover record");
+                }
+                out.steps.push(s);
             }
             _ => println!(
                 "  run {run}: no advert/announcement pair in the capture ({} frames); skipped",
@@ -281,5 +419,21 @@ pub fn series(
         s[3],
         out.excess_ms.len()
     );
+    if out.steps.iter().any(Option::is_some) {
+        let mut line = String::from("  the backup's steps, median/p95 ms:");
+        for (k, n) in STEP_NAMES.iter().enumerate() {
+            let v: Vec<f64> = out.steps.iter().flatten().filter_map(|s| s.ms[k]).collect();
+            if !v.is_empty() {
+                let s = summary(&v);
+                line.push_str(&format!(" {n} {:.3}/{:.3};", s[1], s[2]));
+            }
+        }
+        println!("{line}");
+    }
+    for (run, (e, st)) in out.excess_ms.iter().zip(&out.steps).enumerate() {
+        if *e > 1.0 {
+            println!("  run {run}: {e:.3} ms over; steps {:?}", st.as_ref().map(|s| s.ms));
+        }
+    }
     Ok(out)
 }

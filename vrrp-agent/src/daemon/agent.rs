@@ -137,6 +137,30 @@ pub(super) struct Agent {
     pub(super) resumed: Vec<String>,
     /// The scripts whose check loops run (by the table's index).
     pub(super) running_scripts: Vec<usize>,
+    /// When the loop last woke (CLOCK_MONOTONIC ns): a takeover's
+    /// `woke_ns`.
+    pub(super) woke_ns: u64,
+    /// The kernel's silence reports being handled (`on_peer_events`), for
+    /// the takeovers they lead to.
+    pub(super) silent: Vec<PeerEvent>,
+}
+
+/// A takeover's steps as µs after the previous one, for the debug log.
+fn takeover_steps(t: &super::status::Takeover) -> String {
+    let us = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.1}", b.saturating_sub(a) as f64 / 1000.0),
+        _ => "-".to_owned(),
+    };
+    let (woke, state) = (Some(t.woke_ns), Some(t.state_ns));
+    format!(
+        "kernel watch {} (its last holding advert to its timer) / wake-up {} / decision {} / first advert {} / VIPs added {} / first announcement {} (µs after the step before)",
+        us(t.watch_hold_ns, t.watch_fired_ns),
+        us(t.watch_fired_ns, woke),
+        us(woke, state),
+        us(state, t.advert_ns),
+        us(t.advert_ns.or(state), t.vips_ns),
+        us(t.vips_ns.or(state), t.announce_ns),
+    )
 }
 
 /// The instances' machines, for a sync group to move its members.
@@ -195,6 +219,7 @@ impl Agent {
                 _ = super::sd::tick(&mut watchdog) => Wake::Watchdog,
                 Some(reply) = super::metrics::next_scrape(&mut self.scrapes) => Wake::Scrape(reply),
             };
+            self.woke_ns = timer::now_ns();
             match wake {
                 Wake::Shutdown | Wake::Signal(Sig::Stop) => break,
                 Wake::Signal(Sig::Handover) => {
@@ -289,7 +314,9 @@ impl Agent {
         // The kernel's watch expired for an instance: its master went
         // quiet. Decide as for our own timer (the late-agent rule first).
         if events.iter().any(|e| e.kind & EVENT_SILENT != 0) {
+            self.silent = events.iter().filter(|e| e.kind & EVENT_SILENT != 0).copied().collect();
             self.on_timer().await;
+            self.silent.clear();
         }
         for ev in events.iter().filter(|e| e.kind & EVENT_SILENT == 0) {
             for i in 0..self.insts.len() {
@@ -756,6 +783,7 @@ impl Agent {
     /// first state removes a VIP found on its interface).
     async fn carry_out(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
         let mut transitioned = false;
+        let mut entered_master = false;
         // Notify scripts start after the addresses are settled: spawning
         // one takes a fork, which would delay a handover.
         let mut notify = Vec::new();
@@ -793,11 +821,21 @@ impl Agent {
                             log::warn!("({name}) cannot send advert to {dst}: {e}");
                         }
                     }
+                    if let Some(t) = &mut inst.takeover
+                        && t.advert_ns.is_none()
+                    {
+                        t.advert_ns = Some(timer::now_ns());
+                    }
                 }
                 // The machine's state says which addresses it wants.
                 Action::AddVips => {
                     transitioned = false;
                     self.reconcile().await;
+                    if let Some(t) = &mut self.insts[i].takeover
+                        && t.vips_ns.is_none()
+                    {
+                        t.vips_ns = Some(timer::now_ns());
+                    }
                 }
                 Action::RemoveVips => {
                     inst.announce_at = None;
@@ -824,7 +862,7 @@ impl Agent {
                     log::debug!("({name}) {from} -> {to}");
                     inst.last_transition = unix_now();
                     // For the takeover time: the last advert heard.
-                    let heard = (to == State::Master)
+                    let heard_ns = (to == State::Master)
                         .then(|| {
                             self.source
                                 .peers()
@@ -833,11 +871,30 @@ impl Agent {
                                 .map(|(_, s)| s.last_seen_ns)
                                 .max()
                         })
-                        .flatten()
-                        .map(|ns| Micros(ns / 1000));
-                    self.counters.transition(i, to, now, heard);
+                        .flatten();
+                    self.counters.transition(i, to, now, heard_ns.map(|ns| Micros(ns / 1000)));
                     if to == State::Master {
                         inst.stats.become_master += 1;
+                        // The kernel's silence report for this instance,
+                        // if that is what woke us.
+                        let watch = self
+                            .silent
+                            .iter()
+                            .find(|e| {
+                                (e.key.ifindex, e.key.family, e.key.vrid)
+                                    == (inst.ifindex, inst.family.code(), inst.conf.vrid)
+                            })
+                            .and_then(PeerEvent::silent_times);
+                        inst.takeover = Some(super::status::Takeover {
+                            seq: inst.stats.become_master,
+                            heard_ns,
+                            watch_hold_ns: watch.map(|w| w.0),
+                            watch_fired_ns: watch.map(|w| w.1),
+                            woke_ns: self.woke_ns,
+                            state_ns: timer::now_ns(),
+                            ..Default::default()
+                        });
+                        entered_master = true;
                         // keepalived: a counter that reached its end starts
                         // again when the instance becomes master.
                         if let Some(ah) = &inst.ah {
@@ -862,6 +919,13 @@ impl Agent {
         // removal of its VIPs (RemoveVips above) still happens at once.
         if transitioned && !self.starting && !self.stopping {
             self.reconcile().await;
+        }
+        if entered_master
+            && let Some(t) = &self.insts[i].takeover
+            && log::log_enabled!(log::Level::Debug)
+        {
+            // After the announcements: logging is no step of the takeover.
+            log::debug!("({}) takeover: {}", self.insts[i].conf.name, takeover_steps(t));
         }
         for to in notify {
             self.insts[i].notify(to);

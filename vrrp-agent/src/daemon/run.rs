@@ -317,6 +317,8 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         retired: Default::default(),
         resumed,
         running_scripts,
+        woke_ns: 0,
+        silent: Vec::new(),
     };
     log::debug!("start-up: serving");
     // Stopped just before the agent's own first advert (`Agent::start`).

@@ -20,6 +20,14 @@ pub fn now() -> Micros {
         .unwrap_or_default()
 }
 
+/// The monotonic clock in nanoseconds, for the takeover's steps
+/// (`status::Takeover`), which compare with the kernel's own times.
+pub fn now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or_default()
+}
+
 type Fd = crate::fd::RawFdOf<TimerFd>;
 
 /// One deadline at a time.
