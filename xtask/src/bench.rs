@@ -242,7 +242,7 @@ pub fn run(opts: &Opts) -> Result<()> {
         writeln!(md, "## Failover\n")?;
         writeln!(
             md,
-            "The reference unicast pair (priorities 150 and 100) on a bridge. Gap: from the master's last advert to the backup's first gratuitous ARP for the VIP, both from one capture on the backup's bridge port (kernel timestamps). Its protocol limit is Master_Down_Interval for a crash (SIGKILL) and Skew_Time for a graceful stop (SIGTERM, priority 0); the table gives the excess over it. \"To VIP\": from the signal until the VIP is on the backup, polled every 0.5 ms.\n"
+            "The reference unicast pair (priorities 150 and 100) on a bridge. Gap: from the master's last advert to the backup's first gratuitous ARP for the VIP, both from one capture on the backup's bridge port (kernel timestamps). Its protocol limit is Master_Down_Interval for a crash (SIGKILL) and Skew_Time for a graceful stop (SIGTERM, priority 0); the table gives the excess over it. \"To VIP\": from the signal until the kernel notifies the VIP's addition on the backup (an RTMGRP_IPV4_IFADDR subscription in its namespace; no polling process competes with the takeover).\n"
         )?;
         writeln!(
             md,
