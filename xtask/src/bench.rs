@@ -83,14 +83,14 @@ fn write_breakdown(md: &mut String, failovers: &[bench_failover::Series]) -> Res
     }
     writeln!(
         md,
-        "\nWhere the agent's excess goes (crash, the backup's own CLOCK_MONOTONIC timestamps in its status file's `last_takeover`, placed against the capture's with the CLOCK_REALTIME offset): from the master's last advert on the wire to the XDP program recording it; the kernel's timer past that advert + Master_Down_Interval; the agent's wake-up on the ring buffer; its decision (peer table, state machine); its first advert as master; the VIP's netlink add acknowledged; the first gratuitous ARP handed to the kernel; that frame on the capture. The steps add up to the excess. median / p95 / max, ms:\n"
+        "\nWhere the agent's excess goes (crash, the backup's own CLOCK_MONOTONIC timestamps in its status file's `last_takeover`, placed against the capture's with the CLOCK_REALTIME offset): from the master's last advert on the wire to the XDP program recording it; the kernel's timer past that advert + Master_Down_Interval; the agent's wake-up on the ring buffer; its decision (peer table, state machine); its first advert as master; the VIP's netlink add acknowledged; the first gratuitous ARP handed to the kernel (its sendto returned); that frame on the capture (negative: the capture sees the frame inside that sendto). The steps add up to the excess. Of the address add, the time the agent's thread waited for a CPU (its schedstat run delay); the rest of that step is the kernel's work and the agent sleeping on it (the RTNL lock). The daemons of both arms run at nice 0 even when the bench is niced. median / p95 / max, ms:\n"
     )?;
     write!(md, "| advert_int | runs |")?;
     for n in bench_failover::STEP_NAMES {
         write!(md, " {n} |")?;
     }
-    writeln!(md, " load (1 min) |")?;
-    writeln!(md, "|---|---|{}---|", "---|".repeat(bench_failover::STEP_NAMES.len()))?;
+    writeln!(md, " of VIPs added: waiting for a CPU | load (1 min) |")?;
+    writeln!(md, "|---|---|{}---|---|", "---|".repeat(bench_failover::STEP_NAMES.len()))?;
     let mut outliers = Vec::new();
     for f in &crash {
         let runs = f.steps.iter().flatten().count();
@@ -104,6 +104,13 @@ fn write_breakdown(md: &mut String, failovers: &[bench_failover::Series]) -> Res
                 write!(md, " {:.3} / {:.3} / {:.3} |", s[1], s[2], s[3])?;
             }
         }
+        let w: Vec<f64> = f.steps.iter().flatten().filter_map(|s| s.vips_cpu_wait_ms).collect();
+        if w.is_empty() {
+            write!(md, " - |")?;
+        } else {
+            let s = bench_failover::summary(&w);
+            write!(md, " {:.3} / {:.3} / {:.3} |", s[1], s[2], s[3])?;
+        }
         let l = bench_failover::summary(&f.load);
         writeln!(md, " {:.1} / {:.1} / {:.1} |", l[1], l[2], l[3])?;
         for (run, (e, st)) in f.excess_ms.iter().zip(&f.steps).enumerate() {
@@ -111,9 +118,17 @@ fn write_breakdown(md: &mut String, failovers: &[bench_failover::Series]) -> Res
                 continue;
             }
             let load = f.load.get(run).copied().unwrap_or(f64::NAN);
-            let place = st.as_ref().and_then(bench_failover::Steps::largest).map_or_else(
+            let place = st.as_ref().and_then(|s| s.largest().map(|l| (s, l))).map_or_else(
                 || "no record from the agent".to_owned(),
-                |(n, v)| format!("{v:.3} ms of it in \"{n}\""),
+                |(s, (n, v))| {
+                    let mut p = format!("{v:.3} ms of it in \"{n}\"");
+                    if n == "VIPs added"
+                        && let (Some(w), Some(z)) = (s.vips_cpu_wait_ms, s.vips_sleeps)
+                    {
+                        p.push_str(&format!(" ({w:.3} ms of that waiting for a CPU, {z} sleep(s))"));
+                    }
+                    p
+                },
             );
             outliers.push(format!(
                 "- {} ms, run {run}: {e:.3} ms over the limit; {place} (load {load:.1})",
@@ -277,7 +292,10 @@ pub fn run(opts: &Opts) -> Result<()> {
                 "excess_summary_ms": { "min": s[0], "median": s[1], "p95": s[2], "max": s[3] },
                 "load_1min": f.load,
                 "steps_ms": f.steps.iter().map(|st| st.as_ref().map(|st| {
-                    bench_failover::STEP_NAMES.iter().zip(st.ms).map(|(n, v)| ((*n).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>()
+                    let mut m = bench_failover::STEP_NAMES.iter().zip(st.ms).map(|(n, v)| ((*n).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>();
+                    m.insert("VIPs added: waiting for a CPU".to_owned(), serde_json::json!(st.vips_cpu_wait_ms));
+                    m.insert("VIPs added: sleeps".to_owned(), serde_json::json!(st.vips_sleeps));
+                    m
                 })).collect::<Vec<_>>(),
             }));
         }

@@ -143,6 +143,8 @@ pub(super) struct Agent {
     /// The kernel's silence reports being handled (`on_peer_events`), for
     /// the takeovers they lead to.
     pub(super) silent: Vec<PeerEvent>,
+    /// The loop thread's scheduler statistics, for a takeover's record.
+    pub(super) sched: timer::SchedStat,
 }
 
 /// A takeover's steps as µs after the previous one, for the debug log.
@@ -830,11 +832,19 @@ impl Agent {
                 // The machine's state says which addresses it wants.
                 Action::AddVips => {
                     transitioned = false;
+                    // Only for a takeover's first add: two reads of the
+                    // thread's scheduler statistics around it.
+                    let taking = inst.takeover.as_ref().is_some_and(|t| t.vips_ns.is_none());
+                    let before = if taking { self.sched.read() } else { None };
                     self.reconcile().await;
                     if let Some(t) = &mut self.insts[i].takeover
                         && t.vips_ns.is_none()
                     {
                         t.vips_ns = Some(timer::now_ns());
+                        if let (Some(b), Some(a)) = (before, self.sched.read()) {
+                            t.vips_run_delay_ns = Some(a.0.saturating_sub(b.0));
+                            t.vips_sleeps = Some(a.1.saturating_sub(b.1));
+                        }
                     }
                 }
                 Action::RemoveVips => {

@@ -319,6 +319,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         running_scripts,
         woke_ns: 0,
         silent: Vec::new(),
+        sched: super::timer::SchedStat::open(),
     };
     log::debug!("start-up: serving");
     // Stopped just before the agent's own first advert (`Agent::start`).

@@ -100,6 +100,15 @@ pub struct Takeover {
     /// the transition returned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vips_ns: Option<u64>,
+    /// During the address add (after the first advert, to `vips_ns`): how
+    /// long the agent's thread waited for a CPU, ns, and how often it
+    /// slept (voluntary context switches: the RTNL lock, the netlink
+    /// reply); the rest of the step ran or spun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vips_run_delay_ns: Option<u64>,
+    /// See `vips_run_delay_ns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vips_sleeps: Option<u64>,
     /// The first gratuitous ARP (or unsolicited NA) was handed to the
     /// kernel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
