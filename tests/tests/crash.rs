@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
+use vrrp_tests::holders::HolderWatch;
 use vrrp_tests::lab::{Segment, icmp_unreachables_sent, signal_worker, worker_pid};
 use vrrp_tests::netns;
 use vrrp_tests::privilege::require_root;
@@ -92,6 +93,61 @@ fn a_killed_agents_program_stays_fails_open_and_is_replaced() -> Result<()> {
     assert!(status.success(), "agent exit: {status}");
     assert!(!has_xdp(&seg, 0)?, "detached on a clean stop");
     assert!(!pins.0.exists(), "pins removed on a clean stop");
+    Ok(())
+}
+
+/// A backup that takes over from a killed master records the takeover step
+/// by step in its status file (`last_takeover`): the kernel's watch (the
+/// last advert that held it down, its timer firing Master_Down_Interval
+/// later), its own wake-up, the state change, the first advert, the VIP's
+/// netlink add and the first gratuitous ARP, in that order, on the clock
+/// of the XDP program (CLOCK_MONOTONIC), so that a slow failover can be
+/// placed (`cargo xtask bench` splits each crash run by them).
+#[test]
+fn a_backup_records_its_takeover_step_by_step() -> Result<()> {
+    if !require_root("a_backup_records_its_takeover_step_by_step") {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
+    let master_name = netns::unique("crash");
+    let _pins = PinDir(PathBuf::from("/sys/fs/bpf/vrrp-agent").join(&master_name));
+    let master = seg.agent_as(1, &conf(150, "192.0.2.52", "192.0.2.20"), &master_name, &[])?;
+    let (_backup, name) = seg.agent_named(0, &conf(100, "192.0.2.20", "192.0.2.52"), &[])?;
+    seg.wait_holders(VIP, &[1], Duration::from_secs(5))?;
+    let takeover = || -> Result<Option<serde_json::Value>> {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("/run/vrrp-agent/{name}.json"))?)?;
+        Ok(v["instances"][0].get("last_takeover").cloned())
+    };
+    assert_eq!(takeover()?, None, "no takeover recorded before the first");
+
+    let watch = HolderWatch::start(&[&seg.nodes[0].ns, &seg.nodes[1].ns], VIP)?;
+    // Its supervisor removes the killed worker's VIP; the backup hears
+    // nothing more and its kernel watch fires.
+    signal_worker(&master, Signal::SIGKILL)?;
+    seg.wait_holders(VIP, &[0], Duration::from_secs(3))?;
+    let mut t = None;
+    wait_until(Duration::from_secs(3), || {
+        t = takeover()?;
+        Ok(t.as_ref().is_some_and(|t| t.get("announce_ns").is_some()))
+    })?;
+    watch.finish()?.assert_single_holder()?;
+    let t = t.context("last_takeover")?;
+    assert_eq!(t["seq"], 1, "{t}");
+    let ns = |k: &str| t[k].as_u64().with_context(|| format!("{k} in {t}"));
+    // v3 at 100 ms, priority 100: 300 ms + 156/256 × 100 ms.
+    let mdi = 300_000_000 + 156 * 100_000_000 / 256;
+    let (hold, fired) = (ns("watch_hold_ns")?, ns("watch_fired_ns")?);
+    assert!(
+        fired >= hold + mdi - 1_000 && fired < hold + mdi + 200_000_000,
+        "the kernel's timer fired {} ns after the last holding advert, Master_Down_Interval is {mdi} ns",
+        fired - hold
+    );
+    assert!(ns("heard_ns")? >= hold, "the peer table's last advert is the watch's or later: {t}");
+    let order = ["watch_fired_ns", "woke_ns", "state_ns", "advert_ns", "vips_ns", "announce_ns"];
+    for w in order.windows(2) {
+        assert!(ns(w[0])? <= ns(w[1])?, "{} after {}: {t}", w[0], w[1]);
+    }
     Ok(())
 }
 

@@ -73,7 +73,10 @@ pub const EVENT_RESIGN: u32 = 4;
 pub const EVENT_INTERVAL: u32 = 8;
 /// The instance's master-down watch expired: no advert that holds a backup
 /// down arrived for Master_Down_Interval. Raised by the kernel's timer,
-/// not by an advert: `key.addr` and `state` are zero.
+/// not by an advert: `key.addr` is zero, and `state` carries the watch's
+/// own times instead of a peer's (`PeerEvent::silent`): when the last
+/// holding advert arrived and when the timer fired, so that a takeover's
+/// time can be split into the kernel's part and the agent's.
 pub const EVENT_SILENT: u32 = 16;
 
 /// Which virtual router on which interface and family.
@@ -264,6 +267,44 @@ impl PeerState {
     }
 }
 
+impl PeerEvent {
+    /// The `EVENT_SILENT` record of instance `key`'s watch: `last_hold_ns`
+    /// (bpf_ktime_get_ns of the last advert that held the backup down) in
+    /// `state.last_seen_ns`, and `fired_ns` (when the kernel's timer fired,
+    /// the event's own time) in `state.adverts`; the rest zero.
+    pub const fn silent(key: &InstanceKey, last_hold_ns: u64, fired_ns: u64) -> PeerEvent {
+        PeerEvent {
+            key: PeerKey {
+                ifindex: key.ifindex,
+                family: key.family,
+                vrid: key.vrid,
+                _pad: [0; 2],
+                addr: [0; 16],
+            },
+            state: PeerState {
+                last_seen_ns: last_hold_ns,
+                adverts: fired_ns,
+                interval_cs: 0,
+                priority: 0,
+                version: 0,
+                flags: 0,
+            },
+            kind: EVENT_SILENT,
+            old_priority: 0,
+            _pad: [0; 3],
+        }
+    }
+
+    /// For an `EVENT_SILENT` record: (last holding advert, timer fired),
+    /// CLOCK_MONOTONIC ns. None for any other event.
+    pub const fn silent_times(&self) -> Option<(u64, u64)> {
+        if self.kind & EVENT_SILENT == 0 {
+            return None;
+        }
+        Some((self.state.last_seen_ns, self.state.adverts))
+    }
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY (all): repr(C), every bit pattern valid, no padding;
@@ -316,6 +357,17 @@ mod tests {
         // Back after more than 3 intervals (3 x 20 cs) of silence.
         assert_eq!(s.observe(&adv(0, 20), 6 + 600_000_001), EVENT_NEW_PEER);
         assert_eq!(PeerState::first_kind(&adv(0, 10)), EVENT_NEW_PEER | EVENT_RESIGN);
+    }
+
+    #[test]
+    fn silent_event_carries_the_watch_times() {
+        let k = InstanceKey { ifindex: 3, family: FAMILY_IPV4, vrid: 9, _pad: [0; 2] };
+        let ev = PeerEvent::silent(&k, 1_000, 3_609_000);
+        assert_eq!(ev.kind, EVENT_SILENT);
+        assert_eq!((ev.key.ifindex, ev.key.family, ev.key.vrid, ev.key.addr), (3, FAMILY_IPV4, 9, [0; 16]));
+        assert_eq!(ev.silent_times(), Some((1_000, 3_609_000)));
+        let other = PeerEvent { kind: EVENT_NEW_PEER, ..ev };
+        assert_eq!(other.silent_times(), None);
     }
 
     #[test]

@@ -40,9 +40,9 @@ use vrrp_common::accept::{
 };
 use vrrp_common::classify::{self, Facts, HEADER_LEN, IpMeta};
 use vrrp_common::maps::{
-    ADDR_OWN, ADDR_PEER, ADDRS_MAX_ENTRIES, AddrInfo, COUNTERS_MAX_ENTRIES, CounterKey, EVENT_SILENT,
-    EVENTS_BYTES, FAMILY_IPV4, FAMILY_IPV6, INST_PASS_UP, INST_UNICAST, INSTANCES_MAX_ENTRIES,
-    InstanceConfig, InstanceKey, PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
+    ADDR_OWN, ADDR_PEER, ADDRS_MAX_ENTRIES, AddrInfo, COUNTERS_MAX_ENTRIES, CounterKey, EVENTS_BYTES,
+    FAMILY_IPV4, FAMILY_IPV6, INST_PASS_UP, INST_UNICAST, INSTANCES_MAX_ENTRIES, InstanceConfig, InstanceKey,
+    PEERS_MAX_ENTRIES, PeerEvent, PeerKey, PeerState,
 };
 use vrrp_common::wire::Family;
 use vrrp_common::wire::ah::{AH_LEN, IPPROTO_AH, PAYLOAD_LEN};
@@ -538,15 +538,9 @@ extern "C" fn on_silence(_map: *mut core::ffi::c_void, key: *mut InstanceKey, w:
             return 0;
         }
         (*w).running = 0;
-        let k = *key;
-        let ev = PeerEvent {
-            key: PeerKey { ifindex: k.ifindex, family: k.family, vrid: k.vrid, _pad: [0; 2], addr: [0; 16] },
-            // PeerState is plain integers; all-zero is a valid value.
-            state: core::mem::zeroed(),
-            kind: EVENT_SILENT,
-            old_priority: 0,
-            _pad: [0; 3],
-        };
+        // The watch's times go along: the agent reports how long the
+        // kernel's part of a takeover took (timer slack, its own wake-up).
+        let ev = PeerEvent::silent(&*key, (*w).last_hold_ns, now);
         let _ = VRRP_EVENTS.output(&ev, BPF_RB_FORCE_WAKEUP);
     }
     0

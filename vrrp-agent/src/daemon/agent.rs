@@ -159,6 +159,32 @@ pub(super) struct Agent {
     /// The live record a crash recovery reads (`live.rs`): slot `i` is
     /// instance `i`, updated with memory stores after each advert.
     pub(super) live: Option<super::live::Writer>,
+    /// When the loop last woke (CLOCK_MONOTONIC ns): a takeover's
+    /// `woke_ns`.
+    pub(super) woke_ns: u64,
+    /// The kernel's silence reports being handled (`on_peer_events`), for
+    /// the takeovers they lead to.
+    pub(super) silent: Vec<PeerEvent>,
+    /// The loop thread's scheduler statistics, for a takeover's record.
+    pub(super) sched: timer::SchedStat,
+}
+
+/// A takeover's steps as µs after the previous one, for the debug log.
+fn takeover_steps(t: &super::status::Takeover) -> String {
+    let us = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.1}", b.saturating_sub(a) as f64 / 1000.0),
+        _ => "-".to_owned(),
+    };
+    let (woke, state) = (Some(t.woke_ns), Some(t.state_ns));
+    format!(
+        "kernel watch {} (its last holding advert to its timer) / wake-up {} / decision {} / first advert {} / VIPs added {} / first announcement {} (µs after the step before)",
+        us(t.watch_hold_ns, t.watch_fired_ns),
+        us(t.watch_fired_ns, woke),
+        us(woke, state),
+        us(state, t.advert_ns),
+        us(t.advert_ns.or(state), t.vips_ns),
+        us(t.vips_ns.or(state), t.announce_ns),
+    )
 }
 
 /// What a batch of transitions deferred to its end (see `Agent::batch`).
@@ -252,6 +278,7 @@ impl Agent {
                 _ = super::sd::tick(&mut watchdog) => Wake::Watchdog,
                 Some(reply) = super::metrics::next_scrape(&mut self.scrapes) => Wake::Scrape(reply),
             };
+            self.woke_ns = timer::now_ns();
             match wake {
                 Wake::Shutdown | Wake::Signal(Sig::Stop) => break,
                 Wake::Signal(Sig::Handover) => {
@@ -360,7 +387,9 @@ impl Agent {
         // The kernel's watch expired for an instance: its master went
         // quiet. Decide as for our own timer (the late-agent rule first).
         if events.iter().any(|e| e.kind & EVENT_SILENT != 0) {
+            self.silent = events.iter().filter(|e| e.kind & EVENT_SILENT != 0).copied().collect();
             self.on_timer().await;
+            self.silent.clear();
         }
         for ev in events.iter().filter(|e| e.kind & EVENT_SILENT == 0) {
             for i in 0..self.insts.len() {
@@ -873,6 +902,7 @@ impl Agent {
     /// first state removes a VIP found on its interface).
     async fn carry_out(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
         let mut transitioned = false;
+        let mut entered_master = false;
         // Notify scripts start after the addresses are settled: spawning
         // one takes a fork, which would delay a handover.
         let mut notify = Vec::new();
@@ -913,11 +943,29 @@ impl Agent {
                     if let Some(l) = &self.live {
                         live_after_advert(l, i, inst, priority, sent_at, went > 0);
                     }
+                    if let Some(t) = &mut inst.takeover
+                        && t.advert_ns.is_none()
+                    {
+                        t.advert_ns = Some(timer::now_ns());
+                    }
                 }
                 // The machine's state says which addresses it wants.
                 Action::AddVips => {
                     transitioned = false;
+                    // Only for a takeover's first add: two reads of the
+                    // thread's scheduler statistics around it.
+                    let taking = inst.takeover.as_ref().is_some_and(|t| t.vips_ns.is_none());
+                    let before = if taking { self.sched.read() } else { None };
                     self.reconcile().await;
+                    if let Some(t) = &mut self.insts[i].takeover
+                        && t.vips_ns.is_none()
+                    {
+                        t.vips_ns = Some(timer::now_ns());
+                        if let (Some(b), Some(a)) = (before, self.sched.read()) {
+                            t.vips_run_delay_ns = Some(a.0.saturating_sub(b.0));
+                            t.vips_sleeps = Some(a.1.saturating_sub(b.1));
+                        }
+                    }
                 }
                 Action::RemoveVips => {
                     inst.announce_at = None;
@@ -944,13 +992,30 @@ impl Agent {
                     // kernel saw just before). Not the kernel's peer table
                     // read again: that is a system call per peer, for each
                     // of thousands of instances taking over together.
-                    let heard = (to == State::Master)
-                        .then(|| inst.fed.values().copied().max())
-                        .flatten()
-                        .map(|ns| Micros(ns / 1000));
-                    self.counters.transition(&inst.conf.name, to, now, heard);
+                    let heard_ns = (to == State::Master).then(|| inst.fed.values().copied().max()).flatten();
+                    self.counters.transition(&inst.conf.name, to, now, heard_ns.map(|ns| Micros(ns / 1000)));
                     if to == State::Master {
                         inst.stats.become_master += 1;
+                        // The kernel's silence report for this instance,
+                        // if that is what woke us.
+                        let watch = self
+                            .silent
+                            .iter()
+                            .find(|e| {
+                                (e.key.ifindex, e.key.family, e.key.vrid)
+                                    == (inst.ifindex, inst.family.code(), inst.conf.vrid)
+                            })
+                            .and_then(PeerEvent::silent_times);
+                        inst.takeover = Some(super::status::Takeover {
+                            seq: inst.stats.become_master,
+                            heard_ns,
+                            watch_hold_ns: watch.map(|w| w.0),
+                            watch_fired_ns: watch.map(|w| w.1),
+                            woke_ns: self.woke_ns,
+                            state_ns: timer::now_ns(),
+                            ..Default::default()
+                        });
+                        entered_master = true;
                         // keepalived: a counter that reached its end starts
                         // again when the instance becomes master.
                         if let Some(ah) = &inst.ah {
@@ -978,6 +1043,13 @@ impl Agent {
         // removal of its VIPs (RemoveVips above) still happens at once.
         if transitioned && !self.starting && !self.stopping {
             self.reconcile().await;
+        }
+        if entered_master
+            && let Some(t) = &self.insts[i].takeover
+            && log::log_enabled!(log::Level::Debug)
+        {
+            // After the announcements: logging is no step of the takeover.
+            log::debug!("({}) takeover: {}", self.insts[i].conf.name, takeover_steps(t));
         }
         for to in notify {
             match &mut self.batch {

@@ -14,7 +14,7 @@ use super::link;
 use super::no_accept;
 use super::reconcile::{AddrKey, RouteKey, RuleKey, Want};
 use super::run::DaemonError;
-use super::status::{InstanceStatus, Stats};
+use super::status::{InstanceStatus, Stats, Takeover};
 use super::tx::{AdvertSpec, Sender};
 use super::vips::ManagedVip;
 use crate::config;
@@ -75,6 +75,9 @@ pub(super) struct Inst {
     /// `auth_type AH`: the key and the sequence counter its receive path
     /// and its sender share.
     pub(super) ah: Option<std::sync::Arc<fallback::AhAuth>>,
+    /// The last entry into MASTER, step by step (the status file's
+    /// `last_takeover`); its later steps are filled in as they happen.
+    pub(super) takeover: Option<Takeover>,
 }
 
 /// An instance's macvlan (`use_vmac`), created by the agent before the
@@ -187,6 +190,7 @@ pub(super) fn build(
         track_ifs,
         stats: Stats::default(),
         last_transition: unix_now(),
+        takeover: None,
     };
     match inst.bind(ifs) {
         Ok(_) => {}
@@ -613,6 +617,7 @@ impl Inst {
             strict_mode: u8::from(self.conf.strict),
             lower_prio_no_advert: u8::from(self.conf.lower_prio_no_advert),
             stats: self.stats.clone(),
+            last_takeover: self.takeover.clone(),
         }
     }
 
@@ -707,8 +712,15 @@ impl Inst {
                 self.pacer.clear();
                 return;
             };
-            if let Err(e) = announcer.announce(addr) {
-                log::warn!("({}) announcing {addr}: {e}", self.conf.name);
+            match announcer.announce(addr) {
+                Ok(()) => {
+                    if let Some(t) = &mut self.takeover
+                        && t.announce_ns.is_none()
+                    {
+                        t.announce_ns = Some(super::timer::now_ns());
+                    }
+                }
+                Err(e) => log::warn!("({}) announcing {addr}: {e}", self.conf.name),
             }
         }
     }

@@ -324,6 +324,9 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         retired: Default::default(),
         resumed,
         live,
+        woke_ns: 0,
+        silent: Vec::new(),
+        sched: super::timer::SchedStat::open(),
     };
     log::debug!("start-up: serving");
     // Stopped just before the agent's own first advert (`Agent::start`).

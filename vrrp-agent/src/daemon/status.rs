@@ -62,6 +62,57 @@ pub struct InstanceStatus {
     pub lower_prio_no_advert: u8,
     /// Counters.
     pub stats: Stats,
+    /// The last entry into MASTER, step by step (absent before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_takeover: Option<Takeover>,
+}
+
+/// One entry into MASTER as this agent saw it, step by step: so a slow
+/// failover can be placed (the kernel's timer, the agent's wake-up, its
+/// decision, the address add, the first announcement). Every time is
+/// CLOCK_MONOTONIC in ns, the clock of the XDP program's
+/// `bpf_ktime_get_ns`; a step that did not happen is absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Takeover {
+    /// Which entry: `stats.become_master` once it happened.
+    pub seq: u64,
+    /// The last advert the receive path recorded from a peer of the
+    /// instance (the peer table's newest last-seen time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heard_ns: Option<u64>,
+    /// The kernel's master-down watch: the last advert that held the
+    /// backup down, and when its timer fired (the event's own time).
+    /// Absent when the agent's own timer decided (raw-socket path, AH, a
+    /// resignation's Skew_Time, preempt_delay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_hold_ns: Option<u64>,
+    /// See `watch_hold_ns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_fired_ns: Option<u64>,
+    /// The agent's loop woke up for the event that led to it.
+    pub woke_ns: u64,
+    /// The state machine entered MASTER.
+    pub state_ns: u64,
+    /// The first advert as master was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advert_ns: Option<u64>,
+    /// The kernel acknowledged the virtual addresses (the reconcile after
+    /// the transition returned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vips_ns: Option<u64>,
+    /// During the address add (after the first advert, to `vips_ns`): how
+    /// long the agent's thread waited for a CPU, ns, and how often it
+    /// slept (voluntary context switches: the RTNL lock, the netlink
+    /// reply); the rest of the step ran or spun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vips_run_delay_ns: Option<u64>,
+    /// See `vips_run_delay_ns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vips_sleeps: Option<u64>,
+    /// The first gratuitous ARP (or unsolicited NA) was handed to the
+    /// kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce_ns: Option<u64>,
 }
 
 /// The whole agent.

@@ -20,6 +20,45 @@ pub fn now() -> Micros {
         .unwrap_or_default()
 }
 
+/// The monotonic clock in nanoseconds, for the takeover's steps
+/// (`status::Takeover`), which compare with the kernel's own times.
+pub fn now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or_default()
+}
+
+/// The loop thread's scheduler statistics, read during a takeover to
+/// tell its two ways of losing time apart: waiting for a CPU (run delay,
+/// other work on the machine) and sleeping (e.g. on the kernel's RTNL
+/// lock during the address add: a voluntary context switch).
+pub struct SchedStat(Option<std::fs::File>);
+
+impl SchedStat {
+    /// Open `/proc/thread-self/schedstat` of the calling thread (the
+    /// loop's); without it the readings are absent.
+    pub fn open() -> SchedStat {
+        SchedStat(std::fs::File::open("/proc/thread-self/schedstat").ok())
+    }
+
+    /// (run delay ns, voluntary context switches) of the thread so far.
+    pub fn read(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 96];
+        // One pread from the start: the file regenerates its text.
+        let n = self.0.as_ref()?.read_at(&mut buf, 0).ok()?;
+        // "<on-cpu ns> <run-delay ns> <timeslices>"
+        let delay = std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()?;
+        // SAFETY: getrusage fills the zeroed struct it is given.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to a rusage.
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &raw mut ru) } != 0 {
+            return None;
+        }
+        Some((delay, ru.ru_nvcsw as u64))
+    }
+}
+
 type Fd = crate::fd::RawFdOf<TimerFd>;
 
 /// One deadline at a time.
