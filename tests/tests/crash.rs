@@ -111,7 +111,9 @@ fn a_backup_records_its_takeover_step_by_step() -> Result<()> {
     let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
     let master_name = netns::unique("crash");
     let _pins = PinDir(PathBuf::from("/sys/fs/bpf/vrrp-agent").join(&master_name));
-    let master = seg.agent_as(1, &conf(150, "192.0.2.52", "192.0.2.20"), &master_name, &[])?;
+    // Not started again: its backup must take over.
+    let master =
+        seg.agent_as(1, &conf(150, "192.0.2.52", "192.0.2.20"), &master_name, &["--respawn-limit", "0"])?;
     let (_backup, name) = seg.agent_named(0, &conf(100, "192.0.2.20", "192.0.2.52"), &[])?;
     seg.wait_holders(VIP, &[1], Duration::from_secs(5))?;
     let takeover = || -> Result<Option<serde_json::Value>> {
