@@ -128,6 +128,8 @@ pub(super) struct Agent {
     /// What the status file last said: states, priorities, counters.
     pub(super) written: Option<Vec<(State, u8, Stats)>>,
     pub(super) written_at: Micros,
+    /// Writes the status file off the loop.
+    pub(super) status_writer: status::Writer,
     /// What the crash record (`<name>.vips`) last said.
     pub(super) held_written: vips::Held,
     /// The `vrrp_sync_group`s, in `cfg.sync_groups` order; every member
@@ -1572,9 +1574,7 @@ impl Agent {
         if !changed && !counters_due {
             return;
         }
-        if let Err(e) = status::write(&self.opts.name, &self.agent_status()) {
-            log::warn!("writing {}: {e}", status::path(&self.opts.name).display());
-        }
+        self.status_writer.submit(self.agent_status());
         self.written = Some(
             self.insts.iter().map(|i| (i.machine.state(), i.machine.priority(), i.stats.clone())).collect(),
         );
@@ -1653,6 +1653,7 @@ impl Agent {
         // The VIPs are gone; their macvlans go now (after the linger: a
         // link deletion takes the RTNL lock too).
         self.vmacs.stop(&self.nl).await;
+        self.status_writer.finish();
         status::remove(&self.opts.name);
         // A clean stop resumes nothing.
         self.live = None;

@@ -285,6 +285,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             Err(e) => log::error!("reading the kernel's rules: {e}"),
         }
     }
+    let status_writer = super::status::Writer::start(&opts.name);
     let agent = Agent {
         cfg_path: opts.config_path.clone(),
         opts,
@@ -310,6 +311,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         retry_at: None,
         written: None,
         written_at: Micros(0),
+        status_writer,
         held_written: super::vips::Held::default(),
         groups,
         group_notify_as,
