@@ -147,17 +147,20 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         None => instance_lock::acquire(&opts.name)?,
     };
     log::debug!("start-up: lock taken");
-    // The kernel's verifier checks the XDP program while the rest starts
-    // (netlink dumps, the instances' sockets): the largest single item of
-    // the start to BACKUP (bench-results/startup.md), and independent of
-    // everything before the attach.
-    let preload = (opts.receive != ReceiveMode::Socket).then(|| Preload::start(&cfg, &opts));
-    raise_file_limit(cfg.instances.len());
-    let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
-    tokio::spawn(conn);
     // A hitless restart: the instances that resume as MASTER keep what
     // the previous process held; otherwise what it left is removed.
     let resumed = super::resume_start::resumable(&cfg, &opts.name);
+    // The kernel's verifier checks the XDP program while the rest starts
+    // (netlink dumps, the instances' sockets): the largest single item of
+    // the start to BACKUP (bench-results/startup.md), and independent of
+    // everything before the attach. Not on a hitless restart, whose first
+    // job is the resumed masters' adverts (`Bridge`, before the load): a
+    // verifier on the other core would only compete with them.
+    let preload =
+        (opts.receive != ReceiveMode::Socket && resumed.is_empty()).then(|| Preload::start(&cfg, &opts));
+    raise_file_limit(cfg.instances.len());
+    let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
+    tokio::spawn(conn);
     if resumed.is_empty() {
         super::vips::cleanup_stale(&opts.name, &nl).await;
     }
