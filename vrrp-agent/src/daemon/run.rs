@@ -150,14 +150,6 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     // A hitless restart: the instances that resume as MASTER keep what
     // the previous process held; otherwise what it left is removed.
     let resumed = super::resume_start::resumable(&cfg, &opts.name);
-    // The kernel's verifier checks the XDP program while the rest starts
-    // (netlink dumps, the instances' sockets): the largest single item of
-    // the start to BACKUP (bench-results/startup.md), and independent of
-    // everything before the attach. Not on a hitless restart, whose first
-    // job is the resumed masters' adverts (`Bridge`, before the load): a
-    // verifier on the other core would only compete with them.
-    let preload =
-        (opts.receive != ReceiveMode::Socket && resumed.is_empty()).then(|| Preload::start(&cfg, &opts));
     raise_file_limit(cfg.instances.len());
     let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
     tokio::spawn(conn);
@@ -203,8 +195,8 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             refuse_no_accept(&insts, "raw sockets were asked for (--receive socket)")?;
             sockets(&insts)?
         }
-        ReceiveMode::Xdp => xdp(&insts, &opts, preload)?,
-        ReceiveMode::Auto => match xdp(&insts, &opts, preload) {
+        ReceiveMode::Xdp => xdp(&insts, &opts)?,
+        ReceiveMode::Auto => match xdp(&insts, &opts) {
             Ok(s) => s,
             // Another agent serves our VRID there: no fallback (issue 12, case 9).
             Err(e @ DaemonError::Datapath(DatapathError::Taken { .. })) => return Err(e),
@@ -390,41 +382,6 @@ fn refuse_taken(insts: &[Inst]) -> Result<Vec<String>, DaemonError> {
     Ok(crate::datapath::refuse_taken(&wanted)?)
 }
 
-/// The XDP object being loaded on a thread of its own (`run`).
-struct Preload(Option<std::thread::JoinHandle<Result<Datapath, DatapathError>>>);
-
-impl Preload {
-    /// Start loading the object for `cfg`'s instances; a thread that
-    /// cannot be created leaves the load to `take`.
-    fn start(cfg: &Config, opts: &Options) -> Preload {
-        let sizes = map_sizes(cfg.instances.iter());
-        let object = opts.ebpf_object.clone();
-        let spawned = std::thread::Builder::new()
-            .name("xdp-load".into())
-            .spawn(move || Datapath::load_sized(object.as_deref(), &sizes));
-        match spawned {
-            Ok(h) => Preload(Some(h)),
-            Err(e) => {
-                log::debug!("loading the XDP object in the foreground: no thread ({e})");
-                Preload(None)
-            }
-        }
-    }
-
-    /// The loaded program, waiting for the load if it is still running.
-    fn take(self, insts: &[Inst], opts: &Options) -> Result<Datapath, DaemonError> {
-        let loaded = match self.0.map(std::thread::JoinHandle::join) {
-            Some(Ok(r)) => r,
-            // The load panicked (a bug in the loader): load again here,
-            // which reports the error if there is one.
-            Some(Err(_)) | None => {
-                Datapath::load_sized(opts.ebpf_object.as_deref(), &map_sizes(insts.iter().map(|i| &i.conf)))
-            }
-        };
-        Ok(loaded?)
-    }
-}
-
 /// The map sizes for these instances (`MapSizes::for_config`).
 fn map_sizes<'a>(
     confs: impl Iterator<Item = &'a crate::config::Instance> + Clone,
@@ -433,7 +390,7 @@ fn map_sizes<'a>(
     crate::datapath::MapSizes::for_config(confs.count(), vips)
 }
 
-fn xdp(insts: &[Inst], opts: &Options, preload: Option<Preload>) -> Result<Source, DaemonError> {
+fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     // A killed agent of this name left its XDP link pinned: remove it (the
     // kernel refuses a second program on the interface).
     Datapath::clear_stale(&opts.pin_root, &opts.name);
@@ -444,10 +401,8 @@ fn xdp(insts: &[Inst], opts: &Options, preload: Option<Preload>) -> Result<Sourc
         log::debug!("{note}");
     }
     log::debug!("start-up: stale pins cleared, occupants checked");
-    let mut dp = match preload {
-        Some(p) => p.take(insts, opts)?,
-        None => Datapath::load_sized(opts.ebpf_object.as_deref(), &map_sizes(insts.iter().map(|i| &i.conf)))?,
-    };
+    let mut dp =
+        Datapath::load_sized(opts.ebpf_object.as_deref(), &map_sizes(insts.iter().map(|i| &i.conf)))?;
     log::debug!("start-up: XDP object loaded");
     // Every instance's map entries before the first attach: an advert that
     // arrived in between would be taken for another daemon's (unknown_vrid).
