@@ -257,7 +257,13 @@ impl Datapath {
             iface: "-".into(),
             source,
         })?;
-        log::debug!("start-up: program verified");
+        // What the verifier processed (bpf_prog_info.verified_insns, kernel
+        // 5.16+): the figure bench-results/startup.md tracks.
+        let insns = prog.info().ok().and_then(|i| i.verified_instruction_count());
+        log::debug!(
+            "start-up: program verified ({} instructions processed)",
+            insns.map_or("?".into(), |n| n.to_string())
+        );
         for name in ALL_MAPS {
             if ebpf.map(name).is_none() {
                 return Err(DatapathError::Missing { what: "map", name });

@@ -115,6 +115,20 @@ pub fn judge(json: &Value) -> Vec<String> {
         ));
     }
     out.extend(scale4k(json));
+    // Issue 15: start to BACKUP with one instance no slower than keepalived
+    // (medians of the start-up scenario, both arms in the same run).
+    let one = |arm: &str| {
+        rows(json, "startup")
+            .find(|r| r.get("arm").and_then(Value::as_str) == Some(arm) && f(r, &["instances"]) == Some(1.0))
+            .and_then(|r| f(r, &["summary_ms", "median"]))
+    };
+    if let (Some(a), Some(k)) = (one("vrrp-agent"), one("keepalived")) {
+        let by = if a <= k { String::new() } else { format!(" (by {:.1} ms, {:.2}×)", a - k, a / k) };
+        out.push(format!(
+            "Start to BACKUP with one instance no slower than keepalived (median): {}{by}; {a:.1} ms against {k:.1} ms",
+            verdict(a <= k)
+        ));
+    }
     for r in rows(json, "footprint").filter(|r| r.get("arm").and_then(Value::as_str) == Some("vrrp-agent")) {
         let (n, rss, start) = (
             f(r, &["instances"]).unwrap_or(f64::NAN),
@@ -200,4 +214,32 @@ fn scale4k(json: &Value) -> Vec<String> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn startup(agent: f64, keepalived: f64) -> Value {
+        let row = |arm: &str, n: u16, median: f64| serde_json::json!({ "arm": arm, "instances": n, "summary_ms": { "median": median } });
+        serde_json::json!({ "startup": [
+            row("vrrp-agent", 1, agent),
+            row("keepalived", 1, keepalived),
+            // Other counts do not decide the one-instance target.
+            row("vrrp-agent", 250, 900.0),
+            row("keepalived", 250, 10.0),
+        ] })
+    }
+
+    #[test]
+    fn startup_target_compares_the_one_instance_medians() {
+        let met = judge(&startup(20.0, 22.5));
+        assert_eq!(met.len(), 1);
+        assert!(
+            met[0].starts_with("Start to BACKUP with one instance") && met[0].contains(": met;"),
+            "{met:?}"
+        );
+        let missed = judge(&startup(30.0, 20.0));
+        assert!(missed[0].contains("**missed** (by 10.0 ms, 1.50×)"), "{missed:?}");
+    }
 }

@@ -40,7 +40,17 @@ pub fn build(tools: &Tools) -> Result<()> {
         .env_remove("RUSTC_WRAPPER")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env("CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS", "-C debuginfo=2 -C link-arg=--btf -D warnings")
+        // --disable-expand-memcpy-in-order: with bpf-linker's default
+        // (LLVM's -bpf-expand-memcpy-in-order) every memset and memmove
+        // the compiler emits, zeroing a struct or copying between two map
+        // values, becomes a call to a byte loop that the kernel's verifier
+        // walks byte by byte at every start (11k of the 28k instructions
+        // it processed: bench-results/startup.md); without it LLVM
+        // expands them into word-sized loads and stores.
+        .env(
+            "CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS",
+            "-C debuginfo=2 -C link-arg=--btf -C link-arg=--disable-expand-memcpy-in-order -D warnings",
+        )
         .args(["--release", "--locked", "--target", "bpfel-unknown-none", "--target-dir"])
         .arg(root.join("target/ebpf"));
     sh::run(&mut cmd)?;

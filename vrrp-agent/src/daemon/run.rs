@@ -147,13 +147,13 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         None => instance_lock::acquire(&opts.name)?,
     };
     log::debug!("start-up: lock taken");
-    raise_file_limit(cfg.instances.len());
-    let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
-    tokio::spawn(conn);
     // A hitless restart: the instances that resume as MASTER keep what
     // the previous process held; otherwise what it left is removed.
     // After a crash: the dead worker's live record, claimed or fenced.
     let (resumed, live) = super::resume_start::resumable(&cfg, &opts.name);
+    raise_file_limit(cfg.instances.len());
+    let (conn, nl, _) = rtnetlink::new_connection().map_err(io("netlink"))?;
+    tokio::spawn(conn);
     if resumed.is_empty() {
         super::vips::cleanup_stale(&opts.name, &nl).await;
     }
@@ -394,6 +394,14 @@ fn refuse_taken(insts: &[Inst]) -> Result<Vec<String>, DaemonError> {
     Ok(crate::datapath::refuse_taken(&wanted)?)
 }
 
+/// The map sizes for these instances (`MapSizes::for_config`).
+fn map_sizes<'a>(
+    confs: impl Iterator<Item = &'a crate::config::Instance> + Clone,
+) -> crate::datapath::MapSizes {
+    let vips = confs.clone().map(|c| c.vips.len() + c.vips_excluded.len()).sum();
+    crate::datapath::MapSizes::for_config(confs.count(), vips)
+}
+
 fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
     // A killed agent of this name left its XDP link pinned: remove it (the
     // kernel refuses a second program on the interface).
@@ -405,9 +413,8 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
         log::debug!("{note}");
     }
     log::debug!("start-up: stale pins cleared, occupants checked");
-    let vips = insts.iter().map(|i| i.conf.vips.len() + i.conf.vips_excluded.len()).sum();
-    let sizes = crate::datapath::MapSizes::for_config(insts.len(), vips);
-    let mut dp = Datapath::load_sized(opts.ebpf_object.as_deref(), &sizes)?;
+    let mut dp =
+        Datapath::load_sized(opts.ebpf_object.as_deref(), &map_sizes(insts.iter().map(|i| &i.conf)))?;
     log::debug!("start-up: XDP object loaded");
     // Every instance's map entries before the first attach: an advert that
     // arrived in between would be taken for another daemon's (unknown_vrid).
