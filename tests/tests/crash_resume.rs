@@ -31,10 +31,6 @@ fn conf(priority: u8, advert_int: &str) -> String {
     )
 }
 
-fn count(p: &Process, needle: &str) -> usize {
-    p.lines().iter().filter(|l| l.contains(needle)).count()
-}
-
 /// Every worker the supervisor started, in order.
 fn workers(p: &Process) -> Vec<Pid> {
     p.lines()
@@ -135,7 +131,7 @@ impl Observe {
 fn worker_crashes(interval_ms: u64, advert_int: &str, crashes: usize) -> Result<u64> {
     const BACKUP: u64 = 100;
     let (pair, mut agent) = Pair::start(advert_int, BACKUP as u8, &[])?;
-    let ka_master_before = count(&pair.ka, "Entering MASTER");
+    let ka_master_before = pair.ka.count("Entering MASTER");
     let obs = Observe::start(&pair)?;
     std::thread::sleep(Duration::from_millis(3 * interval_ms));
     let mut killed = Vec::new();
@@ -143,11 +139,11 @@ fn worker_crashes(interval_ms: u64, advert_int: &str, crashes: usize) -> Result<
         let worker = *workers(&agent).last().context("no worker")?;
         kill(worker, Signal::SIGKILL)?;
         killed.push(worker);
-        wait_until(Duration::from_secs(10), || Ok(count(&agent, "Resuming MASTER STATE") >= k))
+        wait_until(Duration::from_secs(10), || Ok(agent.count("Resuming MASTER STATE") >= k))
             .with_context(|| format!("crash {k}:\n{}", agent.lines().join("\n")))?;
         // Adverts from the new worker, and the supervisor's fence (due
         // 2 x advert_int after the death) lost to its claim.
-        wait_until(Duration::from_secs(10), || Ok(count(&agent, "took over what worker pid") >= k))
+        wait_until(Duration::from_secs(10), || Ok(agent.count("took over what worker pid") >= k))
             .with_context(|| format!("crash {k}:\n{}", agent.lines().join("\n")))?;
         std::thread::sleep(Duration::from_millis(3 * interval_ms));
     }
@@ -156,11 +152,11 @@ fn worker_crashes(interval_ms: u64, advert_int: &str, crashes: usize) -> Result<
     for w in &killed {
         assert!(log.contains(&format!("resuming as MASTER after worker pid {w} died")), "{log}");
     }
-    assert_eq!(count(&agent, "starting a new worker at once"), crashes, "{log}");
-    assert_eq!(count(&agent, "sent 0 priority"), 0, "no resignation:\n{log}");
-    assert_eq!(count(&agent, ": held by worker pid"), 0, "the supervisor removed a VIP:\n{log}");
+    assert_eq!(agent.count("starting a new worker at once"), crashes, "{log}");
+    assert_eq!(agent.count("sent 0 priority"), 0, "no resignation:\n{log}");
+    assert_eq!(agent.count(": held by worker pid"), 0, "the supervisor removed a VIP:\n{log}");
     assert_eq!(
-        count(&pair.ka, "Entering MASTER"),
+        pair.ka.count("Entering MASTER"),
         ka_master_before,
         "keepalived left BACKUP:\n{}",
         pair.ka.lines().join("\n")
@@ -220,7 +216,7 @@ fn an_agent_killed_whole_and_started_again_in_time_resumes_without_a_failover() 
     }
     const BACKUP: u64 = 100;
     let (pair, mut agent) = Pair::start("1", BACKUP as u8, &[])?;
-    let ka_master_before = count(&pair.ka, "Entering MASTER");
+    let ka_master_before = pair.ka.count("Entering MASTER");
     let obs = Observe::start(&pair)?;
     std::thread::sleep(Duration::from_millis(2500));
     let worker = kill_both(&mut agent)?;
@@ -232,7 +228,7 @@ fn an_agent_killed_whole_and_started_again_in_time_resumes_without_a_failover() 
     let log = again.lines().join("\n");
     assert!(log.contains(&format!("(VI_1) resuming as MASTER after worker pid {worker} died")), "{log}");
     assert_eq!(
-        count(&pair.ka, "Entering MASTER"),
+        pair.ka.count("Entering MASTER"),
         ka_master_before,
         "keepalived left BACKUP:\n{}",
         pair.ka.lines().join("\n")
@@ -276,7 +272,7 @@ fn an_agent_killed_whole_and_started_again_too_late_starts_normally_with_one_hol
     assert!(log.contains("past the 5000 ms limit"), "{log}");
     assert!(log.contains(&format!("removed {VIP}/24, left by an earlier run")), "{log}");
     // The backup takes over, then the agent (200 > 1) preempts it.
-    wait_until(Duration::from_secs(15), || Ok(count(&pair.ka, "Entering MASTER") >= 1))?;
+    wait_until(Duration::from_secs(15), || Ok(pair.ka.count("Entering MASTER") >= 1))?;
     pair.seg.wait_holders(VIP, &[0], Duration::from_secs(20))?;
     let seen = watch.finish()?;
     // The killed agent's VIP went before the backup took it.

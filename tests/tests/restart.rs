@@ -28,10 +28,6 @@ fn conf(priority: u8, advert_int: &str) -> String {
     )
 }
 
-fn count(p: &Process, needle: &str) -> usize {
-    p.lines().iter().filter(|l| l.contains(needle)).count()
-}
-
 /// How the restart is asked for.
 #[derive(Clone, Copy)]
 enum How {
@@ -51,7 +47,7 @@ fn restarts(interval_ms: u64, advert_int: &str, restarts: usize, how: How) -> Re
     let mut agent = seg.agent_as(0, &conf(200, advert_int), &name, &[])?;
     seg.wait_holders(VIP, &[0], Duration::from_secs(10))?;
     wait_until(Duration::from_secs(5), || Ok(ka.lines().iter().any(|l| l.contains("Entering BACKUP"))))?;
-    let ka_master_before = count(&ka, "Entering MASTER");
+    let ka_master_before = ka.count("Entering MASTER");
     let backup_mac = capture::mac(&seg.nodes[1].ns, "eth0")?;
     let vip: [u8; 4] = [192, 0, 2, 140];
 
@@ -82,7 +78,7 @@ fn restarts(interval_ms: u64, advert_int: &str, restarts: usize, how: How) -> Re
                 );
             }
         }
-        wait_until(Duration::from_secs(10), || Ok(count(&agent, "Resuming MASTER STATE") >= k))
+        wait_until(Duration::from_secs(10), || Ok(agent.count("Resuming MASTER STATE") >= k))
             .with_context(|| format!("restart {k}:\n{}", agent.lines().join("\n")))?;
         // A few adverts from the new process before the next restart.
         std::thread::sleep(Duration::from_millis(3 * interval_ms));
@@ -92,10 +88,10 @@ fn restarts(interval_ms: u64, advert_int: &str, restarts: usize, how: How) -> Re
     let backup_frames = cap_backup.stop();
 
     let log = agent.lines().join("\n");
-    assert_eq!(count(&agent, "stopped for a restart"), restarts, "{log}");
-    assert_eq!(count(&agent, "sent 0 priority"), 0, "no resignation:\n{log}");
+    assert_eq!(agent.count("stopped for a restart"), restarts, "{log}");
+    assert_eq!(agent.count("sent 0 priority"), 0, "no resignation:\n{log}");
     assert_eq!(
-        count(&ka, "Entering MASTER"),
+        ka.count("Entering MASTER"),
         ka_master_before,
         "keepalived left BACKUP:\n{}",
         ka.lines().join("\n")
@@ -189,7 +185,7 @@ fn a_restart_with_a_changed_instance_starts_it_normally() -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     let seen = watch.finish()?;
     seen.assert_single_holder_but_handovers(Duration::from_millis(100))?;
-    assert!(count(&agent, "Resuming MASTER STATE") == 0, "{}", agent.lines().join("\n"));
+    assert!(agent.count("Resuming MASTER STATE") == 0, "{}", agent.lines().join("\n"));
     agent.stop(Duration::from_secs(5))?;
     Ok(())
 }

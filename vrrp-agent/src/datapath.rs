@@ -565,9 +565,7 @@ impl Datapath {
         addr: &IpAddr,
         flags: u32,
     ) -> Result<(), DatapathError> {
-        let family =
-            if addr.is_ipv4() { vrrp_common::maps::FAMILY_IPV4 } else { vrrp_common::maps::FAMILY_IPV6 };
-        let key = PeerKey { ifindex, family, vrid, _pad: [0; 2], addr: addr_bytes(addr) };
+        let key = addr_key(ifindex, vrid, addr);
         let mut map = self.hash_map::<PeerKey, AddrInfo>(ADDRS_MAP)?;
         let old = map.get(&key, 0).map(|a| a.flags).unwrap_or(0);
         map.insert(key, AddrInfo { flags: old | flags }, 0)
@@ -584,9 +582,7 @@ impl Datapath {
         addr: &IpAddr,
         flags: u32,
     ) -> Result<(), DatapathError> {
-        let family =
-            if addr.is_ipv4() { vrrp_common::maps::FAMILY_IPV4 } else { vrrp_common::maps::FAMILY_IPV6 };
-        let key = PeerKey { ifindex, family, vrid, _pad: [0; 2], addr: addr_bytes(addr) };
+        let key = addr_key(ifindex, vrid, addr);
         let mut map = self.hash_map::<PeerKey, AddrInfo>(ADDRS_MAP)?;
         let Ok(old) = map.get(&key, 0).map(|a| a.flags) else { return Ok(()) };
         let left = old & !flags;
@@ -1055,6 +1051,13 @@ pub fn refuse_taken(wanted: &[(&str, u32, Family, u8)]) -> Result<Vec<String>, D
         });
     }
     Ok(notes)
+}
+
+/// The address table's key of `addr` for `vrid` (0: one of ours) on
+/// `ifindex`.
+fn addr_key(ifindex: u32, vrid: u8, addr: &IpAddr) -> PeerKey {
+    let family = if addr.is_ipv4() { vrrp_common::maps::FAMILY_IPV4 } else { vrrp_common::maps::FAMILY_IPV6 };
+    PeerKey { ifindex, family, vrid, _pad: [0; 2], addr: addr_bytes(addr) }
 }
 
 #[cfg(test)]
