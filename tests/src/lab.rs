@@ -44,6 +44,10 @@ pub struct Segment {
     /// The nodes.
     pub nodes: Vec<Node>,
     dir: PathBuf,
+    /// The `--name`s of the agents started here: what a killed one leaves
+    /// under /run/vrrp-agent and /sys/fs/bpf/vrrp-agent goes with the
+    /// segment.
+    names: std::sync::Mutex<Vec<String>>,
 }
 
 impl Segment {
@@ -60,7 +64,7 @@ impl Segment {
         }
         let dir = std::env::temp_dir().join(netns::unique("vrrp-seg-"));
         std::fs::create_dir_all(&dir)?;
-        Ok(Segment { lan, nodes, dir })
+        Ok(Segment { lan, nodes, dir, names: std::sync::Mutex::new(Vec::new()) })
     }
 
     /// A second segment on the same nodes: bridge `br1` in the bridge's
@@ -98,6 +102,9 @@ impl Segment {
     /// As `agent`, with the given `--name` (to restart "the same" agent).
     pub fn agent_as(&self, i: usize, conf: &str, name: &str, extra: &[&str]) -> Result<Process> {
         let path = self.file(&format!("agent{i}-{}.conf", netns::unique("")), conf)?;
+        if let Ok(mut names) = self.names.lock() {
+            names.push(name.to_owned());
+        }
         let bin = agent_bin()?;
         let mut cmd = self.nodes[i].ns.command(bin.to_str().context("agent path")?);
         cmd.arg("run").arg("-f").arg(&path).args(["--name", name]).args(extra);
@@ -200,6 +207,15 @@ impl Segment {
 impl Drop for Segment {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        // Files an agent killed on purpose leaves by design (the next start
+        // of its name reads them); the name ends with the test.
+        let names = self.names.get_mut().map(std::mem::take).unwrap_or_default();
+        for name in names {
+            for ext in ["json", "live", "vips", "resume", "lock", "data", "stats"] {
+                let _ = std::fs::remove_file(format!("/run/vrrp-agent/{name}.{ext}"));
+            }
+            let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/vrrp-agent/{name}"));
+        }
     }
 }
 

@@ -76,6 +76,18 @@ impl Pair {
     }
 }
 
+/// An agent killed whole (both processes) leaves its status file, live
+/// record and pins behind by design (the next start of the name reads
+/// them); the test's name is gone with the test, so they go too.
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ext in ["json", "live", "vips", "resume", "lock", "data", "stats"] {
+            let _ = std::fs::remove_file(format!("/run/vrrp-agent/{}.{ext}", self.name));
+        }
+        let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/vrrp-agent/{}", self.name));
+    }
+}
+
 /// Both bridge ports captured and the VIP watched on both nodes.
 struct Observe {
     master: Capture,

@@ -453,6 +453,8 @@ impl Supervisor<'_> {
         }
         self.nl.remove(self.name, why);
         let _ = std::fs::remove_file(vips::held_file(self.name));
+        // Fenced and its VIPs gone: nothing for a later start to resume.
+        live::remove(self.name);
         log::info!("exiting with status {code} ({why})");
         code
     }
@@ -461,11 +463,6 @@ impl Supervisor<'_> {
     /// the takeover margin if it died uncleanly), and say how this process
     /// exits.
     fn died(&mut self, worker: Pid, death: Death) -> i32 {
-        let code = exit_code(death);
-        let how = match death {
-            Death::Exit(0) => None,
-            d => Some(describe(d)),
-        };
         if let Death::Exit(resume::EXIT_HANDOVER) = death
             && resume::record_file(self.name).exists()
         {
@@ -473,6 +470,23 @@ impl Supervisor<'_> {
             log::info!("worker pid {worker} stopped for a restart; its VIPs stay for the next one");
             return resume::EXIT_HANDOVER;
         }
+        let code = self.remove_what_it_held(worker, death);
+        // No worker runs from here on and what it held is gone: a later
+        // start (systemd's Restart=) must not resume from its record.
+        if let Some(rec) = live::read(self.name) {
+            rec.fence_any();
+        }
+        live::remove(self.name);
+        code
+    }
+
+    /// What `died` does for a worker that did not stop for a restart.
+    fn remove_what_it_held(&mut self, worker: Pid, death: Death) -> i32 {
+        let code = exit_code(death);
+        let how = match death {
+            Death::Exit(0) => None,
+            d => Some(describe(d)),
+        };
         // A crashed predecessor's record this worker never claimed (it
         // exited while starting): no worker will claim it now.
         if self.pending.is_some() {
