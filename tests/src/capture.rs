@@ -130,3 +130,33 @@ pub fn mac(ns: &Netns, iface: &str) -> Result<[u8; 6]> {
     }
     Ok(mac)
 }
+
+/// A master kept `vip` through a restart or a crash, seen by `seen` (node
+/// 0 the master, node 1 the backup) and the two bridge ports' frames: one
+/// holder throughout, the backup never held it nor sent a gratuitous ARP
+/// (from `backup_mac`), the master held it in one span and sent no
+/// priority-0 advert. The kernel timestamps (ns) of the master's adverts
+/// from `agent` for `vrid`, for the caller's gap checks.
+pub fn master_kept_it(
+    seen: &crate::holders::Seen,
+    master_frames: &[Frame],
+    backup_frames: &[Frame],
+    backup_mac: [u8; 6],
+    vip: [u8; 4],
+    agent: [u8; 4],
+    vrid: u8,
+) -> anyhow::Result<Vec<u64>> {
+    seen.assert_single_holder()?;
+    assert!(seen.spans[1].is_empty(), "the backup held the VIP: {:?}", seen.spans[1]);
+    assert_eq!(seen.spans[0].len(), 1, "the master lost the VIP: {:?}", seen.spans[0]);
+    let garps = backup_frames.iter().filter(|f| is_garp(f, backup_mac, vip)).count();
+    assert_eq!(garps, 0, "gratuitous ARPs from the backup");
+    Ok(master_frames
+        .iter()
+        .filter(|f| is_advert_from(f, agent) && f.data[35] == vrid)
+        .map(|f| {
+            assert_ne!(f.data[36], 0, "a priority-0 advert");
+            f.ts_ns
+        })
+        .collect())
+}

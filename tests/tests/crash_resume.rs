@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use vrrp_tests::capture::{self, Capture, is_advert_from, is_garp};
+use vrrp_tests::capture::{self, Capture};
 use vrrp_tests::holders::HolderWatch;
 use vrrp_tests::lab::{Segment, agent_bin};
 use vrrp_tests::netns;
@@ -114,19 +114,15 @@ impl Observe {
         let seen = self.watch.finish()?;
         let master_frames = self.master.stop();
         let backup_frames = self.backup.stop();
-        seen.assert_single_holder()?;
-        assert!(seen.spans[1].is_empty(), "the backup held the VIP: {:?}", seen.spans[1]);
-        assert_eq!(seen.spans[0].len(), 1, "the master lost the VIP: {:?}", seen.spans[0]);
-        let garps = backup_frames.iter().filter(|f| is_garp(f, self.backup_mac, VIP_OCTETS)).count();
-        assert_eq!(garps, 0, "gratuitous ARPs from the backup");
-        let ads: Vec<u64> = master_frames
-            .iter()
-            .filter(|f| is_advert_from(f, AGENT) && f.data[35] == VRID)
-            .map(|f| {
-                assert_ne!(f.data[36], 0, "a priority-0 advert");
-                f.ts_ns
-            })
-            .collect();
+        let ads = capture::master_kept_it(
+            &seen,
+            &master_frames,
+            &backup_frames,
+            self.backup_mac,
+            VIP_OCTETS,
+            AGENT,
+            VRID,
+        )?;
         let pauses: Vec<u64> = ads
             .windows(2)
             .map(|w| (w[1] - w[0]) / 1_000_000)
