@@ -130,8 +130,8 @@ pub(super) struct Agent {
     pub(super) written_at: Micros,
     /// Writes the status file off the loop.
     pub(super) status_writer: status::Writer,
-    /// What the crash record (`<name>.vips`) last said.
-    pub(super) held_written: vips::Held,
+    /// The crash record (`<name>.vips`) and what it last said.
+    pub(super) held_record: vips::Record,
     /// The `vrrp_sync_group`s, in `cfg.sync_groups` order; every member
     /// transition goes through its group (`execute`).
     pub(super) groups: Vec<SyncGroup>,
@@ -1483,51 +1483,51 @@ impl Agent {
         // Recorded before the adds, not only after: a worker killed between
         // an add and the record would leave something its supervisor does
         // not know of. `record_held` drops what then failed.
-        let mut intent = self.held_now();
-        let before = intent.clone();
-        for op in ops {
-            if let Op::Add { key, detail: prefix, .. } = *op
-                && !intent.addrs.contains(&(key.ifindex, key.addr, prefix))
-            {
-                intent.addrs.push((key.ifindex, key.addr, prefix));
+        // What the record already says stays in it until `record_held`
+        // (after the adds): the record only grows here, by an append, no
+        // file created or renamed before the add (`vips::Record`).
+        let mut intent = self.held_record.written.clone();
+        let mut known: std::collections::HashSet<(u32, IpAddr, u8)> = intent.addrs.iter().copied().collect();
+        let held = self.held_now();
+        let adds = ops.iter().filter_map(|op| match *op {
+            Op::Add { key, detail: prefix, .. } => Some((key.ifindex, key.addr, prefix)),
+            Op::Remove { .. } => None,
+        });
+        for a in held.addrs.iter().copied().chain(adds) {
+            if known.insert(a) {
+                intent.addrs.push(a);
             }
         }
-        for op in route_ops {
-            if let Op::Add { key, .. } = op {
-                let entry = (*key, self.route_protocol(key));
-                if !intent.routes.contains(&entry) {
-                    intent.routes.push(entry);
-                }
+        let route_adds = route_ops.iter().filter_map(|op| match op {
+            Op::Add { key, .. } => Some((*key, self.route_protocol(key))),
+            Op::Remove { .. } => None,
+        });
+        for entry in held.routes.iter().copied().chain(route_adds) {
+            if !intent.routes.contains(&entry) {
+                intent.routes.push(entry);
             }
         }
-        for op in rule_ops {
-            if let Op::Add { key, .. } = op {
-                let entry = (key.clone(), self.rule_tracked(key));
-                if !intent.rules.contains(&entry) {
-                    intent.rules.push(entry);
-                }
+        let rule_adds = rule_ops.iter().filter_map(|op| match op {
+            Op::Add { key, .. } => Some((key.clone(), self.rule_tracked(key))),
+            Op::Remove { .. } => None,
+        });
+        for entry in held.rules.iter().cloned().chain(rule_adds) {
+            if !intent.rules.contains(&entry) {
+                intent.rules.push(entry);
             }
         }
-        if intent == before {
-            return;
-        }
-        if let Err(e) = vips::save_held(&self.opts.name, &intent) {
+        if let Err(e) = self.held_record.set(&intent) {
             log::warn!("recording what is about to be added: {e}");
         }
-        self.held_written = intent;
     }
 
     /// Keep the crash record (`<name>.vips`) equal to what we hold, so a
     /// supervisor or the next start can remove what a dead agent held.
     fn record_held(&mut self) {
         let now_held = self.held_now();
-        if now_held == self.held_written {
-            return;
-        }
-        if let Err(e) = vips::save_held(&self.opts.name, &now_held) {
+        if let Err(e) = self.held_record.set(&now_held) {
             log::warn!("recording what is held: {e}");
         }
-        self.held_written = now_held;
     }
 
     fn agent_status(&self) -> AgentStatus {

@@ -286,6 +286,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         }
     }
     let status_writer = super::status::Writer::start(&opts.name);
+    let held_record = super::vips::Record::open(&opts.name);
     let agent = Agent {
         cfg_path: opts.config_path.clone(),
         opts,
@@ -312,7 +313,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         written: None,
         written_at: Micros(0),
         status_writer,
-        held_written: super::vips::Held::default(),
+        held_record,
         groups,
         group_notify_as,
         no_accept: NoAcceptRows::default(),
