@@ -657,3 +657,22 @@ fn bfd_is_not_supported_and_says_what_is_lost() {
         "{w:#?}"
     );
 }
+
+#[test]
+fn vrrp_process_scheduling_is_read_as_keepalived_reads_it() {
+    let g = "global_defs {\n  vrrp_priority -10\n  vrrp_no_swap\n  vrrp_rt_priority 50\n  vrrp_rlimit_rttime 1\n}\n";
+    let (cfg, w) = load_text(&format!("{g}{}", instance(BASE)));
+    assert!(!w.iter().any(|x| x.contains("vrrp_") && x.contains("no effect")), "{w:#?}");
+    let gl = &cfg.global;
+    // keepalived makes a limit of 1 µs 2 (its soft half must not be 0).
+    assert_eq!(
+        (gl.vrrp_priority, gl.vrrp_no_swap, gl.vrrp_rt_priority, gl.vrrp_rlimit_rttime),
+        (Some(-10), true, Some(50), 2)
+    );
+    let (cfg, _) = load_text(&instance(BASE));
+    assert_eq!((cfg.global.vrrp_rt_priority, cfg.global.vrrp_rlimit_rttime), (None, 10_000));
+    for bad in ["vrrp_priority 20", "vrrp_rt_priority 0", "vrrp_rt_priority 100", "vrrp_rlimit_rttime 0"] {
+        let errs = errors(&format!("global_defs {{\n  {bad}\n}}\n{}", instance(BASE)));
+        assert!(errs.iter().any(|e| e.contains(":2:")), "{bad}: {errs:?}");
+    }
+}

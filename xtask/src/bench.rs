@@ -271,6 +271,10 @@ pub fn run(opts: &Opts) -> Result<()> {
             md,
             "The reference unicast pair (priorities 150 and 100) on a bridge. Gap: from the master's last advert to the backup's first gratuitous ARP for the VIP, both from one capture on the backup's bridge port (kernel timestamps). Its protocol limit is Master_Down_Interval for a crash (SIGKILL) and Skew_Time for a graceful stop (SIGTERM, priority 0); the table gives the excess over it. \"To VIP\": from the signal until the kernel notifies the VIP's addition on the backup (an RTMGRP_IPV4_IFADDR subscription in its namespace; no polling process competes with the takeover).\n"
         )?;
+        let defs = bench_failover::global_defs();
+        if !defs.is_empty() {
+            writeln!(md, "Both arms ran with (VRRP_BENCH_GLOBAL_DEFS):\n\n```\n{defs}```\n")?;
+        }
         writeln!(
             md,
             "| scenario | advert_int | arm | runs | limit (ms) | excess min / median / p95 / max (ms) | to VIP median (ms) |"

@@ -286,8 +286,22 @@ pub fn advert_int(interval_cs: u16) -> (u8, String) {
 pub fn conf(priority: u8, me: &str, peer: &str, interval_cs: u16) -> String {
     let (version, int) = advert_int(interval_cs);
     format!(
-        "vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 55\n  priority {priority}\n  advert_int {int}\n  version {version}\n  unicast_src_ip {me}\n  unicast_peer {{\n    {peer}\n  }}\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+        "{}vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 55\n  priority {priority}\n  advert_int {int}\n  version {version}\n  unicast_src_ip {me}\n  unicast_peer {{\n    {peer}\n  }}\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n",
+        global_defs()
     )
+}
+
+/// VRRP_BENCH_GLOBAL_DEFS: `global_defs` lines (separated by `;`) for both
+/// arms of the failover series, e.g. `vrrp_rt_priority 50` to compare the
+/// two at keepalived's realtime scheduling.
+pub fn global_defs() -> String {
+    match std::env::var("VRRP_BENCH_GLOBAL_DEFS") {
+        Ok(v) if !v.trim().is_empty() => {
+            let lines: String = v.split(';').map(|l| format!("  {}\n", l.trim())).collect();
+            format!("global_defs {{\n{lines}}}\n")
+        }
+        _ => String::new(),
+    }
 }
 
 /// Skew_Time and Master_Down_Interval in ms for `priority` at `interval_cs`

@@ -76,8 +76,7 @@ const LVS: Support = NoEffect("LVS (virtual servers) is not part of vrrp-agent")
 const LVS_BLOCK: Support = Lost(
     "LVS virtual servers are not part of vrrp-agent: run keepalived's checker (`keepalived --check`) or another load balancer for them",
 );
-const SCHED: Support =
-    NoEffect("process scheduling: vrrp-agent's timers run in one task, set limits in the systemd unit");
+const SCHED: Support = NoEffect("CPU affinity: set it in the systemd unit (CPUAffinity=)");
 const BUFS: Support = NoEffect("vrrp-agent sizes its netlink and receive buffers itself");
 const NAMES: Support = NoEffect("vrrp-agent's processes are named vrrp-agent");
 const MAIL: Support = Lost("no e-mail is sent on state changes; use notify scripts");
@@ -222,12 +221,12 @@ pub static KEYWORDS: &[Keyword] = &[
         NoEffect("vrrp-agent never compares the addresses in adverts with its own, as this option asks"),
     ),
     k(G, "vrrp_strict", Yes),
-    k(G, "vrrp_priority", SCHED),
-    k(G, "vrrp_no_swap", SCHED),
-    k(G, "vrrp_rt_priority", SCHED),
+    k(G, "vrrp_priority", Yes),
+    k(G, "vrrp_no_swap", Yes),
+    k(G, "vrrp_rt_priority", Yes),
     k(G, "vrrp_cpu_affinity", SCHED),
-    k(G, "vrrp_rlimit_rttime", SCHED),
-    k(G, "vrrp_rlimit_rtime", SCHED),
+    k(G, "vrrp_rlimit_rttime", Yes),
+    k(G, "vrrp_rlimit_rtime", Yes),
     k(G, "checker_priority", LVS),
     k(G, "checker_no_swap", LVS),
     k(G, "checker_rt_priority", LVS),

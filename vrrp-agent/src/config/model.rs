@@ -334,6 +334,15 @@ pub struct Global {
     /// `notify_fifo FILE` / `vrrp_notify_fifo FILE` and their
     /// `*_script`: FIFOs state changes are written to.
     pub fifos: Vec<crate::notify_fifo::FifoConf>,
+    /// `vrrp_priority`: the VRRP process's nice value (-20..=19).
+    pub vrrp_priority: Option<i8>,
+    /// `vrrp_no_swap`: lock the process in memory (mlockall).
+    pub vrrp_no_swap: bool,
+    /// `vrrp_rt_priority`: SCHED_RR at this priority (1..=99).
+    pub vrrp_rt_priority: Option<u8>,
+    /// `vrrp_rlimit_rttime` (µs): RLIMIT_RTTIME under `vrrp_rt_priority`
+    /// (keepalived's default 10000).
+    pub vrrp_rlimit_rttime: u32,
 }
 
 impl Default for Global {
@@ -358,9 +367,17 @@ impl Default for Global {
             garp_lower_prio_repeat: None,
             garp_lower_prio_delay: None,
             fifos: Vec::new(),
+            vrrp_priority: None,
+            vrrp_no_swap: false,
+            vrrp_rt_priority: None,
+            vrrp_rlimit_rttime: RLIMIT_RTTIME_DEFAULT,
         }
     }
 }
+
+/// keepalived's RT_RLIMIT_DEFAULT (lib/process.h): 10 ms of CPU without
+/// blocking before SIGKILL, under `vrrp_rt_priority`.
+pub const RLIMIT_RTTIME_DEFAULT: u32 = 10_000;
 
 /// `vrrp_sync_group NAME { group { ... } ... }`: instances that change
 /// state together (keepalived's vrrp_sync.c). The group's tracking is
@@ -811,6 +828,22 @@ fn global(s: &Stmt, g: &mut Global, r: &mut Report) {
                     if g.garp_master_refresh_repeat == d.garp_master_refresh_repeat {
                         g.garp_master_refresh_repeat = 1;
                     }
+                }
+            }
+            // keepalived's global_parser.c: a nice value, mlockall, SCHED_RR
+            // and its CPU limit for the VRRP process (set_process_priorities).
+            "vrrp_priority" => {
+                g.vrrp_priority = int(st, r, -20..=19, "a nice value, -20 to 19").or(g.vrrp_priority)
+            }
+            "vrrp_no_swap" => g.vrrp_no_swap = true,
+            "vrrp_rt_priority" => {
+                g.vrrp_rt_priority = int(st, r, 1..=99, "a SCHED_RR priority, 1 to 99").or(g.vrrp_rt_priority)
+            }
+            "vrrp_rlimit_rttime" | "vrrp_rlimit_rtime" => {
+                // keepalived: the soft limit is half of it and must not be
+                // 0, so 1 counts as 2.
+                if let Some(us) = int::<u32>(st, r, 1..=i64::from(u32::MAX), "microseconds, such as 10000") {
+                    g.vrrp_rlimit_rttime = us.max(2);
                 }
             }
             k @ ("notify_fifo" | "vrrp_notify_fifo" | "notify_fifo_script" | "vrrp_notify_fifo_script") => {

@@ -248,6 +248,10 @@ impl Agent {
             }
         }
         self.start().await;
+        // keepalived sets the VRRP process's scheduling after its start-up
+        // (vrrp_daemon.c, start_vrrp): a realtime loop with a CPU limit
+        // would otherwise count the configuration's start against it.
+        super::sched::apply(super::sched::plan(&self.cfg.global));
         // Start-up's garbage (the configuration's parse, dumps) goes back.
         super::trim_heap();
         // XDP is attached (run.rs) and every instance is in its first state.

@@ -14,6 +14,7 @@ pub mod resume;
 mod resume_start;
 pub mod routes;
 pub mod run;
+mod sched;
 pub mod sd;
 pub mod signals;
 mod source;
