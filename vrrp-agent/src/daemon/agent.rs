@@ -132,6 +132,9 @@ pub(super) struct Agent {
     pub(super) status_writer: status::Writer,
     /// The crash record (`<name>.vips`) and what it last said.
     pub(super) held_record: vips::Record,
+    /// The address changes' own netlink socket (None: it could not be
+    /// opened, and they go through rtnetlink's connection).
+    pub(super) direct: Option<vips::Direct>,
     /// The `vrrp_sync_group`s, in `cfg.sync_groups` order; every member
     /// transition goes through its group (`execute`).
     pub(super) groups: Vec<SyncGroup>,
@@ -958,20 +961,9 @@ impl Agent {
                 // The machine's state says which addresses it wants.
                 Action::AddVips => {
                     transitioned = false;
-                    // Only for a takeover's first add: two reads of the
-                    // thread's scheduler statistics around it.
-                    let taking = inst.takeover.as_ref().is_some_and(|t| t.vips_ns.is_none());
-                    let before = if taking { self.sched.read() } else { None };
+                    // A takeover's `vips_ns` is marked by the reconcile
+                    // that adds them (deferred to the end of a batch).
                     self.reconcile().await;
-                    if let Some(t) = &mut self.insts[i].takeover
-                        && t.vips_ns.is_none()
-                    {
-                        t.vips_ns = Some(timer::now_ns());
-                        if let (Some(b), Some(a)) = (before, self.sched.read()) {
-                            t.vips_run_delay_ns = Some(a.0.saturating_sub(b.0));
-                            t.vips_sleeps = Some(a.1.saturating_sub(b.1));
-                        }
-                    }
                 }
                 Action::RemoveVips => {
                     inst.announce_at = None;
@@ -1206,6 +1198,14 @@ impl Agent {
             b.reconcile = true;
             return;
         }
+        // A takeover waiting for its addresses: the thread's scheduler
+        // statistics around the add, and its time once done. Marked here,
+        // not where the machine asked for the add: in a batch the add
+        // comes at the batch's end, and the mark there measured nothing.
+        let taking = self.insts.iter().any(|i| {
+            i.machine.state() == State::Master && i.takeover.as_ref().is_some_and(|t| t.vips_ns.is_none())
+        });
+        let sched_before = if taking { self.sched.read() } else { None };
         let wants = self.wants();
         let ops = self.addrs.plan(&wants);
         // Accept Mode's drop rows go in before the addresses and out after
@@ -1229,6 +1229,21 @@ impl Agent {
             self.rules.applied(op, outcome);
         }
         failed |= !self.apply_addrs(&ops).await;
+        if taking {
+            let at = timer::now_ns();
+            let after = self.sched.read();
+            for inst in self.insts.iter_mut().filter(|i| i.machine.state() == State::Master) {
+                if let Some(t) = &mut inst.takeover
+                    && t.vips_ns.is_none()
+                {
+                    t.vips_ns = Some(at);
+                    if let (Some(b), Some(a)) = (sched_before, after) {
+                        t.vips_run_delay_ns = Some(a.0.saturating_sub(b.0));
+                        t.vips_sleeps = Some(a.1.saturating_sub(b.1));
+                    }
+                }
+            }
+        }
         failed |= !self.apply_rows(&row_removes);
         for op in rule_ops.iter().filter(|o| !o.is_remove()) {
             let outcome = self.apply_rule(op).await;
@@ -1374,6 +1389,38 @@ impl Agent {
     async fn apply_addrs(&mut self, ops: &[Op]) -> bool {
         use futures_util::StreamExt;
         let requests: Vec<Option<AddrRequest>> = ops.iter().map(|op| self.addr_request(op)).collect();
+        if let Some(direct) = &mut self.direct {
+            // From this thread, no task in between (`vips::Direct`).
+            let (msgs, whats): (Vec<_>, Vec<_>) = requests
+                .into_iter()
+                .map(|r| match r {
+                    None => (None, None),
+                    Some(AddrRequest::Add { msg, name, addr, prefix }) => {
+                        (Some(vips::AddrMsg::Add(msg)), Some(format!("({name}) adding {addr}/{prefix}")))
+                    }
+                    Some(AddrRequest::Remove { ifindex, addr, prefix, name }) => (
+                        Some(vips::AddrMsg::Remove(vips::remove_message(ifindex, addr, prefix))),
+                        Some(format!("({name}) removing {addr}/{prefix}")),
+                    ),
+                })
+                .unzip();
+            let results = direct.apply(msgs);
+            let mut ok = true;
+            for ((op, r), what) in ops.iter().zip(results).zip(whats) {
+                let outcome = match (r, what) {
+                    (Ok(o), Some(_)) => o,
+                    (Err(e), Some(what)) => {
+                        log::error!("{what}: {e}");
+                        Outcome::Failed
+                    }
+                    // Nothing was sent for it.
+                    (_, None) => Outcome::Failed,
+                };
+                ok &= outcome != Outcome::Failed;
+                self.addrs.applied(op, outcome);
+            }
+            return ok;
+        }
         let nl = self.nl.clone();
         let outcomes: Vec<Outcome> = futures_util::stream::iter(requests)
             .map(|r| {

@@ -314,6 +314,9 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         written_at: Micros(0),
         status_writer,
         held_record,
+        direct: super::vips::Direct::open()
+            .map_err(|e| log::warn!("a netlink socket for address changes: {e}; using rtnetlink's"))
+            .ok(),
         groups,
         group_notify_as,
         no_accept: NoAcceptRows::default(),

@@ -90,14 +90,8 @@ pub async fn add(handle: &Handle, msg: AddressMessage) -> Result<Outcome, rtnetl
     }
 }
 
-/// Remove `addr/prefix` from `ifindex`: Done, AlreadySo (EADDRNOTAVAIL),
-/// or the error.
-pub async fn remove(
-    handle: &Handle,
-    ifindex: u32,
-    addr: IpAddr,
-    prefix: u8,
-) -> Result<Outcome, rtnetlink::Error> {
+/// The message that removes `addr/prefix` from `ifindex`.
+pub fn remove_message(ifindex: u32, addr: IpAddr, prefix: u8) -> AddressMessage {
     let mut m = AddressMessage::default();
     m.header.family = match addr {
         IpAddr::V4(_) => rtnetlink::packet_route::AddressFamily::Inet,
@@ -107,6 +101,18 @@ pub async fn remove(
     m.header.index = ifindex;
     m.attributes.push(AddressAttribute::Local(addr));
     m.attributes.push(AddressAttribute::Address(addr));
+    m
+}
+
+/// Remove `addr/prefix` from `ifindex`: Done, AlreadySo (EADDRNOTAVAIL),
+/// or the error.
+pub async fn remove(
+    handle: &Handle,
+    ifindex: u32,
+    addr: IpAddr,
+    prefix: u8,
+) -> Result<Outcome, rtnetlink::Error> {
+    let m = remove_message(ifindex, addr, prefix);
     match netlink_timeout(handle.address().del(m).execute()).await? {
         Ok(()) => Ok(Outcome::Done),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EADDRNOTAVAIL => {
@@ -114,6 +120,185 @@ pub async fn remove(
         }
         Err(e) => Err(e),
     }
+}
+
+/// An address change for `Direct`.
+#[derive(Debug)]
+pub enum AddrMsg {
+    /// RTM_NEWADDR (EEXIST: already so).
+    Add(AddressMessage),
+    /// RTM_DELADDR (EADDRNOTAVAIL: already so).
+    Remove(AddressMessage),
+}
+
+/// The reconciler's address changes, sent by the loop's own thread on a
+/// netlink socket of its own, in batches of `IN_FLIGHT` messages per
+/// `sendmsg`, their acknowledgements read right after.
+///
+/// Through rtnetlink each request went to its connection task (a channel,
+/// a wake-up, that task's send, its read of the acknowledgement, another
+/// wake-up of the waiting future): hops that a takeover waited for
+/// between its decision and its gratuitous ARPs. The kernel handles an
+/// RTM_NEWADDR inside the `sendmsg` that carries it (under its RTNL
+/// lock), so the acknowledgements are queued when it returns: one
+/// `sendmsg` and one or a few `recv`s per batch, no task in between. A
+/// `sendmsg` waits for the RTNL lock through rtnetlink too (its
+/// connection task runs on this same thread), so nothing blocks that did
+/// not before; the acknowledgements are given up after 2 s, as before.
+#[derive(Debug)]
+pub struct Direct {
+    sock: rtnetlink::sys::Socket,
+    seq: u32,
+    buf: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+/// nlmsghdr: len u32, type u16, flags u16, seq u32, pid u32.
+const NLMSG_HDRLEN: usize = 16;
+
+impl Direct {
+    /// A socket in the current network namespace (the agent's).
+    pub fn open() -> std::io::Result<Direct> {
+        use rtnetlink::sys::{SocketAddr, protocols::NETLINK_ROUTE};
+        let mut sock = rtnetlink::sys::Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        // Acknowledgements without the request copied back.
+        sock.set_cap_ack(true)?;
+        // Room for a batch's acknowledgements (each takes a small skb).
+        let _ = sock.set_rx_buf_sz(1 << 20);
+        sock.connect(&SocketAddr::new(0, 0))?;
+        let tv = libc::timeval { tv_sec: 2, tv_usec: 0 };
+        // SAFETY: SO_RCVTIMEO reads a timeval of the size given.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&sock),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const tv).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Direct { sock, seq: 0, buf: Vec::new(), rx: vec![0; 64 * 1024] })
+    }
+
+    /// Send `msgs` (None: nothing to send, it fails); the outcome of each,
+    /// in order.
+    pub fn apply(&mut self, msgs: Vec<Option<AddrMsg>>) -> Vec<Result<Outcome, std::io::Error>> {
+        let mut out: Vec<Result<Outcome, std::io::Error>> = Vec::with_capacity(msgs.len());
+        let mut msgs = msgs.into_iter().peekable();
+        while msgs.peek().is_some() {
+            let chunk: Vec<Option<AddrMsg>> = msgs.by_ref().take(IN_FLIGHT).collect();
+            let base = out.len();
+            out.extend(chunk.iter().map(|_| Err(std::io::ErrorKind::InvalidInput.into())));
+            self.batch(chunk, &mut out[base..]);
+        }
+        out
+    }
+
+    fn batch(&mut self, chunk: Vec<Option<AddrMsg>>, out: &mut [Result<Outcome, std::io::Error>]) {
+        use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage};
+        use rtnetlink::packet_route::RouteNetlinkMessage;
+        self.buf.clear();
+        // Sequence number of each request sent: out[k] answers seq first + k.
+        let first = self.seq.wrapping_add(1);
+        let mut pending = 0usize;
+        let mut adds = Vec::with_capacity(chunk.len());
+        for (k, m) in chunk.into_iter().enumerate() {
+            let seq = first.wrapping_add(k as u32);
+            let Some(m) = m else {
+                adds.push(None);
+                continue;
+            };
+            let (payload, flags, add) = match m {
+                AddrMsg::Add(a) => (
+                    RouteNetlinkMessage::NewAddress(a),
+                    NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE,
+                    true,
+                ),
+                AddrMsg::Remove(a) => (RouteNetlinkMessage::DelAddress(a), NLM_F_REQUEST | NLM_F_ACK, false),
+            };
+            adds.push(Some(add));
+            let mut nl = NetlinkMessage::from(payload);
+            nl.header.flags = flags;
+            nl.header.sequence_number = seq;
+            nl.finalize();
+            let at = self.buf.len();
+            self.buf.resize(at + nl.buffer_len(), 0);
+            nl.serialize(&mut self.buf[at..]);
+            pending += 1;
+        }
+        self.seq = first.wrapping_add(adds.len() as u32).wrapping_sub(1);
+        if pending == 0 {
+            return;
+        }
+        if let Err(e) = self.sock.send(&self.buf, 0) {
+            for (o, a) in out.iter_mut().zip(&adds) {
+                if a.is_some() {
+                    *o = Err(std::io::Error::new(e.kind(), e.to_string()));
+                }
+            }
+            return;
+        }
+        let mut answered = vec![false; adds.len()];
+        while pending > 0 {
+            let n = match self.sock.recv(&mut &mut self.rx[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Timed out (2 s) or the socket failed: what is not
+                    // answered counts as failed; the reconciler tries again.
+                    for ((o, a), done) in out.iter_mut().zip(&adds).zip(&answered) {
+                        if a.is_some() && !done {
+                            *o = Err(std::io::Error::new(e.kind(), e.to_string()));
+                        }
+                    }
+                    return;
+                }
+            };
+            for (seq, code) in acks(&self.rx[..n]) {
+                let k = seq.wrapping_sub(first) as usize;
+                let Some(Some(add)) = adds.get(k) else { continue };
+                if answered[k] {
+                    continue;
+                }
+                answered[k] = true;
+                pending -= 1;
+                let already = if *add { libc::EEXIST } else { libc::EADDRNOTAVAIL };
+                out[k] = match code {
+                    0 => Ok(Outcome::Done),
+                    c if c == -already => Ok(Outcome::AlreadySo),
+                    c => Err(std::io::Error::from_raw_os_error(-c)),
+                };
+            }
+        }
+    }
+}
+
+/// The acknowledgements (NLMSG_ERROR: sequence number, error code, 0 for
+/// success) in a datagram of netlink messages.
+fn acks(mut b: &[u8]) -> Vec<(u32, i32)> {
+    let mut out = Vec::new();
+    let u32_at =
+        |b: &[u8], at: usize| b.get(at..at + 4).map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]));
+    while b.len() >= NLMSG_HDRLEN {
+        let (Some(len), Some(seq)) = (u32_at(b, 0), u32_at(b, 8)) else { break };
+        let len = len as usize;
+        if len < NLMSG_HDRLEN || len > b.len() {
+            break;
+        }
+        let kind = u16::from_ne_bytes([b[4], b[5]]);
+        if kind == libc::NLMSG_ERROR as u16
+            && let Some(code) = u32_at(b, NLMSG_HDRLEN)
+        {
+            out.push((seq, code as i32));
+        }
+        // NLMSG_ALIGN: messages start on 4-byte boundaries.
+        b = b.get(len.next_multiple_of(4)..).unwrap_or_default();
+    }
+    out
 }
 
 /// A netlink call that hangs (the kernel's RTNL lock held elsewhere for
@@ -404,6 +589,28 @@ mod tests {
             let whole_lines = text[..cut].matches('\n').count();
             assert_eq!(said.addrs.len(), whole_lines, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn acknowledgements_are_read_by_sequence_number() {
+        // Two NLMSG_ERROR messages (cap_ack: header, code, the request's
+        // header) and a message of another type between them.
+        let mut b = Vec::new();
+        let mut msg = |kind: u16, seq: u32, body: &[u8]| {
+            b.extend(((16 + body.len()) as u32).to_ne_bytes());
+            b.extend(kind.to_ne_bytes());
+            b.extend(0u16.to_ne_bytes());
+            b.extend(seq.to_ne_bytes());
+            b.extend(0u32.to_ne_bytes());
+            b.extend(body);
+        };
+        let ack = |code: i32| [code.to_ne_bytes().to_vec(), vec![0; 16]].concat();
+        msg(2, 7, &ack(0));
+        msg(3, 8, &[0; 4]);
+        msg(2, 9, &ack(-libc::EEXIST));
+        assert_eq!(acks(&b), vec![(7, 0), (9, -libc::EEXIST)]);
+        // Cut short: what is whole is read.
+        assert_eq!(acks(&b[..b.len() - 3]), vec![(7, 0)]);
     }
 
     #[test]
