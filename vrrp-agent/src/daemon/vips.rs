@@ -416,7 +416,21 @@ impl Record {
             return Ok(());
         }
         match growth(&self.written, now) {
-            Some(more) => self.append(&held_text(&more))?,
+            // The same entries in another order.
+            Some(more) if more == Held::default() => {}
+            Some(more) => {
+                // Removed under us (a supervisor's fence removes the record
+                // of a worker it gave up on, and may have read it before
+                // our last append): a new file, with the whole list. An
+                // fstat, no file system journal.
+                let text = if self.unlinked() {
+                    self.reopen()?;
+                    held_text(now)
+                } else {
+                    held_text(&more)
+                };
+                self.append(&text)?;
+            }
             None => {
                 save_held(&self.name, now)?;
                 // The file open for appending is the one renamed over.
@@ -427,20 +441,14 @@ impl Record {
         Ok(())
     }
 
+    /// Whether the file open for appending is gone from the directory.
+    fn unlinked(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.file.as_ref().is_none_or(|f| f.metadata().is_ok_and(|m| m.nlink() == 0))
+    }
+
     fn append(&mut self, text: &str) -> std::io::Result<()> {
         use std::io::Write;
-        // Removed under us (a supervisor's fence removes the record of a
-        // worker it gave up on): appending to the unlinked file would
-        // record nothing. An fstat, no file system journal.
-        let gone = self.file.as_ref().is_none_or(|f| {
-            f.metadata().map_or(true, |m| {
-                use std::os::unix::fs::MetadataExt;
-                m.nlink() == 0
-            })
-        });
-        if gone {
-            self.reopen()?;
-        }
         let Some(f) = &mut self.file else { return Err(std::io::ErrorKind::NotFound.into()) };
         // One write (O_APPEND): the kernel appends it whole unless the
         // process is killed meanwhile, and then whole lines still count.
