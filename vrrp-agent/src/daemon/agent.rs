@@ -587,20 +587,32 @@ impl Agent {
     /// tracked interfaces of that name follow it, and instances on it open
     /// their sockets there and attach the program again.
     async fn follow(&mut self, ifindex: u32, name: &str) {
+        let mut ifs = None;
         for i in 0..self.insts.len() {
             self.insts[i].relink(name, ifindex);
             if self.insts[i].conf.interface == name
                 || self.insts[i].vmac.as_ref().is_some_and(|m| m.name == name)
             {
-                self.rebind(i).await;
+                self.rebind(i, &mut ifs).await;
             }
         }
     }
 
     /// Open instance `i` on its interface if it is not yet open on the
     /// index the interface has now.
-    async fn rebind(&mut self, i: usize) {
-        match self.insts[i].bind(&super::link::Ifaddrs::now()) {
+    /// `ifs`: the interfaces' dump, made by the first instance that needs
+    /// one and shared by the rest of the event's.
+    async fn rebind(&mut self, i: usize, ifs: &mut Option<super::link::Ifaddrs>) {
+        // The dump only for an instance that needs it: a link event (the
+        // kernel sends some for a veth whenever its peer's XDP program
+        // changes) on an interface with 250 instances took 250 dumps of
+        // every address, and a master of 1,000 instances stopped
+        // advertising for over a second (issue 15: its backup took over).
+        let bound = self.insts[i].unbound_indices();
+        match bound.and_then(|b| match b {
+            None => Ok(false),
+            Some(_) => self.insts[i].bind(ifs.get_or_insert_with(super::link::Ifaddrs::now)),
+        }) {
             Ok(false) => {}
             Ok(true) => {
                 let inst = &self.insts[i];
@@ -675,9 +687,10 @@ impl Agent {
     /// tries to open there.
     async fn on_addr(&mut self, ifindex: u32, addr: IpAddr, prefix: u8, up: bool) {
         let ours = self.addrs.observed(AddrKey { ifindex, addr }, prefix, up);
+        let mut ifs = None;
         for i in 0..self.insts.len() {
             if up && !self.insts[i].bound() {
-                self.rebind(i).await;
+                self.rebind(i, &mut ifs).await;
             }
         }
         let managed = self.insts.iter().any(|i| i.manages(ifindex, addr))
