@@ -178,8 +178,13 @@ fn takeover_steps(t: &super::status::Takeover) -> String {
         _ => "-".to_owned(),
     };
     let (woke, state) = (Some(t.woke_ns), Some(t.state_ns));
+    // How long the peers had been silent when the backup decided: at least
+    // Master_Down_Interval for a takeover RFC 5798 6.4.2 allows ("-": it
+    // never heard one since its start).
+    let silent =
+        t.heard_ns.map_or("-".to_owned(), |h| format!("{:.1}", t.state_ns.saturating_sub(h) as f64 / 1e6));
     format!(
-        "kernel watch {} (its last holding advert to its timer) / wake-up {} / decision {} / first advert {} / VIPs added {} / first announcement {} (µs after the step before)",
+        "last advert heard {silent} ms before / kernel watch {} (its last holding advert to its timer) / wake-up {} / decision {} / first advert {} / VIPs added {} / first announcement {} (µs after the step before)",
         us(t.watch_hold_ns, t.watch_fired_ns),
         us(t.watch_fired_ns, woke),
         us(woke, state),
