@@ -65,6 +65,13 @@ pub struct TxKey {
     ah: bool,
 }
 
+impl TxKey {
+    /// The key of sockets on `ifindex` sending from `src` (with AH or not).
+    pub fn new(ifindex: u32, src: IpAddr, ah: bool) -> TxKey {
+        TxKey { ifindex, src, ah }
+    }
+}
+
 /// One instance's sending socket.
 pub struct Sender {
     sock: Socket,

@@ -317,3 +317,98 @@ impl PlanKey {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    use socket2::{Domain, SockAddr, Socket, Type};
+
+    use super::*;
+    use crate::daemon::tx::TxKey;
+
+    /// A plan that sends `msg` every `interval` over UDP to `to` (the
+    /// thread does not care which kind of socket it writes to).
+    fn plan(to: SocketAddr, msg: &[u8], interval: Micros) -> Plan {
+        let sock = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("a UDP socket");
+        let dst = to.ip();
+        Plan {
+            name: "VI_1".to_owned(),
+            prepared: Prepared {
+                sock,
+                key: TxKey::new(1, IpAddr::V4(Ipv4Addr::LOCALHOST), false),
+                frames: vec![(dst, SockAddr::from(to), msg.to_vec())],
+            },
+            priority: 150,
+            interval,
+            window: Micros(0),
+            next: timer::now(),
+            fingerprint: 0,
+            resumable: true,
+        }
+    }
+
+    fn receiver() -> UdpSocket {
+        let r = UdpSocket::bind("127.0.0.1:0").expect("a UDP receiver");
+        r.set_read_timeout(Some(Duration::from_secs(5))).expect("a timeout");
+        r
+    }
+
+    #[test]
+    fn a_plan_is_sent_every_interval_and_counted() {
+        let rx = receiver();
+        let th = TxThread::start(None).expect("the thread");
+        let t0 = Instant::now();
+        assert_eq!(th.set(0, Some(plan(rx.local_addr().expect("bound"), b"adv", Micros(20_000)))), 0);
+        let mut buf = [0u8; 16];
+        for _ in 0..5 {
+            let n = rx.recv(&mut buf).expect("an advert");
+            assert_eq!(&buf[..n], b"adv");
+        }
+        // Five adverts 20 ms apart, the first at once: at least 80 ms.
+        assert!(t0.elapsed() >= Duration::from_millis(78), "{:?}", t0.elapsed());
+        let mut counted = 0;
+        th.take_sent(|i, n| {
+            assert_eq!(i, 0);
+            counted += n;
+        });
+        assert!(counted >= 5, "{counted}");
+    }
+
+    #[test]
+    fn nothing_is_sent_once_the_plan_is_taken_back() {
+        // The agent's resignation (priority 0) follows the removal: no
+        // periodic advert may come after it.
+        let rx = receiver();
+        let th = TxThread::start(None).expect("the thread");
+        th.set(3, Some(plan(rx.local_addr().expect("bound"), b"adv", Micros(2_000))));
+        let mut buf = [0u8; 16];
+        rx.recv(&mut buf).expect("an advert");
+        let unreported = th.set(3, None);
+        assert!(unreported >= 1, "{unreported}");
+        // What was sent before the removal returned is in the queue now
+        // (loopback delivers within the send); nothing may follow it.
+        rx.set_nonblocking(true).expect("non-blocking");
+        while rx.recv(&mut buf).is_ok() {}
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(rx.recv(&mut buf).is_err(), "an advert after the plan was taken back");
+    }
+
+    #[test]
+    fn a_new_plan_wakes_the_thread_from_a_long_sleep() {
+        let rx = receiver();
+        let th = TxThread::start(None).expect("the thread");
+        // Due in an hour: the thread sleeps until then...
+        let mut p = plan(rx.local_addr().expect("bound"), b"old", Micros(3_600_000_000));
+        p.next = timer::now().after(Micros(3_600_000_000));
+        th.set(0, Some(p));
+        // ...unless the agent changes the plan: due now.
+        th.set(0, Some(plan(rx.local_addr().expect("bound"), b"new", Micros(3_600_000_000))));
+        let mut buf = [0u8; 16];
+        let t0 = Instant::now();
+        let n = rx.recv(&mut buf).expect("an advert");
+        assert_eq!(&buf[..n], b"new");
+        assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+}
