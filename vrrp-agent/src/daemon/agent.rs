@@ -75,6 +75,9 @@ enum Wake {
 pub(super) struct Agent {
     /// Periodic adverts due together, sent at the end of the tick.
     pub(super) adverts: super::tx::Batch,
+    /// The masters' periodic adverts, sent by a thread of their own
+    /// (`tx_thread.rs`); None: by the loop (the thread could not start).
+    pub(super) tx_thread: Option<super::tx_thread::TxThread>,
     pub(super) opts: Options,
     /// The configuration running, and the file it came from (for reloads).
     pub(super) cfg: Config,
@@ -267,6 +270,9 @@ impl Agent {
         let mut net_open = true;
         loop {
             self.sd.states(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
+            for i in 0..self.insts.len() {
+                self.tx_sync(i);
+            }
             self.write_status();
             self.arm_timer();
             let wake = tokio::select! {
@@ -326,6 +332,7 @@ impl Agent {
                 Wake::Signal(sig) => self.on_signal(sig).await,
                 Wake::Watchdog => self.sd.ping(),
                 Wake::Scrape(reply) => {
+                    self.tx_counts();
                     let _ = reply.send(super::metrics::render(&super::metrics::view(&self)));
                 }
             }
@@ -436,7 +443,12 @@ impl Agent {
         }
         let mut out = Vec::new();
         for i in 0..self.insts.len() {
-            self.insts[i].machine.handle_timeout_coalesced(now, &mut out);
+            // The advert thread follows a master's Adver_Timer: its
+            // machine has nothing else due (no Master_Down_Timer runs in
+            // MASTER).
+            if self.insts[i].tx_plan.is_none() {
+                self.insts[i].machine.handle_timeout_coalesced(now, &mut out);
+            }
             // A master's periodic advert (its only action) joins the batch;
             // anything else is carried out at once, in order.
             if let [Action::SendAdvert { priority }] = out[..]
@@ -798,7 +810,8 @@ impl Agent {
     }
 
     /// SIGUSR1 / SIGUSR2: write the state (the status document) to `path`.
-    fn dump(&self, path: PathBuf, what: &str) {
+    fn dump(&mut self, path: PathBuf, what: &str) {
+        self.tx_counts();
         match status::write_to(&path, &self.agent_status()) {
             Ok(()) => log::info!("Wrote the {what} to {}", path.display()),
             Err(e) => log::error!("writing the {what} to {}: {e}", path.display()),
@@ -921,6 +934,11 @@ impl Agent {
     /// and once more after a transition that did neither (a backup's
     /// first state removes a VIP found on its interface).
     async fn carry_out(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
+        // The advert thread follows the machine first: a master that
+        // resigns or steps down stops its periodic adverts before its
+        // priority-0 advert or its VIPs' removal; a new priority is in
+        // the next periodic advert.
+        self.tx_sync(i);
         let mut transitioned = false;
         let mut entered_master = false;
         // Notify scripts start after the addresses are settled: spawning
@@ -1570,6 +1588,7 @@ impl Agent {
     /// allocating, since a master passes here once per advert.
     fn write_status(&mut self) {
         let now = timer::now();
+        self.tx_counts();
         // The AH receive path counts its refusals where it checks them.
         for inst in &mut self.insts {
             if let Some(ah) = &inst.ah {
@@ -1599,6 +1618,60 @@ impl Agent {
         self.written_at = now;
     }
 
+    /// Hand instance `i`'s periodic adverts to the advert thread, give it
+    /// a new plan, or take them back, as its machine now says.
+    pub(super) fn tx_sync(&mut self, i: usize) {
+        let Some(th) = &self.tx_thread else { return };
+        let inst = &mut self.insts[i];
+        // At stop the resignations go from the loop (RFC 5798 6.4.3).
+        let want = if self.stopping { None } else { super::tx_thread::PlanKey::of(i, inst) };
+        if want == inst.tx_plan {
+            return;
+        }
+        let plan = match want.map(|_| super::tx_thread::plan_of(i, inst, timer::now())) {
+            None => None,
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                log::warn!("({}) the advert thread cannot send for it ({e}): the loop does", inst.conf.name);
+                None
+            }
+        };
+        let (plan, key) = plan.map_or((None, None), |(p, k)| (Some(p), Some(k)));
+        inst.stats.advert_sent += th.set(i, plan);
+        inst.tx_plan = key;
+    }
+
+    /// Add the adverts the thread sent to the instances' counters.
+    pub(super) fn tx_counts(&mut self) {
+        let Some(th) = &self.tx_thread else { return };
+        let insts = &mut self.insts;
+        th.take_sent(|i, n| {
+            if let Some(inst) = insts.get_mut(i) {
+                inst.stats.advert_sent += n;
+            }
+        });
+    }
+
+    /// Take every master's adverts back from the thread (a reload
+    /// renumbers the instances; a handover sends its last ones itself),
+    /// and stop it when `stop`.
+    pub(super) fn tx_take_back(&mut self, stop: bool) {
+        if let Some(th) = &self.tx_thread {
+            let insts = &mut self.insts;
+            th.clear(|i, n| {
+                if let Some(inst) = insts.get_mut(i) {
+                    inst.stats.advert_sent += n;
+                }
+            });
+        }
+        for inst in &mut self.insts {
+            inst.tx_plan = None;
+        }
+        if stop {
+            self.tx_thread = None;
+        }
+    }
+
     /// Arm the timerfd for the next deadline of any kind.
     fn arm_timer(&mut self) {
         let now = timer::now();
@@ -1607,7 +1680,9 @@ impl Agent {
         }
         let alive = self.source.keep_alive(now);
         let status_due = self.written.as_ref().and_then(|w| {
-            let dirty = self.insts.iter().zip(w).any(|(i, (_, _, st))| i.stats != *st);
+            // The advert thread's masters count adverts without waking
+            // the loop: their counters are due every STATUS_REFRESH.
+            let dirty = self.insts.iter().zip(w).any(|(i, (_, _, st))| i.stats != *st || i.tx_plan.is_some());
             dirty.then(|| self.written_at.after(STATUS_REFRESH))
         });
         let next = self

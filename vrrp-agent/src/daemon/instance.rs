@@ -33,6 +33,10 @@ pub(super) struct Inst {
     pub(super) family: Family,
     /// None while the interface does not exist.
     pub(super) sender: Option<Sender>,
+    /// While MASTER: what the advert thread was handed to send its
+    /// periodic adverts (`tx_thread.rs`); the machine's Adver_Timer is
+    /// then the thread's to follow, not the loop's.
+    pub(super) tx_plan: Option<super::tx_thread::PlanKey>,
     pub(super) vips: Vec<ManagedVip>,
     pub(super) announcer: Option<Announcer>,
     /// Per peer address: the last-seen time already fed to the machine.
@@ -162,6 +166,7 @@ pub(super) fn build(
         ifindex: 0,
         family: conf.family,
         sender: None,
+        tx_plan: None,
         vips,
         announcer: None,
         fed: HashMap::new(),
@@ -630,7 +635,13 @@ impl Inst {
     }
 
     pub(super) fn next_deadline(&self) -> Option<Micros> {
-        let mut machine = self.machine.poll_timeout();
+        // A master whose adverts the thread sends has no timer of the
+        // loop's (a master runs no Master_Down_Timer).
+        let mut machine = if self.tx_plan.is_some() {
+            self.machine.master_down_deadline()
+        } else {
+            self.machine.poll_timeout()
+        };
         if self.watch_armed
             && self.watch.is_some_and(|(wp, _)| wp != 0)
             && machine == self.machine.master_down_deadline()

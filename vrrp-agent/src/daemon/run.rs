@@ -286,7 +286,15 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         }
     }
     let status_writer = super::status::Writer::start(&opts.name);
+    let tx_thread = match super::tx_thread::TxThread::start(live.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::warn!("starting the advert thread: {e}; the event loop sends the adverts");
+            None
+        }
+    };
     let agent = Agent {
+        tx_thread,
         cfg_path: opts.config_path.clone(),
         opts,
         cfg,
