@@ -90,7 +90,9 @@ fn sigterm_during_the_startup_delay_stops_the_worker_cleanly() -> Result<()> {
     let path = seg.file("delay.conf", conf)?;
     let bin = vrrp_tests::lab::agent_bin()?;
     let mut cmd = seg.nodes[0].ns.command(bin.to_str().unwrap_or("vrrp-agent"));
-    cmd.arg("run").arg("-f").arg(&path).args(["--name", &vrrp_tests::netns::unique("dly")]);
+    let name = vrrp_tests::netns::unique("dly");
+    seg.clean_cache_of(&name);
+    cmd.arg("run").arg("-f").arg(&path).args(["--name", &name]);
     let mut agent = Process::spawn("agent", &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
     agent.wait_for_line("Delaying startup", Duration::from_secs(15))?;
     let t = Instant::now();
