@@ -48,6 +48,8 @@ pub struct Segment {
     /// under /run/vrrp-agent and /sys/fs/bpf/vrrp-agent goes with the
     /// segment.
     names: std::sync::Mutex<Vec<String>>,
+    /// Agent names whose verified-program cache goes with the segment.
+    caches: std::sync::Mutex<Vec<String>>,
 }
 
 impl Segment {
@@ -64,7 +66,13 @@ impl Segment {
         }
         let dir = std::env::temp_dir().join(netns::unique("vrrp-seg-"));
         std::fs::create_dir_all(&dir)?;
-        Ok(Segment { lan, nodes, dir, names: std::sync::Mutex::new(Vec::new()) })
+        Ok(Segment {
+            lan,
+            nodes,
+            dir,
+            names: std::sync::Mutex::new(Vec::new()),
+            caches: std::sync::Mutex::new(Vec::new()),
+        })
     }
 
     /// A second segment on the same nodes: bridge `br1` in the bridge's
@@ -112,6 +120,16 @@ impl Segment {
             Process::spawn(&format!("agent{i}"), &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
         p.wait_for_line("Entering", Duration::from_secs(15))?;
         Ok(p)
+    }
+
+    /// Unload the verified-program cache (vrrp-agent/src/datapath/cache.rs)
+    /// of an agent named `name` that the test starts itself, when the
+    /// segment goes: a clean stop leaves it pinned, by design. Only the
+    /// cache: the name may be another test's too ("default").
+    pub fn clean_cache_of(&self, name: &str) {
+        if let Ok(mut c) = self.caches.lock() {
+            c.push(name.to_owned());
+        }
     }
 
     /// Start keepalived (Debian's) on node `i` with `conf`.
@@ -215,6 +233,11 @@ impl Drop for Segment {
                 let _ = std::fs::remove_file(format!("/run/vrrp-agent/{name}.{ext}"));
             }
             let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/vrrp-agent/{name}"));
+        }
+        let caches = self.caches.get_mut().map(std::mem::take).unwrap_or_default();
+        for name in caches {
+            let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/vrrp-agent/{name}/cache"));
+            let _ = std::fs::remove_dir(format!("/sys/fs/bpf/vrrp-agent/{name}"));
         }
     }
 }

@@ -39,6 +39,8 @@ fn keepalived_s_unit_line_runs_the_agent() -> Result<()> {
     let path = seg.file("keepalived.conf", &conf())?;
     let pid = seg.file("keepalived.pid", "")?;
     let vrrp_pid = seg.file("vrrp.pid", "")?;
+    // keepalived's command line has no --name: the agent's is "default".
+    seg.clean_cache_of("default");
     let bin = agent_bin()?;
     let mut cmd = seg.nodes[0].ns.command(bin.to_str().context("path")?);
     cmd.args(["--dont-fork", "-D", "-l", "-f"]).arg(&path).arg("-p").arg(&pid).arg("-r").arg(&vrrp_pid);
@@ -133,6 +135,8 @@ fn net_namespace_runs_the_agent_in_that_namespace() -> Result<()> {
     }
     let seg = Segment::new(&["192.0.2.1/24"])?;
     let ns = seg.nodes[0].ns.name().to_owned();
+    // The agent takes the namespace's name.
+    seg.clean_cache_of(&ns);
     for how in ["config", "-s"] {
         let text = match how {
             "config" => format!("net_namespace {ns}\n{}", conf()),

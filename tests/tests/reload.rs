@@ -47,6 +47,7 @@ fn agent(seg: &Segment, path: &Path) -> Result<Process> {
 
 /// As `agent`, named `name` (for `vrrp-agent stats --name`).
 fn agent_as(seg: &Segment, path: &Path, name: &str) -> Result<Process> {
+    seg.clean_cache_of(name);
     let bin = agent_bin()?;
     let mut cmd = seg.nodes[0].ns.command(&bin.to_string_lossy());
     cmd.arg("run").arg("-f").arg(path).args(["--name", name]);

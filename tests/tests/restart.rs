@@ -153,6 +153,7 @@ fn a_restart_with_a_changed_instance_starts_it_normally() -> Result<()> {
     let path = seg.file("changed.conf", &conf(200, "0.1"))?;
     let bin = agent_bin()?;
     let name = netns::unique("rc");
+    seg.clean_cache_of(&name);
     let mut cmd = seg.nodes[0].ns.command(&bin.to_string_lossy());
     cmd.arg("run").arg("-f").arg(&path).args(["--name", &name]);
     let mut agent = Process::spawn("agent", &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
@@ -189,6 +190,7 @@ fn a_stale_resume_record_is_not_trusted() -> Result<()> {
     }
     let seg = Segment::new(&["192.0.2.1/24"])?;
     let name = netns::unique("rt");
+    seg.clean_cache_of(&name);
     let ifindex = seg.nodes[0].ns.ifindex("eth0")?;
     seg.nodes[0].ns.ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])?;
     let dir = std::path::Path::new("/run/vrrp-agent");

@@ -29,7 +29,12 @@ fn children(pid: u32) -> Vec<u32> {
 
 /// (scheduling policy, realtime priority, nice) of `pid`'s main thread.
 fn sched(pid: u32) -> Result<(u32, u32, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    sched_of(&format!("/proc/{pid}/stat"))
+}
+
+/// The same, from a stat file (a process's or one of its threads').
+fn sched_of(path: &str) -> Result<(u32, u32, i32)> {
+    let stat = std::fs::read_to_string(path)?;
     // Fields after the command name; field n of proc(5) is index n - 3.
     let f: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
     let at = |n: usize| f.get(n - 3).context("short stat");
@@ -79,6 +84,15 @@ fn vrrp_rt_priority_and_its_cpu_limit_are_set_as_keepalived_sets_them() -> Resul
     for (who, pid) in [("vrrp-agent worker", worker), ("keepalived VRRP process", vrrp)] {
         assert_eq!(rttime(pid)?, ("200000".to_owned(), "400000".to_owned()), "{who}");
     }
+    // A master's adverts leave from the worker's advert thread: it runs at
+    // the same priority (keepalived's process sends its own adverts).
+    let tasks = std::fs::read_dir(format!("/proc/{worker}/task"))?;
+    let adverts = tasks
+        .filter_map(|t| t.ok())
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "adverts"))
+        .context("the worker has no advert thread")?;
+    let thread = sched_of(&adverts.path().join("stat").to_string_lossy())?;
+    assert!(rr(thread), "advert thread's scheduling: {thread:?}");
     // The supervisor is no VRRP process, as keepalived's parent is not.
     assert_eq!(sched(agent.pid())?.0, SCHED_OTHER);
     assert_eq!(sched(keepalived.pid())?.0, SCHED_OTHER);

@@ -84,6 +84,8 @@ fn env_dump(seg: &Segment, name: &str, out: &Path) -> Result<PathBuf> {
 fn start(seg: &Segment, conf: &str, notify: &Path) -> Result<Process> {
     let path = seg.file(&format!("{}.conf", netns::unique("sd")), conf)?;
     let bin = agent_bin()?;
+    let name = netns::unique("sd");
+    seg.clean_cache_of(&name);
     // WATCHDOG_PID is the started process's own pid: `exec` keeps the
     // shell's, as systemd's is the unit's main process.
     let mut cmd = seg.nodes[0].ns.command("sh");
@@ -92,7 +94,7 @@ fn start(seg: &Segment, conf: &str, notify: &Path) -> Result<Process> {
         .arg("run")
         .arg("-f")
         .arg(&path)
-        .args(["--name", &netns::unique("sd")])
+        .args(["--name", &name])
         .env("NOTIFY_SOCKET", notify)
         .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string());
     Process::spawn("agent", &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())

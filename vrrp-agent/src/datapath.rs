@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 
 use std::net::IpAddr;
 
+use aya::maps::Map;
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
+
+pub mod cache;
 use vrrp_common::Verdict;
 use vrrp_common::accept::{
     NOACCEPT_COUNTERS_MAP, NOACCEPT_MAP, NOACCEPT_MAX_ENTRIES, NOACCEPT_ROWS_MAP, NoAcceptCounterKey,
@@ -207,7 +210,18 @@ impl From<AttachMode> for XdpMode {
 /// A loaded XDP program with its maps; dropping it detaches the program
 /// from every interface and removes the pins it made.
 pub struct Datapath {
-    ebpf: Ebpf,
+    /// The freshly loaded object (it owns the program), or None when the
+    /// program came from the cache (`reused`).
+    ebpf: Option<Ebpf>,
+    /// The program from the verified-program cache (datapath/cache.rs).
+    reused: Option<Xdp>,
+    /// The maps of `ALL_MAPS`, taken out of `ebpf` or from the cache.
+    maps: std::collections::HashMap<&'static str, Map>,
+    /// The event ring, drained of a cached program's old events.
+    events: Option<Events>,
+    /// The cache key and directory to pin a freshly loaded program under
+    /// (`pin_for`); None when it came from the cache or is not cached.
+    cache_to: Option<(PathBuf, String)>,
     pins: Vec<PathBuf>,
     attached: Vec<(String, u32)>,
     modes: Vec<AttachMode>,
@@ -237,6 +251,67 @@ impl Datapath {
     /// `MapSizes::for_config`).
     pub fn load_sized(object: Option<&Path>, sizes: &MapSizes) -> Result<Self, DatapathError> {
         let bytes = crate::object::load_bytes(object)?;
+        Self::load_bytes(&bytes, sizes)
+    }
+
+    /// As `load_sized`, through the verified-program cache of the agent
+    /// whose pin directory is `agent_dir` (datapath/cache.rs): its pinned
+    /// program and maps, emptied, when they are of this object and these
+    /// sizes; else a fresh load, pinned there by `pin_for`.
+    pub fn load_cached(
+        object: Option<&Path>,
+        sizes: &MapSizes,
+        agent_dir: &Path,
+    ) -> Result<Self, DatapathError> {
+        let bytes = crate::object::load_bytes(object)?;
+        if std::env::var_os("VRRP_VERIFIER_LOG").is_some() {
+            return Self::load_bytes(&bytes, sizes);
+        }
+        let key = cache::key(&bytes, sizes);
+        let dir = cache::dir_of(agent_dir);
+        match cache::take(&dir, &key, sizes) {
+            Ok(Some(r)) => {
+                let mut dp = Datapath::empty(None);
+                dp.reused = Some(r.prog);
+                dp.maps.extend(r.maps);
+                // What the old agent's program wrote and nobody read.
+                let mut events = dp.take_events_map()?;
+                let mut stale = 0usize;
+                while events.next().is_some() {
+                    stale += 1;
+                }
+                dp.events = Some(events);
+                dp.set_alive()?;
+                log::debug!(
+                    "start-up: reused the verified XDP program pinned under {} ({stale} old event(s) dropped)",
+                    dir.join(&key).display()
+                );
+                return Ok(dp);
+            }
+            Ok(None) => {}
+            Err(why) => log::warn!("not reusing the cached XDP program under {}: {why}", dir.display()),
+        }
+        let mut dp = Self::load_bytes(&bytes, sizes)?;
+        dp.cache_to = Some((dir, key));
+        Ok(dp)
+    }
+
+    fn empty(ebpf: Option<Ebpf>) -> Datapath {
+        Datapath {
+            ebpf,
+            reused: None,
+            maps: std::collections::HashMap::new(),
+            events: None,
+            cache_to: None,
+            pins: Vec::new(),
+            attached: Vec::new(),
+            modes: Vec::new(),
+            link_ids: Vec::new(),
+            pinned_links: Vec::new(),
+        }
+    }
+
+    fn load_bytes(bytes: &[u8], sizes: &MapSizes) -> Result<Self, DatapathError> {
         let mut loader = EbpfLoader::new();
         for (name, n) in sizes.entries() {
             loader.map_max_entries(name, n);
@@ -245,7 +320,7 @@ impl Datapath {
         if std::env::var_os("VRRP_VERIFIER_LOG").is_some() {
             loader.verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
         }
-        let mut ebpf = loader.load(&bytes).map_err(|source| DatapathError::Load { source })?;
+        let mut ebpf = loader.load(bytes).map_err(|source| DatapathError::Load { source })?;
         log::debug!("start-up: object parsed, maps created");
         let prog: &mut Xdp = ebpf
             .program_mut(XDP_PROGRAM)
@@ -264,22 +339,71 @@ impl Datapath {
             "start-up: program verified ({} instructions processed)",
             insns.map_or("?".into(), |n| n.to_string())
         );
+        let mut maps = std::collections::HashMap::new();
         for name in ALL_MAPS {
-            if ebpf.map(name).is_none() {
-                return Err(DatapathError::Missing { what: "map", name });
-            }
+            let map = ebpf.take_map(name).ok_or(DatapathError::Missing { what: "map", name })?;
+            maps.insert(name, map);
         }
-        let mut dp = Datapath {
-            ebpf,
-            pins: Vec::new(),
-            attached: Vec::new(),
-            modes: Vec::new(),
-            link_ids: Vec::new(),
-            pinned_links: Vec::new(),
-        };
+        let mut dp = Datapath::empty(Some(ebpf));
+        dp.maps = maps;
         // Alive from the start: the program passes everything otherwise.
         dp.set_alive()?;
         Ok(dp)
+    }
+
+    /// Whether the program came from the verified-program cache.
+    pub fn is_reused(&self) -> bool {
+        self.reused.is_some()
+    }
+
+    fn prog_mut(&mut self) -> Result<&mut Xdp, DatapathError> {
+        match (&mut self.reused, &mut self.ebpf) {
+            (Some(p), _) => Ok(p),
+            (None, Some(e)) => e
+                .program_mut(XDP_PROGRAM)
+                .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
+                .try_into()
+                .map_err(|source| DatapathError::Program { action: "using", iface: "-".into(), source }),
+            (None, None) => Err(DatapathError::Missing { what: "program", name: XDP_PROGRAM }),
+        }
+    }
+
+    fn prog(&self) -> Result<&Xdp, DatapathError> {
+        match (&self.reused, &self.ebpf) {
+            (Some(p), _) => Ok(p),
+            (None, Some(e)) => e
+                .program(XDP_PROGRAM)
+                .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
+                .try_into()
+                .map_err(|source| DatapathError::Program { action: "using", iface: "-".into(), source }),
+            (None, None) => Err(DatapathError::Missing { what: "program", name: XDP_PROGRAM }),
+        }
+    }
+
+    fn map(&self, name: &'static str) -> Result<&Map, DatapathError> {
+        self.maps.get(name).ok_or(DatapathError::Missing { what: "map", name })
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DatapathError> {
+        self.maps.get_mut(name).ok_or(DatapathError::Missing { what: "map", name })
+    }
+
+    /// Pin a freshly loaded program and its maps as the agent's cache
+    /// entry (`load_cached`); a failure only costs the next start its reuse.
+    fn pin_cache(&mut self) {
+        let Some((dir, key)) = self.cache_to.take() else { return };
+        // Only a freshly loaded program is cached: the object owns it.
+        let Some(prog) = self.ebpf.as_mut().and_then(|e| e.program_mut(XDP_PROGRAM)) else { return };
+        let Ok(prog) = <&mut Xdp>::try_from(prog) else { return };
+        let maps: Vec<(&'static str, &Map)> =
+            ALL_MAPS.iter().filter_map(|n| self.maps.get(n).map(|m| (*n, m))).collect();
+        if maps.len() != ALL_MAPS.len() {
+            return;
+        }
+        match cache::store(&dir, &key, prog, &maps) {
+            Ok(()) => log::debug!("start-up: verified program cached under {}", dir.join(&key).display()),
+            Err(e) => log::warn!("cannot cache the verified XDP program under {}: {e}", dir.display()),
+        }
     }
 
     /// Attach the program to `iface`. Refuses (EBUSY from the kernel) when
@@ -290,12 +414,7 @@ impl Datapath {
             iface: iface.into(),
             source: aya::programs::ProgramError::IOError(std::io::Error::from(e)),
         })?;
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(XDP_PROGRAM)
-            .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
-            .try_into()
-            .map_err(|source| DatapathError::Program { action: "attaching", iface: iface.into(), source })?;
+        let prog = self.prog_mut()?;
         let err = |source| DatapathError::Program { action: "attaching", iface: iface.into(), source };
         let used = match mode {
             // Native where the driver has it, else generic; the log says which.
@@ -360,7 +479,7 @@ impl Datapath {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(pin_err(e.to_string())),
             }
-            let map = self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?;
+            let map = self.map(name)?;
             map.pin(&path).map_err(|e| pin_err(e.to_string()))?;
             self.pins.push(path);
         }
@@ -378,8 +497,7 @@ impl Datapath {
     /// Set the `ALIVE_MAP` deadline (CLOCK_MONOTONIC ns); a past one makes
     /// the program fail open as if the agent had died (tests).
     pub fn set_alive_until(&mut self, until_ns: u64) -> Result<(), DatapathError> {
-        let map =
-            self.ebpf.map_mut(ALIVE_MAP).ok_or(DatapathError::Missing { what: "map", name: ALIVE_MAP })?;
+        let map = self.map_mut(ALIVE_MAP)?;
         let mut alive: Array<&mut MapData, u64> =
             Array::try_from(map).map_err(|source| DatapathError::Map { name: ALIVE_MAP, source })?;
         alive.set(0, until_ns, 0).map_err(|source| DatapathError::Map { name: ALIVE_MAP, source })
@@ -401,12 +519,7 @@ impl Datapath {
                 path: path.display().to_string(),
                 reason,
             };
-            let prog: &mut Xdp = self
-                .ebpf
-                .program_mut(XDP_PROGRAM)
-                .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| pin_err(e.to_string()))?;
+            let prog = self.prog_mut().map_err(|e| pin_err(e.to_string()))?;
             let link = prog.take_link(id).map_err(|e| pin_err(e.to_string()))?;
             // Only a bpf_link (kernel 5.9+) can be pinned; the netlink kind
             // is detached when this fails.
@@ -425,6 +538,10 @@ impl Datapath {
         let Ok(entries) = fs::read_dir(&dir) else { return };
         for e in entries.flatten() {
             let path = e.path();
+            // The verified-program cache is checked and emptied when used.
+            if e.file_name() == cache::CACHE_DIR {
+                continue;
+            }
             let is_link = e.file_name().to_string_lossy().starts_with(LINK_PIN_PREFIX);
             let done = if is_link {
                 PinnedLink::from_pin(&path).map_err(|e| e.to_string()).and_then(|l| {
@@ -471,6 +588,7 @@ impl Datapath {
         let dir = pin_root.join(name);
         self.pin_maps(&dir)?;
         self.pin_links(&dir)?;
+        self.pin_cache();
         log::info!(
             "maps pinned under {} (bpftool map dump pinned {}/VRRP_PEERS)",
             dir.display(),
@@ -623,7 +741,7 @@ impl Datapath {
     fn count_no_accept_rows(&mut self) -> Result<(), DatapathError> {
         let n = self.no_accept_rows()?.len();
         let name = NOACCEPT_ROWS_MAP;
-        let map = self.ebpf.map_mut(name).ok_or(DatapathError::Missing { what: "map", name })?;
+        let map = self.map_mut(name)?;
         let mut rows: Array<&mut MapData, u32> =
             Array::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
         rows.set(0, u32::try_from(n).unwrap_or(u32::MAX), 0)
@@ -633,7 +751,7 @@ impl Datapath {
     /// The rows of `NOACCEPT_MAP`.
     pub fn no_accept_rows(&self) -> Result<Vec<(VipKey, VipOwner)>, DatapathError> {
         let name = NOACCEPT_MAP;
-        let map = self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?;
+        let map = self.map(name)?;
         let rows: BpfHashMap<&MapData, VipKey, VipOwner> =
             BpfHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
         rows.iter().collect::<Result<_, _>>().map_err(|source| DatapathError::Map { name, source })
@@ -642,21 +760,28 @@ impl Datapath {
     /// Accept Mode counters summed over CPUs, per (ifindex, verdict).
     pub fn no_accept_counters(&self) -> Result<BTreeMap<(u32, NoAcceptVerdict), u64>, DatapathError> {
         let name = NOACCEPT_COUNTERS_MAP;
-        read_no_accept_counters(self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?)
+        read_no_accept_counters(self.map(name)?)
     }
 
     fn hash_map<K: aya::Pod, V: aya::Pod>(
         &mut self,
         name: &'static str,
     ) -> Result<BpfHashMap<&mut MapData, K, V>, DatapathError> {
-        let map = self.ebpf.map_mut(name).ok_or(DatapathError::Missing { what: "map", name })?;
+        let map = self.map_mut(name)?;
         BpfHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })
     }
 
     /// The event ring buffer, handed over to the caller (once).
     pub fn take_events(&mut self) -> Result<Events, DatapathError> {
+        match self.events.take() {
+            Some(e) => Ok(e),
+            None => self.take_events_map(),
+        }
+    }
+
+    fn take_events_map(&mut self) -> Result<Events, DatapathError> {
         let map =
-            self.ebpf.take_map(EVENTS_MAP).ok_or(DatapathError::Missing { what: "map", name: EVENTS_MAP })?;
+            self.maps.remove(EVENTS_MAP).ok_or(DatapathError::Missing { what: "map", name: EVENTS_MAP })?;
         let ring =
             RingBuf::try_from(map).map_err(|source| DatapathError::Map { name: EVENTS_MAP, source })?;
         Ok(Events { ring })
@@ -667,7 +792,7 @@ impl Datapath {
     /// the group address), summed over CPUs.
     pub fn checksum_forms(&self) -> Result<[u64; 3], DatapathError> {
         let name = CSUM_FORMS_MAP;
-        let map = self.ebpf.map(name).ok_or(DatapathError::Missing { what: "map", name })?;
+        let map = self.map(name)?;
         let arr: PerCpuArray<&MapData, u64> =
             PerCpuArray::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
         let mut out = [0u64; 3];
@@ -680,14 +805,12 @@ impl Datapath {
 
     /// Every peer the kernel has recorded.
     pub fn peers(&self) -> Result<Vec<PeerRow>, DatapathError> {
-        read_peers(self.ebpf.map(PEERS_MAP).ok_or(DatapathError::Missing { what: "map", name: PEERS_MAP })?)
+        read_peers(self.map(PEERS_MAP)?)
     }
 
     /// Verdict counters summed over CPUs, per (ifindex, verdict).
     pub fn counters(&self) -> Result<BTreeMap<(u32, Verdict), u64>, DatapathError> {
-        read_counters(
-            self.ebpf.map(COUNTERS_MAP).ok_or(DatapathError::Missing { what: "map", name: COUNTERS_MAP })?,
-        )
+        read_counters(self.map(COUNTERS_MAP)?)
     }
 }
 
@@ -966,12 +1089,7 @@ impl Datapath {
         repeat: u32,
     ) -> Result<(u32, std::time::Duration), DatapathError> {
         use aya::programs::{TestRun, TestRunOptions};
-        let prog: &Xdp = self
-            .ebpf
-            .program(XDP_PROGRAM)
-            .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
-            .try_into()
-            .map_err(|source| DatapathError::Program { action: "test-running", iface: "-".into(), source })?;
+        let prog = self.prog()?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex. data 0 and data_end the frame's
         // length (newer kernels take the linear part's size from it); the

@@ -476,6 +476,20 @@ impl Machine {
         self.fire(now, Micros(0), out);
     }
 
+    /// The Adver_Timer's deadline, if it runs: when a master's next
+    /// periodic advert is due. The daemon may hand the periodic adverts to
+    /// a thread of their own (`daemon/tx_thread.rs`), which follows this
+    /// schedule from the last time the machine reset it (every advert the
+    /// machine sends itself resets it, RFC 5798 6.4.3).
+    pub fn adver_deadline(&self) -> Option<Micros> {
+        if self.state == State::Master { self.timers[Timer::Adver as usize] } else { None }
+    }
+
+    /// The configured Advertisement_Interval (a master's period).
+    pub fn advert_interval(&self) -> Micros {
+        Micros::from_centis(self.params.advert_int)
+    }
+
     /// How much early an Adver_Timer may fire to go out with others due at
     /// the same moment: a sixteenth of the interval, at most 1 ms.
     pub fn adver_window(&self) -> Micros {

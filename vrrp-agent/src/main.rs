@@ -130,9 +130,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn real_main(argv: Vec<std::ffi::OsString>, namespace: Option<String>, notes: &[String]) -> Result<()> {
-    // The supervisor starts its worker through /proc/self/exe (the same
-    // binary even if a package upgrade replaced the file), which would
-    // make the worker's name "exe" in ps, pgrep and /proc/PID/comm.
+    // Started through /proc/self/exe (a hitless restart's re-execution
+    // falls back to it), the name would be "exe" in ps, pgrep and
+    // /proc/PID/comm; the worker, a fork, inherits this one.
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe {
         libc::prctl(libc::PR_SET_NAME, c"vrrp-agent".as_ptr() as libc::c_ulong, 0, 0, 0);
@@ -187,8 +187,7 @@ fn real_main(argv: Vec<std::ffi::OsString>, namespace: Option<String>, notes: &[
                 // parent-death signal is tied to the thread that forks it.
                 std::process::exit(cli::supervise::run(&args)?);
             }
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(cli::run::run(args, shutdown_signal()))
+            run_worker(args)
         }
         Command::CheckConfig { config } => cli::check::run(config.as_deref()),
         Command::Generate { man, completions } => generate(man.as_deref(), completions.as_deref()),
@@ -196,6 +195,26 @@ fn real_main(argv: Vec<std::ffi::OsString>, namespace: Option<String>, notes: &[
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(cli::watch::run(args, shutdown_signal()))
         }
+    }
+}
+
+/// The daemon itself: alone (`--no-supervise`), or as the supervisor's
+/// worker (`cli::supervise`, which forks and calls this in the child).
+fn run_worker(args: cli::run::RunArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(cli::run::run(args, shutdown_signal()))
+}
+
+/// `run_worker` in a forked worker: its exit status, as `main` would
+/// have made it (a panic is 101, as the default runtime makes it).
+pub(crate) fn worker_exit_code(args: cli::run::RunArgs) -> i32 {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_worker(args))) {
+        Ok(Ok(())) => i32::from(cli::exit::OK),
+        Ok(Err(e)) => {
+            eprintln!("vrrp-agent: error: {e:#}");
+            i32::from(cli::exit::code_of(&e))
+        }
+        Err(_) => vrrp_agent::daemon::crash::EXIT_PANIC,
     }
 }
 

@@ -551,7 +551,7 @@ pub fn run(opts: &Opts) -> Result<()> {
         writeln!(md, "## Start-up\n")?;
         writeln!(
             md,
-            "From spawning the daemon in its namespace (the agent through `nsenter`, keepalived through `ip netns exec`, as in every scenario here) until every instance has logged BACKUP; no master answers, so the instances stay in BACKUP. Each run is stopped with SIGTERM and waited for before the next; the arms alternate run by run. The agent's arm includes its supervisor starting the worker, and the XDP program being loaded (the kernel's verifier runs at every start) and attached.\n"
+            "From spawning the daemon in its namespace (the agent through `nsenter`, keepalived through `ip netns exec`, as in every scenario here) until every instance has logged BACKUP; no master answers, so the instances stay in BACKUP. Each run is stopped with SIGTERM and waited for before the next; the arms alternate run by run. The agent's arm includes its supervisor starting the worker, and the XDP program being loaded and attached: the first run of each series loads the object (the kernel's verifier runs); the later runs take the program and its maps from the verified-program cache the first one pinned (README, emptied before use), as any restart of an agent of the same name does, and attach it.\n"
         )?;
         writeln!(md, "| arm | instances | runs | min / median / p95 / max (ms) |")?;
         writeln!(md, "|---|---|---|---|")?;

@@ -24,7 +24,7 @@ pub const DEFAULT_NAME: &str = "default";
 
 /// What `run` and `watch` share: how adverts come in and where the agent
 /// keeps its pins and lock.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct AgentArgs {
     /// Receive path: XDP, raw sockets, or XDP falling back to sockets
     /// (with a warning) where it cannot attach.

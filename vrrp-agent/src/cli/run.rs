@@ -9,7 +9,7 @@ use vrrp_agent::daemon;
 
 use super::AgentArgs;
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct RunArgs {
     /// keepalived.conf to run (default: /etc/vrrp-agent/vrrp-agent.conf if
     /// present, else /etc/keepalived/keepalived.conf).

@@ -1,7 +1,7 @@
 //! `vrrp-agent run` as two processes, as keepalived runs its VRRP child
 //! under a parent: a small synchronous supervisor that holds the instance
-//! lock, and the worker (this binary again, with `--supervised`) that runs
-//! the instances.
+//! lock, and the worker (a fork of it, which runs the daemon with the
+//! lock handed over as in `--supervised`) that runs the instances.
 //!
 //! A worker that crashes (killed by SIGKILL, an OOM kill, SIGSEGV,
 //! SIGABRT, a panic) cannot remove its VIPs, and its masters stop
@@ -101,43 +101,15 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
     set.thread_block().context("blocking signals")?;
 
     let (lock_fd, sock_fd) = lock.handover();
-    let mut argv = std::env::args_os();
-    let arg0 = argv.next().unwrap_or_else(|| OsString::from("vrrp-agent"));
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0(arg0).args(argv).arg("--supervised").arg(format!("{lock_fd},{sock_fd}"));
     let parent = std::process::id();
     // systemd addressed its watchdog to this process (the unit's MAINPID);
     // the worker's loop is what pings it (daemon/sd.rs): without
     // WATCHDOG_PID, sd_watchdog_enabled's rule makes it the worker's.
-    if sd::for_worker(std::env::var("WATCHDOG_PID").ok().as_deref(), parent) {
-        cmd.env_remove("WATCHDOG_PID");
-    }
+    let drop_watchdog = sd::for_worker(std::env::var("WATCHDOG_PID").ok().as_deref(), parent);
     let worker_mask = vrrp_agent::daemon::signals::blocked_until_handled();
-    // SAFETY: only async-signal-safe calls (prctl, getppid, sigprocmask,
-    // fcntl) between fork and exec, on values prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The supervisor died before the line above took effect: the
-            // signal would never come.
-            if libc::getppid() as u32 != parent {
-                return Err(std::io::Error::other("supervisor gone"));
-            }
-            // The signals the worker handles stay blocked across the exec
-            // until its handlers exist (daemon/signals.rs): one sent while
-            // it reads its configuration waits instead of killing it by
-            // the default action. Everything else (SIGCHLD) is unblocked.
-            libc::sigprocmask(libc::SIG_SETMASK, &worker_mask, std::ptr::null_mut());
-            for fd in [lock_fd, sock_fd] {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    let mut worker_args = args.clone();
+    worker_args.supervised = Some(format!("{lock_fd},{sock_fd}"));
+    let spawn = || spawn_worker(&worker_args, parent, worker_mask, drop_watchdog);
     // Ready before the worker starts (no thread: a current-thread runtime).
     let nl = Netlink::new()?;
     let _pid = super::run::PidFile::write(args.pid_file.as_ref(), std::process::id())?;
@@ -146,7 +118,7 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
     let mut first = true;
     let mut worker_pid_file: Option<super::run::PidFile> = None;
     let code = loop {
-        let child = match cmd.spawn() {
+        let child = match spawn() {
             Ok(c) => c,
             Err(e) if first => return Err(e).context("starting the worker"),
             Err(e) => {
@@ -157,10 +129,11 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
             }
         };
         first = false;
-        let worker = Pid::from_raw(i32::try_from(child.id()).context("worker pid")?);
+        let worker = child;
         // The old one first: its Drop removes the file.
         drop(worker_pid_file.take());
-        worker_pid_file = super::run::PidFile::write(args.worker_pid_file.as_ref(), child.id()).ok();
+        worker_pid_file =
+            super::run::PidFile::write(args.worker_pid_file.as_ref(), worker.as_raw().unsigned_abs()).ok();
         log::info!(
             "supervising worker pid {worker} (a crashed worker is replaced at once and resumes its masters in time; a stopped one loses its VIPs)"
         );
@@ -224,6 +197,55 @@ pub fn run(args: &super::run::RunArgs) -> Result<i32> {
         return Ok(1);
     }
     Ok(code)
+}
+
+/// Start a worker: fork, and run the daemon in the child (`worker_args`
+/// carry the lock handover). A fork without an exec: the worker needs
+/// this binary, which is already mapped, and an exec of it (the dynamic
+/// loader, the runtime's start, the command line parsed again) was 2-10 ms
+/// of every start on the 2-core VM (bench-results/startup.md); keepalived
+/// forks its VRRP child the same way. The child is the same image as a
+/// `/proc/self/exe` exec would have run (an upgrade replaces the file,
+/// not this process: a hitless restart re-executes the supervisor for
+/// that, `reexec`).
+fn spawn_worker(
+    worker_args: &super::run::RunArgs,
+    parent: u32,
+    worker_mask: libc::sigset_t,
+    drop_watchdog: bool,
+) -> std::io::Result<Pid> {
+    // SAFETY: this process has a single thread (main.rs starts the
+    // supervisor before any runtime or thread exists, and it starts none),
+    // so the child may allocate and run anything: no lock is held by a
+    // thread that does not exist in it.
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Parent { child } => Ok(child),
+        nix::unistd::ForkResult::Child => {
+            // SAFETY: prctl with an integer argument.
+            if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) } != 0 {
+                std::process::exit(1);
+            }
+            // The supervisor died before the line above took effect: the
+            // signal would never come.
+            if nix::unistd::getppid().as_raw().unsigned_abs() != parent {
+                std::process::exit(1);
+            }
+            // The signals the worker handles stay blocked until its
+            // handlers exist (daemon/signals.rs): one sent while it reads
+            // its configuration waits instead of killing it by the default
+            // action. Everything else (SIGCHLD) is unblocked.
+            // SAFETY: a valid sigset_t; the old mask is not wanted.
+            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &worker_mask, std::ptr::null_mut()) };
+            if drop_watchdog {
+                // SAFETY: this child has one thread (see above): nothing
+                // reads the environment concurrently.
+                unsafe { std::env::remove_var("WATCHDOG_PID") };
+            }
+            // Never returns into the supervisor's frames (whose drops
+            // would remove its pid file and lock).
+            std::process::exit(crate::worker_exit_code(worker_args.clone()))
+        }
+    }
 }
 
 /// The worker's pid, for forwarding the handover signal (which nix's

@@ -75,6 +75,9 @@ enum Wake {
 pub(super) struct Agent {
     /// Periodic adverts due together, sent at the end of the tick.
     pub(super) adverts: super::tx::Batch,
+    /// The masters' periodic adverts, sent by a thread of their own
+    /// (`tx_thread.rs`); None: by the loop (the thread could not start).
+    pub(super) tx_thread: Option<super::tx_thread::TxThread>,
     pub(super) opts: Options,
     /// The configuration running, and the file it came from (for reloads).
     pub(super) cfg: Config,
@@ -181,8 +184,13 @@ fn takeover_steps(t: &super::status::Takeover) -> String {
         _ => "-".to_owned(),
     };
     let (woke, state) = (Some(t.woke_ns), Some(t.state_ns));
+    // How long the peers had been silent when the backup decided: at least
+    // Master_Down_Interval for a takeover RFC 5798 6.4.2 allows ("-": it
+    // never heard one since its start).
+    let silent =
+        t.heard_ns.map_or("-".to_owned(), |h| format!("{:.1}", t.state_ns.saturating_sub(h) as f64 / 1e6));
     format!(
-        "kernel watch {} (its last holding advert to its timer) / wake-up {} / decision {} / first advert {} / VIPs added {} / first announcement {} (µs after the step before)",
+        "last advert heard {silent} ms before / kernel watch {} (its last holding advert to its timer) / wake-up {} / decision {} / first advert {} / VIPs added {} / first announcement {} (µs after the step before)",
         us(t.watch_hold_ns, t.watch_fired_ns),
         us(t.watch_fired_ns, woke),
         us(woke, state),
@@ -254,7 +262,8 @@ impl Agent {
         // keepalived sets the VRRP process's scheduling after its start-up
         // (vrrp_daemon.c, start_vrrp): a realtime loop with a CPU limit
         // would otherwise count the configuration's start against it.
-        super::sched::apply(super::sched::plan(&self.cfg.global));
+        let senders: Vec<libc::pid_t> = self.tx_thread.as_ref().and_then(|t| t.tid()).into_iter().collect();
+        super::sched::apply(super::sched::plan(&self.cfg.global), &senders);
         // Start-up's garbage (the configuration's parse, dumps) goes back.
         super::trim_heap();
         // XDP is attached (run.rs) and every instance is in its first state.
@@ -269,6 +278,9 @@ impl Agent {
         let mut net_open = true;
         loop {
             self.sd.states(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
+            for i in 0..self.insts.len() {
+                self.tx_sync(i);
+            }
             self.write_status();
             self.arm_timer();
             let wake = tokio::select! {
@@ -328,6 +340,7 @@ impl Agent {
                 Wake::Signal(sig) => self.on_signal(sig).await,
                 Wake::Watchdog => self.sd.ping(),
                 Wake::Scrape(reply) => {
+                    self.tx_counts();
                     let _ = reply.send(super::metrics::render(&super::metrics::view(&self)));
                 }
             }
@@ -438,7 +451,12 @@ impl Agent {
         }
         let mut out = Vec::new();
         for i in 0..self.insts.len() {
-            self.insts[i].machine.handle_timeout_coalesced(now, &mut out);
+            // The advert thread follows a master's Adver_Timer: its
+            // machine has nothing else due (no Master_Down_Timer runs in
+            // MASTER).
+            if self.insts[i].tx_plan.is_none() {
+                self.insts[i].machine.handle_timeout_coalesced(now, &mut out);
+            }
             // A master's periodic advert (its only action) joins the batch;
             // anything else is carried out at once, in order.
             if let [Action::SendAdvert { priority }] = out[..]
@@ -594,20 +612,32 @@ impl Agent {
     /// tracked interfaces of that name follow it, and instances on it open
     /// their sockets there and attach the program again.
     async fn follow(&mut self, ifindex: u32, name: &str) {
+        let mut ifs = None;
         for i in 0..self.insts.len() {
             self.insts[i].relink(name, ifindex);
             if self.insts[i].conf.interface == name
                 || self.insts[i].vmac.as_ref().is_some_and(|m| m.name == name)
             {
-                self.rebind(i).await;
+                self.rebind(i, &mut ifs).await;
             }
         }
     }
 
     /// Open instance `i` on its interface if it is not yet open on the
     /// index the interface has now.
-    async fn rebind(&mut self, i: usize) {
-        match self.insts[i].bind(&super::link::Ifaddrs::now()) {
+    /// `ifs`: the interfaces' dump, made by the first instance that needs
+    /// one and shared by the rest of the event's.
+    async fn rebind(&mut self, i: usize, ifs: &mut Option<super::link::Ifaddrs>) {
+        // The dump only for an instance that needs it: a link event (the
+        // kernel sends some for a veth whenever its peer's XDP program
+        // changes) on an interface with 250 instances took 250 dumps of
+        // every address, and a master of 1,000 instances stopped
+        // advertising for over a second (issue 15: its backup took over).
+        let bound = self.insts[i].unbound_indices();
+        match bound.and_then(|b| match b {
+            None => Ok(false),
+            Some(_) => self.insts[i].bind(ifs.get_or_insert_with(super::link::Ifaddrs::now)),
+        }) {
             Ok(false) => {}
             Ok(true) => {
                 let inst = &self.insts[i];
@@ -682,9 +712,10 @@ impl Agent {
     /// tries to open there.
     async fn on_addr(&mut self, ifindex: u32, addr: IpAddr, prefix: u8, up: bool) {
         let ours = self.addrs.observed(AddrKey { ifindex, addr }, prefix, up);
+        let mut ifs = None;
         for i in 0..self.insts.len() {
             if up && !self.insts[i].bound() {
-                self.rebind(i).await;
+                self.rebind(i, &mut ifs).await;
             }
         }
         let managed = self.insts.iter().any(|i| i.manages(ifindex, addr))
@@ -787,7 +818,8 @@ impl Agent {
     }
 
     /// SIGUSR1 / SIGUSR2: write the state (the status document) to `path`.
-    fn dump(&self, path: PathBuf, what: &str) {
+    fn dump(&mut self, path: PathBuf, what: &str) {
+        self.tx_counts();
         match status::write_to(&path, &self.agent_status()) {
             Ok(()) => log::info!("Wrote the {what} to {}", path.display()),
             Err(e) => log::error!("writing the {what} to {}: {e}", path.display()),
@@ -910,6 +942,11 @@ impl Agent {
     /// and once more after a transition that did neither (a backup's
     /// first state removes a VIP found on its interface).
     async fn carry_out(&mut self, i: usize, now: Micros, actions: Vec<Action>) {
+        // The advert thread follows the machine first: a master that
+        // resigns or steps down stops its periodic adverts before its
+        // priority-0 advert or its VIPs' removal; a new priority is in
+        // the next periodic advert.
+        self.tx_sync(i);
         let mut transitioned = false;
         let mut entered_master = false;
         // Notify scripts start after the addresses are settled: spawning
@@ -1603,6 +1640,7 @@ impl Agent {
     /// allocating, since a master passes here once per advert.
     fn write_status(&mut self) {
         let now = timer::now();
+        self.tx_counts();
         // The AH receive path counts its refusals where it checks them.
         for inst in &mut self.insts {
             if let Some(ah) = &inst.ah {
@@ -1632,6 +1670,60 @@ impl Agent {
         self.written_at = now;
     }
 
+    /// Hand instance `i`'s periodic adverts to the advert thread, give it
+    /// a new plan, or take them back, as its machine now says.
+    pub(super) fn tx_sync(&mut self, i: usize) {
+        let Some(th) = &self.tx_thread else { return };
+        let inst = &mut self.insts[i];
+        // At stop the resignations go from the loop (RFC 5798 6.4.3).
+        let want = if self.stopping { None } else { super::tx_thread::PlanKey::of(i, inst) };
+        if want == inst.tx_plan {
+            return;
+        }
+        let plan = match want.map(|_| super::tx_thread::plan_of(i, inst, timer::now())) {
+            None => None,
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                log::warn!("({}) the advert thread cannot send for it ({e}): the loop does", inst.conf.name);
+                None
+            }
+        };
+        let (plan, key) = plan.map_or((None, None), |(p, k)| (Some(p), Some(k)));
+        inst.stats.advert_sent += th.set(i, plan);
+        inst.tx_plan = key;
+    }
+
+    /// Add the adverts the thread sent to the instances' counters.
+    pub(super) fn tx_counts(&mut self) {
+        let Some(th) = &self.tx_thread else { return };
+        let insts = &mut self.insts;
+        th.take_sent(|i, n| {
+            if let Some(inst) = insts.get_mut(i) {
+                inst.stats.advert_sent += n;
+            }
+        });
+    }
+
+    /// Take every master's adverts back from the thread (a reload
+    /// renumbers the instances; a handover sends its last ones itself),
+    /// and stop it when `stop`.
+    pub(super) fn tx_take_back(&mut self, stop: bool) {
+        if let Some(th) = &self.tx_thread {
+            let insts = &mut self.insts;
+            th.clear(|i, n| {
+                if let Some(inst) = insts.get_mut(i) {
+                    inst.stats.advert_sent += n;
+                }
+            });
+        }
+        for inst in &mut self.insts {
+            inst.tx_plan = None;
+        }
+        if stop {
+            self.tx_thread = None;
+        }
+    }
+
     /// Arm the timerfd for the next deadline of any kind.
     fn arm_timer(&mut self) {
         let now = timer::now();
@@ -1640,7 +1732,9 @@ impl Agent {
         }
         let alive = self.source.keep_alive(now);
         let status_due = self.written.as_ref().and_then(|w| {
-            let dirty = self.insts.iter().zip(w).any(|(i, (_, _, st))| i.stats != *st);
+            // The advert thread's masters count adverts without waking
+            // the loop: their counters are due every STATUS_REFRESH.
+            let dirty = self.insts.iter().zip(w).any(|(i, (_, _, st))| i.stats != *st || i.tx_plan.is_some());
             dirty.then(|| self.written_at.after(STATUS_REFRESH))
         });
         let next = self

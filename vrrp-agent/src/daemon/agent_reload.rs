@@ -78,6 +78,9 @@ impl Agent {
             self.cfg = new;
             return;
         }
+        // The instances are renumbered: the loop's next pass hands the
+        // masters to the advert thread again.
+        self.tx_take_back(false);
         // A changed sync group's members stop and start anew in it.
         let groups = reload::group_plan(&self.cfg, &new, &plan);
         let mut plan = plan;
@@ -222,6 +225,9 @@ impl Agent {
         self.refollow().await;
         // Slot i is instance i again, with the new identities.
         self.live_rewrite();
+        if let Some(th) = &self.tx_thread {
+            th.set_live(self.live.clone());
+        }
         self.written = None;
         self.reconcile().await;
         log::info!("Reload: done");

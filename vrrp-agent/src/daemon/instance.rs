@@ -33,6 +33,10 @@ pub(super) struct Inst {
     pub(super) family: Family,
     /// None while the interface does not exist.
     pub(super) sender: Option<Sender>,
+    /// While MASTER: what the advert thread was handed to send its
+    /// periodic adverts (`tx_thread.rs`); the machine's Adver_Timer is
+    /// then the thread's to follow, not the loop's.
+    pub(super) tx_plan: Option<super::tx_thread::PlanKey>,
     pub(super) vips: Vec<ManagedVip>,
     pub(super) announcer: Option<Announcer>,
     /// Per peer address: the last-seen time already fed to the machine.
@@ -162,6 +166,7 @@ pub(super) fn build(
         ifindex: 0,
         family: conf.family,
         sender: None,
+        tx_plan: None,
         vips,
         announcer: None,
         fed: HashMap::new(),
@@ -277,29 +282,37 @@ pub(super) fn unix_now() -> f64 {
 }
 
 impl Inst {
+    /// The interface's index (and its macvlan's, 0 without use_vmac) when
+    /// the instance is not yet open there (`bind` would open it); None
+    /// when it is. Cheap (an ioctl per name), unlike the address dump
+    /// `bind` needs: a link event on an interface with hundreds of
+    /// instances asks every one of them.
+    pub(super) fn unbound_indices(&self) -> Result<Option<(u32, u32)>, DaemonError> {
+        let conf = &self.conf;
+        let ifindex = nix::net::if_::if_nametoindex(conf.interface.as_str()).map_err(|source| {
+            DaemonError::NoInterface { instance: conf.name.clone(), iface: conf.interface.clone(), source }
+        })?;
+        let vmac_index = match &self.vmac {
+            None => 0,
+            Some(m) => nix::net::if_::if_nametoindex(m.name.as_str()).map_err(|source| {
+                DaemonError::NoInterface { instance: conf.name.clone(), iface: m.name.clone(), source }
+            })?,
+        };
+        let open_here = self.sender.is_some()
+            && ifindex == self.ifindex
+            && self.vmac.as_ref().is_none_or(|m| m.ifindex == vmac_index);
+        Ok((!open_here).then_some((ifindex, vmac_index)))
+    }
+
     /// Open the instance on its interface as it exists now (at start, and
     /// again when the interface is re-created with a new index): the
     /// advert and announcement sockets, our addresses there. Ok(false) when
     /// it is already open on this index. Follows the interface by name.
     /// `ifs`: the interfaces as they are now.
     pub(super) fn bind(&mut self, ifs: &link::Ifaddrs) -> Result<bool, DaemonError> {
+        let Some((ifindex, vmac_index)) = self.unbound_indices()? else { return Ok(false) };
         let conf = &self.conf;
         let name = conf.name.clone();
-        let ifindex = nix::net::if_::if_nametoindex(conf.interface.as_str()).map_err(|source| {
-            DaemonError::NoInterface { instance: name.clone(), iface: conf.interface.clone(), source }
-        })?;
-        let vmac_index = match &self.vmac {
-            None => 0,
-            Some(m) => nix::net::if_::if_nametoindex(m.name.as_str()).map_err(|source| {
-                DaemonError::NoInterface { instance: name.clone(), iface: m.name.clone(), source }
-            })?,
-        };
-        if self.sender.is_some()
-            && ifindex == self.ifindex
-            && self.vmac.as_ref().is_none_or(|m| m.ifindex == vmac_index)
-        {
-            return Ok(false);
-        }
         // Never run an instance that cannot advertise: the check at start
         // used the MTU then (or keepalived's default for a missing
         // interface); a re-created interface may have a smaller one.
@@ -622,7 +635,13 @@ impl Inst {
     }
 
     pub(super) fn next_deadline(&self) -> Option<Micros> {
-        let mut machine = self.machine.poll_timeout();
+        // A master whose adverts the thread sends has no timer of the
+        // loop's (a master runs no Master_Down_Timer).
+        let mut machine = if self.tx_plan.is_some() {
+            self.machine.master_down_deadline()
+        } else {
+            self.machine.poll_timeout()
+        };
         if self.watch_armed
             && self.watch.is_some_and(|(wp, _)| wp != 0)
             && machine == self.machine.master_down_deadline()

@@ -21,6 +21,7 @@ mod source;
 pub mod status;
 pub mod timer;
 pub mod tx;
+mod tx_thread;
 pub mod vips;
 pub mod vmac;
 

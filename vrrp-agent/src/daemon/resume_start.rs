@@ -279,6 +279,8 @@ impl Agent {
             );
             return false;
         }
+        // The last adverts are this one's: none from the thread after them.
+        self.tx_take_back(true);
         // Detach XDP first (its teardown holds the RTNL lock for 10-20 ms,
         // more on a loaded machine): the last adverts then go out as late
         // as can be, and the next process's time runs from them.

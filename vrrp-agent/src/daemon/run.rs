@@ -287,7 +287,15 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     }
     let status_writer = super::status::Writer::start(&opts.name);
     let held_record = super::vips::Record::open(&opts.name);
+    let tx_thread = match super::tx_thread::TxThread::start(live.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::warn!("starting the advert thread: {e}; the event loop sends the adverts");
+            None
+        }
+    };
     let agent = Agent {
+        tx_thread,
         cfg_path: opts.config_path.clone(),
         opts,
         cfg,
@@ -417,8 +425,16 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
         log::debug!("{note}");
     }
     log::debug!("start-up: stale pins cleared, occupants checked");
-    let mut dp =
-        Datapath::load_sized(opts.ebpf_object.as_deref(), &map_sizes(insts.iter().map(|i| &i.conf)))?;
+    let sizes = map_sizes(insts.iter().map(|i| &i.conf));
+    // The program this agent name verified at an earlier start, if it is
+    // of this object and these map sizes (datapath/cache.rs); `--no-pin`
+    // pins nothing, so it neither uses nor leaves a cache.
+    let mut dp = if opts.no_pin {
+        Datapath::load_sized(opts.ebpf_object.as_deref(), &sizes)?
+    } else {
+        let agent_dir = crate::bpffs::persistent_root(&opts.pin_root).join(&opts.name);
+        Datapath::load_cached(opts.ebpf_object.as_deref(), &sizes, &agent_dir)?
+    };
     log::debug!("start-up: XDP object loaded");
     // Every instance's map entries before the first attach: an advert that
     // arrived in between would be taken for another daemon's (unknown_vrid).

@@ -28,13 +28,26 @@ pub fn plan(g: &Global) -> Plan {
 }
 
 /// Apply `plan` to the calling thread (the agent's loop: the runtime is
-/// single-threaded on the main thread). Threads and processes started
+/// single-threaded on the main thread) and, for the realtime priority, to
+/// `senders` (the advert thread: keepalived's one VRRP process both
+/// decides and sends at that priority). Threads and processes started
 /// afterwards do not inherit SCHED_RR (SCHED_RESET_ON_FORK, as keepalived,
 /// so notify scripts run at normal priority). A failure is logged, as
 /// keepalived does, and the agent goes on.
-pub fn apply(plan: Plan) {
+pub fn apply(plan: Plan, senders: &[libc::pid_t]) {
     if let Some((prio, soft, hard)) = plan.realtime {
         let sp = libc::sched_param { sched_priority: i32::from(prio) };
+        for &tid in senders {
+            // SAFETY: sched_setscheduler reads `sp` only; `tid` is a thread
+            // of this process. RLIMIT_RTTIME is the process's: it covers it.
+            if unsafe { libc::sched_setscheduler(tid, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &sp) } != 0
+            {
+                log::warn!(
+                    "cannot set realtime priority {prio} on the advert thread: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
         // SAFETY: sched_setscheduler reads `sp` only; 0 is the calling thread.
         let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &sp) };
         if r != 0 {

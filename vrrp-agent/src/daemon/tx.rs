@@ -65,6 +65,13 @@ pub struct TxKey {
     ah: bool,
 }
 
+impl TxKey {
+    /// The key of sockets on `ifindex` sending from `src` (with AH or not).
+    pub fn new(ifindex: u32, src: IpAddr, ah: bool) -> TxKey {
+        TxKey { ifindex, src, ah }
+    }
+}
+
 /// One instance's sending socket.
 pub struct Sender {
     sock: Socket,
@@ -77,6 +84,23 @@ pub struct Sender {
     built: Option<u8>,
     /// `auth_type AH`: the key and sequence counter, and the IP ID.
     ah: Option<(Arc<AhAuth>, u16)>,
+    /// Which socket this is (`id`).
+    id: u64,
+}
+
+/// The next sender's `id`.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A master's prepared adverts at one priority, to hand to the advert
+/// thread (`tx_thread.rs`): its own descriptor of the socket, and one
+/// message per destination.
+pub struct Prepared {
+    /// A duplicate of the sender's socket: the thread's stays open even
+    /// when the agent closes or replaces its own.
+    pub sock: Socket,
+    pub key: TxKey,
+    /// (destination, its address, the message).
+    pub frames: Vec<(IpAddr, SockAddr, Vec<u8>)>,
 }
 
 impl Sender {
@@ -132,12 +156,42 @@ impl Sender {
             .into_iter()
             .map(|dst| Frame { dst, to: sock_addr(dst, ifindex), bytes: Vec::new() })
             .collect();
-        Ok(Sender { sock, src, ifindex, spec, frames, built: None, ah: ah_auth.map(|a| (a, 0)) })
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Sender { sock, src, ifindex, spec, frames, built: None, ah: ah_auth.map(|a| (a, 0)), id })
     }
 
     /// The source address.
     pub fn src(&self) -> IpAddr {
         self.src
+    }
+
+    /// This sender's identity: another socket (a rebind, a reload) has
+    /// another.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// With `auth_type AH`, whose messages change with every advert.
+    pub fn is_ah(&self) -> bool {
+        self.ah.is_some()
+    }
+
+    /// The messages of an advert with `priority` and a duplicate of the
+    /// socket, for a thread that sends them again and again (not for AH,
+    /// whose messages differ each time: None). A destination whose message
+    /// cannot be built is left out.
+    pub fn prepare(&mut self, priority: u8) -> io::Result<Option<Prepared>> {
+        if self.ah.is_some() {
+            return Ok(None);
+        }
+        self.build(priority);
+        let frames = self
+            .frames
+            .iter()
+            .filter(|f| !f.bytes.is_empty())
+            .map(|f| (f.dst, f.to.clone(), f.bytes.clone()))
+            .collect();
+        Ok(Some(Prepared { sock: self.sock.try_clone()?, key: self.key(), frames }))
     }
 
     /// Which other senders' sockets this one's messages may leave through.
@@ -239,6 +293,23 @@ impl Sender {
 
 fn unbuildable() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "the advert cannot be built (AH is IPv4 only)")
+}
+
+impl Batch {
+    /// Queue one prepared message (`Sender::prepare`) for `owner`.
+    pub fn push(&mut self, key: TxKey, owner: usize, priority: u8, dst: IpAddr, to: &SockAddr, bytes: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        self.msgs.push(Queued {
+            key,
+            owner,
+            priority,
+            went: true,
+            dst,
+            to: to.clone(),
+            range: start..self.buf.len(),
+        });
+    }
 }
 
 /// Where a message to `dst` is addressed: the scope of a link-local or

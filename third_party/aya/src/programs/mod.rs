@@ -627,7 +627,14 @@ impl<T: Link> ProgramData<T> {
         })?;
 
         let info = ProgramInfo::new_from_fd(fd.as_fd())?;
-        let name = info.name_as_str().map(ToOwned::to_owned).map(Into::into);
+        // vrrp-agent patch: the name's bytes, not `name_as_str()`, whose
+        // first call runs the kernel feature probes (a dozen BPF_PROG_LOAD
+        // and BTF_LOAD calls) that a program taken from a pin never needs.
+        let name = std::str::from_utf8(info.name())
+            .ok()
+            .filter(|n| !n.is_empty())
+            .map(ToOwned::to_owned)
+            .map(Into::into);
         Self::from_bpf_prog_info(name, fd, path.as_ref(), info.0, verifier_log_level)
     }
 }
