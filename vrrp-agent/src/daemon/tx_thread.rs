@@ -70,7 +70,7 @@ struct Shared {
     /// The futex word: bumped on every change, so a wait that started
     /// before it returns at once.
     changed: AtomicU32,
-    /// The thread's kernel id (0 until it runs), for `vrrp_rt_priority`.
+    /// The thread's kernel id, for `vrrp_rt_priority`.
     tid: std::sync::atomic::AtomicI32,
 }
 
@@ -111,7 +111,16 @@ impl TxThread {
             tid: std::sync::atomic::AtomicI32::new(0),
         });
         let s = Arc::clone(&shared);
-        let thread = std::thread::Builder::new().name("adverts".to_owned()).spawn(move || run(&s))?;
+        let (tid_tx, tid_rx) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new().name("adverts".to_owned()).spawn(move || {
+            // SAFETY: gettid has no arguments and cannot fail.
+            let _ = tid_tx.send(unsafe { libc::gettid() });
+            run(&s)
+        })?;
+        // Known before `start` returns, so that `vrrp_rt_priority` (applied
+        // once the instances have started) never misses the thread.
+        let tid = tid_rx.recv().map_err(|_| io::Error::other("the advert thread ended at its start"))?;
+        shared.tid.store(tid, Ordering::Release);
         Ok(TxThread { shared, thread: Some(thread) })
     }
 
@@ -185,8 +194,6 @@ impl Drop for TxThread {
 /// The thread: send what is due, sleep until the next is or the table
 /// changes.
 fn run(shared: &Shared) {
-    // SAFETY: gettid has no arguments and cannot fail.
-    shared.tid.store(unsafe { libc::gettid() }, Ordering::Release);
     let mut batch = Batch::default();
     loop {
         let seen = shared.changed.load(Ordering::Acquire);
