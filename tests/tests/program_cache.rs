@@ -12,6 +12,7 @@ use vrrp_tests::holders::HolderWatch;
 use vrrp_tests::lab::Segment;
 use vrrp_tests::netns;
 use vrrp_tests::privilege::{require_root, require_tool};
+use vrrp_tests::process::Process;
 
 const VIP: &str = "192.0.2.131";
 const REUSED: &str = "reused the verified XDP program";
@@ -79,19 +80,36 @@ fn holds_for(seg: &Segment, want: &[usize], span: Duration) -> Result<()> {
     Ok(())
 }
 
+/// A master on node 1 and, on node 0, the first start of a backup agent
+/// with a name of its own (so its cache starts empty), once the master
+/// holds the VIP.
+struct FirstStart {
+    seg: Segment,
+    name: String,
+    pins: PinDir,
+    master: Process,
+    backup_conf: String,
+    first: Process,
+}
+
+fn first_start() -> Result<FirstStart> {
+    let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
+    let name = netns::unique("pc");
+    let pins = PinDir(PathBuf::from("/sys/fs/bpf/vrrp-agent").join(&name));
+    let master = seg.agent(1, &conf(150, "192.0.2.52", "192.0.2.20"), &[])?;
+    let backup_conf = conf(100, "192.0.2.20", "192.0.2.52");
+    let first = seg.agent_as(0, &backup_conf, &name, &["-l", "debug"])?;
+    seg.wait_holders(VIP, &[1], Duration::from_secs(5))?;
+    Ok(FirstStart { seg, name, pins, master, backup_conf, first })
+}
+
 #[test]
 fn a_restarted_agent_reuses_its_verified_program_with_its_maps_emptied() -> Result<()> {
     let t = "a_restarted_agent_reuses_its_verified_program_with_its_maps_emptied";
     if !require_root(t) || !require_tool(t, "bpftool") {
         return Ok(());
     }
-    let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
-    let name = netns::unique("pc");
-    let pins = PinDir(PathBuf::from("/sys/fs/bpf/vrrp-agent").join(&name));
-    let _master = seg.agent(1, &conf(150, "192.0.2.52", "192.0.2.20"), &[])?;
-    let backup_conf = conf(100, "192.0.2.20", "192.0.2.52");
-    let mut first = seg.agent_as(0, &backup_conf, &name, &["-l", "debug"])?;
-    seg.wait_holders(VIP, &[1], Duration::from_secs(5))?;
+    let FirstStart { seg, name, pins, master: _master, backup_conf, mut first } = first_start()?;
     assert!(!first.lines().iter().any(|l| l.contains(REUSED)), "nothing to reuse at the first start");
     let status = first.stop(Duration::from_secs(10))?;
     assert!(status.success(), "clean stop: {status}");
@@ -143,13 +161,7 @@ fn a_cached_map_that_is_not_the_programs_own_is_refused() -> Result<()> {
     if !require_root(t) || !require_tool(t, "bpftool") {
         return Ok(());
     }
-    let seg = Segment::new(&["192.0.2.20/24", "192.0.2.52/24"])?;
-    let name = netns::unique("pc");
-    let pins = PinDir(PathBuf::from("/sys/fs/bpf/vrrp-agent").join(&name));
-    let _master = seg.agent(1, &conf(150, "192.0.2.52", "192.0.2.20"), &[])?;
-    let backup_conf = conf(100, "192.0.2.20", "192.0.2.52");
-    let mut first = seg.agent_as(0, &backup_conf, &name, &["-l", "debug"])?;
-    seg.wait_holders(VIP, &[1], Duration::from_secs(5))?;
+    let FirstStart { seg, name, pins, master: _master, backup_conf, mut first } = first_start()?;
     first.stop(Duration::from_secs(10))?;
     let cached = entries(&pins.0)?;
     assert_eq!(cached.len(), 1, "one cache entry: {cached:?}");
