@@ -55,6 +55,10 @@ const RECONCILE_RETRY: Micros = Micros(1_000_000);
 /// The status file's counters are at most this old.
 const STATUS_REFRESH: Micros = Micros(1_000_000);
 
+/// New masters in one batch from which the heap is trimmed after it
+/// (`malloc_trim` walks the whole heap: not after every transition).
+const TRIM_AFTER_TAKEOVER: usize = 64;
+
 /// What woke the loop.
 enum Wake {
     Shutdown,
@@ -1137,6 +1141,7 @@ impl Agent {
             return;
         }
         let Some(b) = self.batch.take() else { return };
+        let takeover = b.announce.len();
         if b.reconcile {
             self.reconcile().await;
         }
@@ -1149,6 +1154,13 @@ impl Agent {
             if i < self.insts.len() {
                 self.notify_entered(i, to);
             }
+        }
+        // A mass takeover's transient garbage (the reconcile's plan and
+        // netlink messages, the log lines, the advert thread's new plans)
+        // goes back, as start-up's does: glibc keeps freed heap otherwise,
+        // and a backup that became MASTER of 4,000 instances held it.
+        if takeover >= TRIM_AFTER_TAKEOVER {
+            super::trim_heap();
         }
     }
 
