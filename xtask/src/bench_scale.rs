@@ -528,7 +528,10 @@ pub fn report(md: &mut String, arms: &[Scale]) -> Result<serde_json::Value> {
             })),
         }));
     }
-    writeln!(md, "\nResident memory per process (KiB, RSS / PSS), at the end of the measurement, and the backup's about 1 s after it took over every instance:\n")?;
+    writeln!(
+        md,
+        "\nResident memory per process (KiB, RSS / PSS), at the end of the measurement, and the backup's about 1 s after it took over every instance:\n"
+    )?;
     writeln!(md, "| arm | node | process | RSS | PSS |")?;
     writeln!(md, "|---|---|---|---|---|")?;
     for a in arms {
