@@ -201,6 +201,8 @@ fn real_main(argv: Vec<std::ffi::OsString>, namespace: Option<String>, notes: &[
 /// The daemon itself: alone (`--no-supervise`), or as the supervisor's
 /// worker (`cli::supervise`, which forks and calls this in the child).
 fn run_worker(args: cli::run::RunArgs) -> Result<()> {
+    // Before the runtime starts its threads.
+    vrrp_agent::daemon::one_heap_arena();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(cli::run::run(args, shutdown_signal()))
 }

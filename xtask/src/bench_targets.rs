@@ -199,11 +199,14 @@ fn scale4k(json: &Value) -> Vec<String> {
     }
     if let Some(rss) = f(a, &["backup_rss_max_kib"]) {
         let master = f(a, &["master_rss_max_kib"]).unwrap_or(f64::NAN);
+        // NaN (no failover measured) is not under the target.
+        let taken = f(a, &["taken_over_rss_max_kib"]).unwrap_or(f64::NAN);
         out.push(format!(
-            "Scale ({n} instances): RSS under 32 MiB per process: {}; backup's largest {:.1} MiB, master's {:.1} MiB",
-            verdict(rss < 32.0 * 1024.0 && master < 32.0 * 1024.0),
+            "Scale ({n} instances): RSS under 32 MiB per process: {}; backup's largest {:.1} MiB, master's {:.1} MiB, the backup's after it took over every instance {:.1} MiB",
+            verdict(rss < 32.0 * 1024.0 && master < 32.0 * 1024.0 && taken < 32.0 * 1024.0),
             rss / 1024.0,
-            master / 1024.0
+            master / 1024.0,
+            taken / 1024.0
         ));
     }
     if let Some(ms) = f(a, &["start_to_backup_ms"]) {

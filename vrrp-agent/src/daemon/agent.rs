@@ -55,6 +55,10 @@ const RECONCILE_RETRY: Micros = Micros(1_000_000);
 /// The status file's counters are at most this old.
 const STATUS_REFRESH: Micros = Micros(1_000_000);
 
+/// New masters since the last trim from which the heap is trimmed again
+/// (`malloc_trim` walks the whole heap: not after every transition).
+const TRIM_AFTER_TAKEOVER: usize = 64;
+
 /// What woke the loop.
 enum Wake {
     Shutdown,
@@ -131,6 +135,8 @@ pub(super) struct Agent {
     /// What the status file last said: states, priorities, counters.
     pub(super) written: Option<Vec<(State, u8, Stats)>>,
     pub(super) written_at: Micros,
+    /// Instances that became MASTER since the heap was last trimmed.
+    pub(super) untrimmed_masters: usize,
     /// Writes the status file off the loop.
     pub(super) status_writer: status::Writer,
     /// The crash record (`<name>.vips`) and what it last said.
@@ -1137,6 +1143,7 @@ impl Agent {
             return;
         }
         let Some(b) = self.batch.take() else { return };
+        let takeover = b.announce.len();
         if b.reconcile {
             self.reconcile().await;
         }
@@ -1150,6 +1157,14 @@ impl Agent {
                 self.notify_entered(i, to);
             }
         }
+        // A mass takeover's transient garbage (the reconcile's plan and
+        // netlink messages, the log lines, the advert thread's new plans)
+        // goes back, as start-up's does: glibc keeps freed heap otherwise,
+        // and a backup that became MASTER of 4,000 instances held it.
+        // A takeover of thousands comes in many batches (each a timer pass
+        // or a batch of events): counted across them, trimmed at the next
+        // status write of the counters (at most `STATUS_REFRESH` later).
+        self.untrimmed_masters += takeover;
     }
 
     /// The owner index of the static addresses, routes and rules: one past
@@ -1662,6 +1677,10 @@ impl Agent {
         let counters_due = counters && now.0 >= self.written_at.0 + STATUS_REFRESH.0;
         if !changed && !counters_due {
             return;
+        }
+        if counters_due && self.untrimmed_masters >= TRIM_AFTER_TAKEOVER {
+            self.untrimmed_masters = 0;
+            super::trim_heap();
         }
         self.status_writer.submit(self.agent_status());
         self.written = Some(

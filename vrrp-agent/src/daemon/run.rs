@@ -320,6 +320,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         retry_at: None,
         written: None,
         written_at: Micros(0),
+        untrimmed_masters: 0,
         status_writer,
         held_record,
         direct: super::vips::Direct::open()

@@ -185,12 +185,16 @@ impl Sender {
             return Ok(None);
         }
         self.build(priority);
-        let frames = self
-            .frames
-            .iter()
-            .filter(|f| !f.bytes.is_empty())
-            .map(|f| (f.dst, f.to.clone(), f.bytes.clone()))
-            .collect();
+        // Exactly as long as needed: a filtered `collect` starts at four
+        // entries of about 180 bytes (the socket address's storage) for
+        // the one most masters have, 2.2 MiB of 4,000 masters' plans.
+        let mut frames = Vec::with_capacity(self.frames.iter().filter(|f| !f.bytes.is_empty()).count());
+        frames.extend(
+            self.frames
+                .iter()
+                .filter(|f| !f.bytes.is_empty())
+                .map(|f| (f.dst, f.to.clone(), f.bytes.clone())),
+        );
         Ok(Some(Prepared { sock: self.sock.try_clone()?, key: self.key(), frames }))
     }
 
