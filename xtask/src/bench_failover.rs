@@ -399,12 +399,21 @@ impl PinCleanup {
 }
 
 impl Drop for PinCleanup {
+    /// The bench's agents' pins, and their files in /run/vrrp-agent (a
+    /// master killed on purpose leaves its status, live and crash records
+    /// there, as a crashed agent does): nothing of a bench run stays on
+    /// the machine.
     fn drop(&mut self) {
-        let root = Path::new("/sys/fs/bpf/vrrp-agent");
-        let Ok(entries) = std::fs::read_dir(root) else { return };
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&format!("{}-n", self.0)) {
+        let prefix = format!("{}-n", self.0);
+        let ours = |e: &std::fs::DirEntry| e.file_name().to_string_lossy().starts_with(&prefix);
+        if let Ok(entries) = std::fs::read_dir("/sys/fs/bpf/vrrp-agent") {
+            for e in entries.flatten().filter(ours) {
                 let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir("/run/vrrp-agent") {
+            for e in entries.flatten().filter(ours) {
+                let _ = std::fs::remove_file(e.path());
             }
         }
     }
