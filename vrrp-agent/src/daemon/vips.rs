@@ -280,20 +280,19 @@ impl Direct {
 /// The acknowledgements (NLMSG_ERROR: sequence number, error code, 0 for
 /// success) in a datagram of netlink messages.
 fn acks(mut b: &[u8]) -> Vec<(u32, i32)> {
+    use rtnetlink::packet_core::{ErrorBuffer, NetlinkBuffer};
     let mut out = Vec::new();
-    let u32_at =
-        |b: &[u8], at: usize| b.get(at..at + 4).map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]));
-    while b.len() >= NLMSG_HDRLEN {
-        let (Some(len), Some(seq)) = (u32_at(b, 0), u32_at(b, 8)) else { break };
-        let len = len as usize;
-        if len < NLMSG_HDRLEN || len > b.len() {
+    // netlink-packet-core's views check each header's length against the
+    // datagram; a message cut short ends the walk.
+    while let Ok(msg) = NetlinkBuffer::new_checked(b) {
+        let len = msg.length() as usize;
+        if len < NLMSG_HDRLEN {
             break;
         }
-        let kind = u16::from_ne_bytes([b[4], b[5]]);
-        if kind == libc::NLMSG_ERROR as u16
-            && let Some(code) = u32_at(b, NLMSG_HDRLEN)
+        if msg.message_type() == libc::NLMSG_ERROR as u16
+            && let Ok(err) = ErrorBuffer::new_checked(msg.payload())
         {
-            out.push((seq, code as i32));
+            out.push((msg.sequence_number(), err.code().map_or(0, i32::from)));
         }
         // NLMSG_ALIGN: messages start on 4-byte boundaries.
         b = b.get(len.next_multiple_of(4)..).unwrap_or_default();
