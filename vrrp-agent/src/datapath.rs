@@ -123,6 +123,14 @@ const LINK_PIN_PREFIX: &str = "link_";
 const PINNED_MAPS: [&str; 7] =
     [PEERS_MAP, COUNTERS_MAP, INSTANCES_MAP, ADDRS_MAP, CSUM_FORMS_MAP, NOACCEPT_MAP, NOACCEPT_COUNTERS_MAP];
 
+/// The object has no program of that name (or none was loaded).
+const NO_PROGRAM: DatapathError = DatapathError::Missing { what: "program", name: XDP_PROGRAM };
+
+/// The program is not the XDP program it should be.
+fn using(source: aya::programs::ProgramError) -> DatapathError {
+    DatapathError::Program { action: "using", iface: "-".into(), source }
+}
+
 /// How to attach: the kernel's choice, or forced generic / native.
 /// How many entries the per-instance maps get. The object's sizes
 /// (2,048 instances, 4,096 peers and addresses) are the floor; a larger
@@ -356,27 +364,25 @@ impl Datapath {
         self.reused.is_some()
     }
 
+    /// The XDP program: the cached one, or the one the object loaded.
     fn prog_mut(&mut self) -> Result<&mut Xdp, DatapathError> {
         match (&mut self.reused, &mut self.ebpf) {
             (Some(p), _) => Ok(p),
-            (None, Some(e)) => e
-                .program_mut(XDP_PROGRAM)
-                .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
+            (None, e) => e
+                .as_mut()
+                .and_then(|e| e.program_mut(XDP_PROGRAM))
+                .ok_or(NO_PROGRAM)?
                 .try_into()
-                .map_err(|source| DatapathError::Program { action: "using", iface: "-".into(), source }),
-            (None, None) => Err(DatapathError::Missing { what: "program", name: XDP_PROGRAM }),
+                .map_err(using),
         }
     }
 
     fn prog(&self) -> Result<&Xdp, DatapathError> {
         match (&self.reused, &self.ebpf) {
             (Some(p), _) => Ok(p),
-            (None, Some(e)) => e
-                .program(XDP_PROGRAM)
-                .ok_or(DatapathError::Missing { what: "program", name: XDP_PROGRAM })?
-                .try_into()
-                .map_err(|source| DatapathError::Program { action: "using", iface: "-".into(), source }),
-            (None, None) => Err(DatapathError::Missing { what: "program", name: XDP_PROGRAM }),
+            (None, e) => {
+                e.as_ref().and_then(|e| e.program(XDP_PROGRAM)).ok_or(NO_PROGRAM)?.try_into().map_err(using)
+            }
         }
     }
 
