@@ -1734,8 +1734,24 @@ impl Agent {
         });
     }
 
-    /// Take every master's adverts back from the thread (a reload
-    /// renumbers the instances; a handover sends its last ones itself),
+    /// The instances were renumbered (a reload): instance `i` of before
+    /// is `to(i)` now. The advert thread's plans move with them and go on
+    /// sending (`TxThread::remap`).
+    pub(super) fn tx_renumber(&mut self, to: impl Fn(usize) -> Option<usize>) {
+        if let Some(th) = &self.tx_thread {
+            // An entry without a new index was taken back by its
+            // instance's shutdown already; nothing is left to count.
+            th.remap(&to, |n| log::debug!("advert thread: {n} advert(s) of a removed instance uncounted"));
+        }
+        for (k, inst) in self.insts.iter_mut().enumerate() {
+            if let Some(key) = &mut inst.tx_plan {
+                key.slot = k;
+            }
+        }
+    }
+
+    /// Take every master's adverts back from the thread (a handover sends
+    /// its last ones itself),
     /// and stop it when `stop`.
     pub(super) fn tx_take_back(&mut self, stop: bool) {
         if let Some(th) = &self.tx_thread {

@@ -78,9 +78,11 @@ impl Agent {
             self.cfg = new;
             return;
         }
-        // The instances are renumbered: the loop's next pass hands the
-        // masters to the advert thread again.
-        self.tx_take_back(false);
+        // The masters' periodic adverts stay with the advert thread all
+        // through the reload (their entries follow the renumbering,
+        // `tx_renumber`): a reload that waits on the kernel (a macvlan
+        // made or deleted, VIPs removed) must not pause the adverts of
+        // the instances it does not touch, or their backups take over.
         // A changed sync group's members stop and start anew in it.
         let groups = reload::group_plan(&self.cfg, &new, &plan);
         let mut plan = plan;
@@ -217,11 +219,12 @@ impl Agent {
         let order: Vec<String> = self.cfg.instances.iter().map(|c| c.name.clone()).collect();
         let before: Vec<String> = self.insts.iter().map(|i| i.conf.name.clone()).collect();
         self.insts.sort_by_key(|x| order.iter().position(|n| *n == x.conf.name));
-        let after: std::collections::HashMap<&str, usize> =
-            self.insts.iter().enumerate().map(|(k, i)| (i.conf.name.as_str(), k)).collect();
+        let after: std::collections::HashMap<String, usize> =
+            self.insts.iter().enumerate().map(|(k, i)| (i.conf.name.clone(), k)).collect();
         for g in &mut self.groups {
             g.remap(|m| after.get(before[m].as_str()).copied().unwrap_or(m));
         }
+        self.tx_renumber(|m| before.get(m).and_then(|n| after.get(n.as_str()).copied()));
         self.refollow().await;
         // Slot i is instance i again, with the new identities.
         self.live_rewrite();
@@ -243,6 +246,13 @@ impl Agent {
         for g in &mut self.groups {
             g.forget(i);
         }
+        // Its plan went with its shutdown (no longer MASTER); the later
+        // instances move down one.
+        self.tx_renumber(|k| match k.cmp(&i) {
+            std::cmp::Ordering::Less => Some(k),
+            std::cmp::Ordering::Equal => None,
+            std::cmp::Ordering::Greater => Some(k - 1),
+        });
         self.source.forget(&inst, &self.insts);
         // What a failed removal left stays wanted absent.
         self.retired.vips.extend(inst.vips);

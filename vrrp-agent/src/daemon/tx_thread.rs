@@ -163,6 +163,30 @@ impl TxThread {
         self.shared.wake();
     }
 
+    /// The instances were renumbered (a reload removed or reordered
+    /// some): entry `i` moves to `to(i)`, and goes where `to(i)` is None
+    /// (its adverts sent are reported to `sent` first). The other plans go
+    /// on sending throughout, so a reload never pauses the masters it
+    /// does not touch.
+    pub(super) fn remap(&self, to: impl Fn(usize) -> Option<usize>, mut sent: impl FnMut(u64)) {
+        let mut t = self.shared.lock();
+        let old = std::mem::take(&mut t.entries);
+        for (i, e) in old.into_iter().enumerate() {
+            let Some(e) = e else { continue };
+            match to(i) {
+                Some(k) => {
+                    if t.entries.len() <= k {
+                        t.entries.resize_with(k + 1, || None);
+                    }
+                    t.entries[k] = Some(e);
+                }
+                None => sent(e.sent),
+            }
+        }
+        drop(t);
+        self.shared.wake();
+    }
+
     /// The live record to stamp (a reload replaces it).
     pub(super) fn set_live(&self, live: Option<live::Writer>) {
         self.shared.lock().live = live;
@@ -412,6 +436,36 @@ mod tests {
         while rx.recv(&mut buf).is_ok() {}
         std::thread::sleep(Duration::from_millis(30));
         assert!(rx.recv(&mut buf).is_err(), "an advert after the plan was taken back");
+    }
+
+    #[test]
+    fn renumbered_plans_keep_sending_at_their_new_index() {
+        // A reload removes instance 0: instance 2's plan becomes entry 1
+        // and goes on sending throughout, counted under its new index.
+        let (rx1, rx2) = (receiver(), receiver());
+        let th = TxThread::start(None).expect("the thread");
+        th.set(1, Some(plan(rx1.local_addr().expect("bound"), b"one", Micros(5_000))));
+        th.set(2, Some(plan(rx2.local_addr().expect("bound"), b"two", Micros(5_000))));
+        let mut buf = [0u8; 16];
+        rx2.recv(&mut buf).expect("an advert of entry 2");
+        let mut dropped = Vec::new();
+        th.remap(|i| if i == 1 { None } else { i.checked_sub(1) }, |n| dropped.push(n));
+        assert_eq!(dropped.len(), 1, "entry 1 goes");
+        th.take_sent(|_, _| {});
+        for _ in 0..3 {
+            let n = rx2.recv(&mut buf).expect("entry 2's adverts go on");
+            assert_eq!(&buf[..n], b"two");
+        }
+        let mut at = Vec::new();
+        th.take_sent(|i, n| at.push((i, n)));
+        assert!(matches!(at[..], [(1, n)] if n >= 1), "counted under the new index only: {at:?}");
+        // Nothing of the removed plan after the remap returned.
+        rx1.set_nonblocking(true).expect("non-blocking");
+        while rx1.recv(&mut buf).is_ok() {}
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(rx1.recv(&mut buf).is_err(), "an advert of the removed plan");
+        // Setting entry 1 now replaces the moved plan, as tx_sync would.
+        assert!(th.set(1, None) < 100);
     }
 
     #[test]
