@@ -1324,7 +1324,9 @@ mod tests {
         // Empty: no rows, no error.
         let empty = BpfHashMap::<MapData, PeerKey, PeerState>::create(16, 0).expect("create");
         let fd = empty.map().fd().as_fd().try_clone_to_owned().expect("dup");
-        let Map::HashMap(data) = Map::HashMap(MapData::from_fd(fd).expect("map from fd")) else { unreachable!() };
+        let Map::HashMap(data) = Map::HashMap(MapData::from_fd(fd).expect("map from fd")) else {
+            unreachable!()
+        };
         assert_eq!(peers_batched(&data), Some(Vec::new()));
     }
 
