@@ -1170,8 +1170,8 @@ impl Agent {
         // goes back, as start-up's does: glibc keeps freed heap otherwise,
         // and a backup that became MASTER of 4,000 instances held it.
         // A takeover of thousands comes in many batches (each a timer pass
-        // or a batch of events): counted across them, trimmed at the next
-        // status write of the counters (at most `STATUS_REFRESH` later).
+        // or a batch of events): counted across them, trimmed after the
+        // first status write once it is over (`write_status`).
         self.untrimmed_masters += takeover;
     }
 
@@ -1683,14 +1683,19 @@ impl Agent {
             }
         };
         let counters_due = counters && now.0 >= self.written_at.0 + STATUS_REFRESH.0;
-        if !changed && !counters_due {
+        // A takeover of thousands comes in many wakes, each with new
+        // masters; the first wake without a change of state is past it
+        // (usually the kernel's events for our own address adds, a few ms
+        // later). Its status write then trims the heap once written, rather
+        // than at the next refresh of the counters up to a second later.
+        let trim = !changed && self.untrimmed_masters >= TRIM_AFTER_TAKEOVER;
+        if !changed && !counters_due && !trim {
             return;
         }
-        if counters_due && self.untrimmed_masters >= TRIM_AFTER_TAKEOVER {
+        if trim {
             self.untrimmed_masters = 0;
-            super::trim_heap();
         }
-        self.status_writer.submit(self.agent_status());
+        self.status_writer.submit_then(self.agent_status(), trim);
         self.written = Some(
             self.insts.iter().map(|i| (i.machine.state(), i.machine.priority(), i.stats.clone())).collect(),
         );

@@ -187,9 +187,10 @@ pub struct Writer {
 
 #[derive(Default)]
 struct WriterShared {
-    /// The status to write next (a newer one replaces it) and whether the
-    /// writer is to end once it is written.
-    next: std::sync::Mutex<(Option<AgentStatus>, bool)>,
+    /// The status to write next (a newer one replaces it), whether the
+    /// writer is to end once it is written, and whether to trim the heap
+    /// after writing it.
+    next: std::sync::Mutex<(Option<AgentStatus>, bool, bool)>,
     wake: std::sync::Condvar,
 }
 
@@ -216,14 +217,27 @@ impl Writer {
 
     /// Write `status` soon (at once when the thread could not start).
     pub fn submit(&self, status: AgentStatus) {
+        self.submit_then(status, false);
+    }
+
+    /// Write `status` soon, then give the heap's free pages back
+    /// (`trim_heap`): after a mass takeover, whose last status (thousands
+    /// of instances' strings) is freed only once written, so a trim from
+    /// the loop before that would leave it behind.
+    pub fn submit_then(&self, status: AgentStatus, trim: bool) {
         if self.thread.is_none() {
             if let Err(e) = write_to(&self.path, &status) {
                 log::warn!("writing {}: {e}", self.path.display());
+            }
+            drop(status);
+            if trim {
+                super::trim_heap();
             }
             return;
         }
         let mut next = self.shared.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         next.0 = Some(status);
+        next.2 |= trim;
         self.shared.wake.notify_one();
     }
 
@@ -249,17 +263,21 @@ impl Drop for Writer {
 
 fn writer_loop(shared: &WriterShared, path: &std::path::Path) {
     loop {
-        let (status, end) = {
+        let status = {
             let mut next = shared.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             while next.0.is_none() && !next.1 {
                 next = shared.wake.wait(next).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
-            (next.0.take(), next.1)
+            (next.0.take(), next.1, std::mem::take(&mut next.2))
         };
+        let (status, end, trim) = status;
         if let Some(st) = status
             && let Err(e) = write_to(path, &st)
         {
             log::warn!("writing {}: {e}", path.display());
+        }
+        if trim {
+            super::trim_heap();
         }
         if end {
             return;
