@@ -48,7 +48,9 @@ pub fn run(args: &StatusArgs) -> Result<()> {
         // The file is compact (the worker rewrites it every second);
         // indented here, in the file's field order, for people. A file
         // this binary cannot read (another version's) is printed as is.
-        match serde_json::from_str::<status::AgentStatus>(&text).and_then(|st| serde_json::to_string_pretty(&st)) {
+        match serde_json::from_str::<status::AgentStatus>(&text)
+            .and_then(|st| serde_json::to_string_pretty(&st))
+        {
             Ok(pretty) => println!("{pretty}"),
             Err(_) => print!("{text}"),
         }
