@@ -45,7 +45,15 @@ pub fn run(args: &StatusArgs) -> Result<()> {
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!("reading {} (is `vrrp-agent run --name {}` running?)", path.display(), args.name)
         })?;
-        print!("{text}");
+        // The file is compact (the worker rewrites it every second);
+        // indented here, in the file's field order, for people. A file
+        // this binary cannot read (another version's) is printed as is.
+        match serde_json::from_str::<status::AgentStatus>(&text)
+            .and_then(|st| serde_json::to_string_pretty(&st))
+        {
+            Ok(pretty) => println!("{pretty}"),
+            Err(_) => print!("{text}"),
+        }
         return Ok(());
     }
     let st = status::read(&args.name).with_context(|| {
