@@ -1709,14 +1709,13 @@ impl Agent {
     /// a new plan, or take them back, as its machine now says.
     pub(super) fn tx_sync(&mut self, i: usize) {
         let Some(th) = &self.tx_thread else { return };
-        let n = self.insts.len();
         let inst = &mut self.insts[i];
         // At stop the resignations go from the loop (RFC 5798 6.4.3).
         let want = if self.stopping { None } else { super::tx_thread::PlanKey::of(i, inst) };
         if want == inst.tx_plan {
             return;
         }
-        let plan = match want.map(|_| super::tx_thread::plan_of(i, n, inst, timer::now())) {
+        let plan = match want.map(|_| super::tx_thread::plan_of(i, inst, timer::now())) {
             None => None,
             Some(Ok(p)) => p,
             Some(Err(e)) => {

@@ -46,9 +46,6 @@ pub(super) struct Plan {
     pub window: Micros,
     /// When the next advert is due.
     pub next: Micros,
-    /// The offset in the interval this instance's adverts keep to
-    /// (`phase_of`); None: each one an interval after the last.
-    pub phase: Option<Micros>,
     /// The live record's slot name (`live::fingerprint`).
     pub fingerprint: u64,
     /// MASTER at the configured priority (what the live record says).
@@ -241,10 +238,7 @@ fn send_due(t: &mut Table, batch: &mut Batch) -> Option<Micros> {
         for (dst, to, bytes) in &p.prepared.frames {
             batch.push(p.prepared.key, i, p.priority, *dst, to, bytes);
         }
-        p.next = match p.phase {
-            Some(phase) => on_phase(now.after(p.interval), p.interval, p.window, phase),
-            None => now.after(p.interval),
-        };
+        p.next = now.after(p.interval);
         // Counted when sent, as the event loop counts its own.
         e.sent += 1;
     }
@@ -295,72 +289,10 @@ fn wait(word: &AtomicU32, seen: u32, until: Option<Micros>) {
     }
 }
 
-/// Instances per phase group (`phase_of`).
-const PHASE_GROUP: usize = 256;
-/// At most this many phase groups: each one a wake-up of the thread per
-/// interval.
-const PHASE_GROUPS_MAX: usize = 8;
-
-/// The offset within its interval at which instance `i` of `n` sends its
-/// adverts, or None: each advert one interval after the last.
-///
-/// Instances that become master together (all of them at start-up, or a
-/// backup's at a takeover) would otherwise advertise in one phase for
-/// ever (each advert resets the Adver_Timer from the send, RFC 5798
-/// 6.4.3, and the batching keeps them together). Their backup's
-/// Master_Down_Timers then all fall due at the same moment after the
-/// master dies, and the backup takes every one of them over in a single
-/// burst, the last one late by the whole burst's cost (1,000 instances:
-/// about 100 ms past Master_Down_Interval). keepalived's adverts are
-/// spread over the interval by its own start-up. So with more than
-/// `PHASE_GROUP` instances, they are dealt round-robin into up to
-/// `PHASE_GROUPS_MAX` groups, spread evenly over the interval: each group
-/// still goes out in one batch, and a backup takes over one group at a
-/// time, the last group's timers falling due at Master_Down_Interval.
-/// RFC 5798 fixes the Advertisement_Interval, not the phase: moving an
-/// advert onto its phase shortens the gap since the last one (never by
-/// more than the interval), or lengthens it by less than the batching
-/// window (`Machine::adver_window`, at most 1 ms); a backup's
-/// Master_Down_Interval (3 × interval + Skew_Time) notices neither.
-/// With `PHASE_GROUP` instances or fewer (one group), nothing changes.
-pub(super) fn phase_of(i: usize, n: usize, interval: Micros) -> Option<Micros> {
-    let groups = n.div_ceil(PHASE_GROUP).min(PHASE_GROUPS_MAX);
-    if groups <= 1 || interval.0 == 0 {
-        return None;
-    }
-    // Round-robin by the configuration's order: the instances of one
-    // interface (configured together) spread too.
-    let g = (i % groups) as u64;
-    Some(Micros(interval.0 * g / groups as u64))
-}
-
-/// The time on `phase` (an offset within `interval` on the monotonic
-/// clock) nearest `target`, the time an advert would be due one interval
-/// after the last: the phase before it (an advert sooner: a backup never
-/// minds), unless the phase after it is less than `window` away (an
-/// advert sent early with a batch of others comes back to its phase
-/// instead of drifting, and a little late ones would otherwise pull the
-/// group's phase ever earlier).
-fn on_phase(target: Micros, interval: Micros, window: Micros, phase: Micros) -> Micros {
-    let i = interval.0;
-    if i == 0 {
-        return target;
-    }
-    // How far `target` is past the phase before it.
-    let past = (target.0 % i + i - phase.0 % i) % i;
-    if past > 0 && i - past < window.0 {
-        Micros(target.0.saturating_add(i - past))
-    } else {
-        Micros(target.0.saturating_sub(past))
-    }
-}
-
 /// The plan for an instance's adverts, or None when it has none for the
-/// thread (not MASTER, no socket, AH); `n` instances configured
-/// (`phase_of`).
+/// thread (not MASTER, no socket, AH).
 pub(super) fn plan_of(
     i: usize,
-    n: usize,
     inst: &mut super::instance::Inst,
     now: Micros,
 ) -> io::Result<Option<(Plan, PlanKey)>> {
@@ -382,9 +314,6 @@ pub(super) fn plan_of(
         // The machine's next advert; after a handover of the same
         // schedule its stale time means: now.
         next: deadline.unwrap_or(now),
-        // The first advert from the thread is still on the machine's
-        // schedule; the ones after it on the phase.
-        phase: phase_of(i, n, interval),
         fingerprint: live::fingerprint(inst.conf.name.as_bytes()),
         resumable: priority == inst.conf.priority,
     };
@@ -449,7 +378,6 @@ mod tests {
             interval,
             window: Micros(0),
             next: timer::now(),
-            phase: None,
             fingerprint: 0,
             resumable: true,
         }
@@ -516,100 +444,5 @@ mod tests {
         let n = rx.recv(&mut buf).expect("an advert");
         assert_eq!(&buf[..n], b"new");
         assert!(t0.elapsed() < Duration::from_secs(2));
-    }
-
-    #[test]
-    fn a_few_hundred_instances_keep_one_phase() {
-        for i in 0..256 {
-            assert_eq!(phase_of(i, 256, Micros(100_000)), None);
-        }
-        assert_eq!(phase_of(0, 1, Micros(1_000_000)), None);
-    }
-
-    #[test]
-    fn thousands_of_instances_spread_over_the_interval_in_a_few_groups() {
-        let interval = Micros(100_000);
-        // 1,000 instances: four groups, a quarter of an interval apart,
-        // dealt round-robin.
-        let phases: Vec<_> = (0..1000).map(|i| phase_of(i, 1000, interval)).collect();
-        assert_eq!(
-            &phases[..5],
-            &[
-                Some(Micros(0)),
-                Some(Micros(25_000)),
-                Some(Micros(50_000)),
-                Some(Micros(75_000)),
-                Some(Micros(0))
-            ]
-        );
-        for g in [0, 25_000, 50_000, 75_000] {
-            assert_eq!(phases.iter().filter(|p| **p == Some(Micros(g))).count(), 250);
-        }
-        // 4,000: no more than eight groups.
-        let mut seen: Vec<_> = (0..4000).filter_map(|i| phase_of(i, 4000, interval)).collect();
-        seen.sort();
-        seen.dedup();
-        assert_eq!(seen.len(), 8);
-        assert!(seen.iter().all(|p| p.0 < interval.0 && p.0 % 12_500 == 0), "{seen:?}");
-    }
-
-    #[test]
-    fn an_advert_moves_onto_its_phase_sooner_or_barely_later() {
-        let (i, w) = (Micros(100_000), Micros(1_000));
-        // On the phase: as it was.
-        assert_eq!(on_phase(Micros(1_025_000), i, w, Micros(25_000)), Micros(1_025_000));
-        // A wake 300 µs late: back onto the phase (a gap 300 µs short).
-        assert_eq!(on_phase(Micros(1_025_300), i, w, Micros(25_000)), Micros(1_025_000));
-        // Sent 400 µs early with another batch: onto the phase after (a gap
-        // 400 µs long, less than the window), not the one just passed.
-        assert_eq!(on_phase(Micros(1_024_600), i, w, Micros(25_000)), Micros(1_025_000));
-        // Anywhere else (a new master's first adverts): the phase before,
-        // never more than an interval after the last advert.
-        assert_eq!(on_phase(Micros(1_010_000), i, w, Micros(75_000)), Micros(975_000));
-        assert_eq!(on_phase(Micros(1_074_000), i, w, Micros(75_000)), Micros(975_000));
-        for t in (900_000..1_200_000).step_by(777) {
-            let next = on_phase(Micros(t), i, w, Micros(50_000));
-            assert_eq!(next.0 % i.0, 50_000, "{t}");
-            assert!(next.0 + i.0 > t && next.0 < t + w.0, "{t} -> {next}");
-        }
-    }
-
-    #[test]
-    fn plans_sent_together_come_apart_onto_their_phases() {
-        // Two masters that started together, in different phase groups:
-        // their first adverts from the thread go out together, the ones
-        // after half an interval apart.
-        let rx = receiver();
-        let to = rx.local_addr().expect("bound");
-        let th = TxThread::start(None).expect("the thread");
-        let interval = Micros(200_000);
-        let mut a = plan(to, b"a", interval);
-        a.phase = Some(Micros(0));
-        let mut b = plan(to, b"b", interval);
-        b.phase = Some(Micros(100_000));
-        th.set(0, Some(a));
-        th.set(1, Some(b));
-        // Each advert stamped as it arrives (the loop only waits when
-        // nothing is queued).
-        let mut buf = [0u8; 4];
-        let mut last = [None, None];
-        for _ in 0..10 {
-            let n = rx.recv(&mut buf).expect("an advert");
-            let t = timer::now();
-            last[usize::from(&buf[..n] == b"b")] = Some(t);
-        }
-        let off = |t: Option<Micros>, phase: u64| {
-            let t = t.expect("adverts of both");
-            let d = (t.0 + interval.0 - phase) % interval.0;
-            d.min(interval.0 - d)
-        };
-        // Five of each: the last ones on their own phases of the
-        // monotonic clock (generous: the scheduler's delay on a loaded
-        // machine), half an interval apart.
-        assert!(off(last[0], 0) < 40_000, "a at {:?}", last[0]);
-        assert!(off(last[1], 100_000) < 40_000, "b at {:?}", last[1]);
-        // Without the phases both would go in one batch, together.
-        let apart = last[0].zip(last[1]).map(|(a, b)| a.0.abs_diff(b.0) % interval.0);
-        assert!(apart.is_some_and(|d| (60_000..140_000).contains(&d)), "{apart:?} apart");
     }
 }
