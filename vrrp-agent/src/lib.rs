@@ -11,6 +11,7 @@ pub mod fallback;
 mod fd;
 pub mod health;
 pub mod instance_lock;
+pub mod logbuf;
 pub mod machine;
 pub mod notify_fifo;
 pub mod object;

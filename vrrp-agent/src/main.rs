@@ -152,7 +152,15 @@ fn real_main(argv: Vec<std::ffi::OsString>, namespace: Option<String>, notes: &[
                 level => writeln!(buf, "{ts} {level}: {}", record.args()),
             }
         })
+        // Held back while the worker's loop handles a burst (`logbuf`).
+        .target(env_logger::Target::Pipe(Box::new(vrrp_agent::logbuf::Sink)))
         .init();
+    // A panic's message after the lines logged before it.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        vrrp_agent::logbuf::release_for_panic();
+        hook(info);
+    }));
     if let (Some(ns), false) = (&namespace, matches!(cli.command, Command::Run(_))) {
         cli::keepalived::enter_namespace(ns)?;
     }

@@ -315,16 +315,21 @@ impl Agent {
                     break;
                 }
                 Wake::Timer => {
+                    // A batch's log lines (a takeover's thousands) leave in
+                    // one write when it is done, before the loop sleeps.
+                    let _lines = crate::logbuf::hold();
                     let b = self.begin_batch();
                     self.on_timer().await;
                     self.finish_batch(b).await;
                 }
                 Wake::Peers(events) => {
+                    let _lines = crate::logbuf::hold();
                     let b = self.begin_batch();
                     self.on_peer_events(events).await;
                     self.finish_batch(b).await;
                 }
                 Wake::Net(ev) => {
+                    let _lines = crate::logbuf::hold();
                     // The events already queued behind it in the same
                     // batch: a failover's thousands of address events
                     // (our own adds) then cost one reconcile, not one each.

@@ -63,6 +63,9 @@ struct Table {
     entries: Vec<Option<Entry>>,
     live: Option<live::Writer>,
     stop: bool,
+    /// When the thread will look at the table again by itself (None:
+    /// only when woken): a plan due no sooner needs no wake-up.
+    until: Option<Micros>,
 }
 
 struct Shared {
@@ -143,9 +146,18 @@ impl TxThread {
             t.entries.resize_with(i + 1, || None);
         }
         let sent = t.entries[i].as_ref().map_or(0, |e| e.sent);
+        // A new master's plan is due an interval after its first advert
+        // (sent by the loop), usually after the thread's next look at the
+        // table anyway: a takeover of thousands hands over thousands of
+        // plans, and waking the thread for each cost a futex call and a
+        // context switch. A removal needs none (under the lock, the thread
+        // can no longer send it).
+        let wake = plan.as_ref().is_some_and(|p| t.until.is_none_or(|u| p.next < u));
         t.entries[i] = plan.map(|plan| Entry { plan, sent: 0 });
         drop(t);
-        self.shared.wake();
+        if wake {
+            self.shared.wake();
+        }
         sent
     }
 
@@ -226,7 +238,10 @@ fn run(shared: &Shared) {
             if t.stop {
                 return;
             }
-            send_due(&mut t, &mut batch)
+            let next = send_due(&mut t, &mut batch);
+            // Set under the lock: a plan set after this sees it.
+            t.until = next;
+            next
         };
         wait(&shared.changed, seen, next);
     }
