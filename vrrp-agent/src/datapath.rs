@@ -913,75 +913,11 @@ fn peers_batched(data: &MapData) -> Option<Vec<PeerRow>> {
 fn read_peers_by_key(map: &aya::maps::Map) -> Result<Vec<PeerRow>, DatapathError> {
     let peers: BpfHashMap<&MapData, PeerKey, PeerState> =
         BpfHashMap::try_from(map).map_err(|source| DatapathError::Map { name: PEERS_MAP, source })?;
-    // The whole table in a few system calls, where the kernel has
-    // BPF_MAP_LOOKUP_BATCH (5.6); a key at a time (two calls each)
-    // otherwise. A backup's Master_Down_Timers read it once per timer
-    // wake: thousands of peers at a takeover.
-    if let Map::HashMap(data) | Map::LruHashMap(data) = map
-        && let Some(rows) = lookup_batch::<PeerKey, PeerState>(std::os::fd::AsFd::as_fd(data.fd()))
-    {
-        return Ok(rows.into_iter().map(|(key, state)| PeerRow { key, state }).collect());
-    }
     peers
         .iter()
         .map(|r| r.map(|(key, state)| PeerRow { key, state }))
         .collect::<Result<_, _>>()
         .map_err(|source| DatapathError::Map { name: PEERS_MAP, source })
-}
-
-/// Every (key, value) of a hash map through BPF_MAP_LOOKUP_BATCH, or None
-/// when the kernel cannot (too old: the caller reads it a key at a time).
-fn lookup_batch<K: bytemuck::Pod, V: bytemuck::Pod>(fd: std::os::fd::BorrowedFd<'_>) -> Option<Vec<(K, V)>> {
-    use std::os::fd::AsRawFd;
-    /// Elements asked for per call (a hash bucket's elements come whole:
-    /// ENOSPC only if one bucket held more).
-    const CHUNK: usize = 1024;
-    /// include/uapi/linux/bpf.h: BPF_MAP_LOOKUP_BATCH.
-    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-    let mut keys = vec![K::zeroed(); CHUNK];
-    let mut values = vec![V::zeroed(); CHUNK];
-    let mut out = Vec::new();
-    // The kernel's resume token (a hash map's bucket index, a u32).
-    let (mut token, mut next) = (0u64, 0u64);
-    let mut first = true;
-    loop {
-        // bpf_attr's `batch`: in_batch, out_batch, keys, values (pointers),
-        // count and map_fd (u32 each), elem_flags, flags; the rest zero.
-        let mut attr = [0u64; 8];
-        attr[0] = if first { 0 } else { std::ptr::from_mut(&mut token) as u64 };
-        attr[1] = std::ptr::from_mut(&mut next) as u64;
-        attr[2] = keys.as_mut_ptr() as u64;
-        attr[3] = values.as_mut_ptr() as u64;
-        let fd = u32::try_from(fd.as_raw_fd()).ok()?;
-        attr[4] = CHUNK as u64 | (u64::from(fd) << 32);
-        // SAFETY: BPF_MAP_LOOKUP_BATCH writes at most `count` keys and
-        // values into the buffers of that many elements, and the token
-        // into `next`; `attr` is the command's layout, 64 bytes.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                attr.as_mut_ptr(),
-                std::mem::size_of_val(&attr),
-            )
-        };
-        let err = (r < 0).then(std::io::Error::last_os_error);
-        let done = match &err {
-            None => false,
-            // The end of the map (with the last elements, if any).
-            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
-            // Not supported (EINVAL before 5.6), or anything else: the
-            // caller's way.
-            Some(_) => return None,
-        };
-        let count = usize::try_from(attr[4] & 0xffff_ffff).ok()?.min(CHUNK);
-        out.extend(keys[..count].iter().copied().zip(values[..count].iter().copied()));
-        if done {
-            return Some(out);
-        }
-        token = next;
-        first = false;
-    }
 }
 
 /// A `VRRP_COUNTERS` map summed over CPUs, per (ifindex, verdict).
@@ -1416,50 +1352,5 @@ mod tests {
     fn absurd_counts_saturate_instead_of_wrapping() {
         let s = MapSizes::for_config(usize::MAX, usize::MAX);
         assert_eq!(s.instances, u32::MAX);
-    }
-
-    /// A hash map of `n` u64 → u64 rows, made with raw BPF system calls.
-    fn hash_map(n: u64) -> std::os::fd::OwnedFd {
-        use std::os::fd::FromRawFd;
-        // bpf_attr for BPF_MAP_CREATE: map_type (BPF_MAP_TYPE_HASH),
-        // key_size, value_size, max_entries.
-        let mut attr = [0u32; 16];
-        attr[..4].copy_from_slice(&[1, 8, 8, 4096]);
-        // SAFETY: BPF_MAP_CREATE (0) reads the attr given.
-        let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_mut_ptr(), std::mem::size_of_val(&attr)) };
-        assert!(fd >= 0, "BPF_MAP_CREATE: {}", std::io::Error::last_os_error());
-        // SAFETY: a new descriptor of ours.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
-        for k in 0..n {
-            let v = k * 3;
-            // BPF_MAP_UPDATE_ELEM (2): map_fd, key, value, flags.
-            let mut attr = [0u64; 4];
-            attr[0] = std::os::fd::AsRawFd::as_raw_fd(&fd) as u64;
-            attr[1] = std::ptr::from_ref(&k) as u64;
-            attr[2] = std::ptr::from_ref(&v) as u64;
-            // SAFETY: reads the key and value pointed at.
-            let r =
-                unsafe { libc::syscall(libc::SYS_bpf, 2, attr.as_mut_ptr(), std::mem::size_of_val(&attr)) };
-            assert_eq!(r, 0, "BPF_MAP_UPDATE_ELEM: {}", std::io::Error::last_os_error());
-        }
-        fd
-    }
-
-    #[test]
-    fn a_batch_lookup_reads_every_row_once() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            assert!(std::env::var_os("CI").is_none(), "needs root (BPF maps)");
-            return;
-        }
-        for n in [0, 1, 1023, 1024, 3000] {
-            let fd = hash_map(n);
-            let rows =
-                lookup_batch::<u64, u64>(std::os::fd::AsFd::as_fd(&fd)).expect("the kernel's batch lookup");
-            let mut keys: Vec<u64> = rows.iter().map(|(k, _)| *k).collect();
-            keys.sort_unstable();
-            assert_eq!(keys, (0..n).collect::<Vec<_>>(), "{n} rows");
-            assert!(rows.iter().all(|(k, v)| *v == k * 3));
-        }
     }
 }
