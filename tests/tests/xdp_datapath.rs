@@ -74,32 +74,7 @@ impl Lab {
 
     /// The instances every test here uses, on vb0.
     fn configure_all(&mut self) -> Result<()> {
-        let own4 = [IpAddr::V4(B)];
-        let own6 = [IpAddr::V6(ll(2))];
-        let peer = [IpAddr::V4(A)];
-        let v2pass = Expect {
-            version: Version::V2,
-            auth: Auth::simple(b"secret"),
-            interval: Centis(100),
-            own: &own4,
-            peers: &[],
-        };
-        self.dp.configure(self.ifindex, Family::V4, 51, &v2pass, false)?;
-        let v2uni = Expect {
-            version: Version::V2,
-            auth: Auth::None,
-            interval: Centis(100),
-            own: &own4,
-            peers: &peer,
-        };
-        self.dp.configure(self.ifindex, Family::V4, 52, &v2uni, false)?;
-        let v3 =
-            Expect { version: Version::V3, auth: Auth::None, interval: Centis(10), own: &own4, peers: &[] };
-        self.dp.configure(self.ifindex, Family::V4, 53, &v3, false)?;
-        let v3v6 =
-            Expect { version: Version::V3, auth: Auth::None, interval: Centis(100), own: &own6, peers: &[] };
-        self.dp.configure(self.ifindex, Family::V6, 54, &v3v6, false)?;
-        Ok(())
+        configure_all(&mut self.dp, self.ifindex)
     }
 
     fn counters(&self) -> Result<BTreeMap<Verdict, u64>> {
@@ -138,6 +113,30 @@ impl Lab {
         };
         Ok(self.dp.peers()?.into_iter().find(|r| r.key == key).map(|r| r.state))
     }
+}
+
+/// The instances every test here uses, on `ifindex`.
+fn configure_all(dp: &mut Datapath, ifindex: u32) -> Result<()> {
+    let own4 = [IpAddr::V4(B)];
+    let own6 = [IpAddr::V6(ll(2))];
+    let peer = [IpAddr::V4(A)];
+    let v2pass = Expect {
+        version: Version::V2,
+        auth: Auth::simple(b"secret"),
+        interval: Centis(100),
+        own: &own4,
+        peers: &[],
+    };
+    dp.configure(ifindex, Family::V4, 51, &v2pass, false)?;
+    let v2uni =
+        Expect { version: Version::V2, auth: Auth::None, interval: Centis(100), own: &own4, peers: &peer };
+    dp.configure(ifindex, Family::V4, 52, &v2uni, false)?;
+    let v3 = Expect { version: Version::V3, auth: Auth::None, interval: Centis(10), own: &own4, peers: &[] };
+    dp.configure(ifindex, Family::V4, 53, &v3, false)?;
+    let v3v6 =
+        Expect { version: Version::V3, auth: Auth::None, interval: Centis(100), own: &own6, peers: &[] };
+    dp.configure(ifindex, Family::V6, 54, &v3v6, false)?;
+    Ok(())
 }
 
 struct Msg {
@@ -895,5 +894,83 @@ fn ah_actions_under_test_run() -> Result<()> {
         assert_eq!(action, want, "{what}: action (1 drop, 2 pass)");
         assert_eq!(moved, verdict.into_iter().collect::<Vec<_>>(), "{what}: verdicts counted");
     }
+    Ok(())
+}
+
+/// What an advert costs the program (BPF_PROG_TEST_RUN, 200,000 runs per
+/// case, the kernel's mean per run): the hot path, an accepted advert of
+/// a known peer of a watched instance (the backup's case at every
+/// advert), and the other accepted shapes beside it, each checked for its
+/// action and that every run was recorded. The figures are printed for
+/// bench-results/xdp-cost.md; the bound asserted is only a sanity one
+/// (a loaded 2-core machine): a run costs well under 20 µs.
+#[test]
+fn advert_cost_under_test_run() -> Result<()> {
+    if !require_root("advert_cost_under_test_run") {
+        return Ok(());
+    }
+    const XDP_DROP: u32 = 1;
+    const REPEAT: u32 = 200_000;
+    let secret = Auth::simple(b"secret");
+    let v3 = |vrid, interval, as_v2| Msg {
+        version: Version::V3,
+        vrid,
+        priority: 200,
+        interval,
+        auth: Auth::None,
+        as_v2,
+    };
+    let v6 = v3(54, 100, false);
+    let cases: Vec<(&str, Vec<u8>, u8, IpAddr)> = vec![
+        ("v3 IPv4, watched (hot path)", v4_frame(&v3(53, 10, false), A, GROUP_V4, 255), 53, IpAddr::V4(A)),
+        ("v3 IPv4, RFC 9568 checksum", v4_frame(&v3(53, 10, true), A, GROUP_V4, 255), 53, IpAddr::V4(A)),
+        ("v2 IPv4, auth PASS", v4_frame(&v2(51, 150, secret), A, GROUP_V4, 255), 51, IpAddr::V4(A)),
+        ("v2 IPv4 unicast peer", v4_frame(&v2(52, 100, Auth::None), A, B, 64), 52, IpAddr::V4(A)),
+        (
+            "v3 IPv6",
+            frame::ipv6(ll(1), GROUP_V6, 255, None, &msg(&v6, IpAddr::V6(ll(1)), IpAddr::V6(GROUP_V6))),
+            54,
+            IpAddr::V6(ll(1)),
+        ),
+    ];
+    let ns = Netns::new("vtc")?;
+    ns.ip(&["link", "add", "vc0", "type", "veth", "peer", "name", "vc1"])?;
+    ns.ip(&["link", "set", "vc0", "up"])?;
+    let ifindex = ns.ifindex("vc0")?;
+    let report = ns.run_in(move || {
+        let mut dp = Datapath::load(None)?;
+        configure_all(&mut dp, ifindex)?;
+        dp.set_watch(ifindex, Family::V4, 53, 100, 100)?;
+        // The agent's alive deadline, as a running agent keeps it:
+        // accepted adverts are consumed (XDP_DROP), not passed up.
+        dp.set_alive()?;
+        let adverts = |vrid: u8, src: &IpAddr| -> Result<u64> {
+            let key = match src {
+                IpAddr::V4(a) => PeerKey::v4(ifindex, vrid, a.octets()),
+                IpAddr::V6(a) => PeerKey::v6(ifindex, vrid, a.octets()),
+            };
+            let row = dp.peers()?.into_iter().find(|r| r.key == key).context("peer recorded")?;
+            Ok(row.state.adverts)
+        };
+        let mut report = Vec::new();
+        for (what, f, vrid, src) in &cases {
+            // The first run makes the peer (and the watch) known.
+            let first = dp.test_run(f, ifindex)?;
+            anyhow::ensure!(first == XDP_DROP, "{what}: first action {first}");
+            let before = adverts(*vrid, src)?;
+            let (action, per_run) = dp.test_run_repeat(f, ifindex, REPEAT)?;
+            let after = adverts(*vrid, src)?;
+            anyhow::ensure!(action == XDP_DROP, "{what}: action {action}, not consumed");
+            anyhow::ensure!(
+                after - before == u64::from(REPEAT),
+                "{what}: {} of {REPEAT} runs recorded",
+                after - before
+            );
+            anyhow::ensure!(per_run < Duration::from_micros(20), "{what}: {per_run:?} per run");
+            report.push(format!("{what}: {} ns/run", per_run.as_nanos()));
+        }
+        Ok(report)
+    })?;
+    eprintln!("XDP cost per advert (test_run x{REPEAT}):\n  {}", report.join("\n  "));
     Ok(())
 }
