@@ -897,8 +897,8 @@ fn ah_actions_under_test_run() -> Result<()> {
     Ok(())
 }
 
-/// What an advert costs the program (BPF_PROG_TEST_RUN, 200,000 runs per
-/// case, the kernel's mean per run): the hot path, an accepted advert of
+/// What an advert costs the program (BPF_PROG_TEST_RUN, the least of 7
+/// kernel means over 100,000 runs each): the hot path, an accepted advert of
 /// a known peer of a watched instance (the backup's case at every
 /// advert), and the other accepted shapes beside it, each checked for its
 /// action and that every run was recorded. The figures are printed for
@@ -910,7 +910,8 @@ fn advert_cost_under_test_run() -> Result<()> {
         return Ok(());
     }
     const XDP_DROP: u32 = 1;
-    const REPEAT: u32 = 200_000;
+    const REPEAT: u32 = 100_000;
+    const ROUNDS: u32 = 7;
     let secret = Auth::simple(b"secret");
     let v3 = |vrid, interval, as_v2| Msg {
         version: Version::V3,
@@ -926,6 +927,7 @@ fn advert_cost_under_test_run() -> Result<()> {
         ("v3 IPv4, RFC 9568 checksum", v4_frame(&v3(53, 10, true), A, GROUP_V4, 255), 53, IpAddr::V4(A)),
         ("v2 IPv4, auth PASS", v4_frame(&v2(51, 150, secret), A, GROUP_V4, 255), 51, IpAddr::V4(A)),
         ("v2 IPv4 unicast peer", v4_frame(&v2(52, 100, Auth::None), A, B, 64), 52, IpAddr::V4(A)),
+        ("v3 IPv4 unicast peer", v4_frame(&v3(55, 10, false), A, B, 255), 55, IpAddr::V4(A)),
         (
             "v3 IPv6",
             frame::ipv6(ll(1), GROUP_V6, 255, None, &msg(&v6, IpAddr::V6(ll(1)), IpAddr::V6(GROUP_V6))),
@@ -938,9 +940,18 @@ fn advert_cost_under_test_run() -> Result<()> {
     ns.ip(&["link", "set", "vc0", "up"])?;
     let ifindex = ns.ifindex("vc0")?;
     let report = ns.run_in(move || {
-        let mut dp = Datapath::load(None)?;
+        // XDP_COST_OBJECT: another build of the program (an older
+        // commit's, for a before/after comparison in the same harness).
+        let object = std::env::var_os("XDP_COST_OBJECT").map(std::path::PathBuf::from);
+        let mut dp = Datapath::load(object.as_deref())?;
         configure_all(&mut dp, ifindex)?;
         dp.set_watch(ifindex, Family::V4, 53, 100, 100)?;
+        // The steady bench's shape: v3 unicast, watched.
+        let (own, peer) = ([IpAddr::V4(B)], [IpAddr::V4(A)]);
+        let uni =
+            Expect { version: Version::V3, auth: Auth::None, interval: Centis(10), own: &own, peers: &peer };
+        dp.configure(ifindex, Family::V4, 55, &uni, false)?;
+        dp.set_watch(ifindex, Family::V4, 55, 100, 100)?;
         // The agent's alive deadline, as a running agent keeps it:
         // accepted adverts are consumed (XDP_DROP), not passed up.
         dp.set_alive()?;
@@ -958,19 +969,93 @@ fn advert_cost_under_test_run() -> Result<()> {
             let first = dp.test_run(f, ifindex)?;
             anyhow::ensure!(first == XDP_DROP, "{what}: first action {first}");
             let before = adverts(*vrid, src)?;
-            let (action, per_run) = dp.test_run_repeat(f, ifindex, REPEAT)?;
+            // The least of a few rounds: the machine is shared, and other
+            // work only ever adds to a round's mean.
+            let mut best = Duration::MAX;
+            for _ in 0..ROUNDS {
+                let (action, per_run) = dp.test_run_repeat(f, ifindex, REPEAT)?;
+                anyhow::ensure!(action == XDP_DROP, "{what}: action {action}, not consumed");
+                best = best.min(per_run);
+            }
             let after = adverts(*vrid, src)?;
-            anyhow::ensure!(action == XDP_DROP, "{what}: action {action}, not consumed");
-            anyhow::ensure!(
-                after - before == u64::from(REPEAT),
-                "{what}: {} of {REPEAT} runs recorded",
-                after - before
-            );
-            anyhow::ensure!(per_run < Duration::from_micros(20), "{what}: {per_run:?} per run");
-            report.push(format!("{what}: {} ns/run", per_run.as_nanos()));
+            let runs = u64::from(REPEAT) * u64::from(ROUNDS);
+            anyhow::ensure!(after - before == runs, "{what}: {} of {runs} runs recorded", after - before);
+            anyhow::ensure!(best < Duration::from_micros(20), "{what}: {best:?} per run");
+            report.push(format!("{what}: {} ns/run", best.as_nanos()));
         }
         Ok(report)
     })?;
-    eprintln!("XDP cost per advert (test_run x{REPEAT}):\n  {}", report.join("\n  "));
+    eprintln!(
+        "XDP cost per advert (test_run, least mean of {ROUNDS} x {REPEAT}):\n  {}",
+        report.join("\n  ")
+    );
+    Ok(())
+}
+
+/// The program sums a short message in place and copies a longer one
+/// into its scratch buffer first (`DIRECT_MSG`, 64 bytes): adverts on
+/// either side of that limit, and past the buffer's 512-byte chunk, are
+/// accepted when their checksum is right (each checksum form) and
+/// rejected as `BadChecksum` with one address byte changed.
+#[test]
+fn short_and_long_messages_are_summed_alike() -> Result<()> {
+    if !require_root("short_and_long_messages_are_summed_alike") {
+        return Ok(());
+    }
+    const XDP_DROP: u32 = 1;
+    let ns = Netns::new("vts")?;
+    ns.ip(&["link", "add", "vs0", "type", "veth", "peer", "name", "vs1"])?;
+    ns.ip(&["link", "set", "vs0", "up"])?;
+    let ifindex = ns.ifindex("vs0")?;
+    let mut cases: Vec<(String, Vec<u8>, Verdict)> = Vec::new();
+    // 8 + 4 n bytes: 12, 60, 64 (the limit), 68, 512, 516 and 1,008.
+    for n in [1usize, 13, 14, 15, 126, 127, 250] {
+        let vips: Vec<Ipv4Addr> = (0..n).map(|i| Ipv4Addr::new(198, 51, 100, i as u8)).collect();
+        for as_v2 in [false, true] {
+            let r = Repr {
+                version: Version::V3,
+                vrid: 53,
+                priority: 200,
+                interval: Centis(10),
+                auth: Auth::None,
+                addrs: AddrList::V4(&vips),
+            };
+            let mut m = vec![0u8; r.buffer_len()];
+            let ip = TxIp { src: IpAddr::V4(A), dst: IpAddr::V4(GROUP_V4), v3_checksum_as_v2: as_v2 };
+            let len = r.emit(&mut m, &ip).expect("valid message");
+            m.truncate(len);
+            let form = if as_v2 { "RFC 9568" } else { "RFC 5798" };
+            cases.push((format!("{len} bytes, {form} checksum"), group_frame(&m), Verdict::Accepted));
+            let mut bad = m.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0x40;
+            cases.push((
+                format!("{len} bytes, {form}, a byte changed"),
+                group_frame(&bad),
+                Verdict::BadChecksum,
+            ));
+        }
+    }
+    let results = ns.run_in(move || {
+        let mut dp = Datapath::load(None)?;
+        configure_all(&mut dp, ifindex)?;
+        dp.set_alive()?;
+        let mut out = Vec::new();
+        for (what, f, want) in cases {
+            let before = dp.counters()?;
+            let action = dp.test_run(&f, ifindex)?;
+            let after = dp.counters()?;
+            let moved: Vec<Verdict> = Verdict::ALL
+                .into_iter()
+                .filter(|v| after.get(&(ifindex, *v)) != before.get(&(ifindex, *v)))
+                .collect();
+            out.push((what, action, moved, want));
+        }
+        Ok(out)
+    })?;
+    for (what, action, moved, want) in &results {
+        assert_eq!(moved, &vec![*want], "{what}: counted {moved:?}");
+        assert_eq!(*action, XDP_DROP, "{what}: consumed or dropped");
+    }
     Ok(())
 }
