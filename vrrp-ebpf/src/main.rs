@@ -499,10 +499,11 @@ fn message_sum(ctx: &XdpContext, l4: usize, len: usize) -> Option<u32> {
     if l4 > MAX_L4 {
         return None;
     }
-    if len <= DIRECT_MSG
-        && let Some(sum) = direct_sum(ctx, l4, len)
-    {
-        return Some(sum);
+    if len <= DIRECT_MSG {
+        let sum = vrrp_direct_sum(ctx.ctx, l4, len);
+        if sum >= 0 {
+            return Some(sum as u32);
+        }
     }
     let buf = VRRP_SCRATCH.get_ptr_mut(0)?;
     let mut csum: u32 = 0;
@@ -557,8 +558,21 @@ const DIRECT_MSG: usize = 64;
 /// 32-bit little-endian words added with their carries kept in a u64,
 /// folded as `bpf_csum_diff`'s are. None when the message is not all in
 /// the frame's linear part (a multi-buffer frame): the caller copies it.
+///
+/// A global BPF function, verified once on its own: inlined, each of its
+/// 16 exits into the copying loop had the verifier walk that loop anew
+/// (12,488 instructions processed at load instead of 5,962).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn vrrp_direct_sum(ctx: *mut xdp_md, l4: usize, len: usize) -> i64 {
+    direct_sum(&XdpContext::new(ctx), l4, len).map_or(-1, i64::from)
+}
+
 #[inline(always)]
 fn direct_sum(ctx: &XdpContext, l4: usize, len: usize) -> Option<u32> {
+    if l4 > MAX_L4 {
+        return None;
+    }
     let mut sum: u64 = 0;
     let mut off = 0;
     while off < DIRECT_MSG {
