@@ -553,8 +553,10 @@ const DIRECT_MSG: usize = 64;
 /// `message_sum` of a short message read in place, 4 bytes at a time:
 /// every advert of a usual configuration. Without the copy into the
 /// per-CPU scratch buffer (`bpf_xdp_load_bytes`) and the `bpf_csum_diff`
-/// call, two helper calls and a map less per advert: about 60 ns of the
-/// accepted advert's 540 (bench-results/xdp-cost.md). The same sum:
+/// call, two helper calls and a map less per advert: a median 70 ns of a
+/// warm accepted advert's 500-650, nothing measurable at 1,000 instances,
+/// where misses on the instance's map entries dominate
+/// (bench-results/xdp-cost.md). The same sum:
 /// 32-bit little-endian words added with their carries kept in a u64,
 /// folded as `bpf_csum_diff`'s are. None when the message is not all in
 /// the frame's linear part (a multi-buffer frame): the caller copies it.
