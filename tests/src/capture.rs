@@ -58,6 +58,10 @@ impl Capture {
                 return Err(std::io::Error::last_os_error()).context("binding the capture");
             }
             setsockopt(&fd, sockopt::ReceiveTimestampns, &true).context("SO_TIMESTAMPNS")?;
+            // Room for a burst (a takeover of hundreds of instances sends
+            // thousands of gratuitous ARPs at once): the default buffer
+            // dropped some of them before this thread read them.
+            setsockopt(&fd, sockopt::RcvBufForce, &(8 << 20)).context("SO_RCVBUFFORCE")?;
             let tv = nix::sys::time::TimeVal::new(0, 20_000);
             setsockopt(&fd, sockopt::ReceiveTimeout, &tv).context("SO_RCVTIMEO")?;
             Ok(fd)
