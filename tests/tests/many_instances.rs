@@ -272,10 +272,6 @@ fn many_masters_whose_worker_is_killed_resume_and_nothing_moves() -> Result<()> 
     let (a, b) = (&seg.nodes[0].ns, &seg.nodes[1].ns);
     let watches =
         [HolderWatch::start(&[a, b], "198.51.100.1")?, HolderWatch::start(&[a, b], "198.51.100.250")?];
-    // The new masters' gratuitous ARPs, as they leave the backup (a mass
-    // takeover hands them to the GARP thread).
-    let cap = Capture::start(b, "vl0")?;
-    let me = mac(b, "vl0")?;
     signal_worker(&master, Signal::SIGKILL)?;
     wait_until(Duration::from_secs(10), || Ok(master.count("Resuming MASTER STATE") >= n))?;
     std::thread::sleep(Duration::from_millis(2 * 3_610));
