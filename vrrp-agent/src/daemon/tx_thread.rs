@@ -161,7 +161,8 @@ impl TxThread {
         sent
     }
 
-    /// Send nothing (a reload renumbers the instances); the adverts the
+    /// Send nothing (a hitless restart's handover sends the last adverts
+    /// from the loop; a reload keeps the plans, `remap`); the adverts the
     /// entries had sent are reported to `sent` first.
     pub(super) fn clear(&self, mut sent: impl FnMut(usize, u64)) {
         let mut t = self.shared.lock();
