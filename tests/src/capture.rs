@@ -71,13 +71,20 @@ impl Capture {
         let thread = std::thread::spawn(move || {
             let mut frames = Vec::new();
             let mut buf = [0u8; 2048];
-            while !flag.load(Ordering::Relaxed) {
+            // After the stop, what the socket already queued is still read
+            // (without waiting): a frame sent before `stop` is never lost.
+            let mut draining = false;
+            loop {
+                if !draining && flag.load(Ordering::Relaxed) {
+                    draining = true;
+                }
+                let flags = if draining { MsgFlags::MSG_DONTWAIT } else { MsgFlags::empty() };
                 let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
                 let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-                let Ok(msg) =
-                    recvmsg::<SockaddrStorage>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
-                else {
-                    continue;
+                let msg = match recvmsg::<SockaddrStorage>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
+                    Ok(msg) => msg,
+                    Err(_) if draining => break,
+                    Err(_) => continue,
                 };
                 let n = msg.bytes;
                 let mut ts_ns = 0;
@@ -95,7 +102,8 @@ impl Capture {
         Ok(Capture { stop, thread: Some(thread) })
     }
 
-    /// Stop and return the frames, in arrival order.
+    /// Stop and return the frames, in arrival order: every frame the
+    /// kernel handed to the capture before the call.
     pub fn stop(mut self) -> Vec<Frame> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default()

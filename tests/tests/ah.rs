@@ -87,7 +87,8 @@ fn agent_pair(extra: &[&str]) -> Result<()> {
     seg.wait_holders(VIP, &[0], mdi(150) + MARGIN)?;
     stays(&seg, 0, mdi(100) + MARGIN, "agent backup with the right key")?;
     let status = std::fs::read_to_string(format!("/run/vrrp-agent/{b_name}.json"))?;
-    assert!(status.contains("\"auth_failure\": 0"), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&status)?;
+    assert_eq!(v["instances"][0]["stats"]["auth_failure"].as_u64(), Some(0), "{status}");
     a.signal(Signal::SIGTERM)?;
     // Priority 0 on the way out: the backup takes over after Skew_Time.
     let took = seg.wait_holders(VIP, &[1], Duration::from_secs(1) + MARGIN)?;

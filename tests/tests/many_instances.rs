@@ -143,8 +143,7 @@ fn many_instances_fail_over_together_with_one_holder() -> Result<()> {
     let (a, b) = (&seg.nodes[0].ns, &seg.nodes[1].ns);
     let watches =
         [HolderWatch::start(&[a, b], "198.51.100.1")?, HolderWatch::start(&[a, b], "198.51.100.250")?];
-    // The new masters' gratuitous ARPs, as they leave the backup (a mass
-    // takeover hands them to the GARP thread).
+    // The new masters' gratuitous ARPs, as they leave the backup.
     let cap = Capture::start(b, "vl0")?;
     let me = mac(b, "vl0")?;
     signal_worker(&master, Signal::SIGKILL)?;
@@ -167,10 +166,12 @@ fn many_instances_fail_over_together_with_one_holder() -> Result<()> {
     for w in watches {
         w.finish()?.assert_single_holder()?;
     }
-    // keepalived's garp_master_repeat (5) for every VIP, none lost: each
-    // was handed over when its instance logged it, and the thread sends
-    // in well under the second allowed here (the second batch,
-    // garp_master_delay, comes 5 s after the takeover).
+    // keepalived's garp_master_repeat (5) for every VIP, none lost. The
+    // lines are logged before the sends of their batch (and a held log
+    // may leave at 64 KiB, mid-batch), so the batch's sends get up to a
+    // second after the last line; the capture keeps every frame queued
+    // before its stop. The second round (garp_master_delay) comes 5 s
+    // after the takeover.
     wait_until(Duration::from_secs(10), || Ok(backup.count("Sending/queueing gratuitous ARPs") >= n))?;
     std::thread::sleep(Duration::from_secs(1));
     let frames = cap.stop();
