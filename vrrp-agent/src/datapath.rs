@@ -836,6 +836,17 @@ pub fn read_peers(map: &aya::maps::Map) -> Result<Vec<PeerRow>, DatapathError> {
     read_peers_by_key(map)
 }
 
+/// bpf(2) command `cmd` with `attr`, a prefix of `union bpf_attr` of its
+/// command (aya 0.14 exposes neither batch lookups nor untyped element
+/// calls): the syscall's value, or errno as an error.
+fn sys_bpf<A>(cmd: libc::c_long, attr: &mut A) -> std::io::Result<libc::c_long> {
+    // SAFETY: `attr` is a live, writable `bpf_attr` prefix of the size
+    // given; the pointers in it are the caller's to keep valid (see each
+    // caller), and the kernel reads or writes only through them.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr), std::mem::size_of::<A>()) };
+    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
+}
+
 /// `BPF_MAP_LOOKUP_BATCH` (`enum bpf_cmd`, include/uapi/linux/bpf.h).
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 
@@ -880,24 +891,15 @@ fn peers_batched(data: &MapData) -> Option<Vec<PeerRow>> {
             map_fd: fd,
             ..BatchAttr::default()
         };
-        // SAFETY: `attr` describes buffers of PEER_BATCH keys and values of
-        // the map's key and value types (checked by the kernel against the
+        // `attr` points at buffers of PEER_BATCH keys and values of the
+        // map's key and value types (checked by the kernel against the
         // map's sizes) and two u32 tokens, all live across the call; the
         // kernel writes at most `count` rows.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                std::ptr::from_mut(&mut attr),
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        let err = (rc < 0).then(std::io::Error::last_os_error);
-        let done = match &err {
-            None => false,
+        let done = match sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) {
+            Ok(_) => false,
             // The last batch: ENOENT, with what it found in `count`.
-            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
-            Some(_) => return None,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(_) => return None,
         };
         let n = (attr.count as usize).min(PEER_BATCH);
         rows.extend(keys[..n].iter().zip(&values[..n]).map(|(k, v)| PeerRow { key: *k, state: *v }));

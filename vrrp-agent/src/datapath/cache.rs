@@ -197,14 +197,10 @@ struct ElemAttr {
 }
 
 fn elem(cmd: libc::c_long, fd: i32, key: *const u8, value: *mut u8) -> std::io::Result<()> {
-    let attr = ElemAttr { map_fd: fd as u32, _pad: 0, key: key as u64, value: value as u64, flags: 0 };
-    // SAFETY: attr is a valid bpf_attr prefix of the size given; key and
-    // value point to buffers of the map's key and value sizes (or key is
-    // null for the first key), which the kernel reads or writes.
-    let r = unsafe {
-        libc::syscall(libc::SYS_bpf, cmd, &attr as *const ElemAttr, std::mem::size_of::<ElemAttr>())
-    };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    let mut attr = ElemAttr { map_fd: fd as u32, _pad: 0, key: key as u64, value: value as u64, flags: 0 };
+    // key and value point to buffers of the map's key and value sizes (or
+    // key is null for the first key), which the kernel reads or writes.
+    super::sys_bpf(cmd, &mut attr).map(drop)
 }
 
 /// Empty a map: delete every key of a hash map, zero every slot of an
