@@ -266,14 +266,13 @@ impl Drop for Writer {
 
 fn writer_loop(shared: &WriterShared, path: &std::path::Path) {
     loop {
-        let status = {
+        let (status, end, trim) = {
             let mut next = shared.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             while next.0.is_none() && !next.1 {
                 next = shared.wake.wait(next).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             (next.0.take(), next.1, std::mem::take(&mut next.2))
         };
-        let (status, end, trim) = status;
         if let Some(st) = status
             && let Err(e) = write_to(path, &st)
         {
