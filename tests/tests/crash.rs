@@ -102,8 +102,9 @@ fn a_killed_agents_program_stays_fails_open_and_is_replaced() -> Result<()> {
 
 /// A backup that takes over from a killed master records the takeover step
 /// by step in its status file (`last_takeover`): the kernel's watch (the
-/// last advert that held it down, its timer firing Master_Down_Interval
-/// later), its own wake-up, the state change, the first advert, the VIP's
+/// last advert that held it down, its warning a little before
+/// Master_Down_Interval ends), its own wake-up, its wait for the
+/// interval's end (never MASTER sooner), the state change, the first advert, the VIP's
 /// netlink add and the first gratuitous ARP, in that order, on the clock
 /// of the XDP program (CLOCK_MONOTONIC), so that a slow failover can be
 /// placed (`cargo xtask bench` splits each crash run by them).
@@ -141,14 +142,28 @@ fn a_backup_records_its_takeover_step_by_step() -> Result<()> {
     let t = t.context("last_takeover")?;
     assert_eq!(t["seq"], 1, "{t}");
     let ns = |k: &str| t[k].as_u64().with_context(|| format!("{k} in {t}"));
-    // v3 at 100 ms, priority 100: 300 ms + 156/256 × 100 ms.
-    let mdi = 300_000_000 + 156 * 100_000_000 / 256;
+    // v3 at 100 ms, priority 100: 300 ms + 156/256 × 100 ms, the skew
+    // in whole µs as keepalived computes it (VRRP_TIMER_SKEW).
+    let mdi = 300_000_000 + (156 * 100_000 / 256) * 1_000;
     let (hold, fired) = (ns("watch_hold_ns")?, ns("watch_fired_ns")?);
+    // The watch warns its lead (2 ms here) before the interval ends.
+    let lead = vrrp_common::classify::watch_lead_ns(mdi);
     assert!(
-        fired >= hold + mdi - 1_000 && fired < hold + mdi + 200_000_000,
-        "the kernel's timer fired {} ns after the last holding advert, Master_Down_Interval is {mdi} ns",
+        fired >= hold + mdi - lead - 1_000 && fired < hold + mdi + 200_000_000,
+        "the kernel's warning fired {} ns after the last holding advert, Master_Down_Interval is {mdi} ns, its lead {lead} ns",
         fired - hold
     );
+    // RFC 5798 6.4.2: master only once Master_Down_Interval has passed
+    // without an advert; the early warning must not make it sooner.
+    assert!(
+        ns("state_ns")? >= hold + mdi,
+        "MASTER {} ns after the last holding advert, before Master_Down_Interval ({mdi} ns): {t}",
+        ns("state_ns")? - hold
+    );
+    // Warned early, it waited for the deadline itself, awake.
+    let due = ns("due_ns")?;
+    assert!(due >= hold + mdi, "waited for {due}, before the deadline {}: {t}", hold + mdi);
+    eprintln!("takeover record: {t}");
     assert!(ns("heard_ns")? >= hold, "the peer table's last advert is the watch's or later: {t}");
     let order = ["watch_fired_ns", "woke_ns", "state_ns", "advert_ns", "vips_ns", "announce_ns"];
     for w in order.windows(2) {

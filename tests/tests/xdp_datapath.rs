@@ -451,9 +451,10 @@ fn events_only_on_change() -> Result<()> {
 
 /// The kernel's master-down watch: with VRID 53 (v3, 100 ms) watched at
 /// priority 100, a holding advert arms a timer that reports
-/// `EVENT_SILENT` Master_Down_Interval (3 × 100 ms + 156/256 × 100 ms =
-/// 360.9 ms) after the last holding advert, not while they keep coming,
-/// and lower-priority adverts do not hold it (RFC 5798 6.4.2).
+/// `EVENT_SILENT` its lead (2 ms) before Master_Down_Interval (3 × 100 ms
+/// plus 156/256 × 100 ms = 360.9 ms) after the last holding advert ends, not
+/// while they keep coming, and lower-priority adverts do not hold it
+/// (RFC 5798 6.4.2). The agent waits for the interval's end itself.
 #[test]
 fn the_kernel_watch_reports_a_silent_master() -> Result<()> {
     if !require_root("the_kernel_watch_reports_a_silent_master") {
@@ -464,6 +465,8 @@ fn the_kernel_watch_reports_a_silent_master() -> Result<()> {
     lab.dp.set_watch(lab.ifindex, Family::V4, 53, 100, 100)?;
     let mut events = lab.dp.take_events()?;
     let mdi = Duration::from_micros(Centis(10).master_down_micros(true, 100));
+    let lead = Duration::from_nanos(vrrp_common::classify::watch_lead_ns(mdi.as_nanos() as u64));
+    assert_eq!(lead, Duration::from_millis(2));
     let msg = |priority| Msg {
         version: Version::V3,
         vrid: 53,
@@ -499,8 +502,18 @@ fn the_kernel_watch_reports_a_silent_master() -> Result<()> {
         (lab.ifindex, 53, vrrp_common::maps::FAMILY_IPV4)
     );
     let after = at - last;
-    assert!(after >= mdi, "reported after {after:?}, before Master_Down_Interval {mdi:?}");
+    assert!(
+        after >= mdi - lead,
+        "reported after {after:?}, more than {lead:?} before Master_Down_Interval {mdi:?}"
+    );
     assert!(after < mdi + Duration::from_millis(300), "reported after {after:?} (MDI {mdi:?})");
+    // The record's own times: the kernel's, from the advert to the timer.
+    let (hold, fired) = ev.silent_times().context("an EVENT_SILENT carries its times")?;
+    let kernel = Duration::from_nanos(fired - hold);
+    assert!(
+        kernel >= mdi - lead && kernel < mdi + Duration::from_millis(300),
+        "warned {kernel:?} after the advert (MDI {mdi:?}, lead {lead:?})"
+    );
     assert!(events.next().is_none(), "one report per silence");
 
     // A discarded lower-priority master does not hold the backup down.
@@ -511,7 +524,7 @@ fn the_kernel_watch_reports_a_silent_master() -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
         if events.next().is_some_and(|e| e.kind & EVENT_SILENT != 0) {
             let after = Instant::now() - held_at;
-            assert!(after >= mdi, "reported after {after:?}, before {mdi:?}");
+            assert!(after >= mdi - lead, "reported after {after:?}, more than {lead:?} before {mdi:?}");
             return Ok(());
         }
     }

@@ -211,16 +211,43 @@ pub fn watch_ns(adv: &Advert, cfg: &InstanceConfig) -> Option<u64> {
     Some(mdi * 1000)
 }
 
+/// How long before Master_Down_Interval runs out the watch reports the
+/// silence: at most 2 ms, and at most a sixteenth of the interval.
+///
+/// The report is an early warning, not the decision. On this kind of
+/// machine a timer that expires on an idle CPU, and the agent it wakes,
+/// each run a few hundred µs late (a vCPU waking from idle); measured
+/// from the master's last advert that lateness was most of a takeover's
+/// excess over Master_Down_Interval. Warned this much earlier, the agent
+/// is awake before the deadline and waits for it on the CPU; it still
+/// takes over only once the interval has fully passed without an advert
+/// (RFC 5798 6.4.2), reading the peer table again at the deadline.
+pub const WATCH_LEAD_MAX_NS: u64 = 2_000_000;
+
+/// The watch's lead for a Master_Down_Interval of `mdi_ns`
+/// (`WATCH_LEAD_MAX_NS`).
+pub const fn watch_lead_ns(mdi_ns: u64) -> u64 {
+    let sixteenth = mdi_ns / 16;
+    if sixteenth < WATCH_LEAD_MAX_NS { sixteenth } else { WATCH_LEAD_MAX_NS }
+}
+
+/// How long the watch's timer runs when armed by a holding advert:
+/// Master_Down_Interval less its lead (`watch_lead_ns`).
+pub const fn watch_wait_ns(mdi_ns: u64) -> u64 {
+    mdi_ns - watch_lead_ns(mdi_ns)
+}
+
 /// When the watch's timer fires at `now_ns`: how much longer to wait, if
 /// a holding advert arrived since it was armed (the master is alive), or
-/// None when Master_Down_Interval has passed since the last one.
+/// None when the warning is due: Master_Down_Interval less its lead has
+/// passed since the last one (`watch_lead_ns`).
 ///
 /// The XDP program records each holding advert (`last_hold_ns`, `mdi_ns`)
 /// with two stores and arms the timer only when it is idle, so a steady
 /// master costs one timer expiry per Master_Down_Interval, not a timer
 /// re-arm per advert.
 pub const fn watch_remaining(now_ns: u64, last_hold_ns: u64, mdi_ns: u64) -> Option<u64> {
-    let deadline = last_hold_ns.saturating_add(mdi_ns);
+    let deadline = last_hold_ns.saturating_add(watch_wait_ns(mdi_ns));
     if now_ns < deadline { Some(deadline - now_ns) } else { None }
 }
 
@@ -376,13 +403,31 @@ mod tests {
 
     #[test]
     fn watch_rearms_while_the_master_is_alive() {
-        // Armed at 0 for 36 ms; an advert at 30 ms: 66 ms is the deadline.
-        assert_eq!(watch_remaining(36_000_000, 30_000_000, 36_000_000), Some(30_000_000));
-        // No advert since: silent.
-        assert_eq!(watch_remaining(36_000_000, 0, 36_000_000), None);
-        // Exactly at the deadline counts as silent (RFC: timer fires).
-        assert_eq!(watch_remaining(66_000_000, 30_000_000, 36_000_000), None);
+        // Master_Down_Interval 36 ms: the warning comes 2 ms before it.
+        assert_eq!(watch_wait_ns(36_000_000), 34_000_000);
+        // Armed at 0, fires at 34 ms; an advert at 30 ms: warn at 64 ms.
+        assert_eq!(watch_remaining(34_000_000, 30_000_000, 36_000_000), Some(30_000_000));
+        // No advert since: warn now.
+        assert_eq!(watch_remaining(34_000_000, 0, 36_000_000), None);
+        // Exactly at the warning's time counts as due.
+        assert_eq!(watch_remaining(64_000_000, 30_000_000, 36_000_000), None);
+        // Never at or after the deadline itself: 1 ns before it is due too.
+        assert_eq!(watch_remaining(65_999_999, 30_000_000, 36_000_000), None);
         // No overflow near the end of time.
         assert_eq!(watch_remaining(u64::MAX - 5, u64::MAX - 10, u64::MAX), Some(5));
+    }
+
+    #[test]
+    fn the_lead_is_small_beside_the_interval() {
+        // v3 at 10 ms (the shortest common interval), priority 100:
+        // 36.09 ms; a sixteenth is 2.26 ms, so the 2 ms cap holds.
+        assert_eq!(watch_lead_ns(36_093_750), WATCH_LEAD_MAX_NS);
+        // A short interval takes a sixteenth (v3's minimum is 10 ms, but
+        // a malformed advert's interval must not underflow the wait).
+        assert_eq!(watch_lead_ns(16_000_000), 1_000_000);
+        assert_eq!(watch_wait_ns(0), 0);
+        assert_eq!(watch_wait_ns(15), 15);
+        // 1 s adverts: 2 ms of 3.6 s.
+        assert_eq!(watch_wait_ns(3_609_375_000), 3_607_375_000);
     }
 }

@@ -673,15 +673,19 @@ fn arm_watch(ikey: &InstanceKey, ns: u64, now: u64) {
             }
             (*w).ready = 1;
         }
-        if bpf_timer_start(timer, ns, 0) == 0 {
+        // The warning comes a little before Master_Down_Interval ends
+        // (`classify::watch_lead_ns`): the agent waits for the end itself.
+        if bpf_timer_start(timer, classify::watch_wait_ns(ns), 0) == 0 {
             (*w).running = 1;
         }
     }
 }
 
 /// The watch's timer fired: wait on if a holding advert came meanwhile,
-/// else tell the agent (`EVENT_SILENT`), whose own checks (the peer
-/// table, its state machine) decide what the silence means.
+/// else warn the agent (`EVENT_SILENT`), its lead before
+/// Master_Down_Interval ends (`classify::watch_lead_ns`); its own checks
+/// (the peer table, its state machine) decide what the silence means, at
+/// the interval's end.
 extern "C" fn on_silence(_map: *mut core::ffi::c_void, key: *mut InstanceKey, w: *mut Watch) -> i32 {
     // SAFETY: the kernel passes the element whose timer fired.
     unsafe {

@@ -73,15 +73,25 @@ pub struct Series {
 
 /// Names of `Steps::ms`, in order: from the master's last advert on the
 /// wire to the backup's first gratuitous ARP on the wire, less the limit.
-pub const STEP_NAMES: [&str; 8] =
-    ["to XDP", "kernel timer", "wake-up", "decision", "first advert", "VIPs added", "GARP sent", "to wire"];
+pub const STEP_NAMES: [&str; 9] = [
+    "to XDP",
+    "kernel timer",
+    "wake-up",
+    "to deadline",
+    "decision",
+    "first advert",
+    "VIPs added",
+    "GARP sent",
+    "to wire",
+];
 
 /// One takeover of the agent's backup, split into steps (ms, each from
 /// the end of the one before): the master's last advert from the capture
 /// to the XDP program (its last holding advert), the kernel's timer past
 /// that advert + Master_Down_Interval (the protocol's own wait is not in
-/// it), the agent waking (ring buffer), its decision (peer table, state
-/// machine), the first advert as master, the VIP's netlink add
+/// it; negative when the watch warns ahead of the deadline), the agent
+/// waking (ring buffer), its wait on the CPU for the deadline (after an
+/// early warning), its decision (peer table, state machine), the first advert as master, the VIP's netlink add
 /// acknowledged, the first gratuitous ARP handed to the kernel, and that
 /// frame on the capture. They add up to the run's excess over the limit.
 #[derive(Clone, Debug)]
@@ -89,12 +99,16 @@ pub struct Steps {
     /// Per `STEP_NAMES`; None where the step did not happen (no kernel
     /// watch: the agent's own timer decided, "kernel timer" then is its
     /// lateness and "to XDP"/"wake-up" are absent).
-    pub ms: [Option<f64>; 8],
+    pub ms: [Option<f64>; 9],
     /// Of "VIPs added": the agent's thread waiting for a CPU, ms, and how
     /// often it slept (voluntary context switches: the RTNL lock, the
     /// netlink reply).
     pub vips_cpu_wait_ms: Option<f64>,
     pub vips_sleeps: Option<u64>,
+    /// The agent was awake before the deadline and waited for it: the
+    /// kernel's timer, the wake-up and the wait were then off the path
+    /// to the takeover (their sum is the wait's overshoot, a few µs).
+    pub waited: bool,
 }
 
 impl Steps {
@@ -103,7 +117,9 @@ impl Steps {
         STEP_NAMES
             .iter()
             .zip(self.ms)
-            .filter_map(|(n, v)| v.map(|v| (*n, v)))
+            .enumerate()
+            .filter(|(k, _)| !(self.waited && (1..=3).contains(k)))
+            .filter_map(|(_, (n, v))| v.map(|v| (*n, v)))
             .max_by(|a, b| a.1.total_cmp(&b.1))
     }
 }
@@ -152,6 +168,10 @@ pub fn steps(
     let (adv, garp) = (Some(mono(advert_ns)), Some(mono(garp_ns)));
     let limit = (limit_ms * 1e6).round() as i128;
     let (hold, fired, woke, state) = (f("watch_hold_ns"), f("watch_fired_ns"), f("woke_ns")?, f("state_ns")?);
+    // Warned early by the kernel's watch, the agent waits for the deadline
+    // awake: "kernel timer" is then negative (the warning's lead), and the
+    // wait is a step of its own.
+    let due = f("due_ns");
     let (advert, vips, announce) = (f("advert_ns"), f("vips_ns"), f("announce_ns"));
     let timer = match (hold, fired) {
         (Some(h), Some(x)) => ms(Some(h + limit), Some(x)),
@@ -163,7 +183,8 @@ pub fn steps(
             ms(adv, hold),
             timer,
             ms(fired, Some(woke)),
-            ms(Some(woke), Some(state)),
+            due.and_then(|d| ms(Some(woke), Some(d))),
+            ms(due.or(Some(woke)), Some(state)),
             ms(Some(state), advert),
             ms(advert.or(Some(state)), vips),
             ms(vips, announce),
@@ -171,6 +192,7 @@ pub fn steps(
         ],
         vips_cpu_wait_ms: f("vips_run_delay_ns").map(|n| n as f64 / 1e6),
         vips_sleeps: t.get("vips_sleeps").and_then(serde_json::Value::as_u64),
+        waited: due.is_some_and(|d| d >= woke),
     })
 }
 
@@ -647,7 +669,25 @@ mod tests {
         });
         let s = steps(&own, advert_mono + 1_000_000_000, garp_mono + 1_000_000_000, limit_ms, offset)
             .expect("steps");
-        assert_eq!((s.ms[0], s.ms[2], s.ms[4]), (None, None, None));
+        assert_eq!((s.ms[0], s.ms[2], s.ms[3], s.ms[5]), (None, None, None, None));
+        let sum: f64 = s.ms.iter().flatten().sum();
+        assert!((sum - excess).abs() < 1e-6, "{sum} against {excess}");
+        // Warned 2 ms early, the agent waited for the deadline awake.
+        let hold = advert_mono + 20_000;
+        let deadline = hold + 360_937_500;
+        let early = serde_json::json!({
+            "seq": 4, "heard_ns": hold, "watch_hold_ns": hold,
+            "watch_fired_ns": deadline - 2_000_000 + 30_000, "woke_ns": deadline - 1_900_000,
+            "due_ns": deadline + 1_000, "state_ns": deadline + 60_000, "advert_ns": deadline + 90_000,
+            "vips_ns": deadline + 400_000, "announce_ns": deadline + 420_000,
+        });
+        let s = steps(&early, advert_mono + 1_000_000_000, garp_mono + 1_000_000_000, limit_ms, offset)
+            .expect("steps");
+        assert!(s.ms[1].is_some_and(|t| t < -1.9), "the warning's lead: {:?}", s.ms[1]);
+        assert!(s.ms[3].is_some_and(|t| (t - 1.901).abs() < 1e-6), "the wait: {:?}", s.ms[3]);
+        // The wait is no cause: the address add is the largest step.
+        assert!(s.waited);
+        assert_eq!(s.largest().map(|l| l.0), Some("VIPs added"));
         let sum: f64 = s.ms.iter().flatten().sum();
         assert!((sum - excess).abs() < 1e-6, "{sum} against {excess}");
     }

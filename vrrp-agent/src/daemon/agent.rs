@@ -176,11 +176,51 @@ pub(super) struct Agent {
     /// When the loop last woke (CLOCK_MONOTONIC ns): a takeover's
     /// `woke_ns`.
     pub(super) woke_ns: u64,
-    /// The kernel's silence reports being handled (`on_peer_events`), for
-    /// the takeovers they lead to.
-    pub(super) silent: Vec<PeerEvent>,
+    /// The deadline the loop last waited for on the CPU (`imminent`),
+    /// CLOCK_MONOTONIC ns, for the takeover it leads to.
+    pub(super) due_ns: Option<u64>,
     /// The loop thread's scheduler statistics, for a takeover's record.
     pub(super) sched: timer::SchedStat,
+}
+
+/// How far ahead of a warned backup's deadline the loop waits for it on
+/// the CPU (`Agent::imminent`): the kernel watch's lead
+/// (`classify::WATCH_LEAD_MAX_NS`) and half a millisecond for the
+/// warning's own delivery.
+const SPIN_MAX: Micros = Micros(vrrp_common::classify::WATCH_LEAD_MAX_NS / 1000 + 500);
+// The watch warns at most its lead early: the loop must be willing to
+// wait that long, or it would sleep on its timer after every warning.
+const _: () = assert!(SPIN_MAX.0 * 1000 > vrrp_common::classify::WATCH_LEAD_MAX_NS);
+/// At most this many warned backups at once for the loop to wait on the
+/// CPU (`Agent::imminent`).
+const SPIN_INSTANCES: usize = 8;
+
+/// `Agent::imminent`'s rule, over the warned backups' Master_Down_Timer
+/// deadlines: the earliest, if it ends within `SPIN_MAX` of `now` and no
+/// more than `SPIN_INSTANCES` are warned.
+fn imminent_of(warned: impl Iterator<Item = Option<Micros>>, now: Micros) -> Option<Micros> {
+    let mut due: Option<Micros> = None;
+    for (n, d) in warned.enumerate() {
+        if n >= SPIN_INSTANCES {
+            return None;
+        }
+        if let Some(d) = d {
+            due = Some(due.map_or(d, |e| e.min(d)));
+        }
+    }
+    due.filter(|d| d.0 <= now.0 + SPIN_MAX.0)
+}
+
+/// Wait on the CPU until the monotonic clock reaches `due` (at most
+/// `SPIN_MAX` ahead, `Agent::imminent`); when it did, in ns.
+fn spin_until(due: Micros) -> u64 {
+    loop {
+        let now = timer::now_ns();
+        if now / 1000 >= due.0 {
+            return now;
+        }
+        std::hint::spin_loop();
+    }
 }
 
 /// A takeover's steps as µs after the previous one, for the debug log.
@@ -196,10 +236,11 @@ fn takeover_steps(t: &super::status::Takeover) -> String {
     let silent =
         t.heard_ns.map_or("-".to_owned(), |h| format!("{:.1}", t.state_ns.saturating_sub(h) as f64 / 1e6));
     format!(
-        "last advert heard {silent} ms before / kernel watch {} (its last holding advert to its timer) / wake-up {} / decision {} / first advert {} / VIPs added {} / first announcement {} (µs after the step before)",
+        "last advert heard {silent} ms before / kernel watch {} (its last holding advert to its warning) / wake-up {} / waited for the deadline {} / decision {} / first advert {} / VIPs added {} / first announcement {} (µs after the step before)",
         us(t.watch_hold_ns, t.watch_fired_ns),
         us(t.watch_fired_ns, woke),
-        us(woke, state),
+        us(woke, t.due_ns),
+        us(t.due_ns.or(woke), state),
         us(state, t.advert_ns),
         us(t.advert_ns.or(state), t.vips_ns),
         us(t.vips_ns.or(state), t.announce_ns),
@@ -283,6 +324,28 @@ impl Agent {
         });
         let mut net_open = true;
         loop {
+            // A warned backup's Master_Down_Interval ends within a couple
+            // of ms: wait for it here, awake (see `imminent`), before the
+            // status and the other chores of a loop pass.
+            self.due_ns = None;
+            if let Some(due) = self.imminent(timer::now()) {
+                self.due_ns = Some(spin_until(due));
+                let _lines = crate::logbuf::hold();
+                let b = self.begin_batch();
+                self.on_timer().await;
+                self.finish_batch(b).await;
+                // A backup still waiting at a deadline that has passed (a
+                // sync group holding it, say) goes back to the timer: the
+                // loop must not wait on the CPU again for it.
+                for inst in &mut self.insts {
+                    if inst.machine.state() == State::Backup
+                        && inst.machine.master_down_deadline().is_some_and(|d| d <= due)
+                    {
+                        inst.silence = None;
+                    }
+                }
+                continue;
+            }
             self.sd.states(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
             for i in 0..self.insts.len() {
                 self.tx_sync(i);
@@ -415,14 +478,30 @@ impl Agent {
     }
 
     /// The peer table's events: feed each to the instances it concerns. A
-    /// silence report from the kernel's watch runs the timers.
+    /// silence warning from the kernel's watch feeds the instance what the
+    /// kernel saw last; the loop then waits for its deadline (`imminent`).
     async fn on_peer_events(&mut self, events: Vec<PeerEvent>) {
-        // The kernel's watch expired for an instance: its master went
-        // quiet. Decide as for our own timer (the late-agent rule first).
-        if events.iter().any(|e| e.kind & EVENT_SILENT != 0) {
-            self.silent = events.iter().filter(|e| e.kind & EVENT_SILENT != 0).copied().collect();
+        let silent: Vec<(u32, u8, u8, (u64, u64))> = events
+            .iter()
+            .filter_map(|e| Some((e.key.ifindex, e.key.family, e.key.vrid, e.silent_times()?)))
+            .collect();
+        if !silent.is_empty() {
+            let warned = |inst: &Inst| {
+                silent
+                    .iter()
+                    .find(|(ix, f, v, _)| (inst.ifindex, inst.family.code(), inst.conf.vrid) == (*ix, *f, *v))
+            };
+            let now = timer::now();
+            // The late-agent rule first (what the kernel saw since), then
+            // the warning: the kernel's timer has stopped, ours is exact.
+            self.feed_from_table(now, |inst| warned(inst).is_some()).await;
+            for inst in &mut self.insts {
+                if let Some((.., times)) = warned(inst) {
+                    inst.silence = Some(*times);
+                    inst.watch_armed = false;
+                }
+            }
             self.on_timer().await;
-            self.silent.clear();
         }
         for ev in events.iter().filter(|e| e.kind & EVENT_SILENT == 0) {
             for i in 0..self.insts.len() {
@@ -436,6 +515,51 @@ impl Agent {
         }
     }
 
+    /// A backup warned by the kernel's watch whose Master_Down_Interval
+    /// ends within `SPIN_MAX`: that end, for the loop to wait for on the
+    /// CPU rather than on a timer, whose wake-up on an idle CPU (a vCPU
+    /// leaving its idle state, then the loop thread) is itself a few
+    /// hundred µs late here. Only while few instances are warned: a mass
+    /// failover's thousands keep the timer, which gathers them in
+    /// batches.
+    pub(super) fn imminent(&self, now: Micros) -> Option<Micros> {
+        imminent_of(
+            self.insts
+                .iter()
+                .filter(|i| i.silence.is_some() && i.machine.state() == State::Backup)
+                .map(|i| i.machine.master_down_deadline()),
+            now,
+        )
+    }
+
+    /// Feed the instances `which` picks the kernel's peer table: what
+    /// the kernel heard since the agent last looked.
+    async fn feed_from_table(&mut self, now: Micros, which: impl Fn(&Inst) -> bool) {
+        let mut peers = self.source.peers();
+        // The peer rows sorted by the instance key they belong to
+        // (`Inst::owns`), then by arrival: each instance finds its rows by
+        // binary search. Filtering the whole table for each cost
+        // O(expired × peers) per wake, about 4,000² at a 4,000-instance
+        // takeover; grouping them in a map of vectors cost two allocations
+        // per instance at every backstop wake of an idle backup (about
+        // once a second).
+        let group = |k: &PeerKey| (k.ifindex, k.family, k.vrid);
+        peers.sort_unstable_by_key(|(k, s)| (group(k), s.last_seen_ns));
+        for i in 0..self.insts.len() {
+            let inst = &mut self.insts[i];
+            if !which(inst) {
+                continue;
+            }
+            let key = (inst.ifindex, inst.family.code(), inst.conf.vrid);
+            let from = peers.partition_point(|(k, _)| group(k) < key);
+            let mut out = Vec::new();
+            for (k, s) in peers[from..].iter().take_while(|(k, _)| group(k) == key) {
+                inst.feed(k, s, &mut out);
+            }
+            self.execute(i, now, out).await;
+        }
+    }
+
     /// A deadline came due (or the kernel's watch reported a silent
     /// master): the late-agent rule, then the machines' timers, the
     /// announcements, a pending reconciliation.
@@ -444,29 +568,8 @@ impl Agent {
         // The late-agent rule: before a backup gives up on its master,
         // read what the kernel saw meanwhile.
         if self.insts.iter().any(|i| i.machine.master_down_deadline().is_some_and(|d| d <= now)) {
-            let mut peers = self.source.peers();
-            // The peer rows sorted by the instance key they belong to
-            // (`Inst::owns`), then by arrival: each expiring instance finds
-            // its rows by binary search. Filtering the whole table for each
-            // cost O(expired × peers) per wake, about 4,000² at a
-            // 4,000-instance takeover; grouping them in a map of vectors
-            // cost two allocations per instance at every backstop wake of
-            // an idle backup (about once a second).
-            let group = |k: &PeerKey| (k.ifindex, k.family, k.vrid);
-            peers.sort_unstable_by_key(|(k, s)| (group(k), s.last_seen_ns));
-            for i in 0..self.insts.len() {
-                let inst = &mut self.insts[i];
-                if inst.machine.master_down_deadline().is_none_or(|d| d > now) {
-                    continue;
-                }
-                let key = (inst.ifindex, inst.family.code(), inst.conf.vrid);
-                let from = peers.partition_point(|(k, _)| group(k) < key);
-                let mut out = Vec::new();
-                for (k, s) in peers[from..].iter().take_while(|(k, _)| group(k) == key) {
-                    inst.feed(k, s, &mut out);
-                }
-                self.execute(i, now, out).await;
-            }
+            self.feed_from_table(now, |inst| inst.machine.master_down_deadline().is_some_and(|d| d <= now))
+                .await;
         }
         let mut out = Vec::new();
         for i in 0..self.insts.len() {
@@ -1050,22 +1153,16 @@ impl Agent {
                     self.counters.transition(&inst.conf.name, to, now, heard_ns.map(|ns| Micros(ns / 1000)));
                     if to == State::Master {
                         inst.stats.become_master += 1;
-                        // The kernel's silence report for this instance,
-                        // if that is what woke us.
-                        let watch = self
-                            .silent
-                            .iter()
-                            .find(|e| {
-                                (e.key.ifindex, e.key.family, e.key.vrid)
-                                    == (inst.ifindex, inst.family.code(), inst.conf.vrid)
-                            })
-                            .and_then(PeerEvent::silent_times);
+                        // The kernel's silence warning for this
+                        // instance, if that is what led here.
+                        let watch = inst.silence.take();
                         inst.takeover = Some(super::status::Takeover {
                             seq: inst.stats.become_master,
                             heard_ns,
                             watch_hold_ns: watch.map(|w| w.0),
                             watch_fired_ns: watch.map(|w| w.1),
                             woke_ns: self.woke_ns,
+                            due_ns: self.due_ns,
                             state_ns: timer::now_ns(),
                             ..Default::default()
                         });
@@ -1882,5 +1979,42 @@ fn live_after_advert(
         l.advert(i, fp, sent_at, master);
     } else {
         l.set_master(i, fp, master);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_warned_backup_is_waited_for_only_near_its_deadline() {
+        let now = Micros(10_000_000);
+        // 2 ms ahead: within the lead, wait for it.
+        assert_eq!(imminent_of([Some(Micros(10_002_000))].into_iter(), now), Some(Micros(10_002_000)));
+        // The earliest of several.
+        let two = [Some(Micros(10_002_000)), Some(Micros(10_001_000))];
+        assert_eq!(imminent_of(two.into_iter(), now), Some(Micros(10_001_000)));
+        // Already due (the warning came late): at once.
+        assert_eq!(imminent_of([Some(Micros(9_999_000))].into_iter(), now), Some(Micros(9_999_000)));
+        // Further than SPIN_MAX: the timer, not the CPU.
+        assert_eq!(imminent_of([Some(Micros(10_000_000 + SPIN_MAX.0 + 1))].into_iter(), now), None);
+        // No deadline (not a backup any more) and nobody warned.
+        assert_eq!(imminent_of([None].into_iter(), now), None);
+        assert_eq!(imminent_of(std::iter::empty(), now), None);
+        // A mass failover keeps the timer, which gathers them in batches.
+        let many = std::iter::repeat_n(Some(Micros(10_001_000)), SPIN_INSTANCES + 1);
+        assert_eq!(imminent_of(many, now), None);
+        let few = std::iter::repeat_n(Some(Micros(10_001_000)), SPIN_INSTANCES);
+        assert_eq!(imminent_of(few, now), Some(Micros(10_001_000)));
+    }
+
+    #[test]
+    fn the_wait_ends_at_the_deadline_not_before() {
+        let due = Micros(timer::now().0 + 1_500);
+        let done = spin_until(due);
+        assert!(done / 1000 >= due.0, "returned at {done} ns, before {} µs", due.0);
+        // And returns at once for a deadline already past.
+        let past = Micros(timer::now().0.saturating_sub(1_000));
+        assert!(spin_until(past) / 1000 >= past.0);
     }
 }

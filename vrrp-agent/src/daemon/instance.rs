@@ -76,6 +76,12 @@ pub(super) struct Inst {
     /// last configured: then the agent's own Master_Down_Timer is only a
     /// backstop (`WATCH_BACKSTOP` later), and the kernel wakes us.
     pub(super) watch_armed: bool,
+    /// The kernel watch's warning that the master has been quiet for
+    /// nearly Master_Down_Interval (its last holding advert, when the
+    /// warning fired; CLOCK_MONOTONIC ns), until a newer advert or the
+    /// transition it leads to. While set the agent's own timer is exact:
+    /// the kernel's has stopped.
+    pub(super) silence: Option<(u64, u64)>,
     /// `auth_type AH`: the key and the sequence counter its receive path
     /// and its sender share.
     pub(super) ah: Option<std::sync::Arc<fallback::AhAuth>>,
@@ -173,6 +179,7 @@ pub(super) fn build(
         watch: None,
         watch_since: Micros(0),
         watch_armed: false,
+        silence: None,
         vmac: vmac.map(|name| InstVmac { name, ifindex: 0, xmit_base: conf.vmac_xmit_base }),
         ah: match &conf.auth {
             Some(AuthConf::Ah(p)) => Some(std::sync::Arc::new(fallback::AhAuth::new(
@@ -534,13 +541,20 @@ impl Inst {
             && state.last_seen_ns / 1000 > self.watch_since.0
         {
             self.watch_armed = true;
+            // A holding advert after the warning: the master is alive and
+            // the XDP program armed the watch again.
+            self.silence = None;
         }
         // A resignation sets our timer to Skew_Time, which the kernel's
         // watch (armed for Master_Down_Interval) does not cover.
         if state.priority == 0 {
             self.watch_armed = false;
         }
-        self.machine.handle(Micros(state.last_seen_ns / 1000), input, out);
+        // Rounded up to the machine's µs: its Master_Down_Timer then never
+        // ends before Master_Down_Interval has fully passed since the
+        // advert (RFC 5798 6.4.2), even by the nanoseconds a truncation
+        // would take off.
+        self.machine.handle(Micros(state.last_seen_ns.div_ceil(1000)), input, out);
     }
 
     /// What the kernel's watch should be now: (watch priority, our

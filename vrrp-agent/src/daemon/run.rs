@@ -340,7 +340,7 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         resumed,
         live,
         woke_ns: 0,
-        silent: Vec::new(),
+        due_ns: None,
         sched: super::timer::SchedStat::open(),
     };
     log::debug!("start-up: serving");

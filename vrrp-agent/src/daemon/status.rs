@@ -91,6 +91,11 @@ pub struct Takeover {
     pub watch_fired_ns: Option<u64>,
     /// The agent's loop woke up for the event that led to it.
     pub woke_ns: u64,
+    /// Master_Down_Interval's end, which the agent, warned early by the
+    /// kernel's watch, waited for on the CPU (`Agent::imminent`); absent
+    /// when it did not wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ns: Option<u64>,
     /// The state machine entered MASTER.
     pub state_ns: u64,
     /// The first advert as master was sent.
