@@ -1176,6 +1176,9 @@ impl Agent {
                         inst.stats.release_master += 1;
                     }
                     if to != State::Master {
+                        // A warning is about the Backup state it came in:
+                        // FAULT or a new Backup start afresh.
+                        inst.silence = None;
                         if let Some(l) = &self.live {
                             l.set_master(i, super::live::fingerprint(inst.conf.name.as_bytes()), false);
                         }
