@@ -258,15 +258,19 @@ impl Agent {
             log::info!("Delaying startup for {} seconds", delay.as_secs_f64());
             let sleep = tokio::time::sleep(delay);
             tokio::pin!(sleep);
-            loop {
+            let stop = loop {
                 tokio::select! {
-                    () = &mut sleep => break,
-                    () = &mut shutdown => return Ok(self.stop().await),
+                    () = &mut sleep => break false,
+                    () = &mut shutdown => break true,
                     sig = signals.next() => match sig {
-                        Sig::Stop => return Ok(self.stop().await),
+                        Sig::Stop => break true,
                         other => log::warn!("{other:?} ignored: the instances have not started yet (vrrp_startup_delay)"),
                     },
                 }
+            };
+            if stop {
+                self.stop().await;
+                return Ok(());
             }
         }
         self.start().await;
