@@ -401,6 +401,12 @@ impl Datapath {
 
     /// Pin a freshly loaded program and its maps as the agent's cache
     /// entry (`load_cached`); a failure only costs the next start its reuse.
+    /// Once: `pin_for` then does nothing more of it.
+    pub fn cache_now(&mut self) {
+        self.pin_cache();
+    }
+
+    /// As `cache_now` (from `pin_for`).
     fn pin_cache(&mut self) {
         let Some((dir, key)) = self.cache_to.take() else { return };
         // Only a freshly loaded program is cached: the object owns it.

@@ -433,7 +433,7 @@ impl Agent {
         for inst in &mut self.insts {
             inst.machine.hearing(now);
         }
-        log::debug!("start-up: receive path up ({})", self.source.kind());
+        log::info!("receive path up ({})", self.source.kind());
         Ok(())
     }
 

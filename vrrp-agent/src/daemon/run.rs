@@ -219,7 +219,10 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             inst.machine.set_deaf();
         }
     }
-    log::debug!("start-up: receive path {}", if attach.is_some() { "attaching" } else { "ready" });
+    match attach {
+        Some(_) => log::debug!("start-up: receive path attaching"),
+        None => log::info!("receive path up ({})", source.kind()),
+    }
     let deadline = Deadline::new().map_err(io("timerfd"))?;
     // Bound before the instances start, so that a taken port is an error
     // at start, not a silent absence of metrics.
@@ -484,6 +487,12 @@ fn xdp(insts: &[Inst], opts: &Options, early: bool) -> Result<(Source, Option<Pe
     if early && !targets.is_empty() {
         pending = Some(PendingAttach { job: dp.attach_in_background(targets)?, mode: opts.receive });
         log::debug!("start-up: attaching on a thread");
+        // A freshly verified program goes into the cache now, while the
+        // thread waits for the kernel: a stop before the attach is done
+        // keeps it for the next start (`pin_for` would do it later).
+        if !opts.no_pin {
+            dp.cache_now();
+        }
     } else {
         for (iface, _) in &targets {
             dp.attach(iface, AttachMode::Auto)?;
