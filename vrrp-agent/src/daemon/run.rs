@@ -450,15 +450,9 @@ type Targets = Vec<(String, u32)>;
 /// just before the instances enter their first state (measured: started
 /// before the dumps, the event loop waited 20 ms for them, the whole attach).
 fn begin_attach(agent: &mut Agent, targets: Targets) -> Result<(), DaemonError> {
-    let Source::Xdp(x) = &mut agent.source else { return Ok(()) };
+    let Source::Xdp(x) = &agent.source else { return Ok(()) };
     agent.attach = Some(PendingAttach { job: x.dp.attach_in_background(targets)?, mode: agent.opts.receive });
     log::debug!("start-up: attaching on a thread");
-    // A freshly verified program goes into the cache now, while the thread
-    // waits for the kernel: a stop before the attach is done keeps it for
-    // the next start (`pin_for` would do it later).
-    if !agent.opts.no_pin {
-        x.dp.cache_now();
-    }
     Ok(())
 }
 
@@ -512,6 +506,13 @@ fn xdp(insts: &[Inst], opts: &Options, early: bool) -> Result<(Source, Option<Ta
     if early && !targets.is_empty() {
         // Started by `begin_attach`, just before the instances start.
         pending = Some(targets);
+        // A freshly verified program goes into the cache now (it needs
+        // every map, the event ring too, which `take_events` takes out
+        // below): a stop before the attach is done keeps it for the next
+        // start (`pin_for` would do it only after the attach).
+        if !opts.no_pin {
+            dp.cache_now();
+        }
     } else {
         for (iface, _) in &targets {
             dp.attach(iface, AttachMode::Auto)?;
