@@ -81,6 +81,17 @@ fn the_instances_enter_backup_before_the_attach_is_done_and_hear_from_then() -> 
     assert!(status.success(), "clean stop: {status}");
     assert!(!link_text(&seg)?.contains("xdp"), "the program stayed attached");
     assert!(!pins.join("link_eth0").exists(), "the link stayed pinned");
+    // The program was cached before the attach (every map, the event ring
+    // too): the next start reuses it, and attaches it beside the start again.
+    let mut again = spawn(&seg, &path, &name, &["-l", "debug"])?;
+    again.wait_for_line("receive path up (xdp)", Duration::from_secs(15))?;
+    let lines = again.lines();
+    assert!(
+        lines.iter().any(|l| l.contains("reused the verified XDP program")),
+        "the restart did not reuse the cached program: {lines:#?}"
+    );
+    assert!(again.stop(Duration::from_secs(10))?.success(), "clean stop");
+    assert!(!link_text(&seg)?.contains("xdp"), "the program stayed attached");
     Ok(())
 }
 
