@@ -44,7 +44,7 @@ fn processes_of(name: &str) -> Result<Vec<String>> {
 fn spawn(seg: &Segment, conf_path: &std::path::Path, name: &str, extra: &[&str]) -> Result<Process> {
     let bin = agent_bin()?;
     let mut cmd = seg.nodes[0].ns.command(bin.to_str().context("agent path")?);
-    cmd.args(extra).arg("run").arg("-f").arg(conf_path).args(["--name", name]);
+    cmd.arg("run").arg("-f").arg(conf_path).args(["--name", name]).args(extra);
     Process::spawn("agent", &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())
 }
 
@@ -166,5 +166,57 @@ fn sigterm_at_any_moment_of_the_start_stops_the_agent_and_leaves_nothing() -> Re
         moments.push(stage);
     }
     eprintln!("stops: {moments:?}");
+    Ok(())
+}
+
+/// The attach fails on the thread (another agent's program holds the
+/// interface, for another VRID): `--receive xdp` has entered its first
+/// states already and stops, exit status non-zero, its owner's VIP removed;
+/// `--receive auto` falls back to raw sockets then, with the usual warning.
+#[test]
+fn an_attach_that_fails_after_backup_stops_xdp_mode_and_moves_auto_to_sockets() -> Result<()> {
+    let t = "an_attach_that_fails_after_backup_stops_xdp_mode_and_moves_auto_to_sockets";
+    if !require_root(t) {
+        return Ok(());
+    }
+    let seg = Segment::new(&["192.0.2.62/24"])?;
+    let other = "vrrp_instance VI_X {\n  state BACKUP\n  interface eth0\n  virtual_router_id 63\n  priority 100\n  advert_int 1\n  virtual_ipaddress {\n    192.0.2.142/24\n  }\n}\n";
+    let _first = seg.agent(0, other, &["--receive", "xdp"])?;
+    assert!(link_text(&seg)?.contains("prog/xdp"), "the first agent's program is attached");
+    let path = seg.file("taken.conf", &conf())?;
+
+    let name = netns::unique("sx");
+    seg.clean_cache_of(&name);
+    let mut xdp = spawn(&seg, &path, &name, &["--receive", "xdp"])?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = xdp.try_wait()? {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            bail!("--receive xdp did not stop when the attach failed:\n{:#?}", xdp.lines());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let lines = xdp.lines();
+    assert!(!status.success(), "--receive xdp exited 0 with the attach refused: {lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("Entering")), "it had started its instances: {lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("receive path up")), "{lines:#?}");
+    wait_until(Duration::from_secs(5), || Ok(processes_of(&name)?.is_empty()))?;
+    assert!(!addr_text(&seg)?.contains(VIP_OWNER), "the owner's VIP stayed after the failed start");
+
+    let name = netns::unique("sa");
+    seg.clean_cache_of(&name);
+    let mut auto = spawn(&seg, &path, &name, &[])?;
+    auto.wait_for_line("receive path up (socket)", Duration::from_secs(15))?;
+    let lines = auto.lines();
+    let at = |needle: &str| lines.iter().position(|l| l.contains(needle));
+    let backup = at("(VI_B) Entering BACKUP STATE").context(format!("no BACKUP: {lines:#?}"))?;
+    let warned = at("XDP unavailable").context(format!("no fallback warning: {lines:#?}"))?;
+    assert!(backup < warned, "the fallback came after the first states: {lines:#?}");
+    assert!(at("receiving on a raw socket on eth0").is_some(), "{lines:#?}");
+    assert!(auto.stop(Duration::from_secs(10))?.success(), "clean stop");
+    // The first agent's program is still there, and only it.
+    assert!(link_text(&seg)?.contains("prog/xdp"), "the first agent's program went");
     Ok(())
 }
