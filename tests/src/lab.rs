@@ -119,6 +119,10 @@ impl Segment {
         let mut p =
             Process::spawn(&format!("agent{i}"), &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
         p.wait_for_line("Entering", Duration::from_secs(15))?;
+        // The instances start while the XDP attach runs (run.rs): tests
+        // that look at the receive path (or the program on the interface)
+        // right after the first state wait for it.
+        p.wait_for_line("receive path up", Duration::from_secs(15))?;
         Ok(p)
     }
 

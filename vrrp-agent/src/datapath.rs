@@ -14,6 +14,7 @@ use aya::programs::xdp::XdpLinkId;
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
+pub mod attach;
 pub mod cache;
 use vrrp_common::Verdict;
 use vrrp_common::accept::{
@@ -237,6 +238,9 @@ pub struct Datapath {
     link_ids: Vec<XdpLinkId>,
     /// Links pinned by `pin_links`, by interface: they outlive the process.
     pinned_links: Vec<(String, PinnedLink)>,
+    /// Links made by `attach_in_background` and adopted, not pinned yet
+    /// (with `--no-pin`, never): closing them detaches the program.
+    raw_links: Vec<(String, std::os::fd::OwnedFd)>,
 }
 
 /// One row of `VRRP_PEERS`.
@@ -316,6 +320,7 @@ impl Datapath {
             modes: Vec::new(),
             link_ids: Vec::new(),
             pinned_links: Vec::new(),
+            raw_links: Vec::new(),
         }
     }
 
@@ -396,6 +401,12 @@ impl Datapath {
 
     /// Pin a freshly loaded program and its maps as the agent's cache
     /// entry (`load_cached`); a failure only costs the next start its reuse.
+    /// Once: `pin_for` then does nothing more of it.
+    pub fn cache_now(&mut self) {
+        self.pin_cache();
+    }
+
+    /// As `cache_now` (from `pin_for`).
     fn pin_cache(&mut self) {
         let Some((dir, key)) = self.cache_to.take() else { return };
         // Only a freshly loaded program is cached: the object owns it.
@@ -515,6 +526,7 @@ impl Datapath {
     /// the kernel's RTNL lock is needed elsewhere; the next agent of the
     /// same name removes it (`clear_stale`), a clean exit removes it.
     pub fn pin_links(&mut self, dir: &Path) -> Result<(), DatapathError> {
+        self.pin_raw_links(dir)?;
         let ids = std::mem::take(&mut self.link_ids);
         // The links not pinned yet are the last ones attached.
         let fresh = self.attached[self.attached.len().saturating_sub(ids.len())..].to_vec();

@@ -278,6 +278,9 @@ pub struct Machine {
     /// As a synced backup: its Master_Down_Timer expired and no advert has
     /// held it down since (keepalived's `wantstate` MASTER).
     wants_master: bool,
+    /// The receive path is not up yet (the XDP attach still runs): the
+    /// instance cannot hear its master, so its silence means nothing.
+    deaf: bool,
 }
 
 impl Machine {
@@ -295,6 +298,35 @@ impl Machine {
             fault: false,
             synced: false,
             wants_master: false,
+            deaf: false,
+        }
+    }
+
+    /// The receive path is not up yet (before `start`): the instance may
+    /// enter BACKUP, but its Master_Down_Timer does not run until
+    /// `hearing`. RFC 5798 6.4.2 makes a backup master only after a
+    /// Master_Down_Interval without an advert, and time before the
+    /// receive path was up is not time it listened: a backup must never
+    /// take over because of silence it could not hear.
+    pub fn set_deaf(&mut self) {
+        self.deaf = true;
+    }
+
+    /// Whether the receive path is still down (`set_deaf`).
+    pub fn is_deaf(&self) -> bool {
+        self.deaf
+    }
+
+    /// The receive path is up from `now`: a backup's Master_Down_Timer
+    /// starts, a whole Master_Down_Interval from now (RFC 5798 6.4.2),
+    /// whatever it would have been had the instance heard all along.
+    pub fn hearing(&mut self, now: Micros) {
+        if !self.deaf {
+            return;
+        }
+        self.deaf = false;
+        if self.state == State::Backup {
+            self.set(Timer::MasterDown, Some(now.after(self.master_down_interval())));
         }
     }
 
@@ -365,7 +397,9 @@ impl Machine {
     }
 
     fn set(&mut self, t: Timer, at: Option<Micros>) {
-        self.timers[t as usize] = at;
+        // Deaf, the Master_Down_Timer stays off (`set_deaf`); `hearing`
+        // starts it.
+        self.timers[t as usize] = if t == Timer::MasterDown && self.deaf { None } else { at };
     }
 
     /// RFC 5798 6.4.1: leave Init.

@@ -40,6 +40,21 @@ impl Sim {
         s
     }
 
+    /// As `new`, with the receive path not up yet (`Machine::set_deaf`).
+    fn deaf(p: Params) -> Sim {
+        let mut m = Machine::new(p);
+        m.set_deaf();
+        let mut s = Sim { m, now: Micros(0), log: Vec::new() };
+        let mut out = Vec::new();
+        s.m.start(s.now, &mut out);
+        s.record(out);
+        s
+    }
+
+    fn hearing(&mut self) {
+        self.m.hearing(self.now);
+    }
+
     fn record(&mut self, out: Vec<Action>) {
         self.log.extend(out.into_iter().map(|a| (self.now, a)));
     }
@@ -526,4 +541,93 @@ fn adverts_further_apart_than_the_window_keep_their_own_time() {
     out.clear();
     m.handle_timeout(Micros(99_999), &mut out);
     assert!(out.is_empty(), "{out:?}");
+}
+
+// The receive path comes up after the instances start (the XDP attach runs
+// beside them): until then a backup cannot hear its master, and RFC 5798
+// 6.4.2 counts Master_Down_Interval only over time it listened.
+
+#[test]
+fn a_deaf_backup_enters_backup_at_once_and_never_takes_over_until_it_hears() {
+    let mut s = Sim::deaf(params(Version::V3, 100, 1));
+    assert_eq!(s.m.state(), State::Backup);
+    assert_eq!(s.entered(State::Backup), Some(Micros(0)));
+    assert_eq!(s.m.master_down_deadline(), None);
+    assert_eq!(s.m.poll_timeout(), None);
+    // Far beyond any Master_Down_Interval: no takeover while deaf.
+    s.run_to(Micros(60_000_000));
+    assert_eq!(s.m.state(), State::Backup);
+    assert!(s.adverts_sent().is_empty());
+}
+
+#[test]
+fn master_down_counts_from_when_the_receive_path_came_up() {
+    let mdi = Machine::new(params(Version::V3, 100, 100)).master_down_interval();
+    // The receive path comes up 13 ms after the start: the deadline is
+    // that moment plus a whole Master_Down_Interval, not start + MDI.
+    let mut s = Sim::deaf(params(Version::V3, 100, 100));
+    s.run_to(Micros(13_000));
+    s.hearing();
+    let up = Micros(13_000);
+    assert!(!s.m.is_deaf());
+    assert_eq!(s.m.master_down_deadline(), Some(up.after(mdi)));
+    s.run_to(Micros(up.after(mdi).0 - 1));
+    assert_eq!(s.m.state(), State::Backup);
+    s.run_to(Micros(60_000_000));
+    assert_eq!(s.entered(State::Master), Some(up.after(mdi)));
+    // A second `hearing` changes nothing (the path came up once).
+    let mut s = Sim::deaf(params(Version::V3, 100, 100));
+    s.hearing();
+    s.run_to(Micros(1_000_000));
+    s.advert("192.0.2.1", 150, 100);
+    let held = s.m.master_down_deadline();
+    s.hearing();
+    assert_eq!(s.m.master_down_deadline(), held);
+}
+
+#[test]
+fn adverts_heard_while_deaf_do_not_start_the_timer_and_a_resignation_does_not_make_it_master() {
+    // An AH instance's raw socket is open before the XDP attach: it may
+    // hear adverts, including a resignation, while the other instances
+    // are still deaf. Neither starts the timer before `hearing`.
+    let mut s = Sim::deaf(params(Version::V3, 100, 100));
+    s.run_to(Micros(1_000));
+    s.advert("192.0.2.1", 150, 100);
+    assert_eq!(s.m.master_down_deadline(), None);
+    s.advert("192.0.2.1", 0, 100);
+    s.run_to(Micros(30_000_000));
+    assert_eq!(s.m.state(), State::Backup);
+    s.hearing();
+    assert_eq!(s.m.master_down_deadline(), Some(s.now.after(s.m.master_down_interval())));
+}
+
+#[test]
+fn a_deaf_address_owner_takes_over_at_once_as_before() {
+    // The owner needs to hear nobody to become master (RFC 5798 6.4.1).
+    let s = Sim::deaf(params(Version::V3, 255, 100));
+    assert_eq!(s.m.state(), State::Master);
+    assert_eq!(s.adverts_sent(), vec![(Micros(0), 255)]);
+}
+
+#[test]
+fn a_deaf_sync_group_member_does_not_want_master_and_a_recovered_fault_waits_too() {
+    let mut m = Machine::new(params(Version::V3, 100, 1));
+    m.set_deaf();
+    m.set_synced();
+    let mut out = Vec::new();
+    m.start(Micros(0), &mut out);
+    m.handle_timeout(Micros(10_000_000), &mut out);
+    assert!(!out.contains(&Action::WantMaster));
+    assert!(!m.wants_master());
+    // FAULT then recovered while deaf: BACKUP, no timer.
+    let mut s = Sim::deaf(params(Version::V3, 100, 1));
+    s.input(Input::Fault(true));
+    s.input(Input::Fault(false));
+    assert_eq!(s.m.state(), State::Backup);
+    assert_eq!(s.m.master_down_deadline(), None);
+    s.run_to(Micros(5_000_000));
+    assert_eq!(s.m.state(), State::Backup);
+    s.hearing();
+    s.run_to(Micros(10_000_000));
+    assert_eq!(s.entered(State::Master), Some(Micros(5_000_000).after(s.m.master_down_interval())));
 }

@@ -59,7 +59,12 @@ pub fn run(args: &StatusArgs) -> Result<()> {
     let st = status::read(&args.name).with_context(|| {
         format!("reading {} (is `vrrp-agent run --name {}` running?)", path.display(), args.name)
     })?;
-    println!("vrrp-agent pid {}, receiving via {}", st.pid, st.receive);
+    println!(
+        "vrrp-agent pid {}, receiving via {}{}",
+        st.pid,
+        st.receive,
+        if st.attaching { " (attaching: no backup takes over before it is done)" } else { "" }
+    );
     for i in &st.instances {
         println!(
             "{}: {}, priority {} (base {}), VRID {} on {}, VIPs {}, adverts sent {}, became master {} time(s){}",

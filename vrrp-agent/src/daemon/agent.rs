@@ -73,6 +73,8 @@ enum Wake {
     Watchdog,
     /// A metrics scrape wants a snapshot.
     Scrape(super::metrics::Scrape),
+    /// The XDP attach running beside the start finished.
+    Attached(crate::datapath::attach::AttachResult),
 }
 
 /// The running daemon.
@@ -88,6 +90,9 @@ pub(super) struct Agent {
     pub(super) cfg_path: Option<PathBuf>,
     pub(super) insts: Vec<Inst>,
     pub(super) source: Source,
+    /// The XDP attach, while it runs on its thread (run.rs): the
+    /// instances are deaf until it is done (`on_attached`).
+    pub(super) attach: Option<super::run::PendingAttach>,
     pub(super) deadline: Deadline,
     /// The tracked scripts' check loops and states.
     pub(super) checks: super::checks::Checks,
@@ -283,7 +288,7 @@ impl Agent {
         mut signals: super::signals::Signals,
         shutdown: impl Future<Output = ()>,
         bridge: super::resume_start::Bridge,
-    ) {
+    ) -> Result<(), super::run::DaemonError> {
         bridge.stop();
         tokio::pin!(shutdown);
         // keepalived's vrrp_startup_delay: no instance starts before it
@@ -294,15 +299,19 @@ impl Agent {
             log::info!("Delaying startup for {} seconds", delay.as_secs_f64());
             let sleep = tokio::time::sleep(delay);
             tokio::pin!(sleep);
-            loop {
+            let stop = loop {
                 tokio::select! {
-                    () = &mut sleep => break,
-                    () = &mut shutdown => return self.stop().await,
+                    () = &mut sleep => break false,
+                    () = &mut shutdown => break true,
                     sig = signals.next() => match sig {
-                        Sig::Stop => return self.stop().await,
+                        Sig::Stop => break true,
                         other => log::warn!("{other:?} ignored: the instances have not started yet (vrrp_startup_delay)"),
                     },
                 }
+            };
+            if stop {
+                self.stop().await;
+                return Ok(());
             }
         }
         self.start().await;
@@ -313,7 +322,8 @@ impl Agent {
         super::sched::apply(super::sched::plan(&self.cfg.global), &senders);
         // Start-up's garbage (the configuration's parse, dumps) goes back.
         super::trim_heap();
-        // XDP is attached (run.rs) and every instance is in its first state.
+        // Every instance is in its first state; the XDP attach may still
+        // run (`attach`), which keeps the backups from taking over.
         self.sd.ready(self.insts.iter().map(|i| (i.conf.name.as_str(), i.machine.state())));
         // Pinged from this loop, between handlers: a handler that hangs
         // stops the pings, and systemd restarts the agent.
@@ -323,6 +333,7 @@ impl Agent {
             t
         });
         let mut net_open = true;
+        let mut failed = None;
         loop {
             // A warned backup's Master_Down_Interval ends within a couple
             // of ms: wait for it here, awake (see `imminent`), before the
@@ -367,13 +378,14 @@ impl Agent {
                 sig = signals.next() => Wake::Signal(sig),
                 _ = super::sd::tick(&mut watchdog) => Wake::Watchdog,
                 Some(reply) = super::metrics::next_scrape(&mut self.scrapes) => Wake::Scrape(reply),
+                r = wait_attach(&mut self.attach), if self.attach.is_some() => Wake::Attached(r),
             };
             self.woke_ns = timer::now_ns();
             match wake {
                 Wake::Shutdown | Wake::Signal(Sig::Stop) => break,
                 Wake::Signal(Sig::Handover) => {
                     if self.handover() {
-                        return;
+                        return Ok(());
                     }
                     break;
                 }
@@ -411,15 +423,81 @@ impl Agent {
                 }
                 Wake::Health(idx, ok) => self.on_health(idx, ok).await,
                 Wake::Track(ev) => self.on_track(ev).await,
-                Wake::Signal(sig) => self.on_signal(sig).await,
+                Wake::Signal(sig) => {
+                    if sig == Sig::Reload && self.attach.is_some() {
+                        // A reload's new instances would attach beside the
+                        // thread (and hear nothing before it is done): the
+                        // attach first, a few milliseconds.
+                        let r = wait_attach(&mut self.attach).await;
+                        if let Err(e) = self.on_attached(r) {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    self.on_signal(sig).await
+                }
                 Wake::Watchdog => self.sd.ping(),
                 Wake::Scrape(reply) => {
                     self.tx_counts();
                     let _ = reply.send(super::metrics::render(&super::metrics::view(&self)));
                 }
+                Wake::Attached(r) => {
+                    if let Err(e) = self.on_attached(r) {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
         }
         self.stop().await;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// The XDP attach that ran beside the start is done: adopt and pin its
+    /// links, or (`--receive auto`) fall back to raw sockets, as a failed
+    /// attach at start does; `--receive xdp` stops with the error. Either
+    /// way the receive path is up from now, and every backup's
+    /// Master_Down_Timer starts (`Machine::hearing`).
+    fn on_attached(
+        &mut self,
+        r: crate::datapath::attach::AttachResult,
+    ) -> Result<(), super::run::DaemonError> {
+        let Some(pending) = self.attach.take() else { return Ok(()) };
+        let adopted = match (&mut self.source, r) {
+            (Source::Xdp(x), Ok(links)) => {
+                for a in &links {
+                    log::info!(
+                        "XDP program attached to {} ({})",
+                        a.iface,
+                        super::run::mode_words(Some(&a.mode))
+                    );
+                }
+                x.dp.adopt(links);
+                if self.opts.no_pin {
+                    Ok(())
+                } else {
+                    x.dp.pin_for(&self.opts.pin_root, &self.opts.name).map(|dir| x.pin_dir = Some(dir))
+                }
+            }
+            (_, Ok(_)) => Ok(()),
+            (_, Err(e)) => Err(e),
+        };
+        if let Err(e) = adopted {
+            if pending.mode != super::run::ReceiveMode::Auto {
+                log::error!("{e}");
+                return Err(e.into());
+            }
+            log::warn!("XDP unavailable ({e}); receiving on raw sockets instead (more CPU per packet)");
+            // The XDP source goes first: dropping it detaches what was attached.
+            self.source = Source::Sockets { rxs: Vec::new() };
+            self.source = super::run::sockets(&self.insts)?;
+        }
+        let now = timer::now();
+        for inst in &mut self.insts {
+            inst.machine.hearing(now);
+        }
+        log::info!("receive path up ({})", self.source.kind());
+        Ok(())
     }
 
     /// Enter each instance's first state, with its tracking already
@@ -1750,6 +1828,7 @@ impl Agent {
         AgentStatus {
             pid: std::process::id(),
             receive: self.source.kind().into(),
+            attaching: self.attach.is_some(),
             instances: self.insts.iter().map(Inst::status).collect(),
             sync_groups: self
                 .groups
@@ -1961,6 +2040,24 @@ impl Agent {
         }
         drop(self.source);
         log::info!("Stopped");
+    }
+}
+
+/// The result of the XDP attach on its thread; never resolves without one.
+async fn wait_attach(
+    attach: &mut Option<super::run::PendingAttach>,
+) -> crate::datapath::attach::AttachResult {
+    match attach {
+        Some(p) => (&mut p.job.done).await.unwrap_or_else(|_| {
+            Err(crate::datapath::DatapathError::Program {
+                action: "attaching",
+                iface: "-".into(),
+                source: aya::programs::ProgramError::IOError(std::io::Error::other(
+                    "the attaching thread ended without an answer",
+                )),
+            })
+        }),
+        None => std::future::pending().await,
     }
 }
 

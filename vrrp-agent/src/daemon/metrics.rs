@@ -108,6 +108,8 @@ pub struct View {
     pub no_accept: Vec<(String, &'static str, u64)>,
     /// "xdp" or "socket".
     pub receive: &'static str,
+    /// The XDP attach still runs beside the start.
+    pub attaching: bool,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -188,6 +190,12 @@ pub fn render(v: &View) -> String {
     );
     let receive = gauge(&mut reg, "vrrp_agent_receive_path", "Receive path in use (1 for the path labelled)");
     receive.get_or_create(&vec![("path", v.receive.to_owned())]).set(1);
+    let up = gauge(
+        &mut reg,
+        "vrrp_agent_receive_path_up",
+        "0 while the XDP attach still runs beside the start (no backup takes over before it is done), else 1",
+    );
+    up.get_or_create(&vec![]).set(i64::from(!v.attaching));
     for i in &v.instances {
         let l = common(i);
         let st = keepalived_state(i.state.unwrap_or(State::Init));
@@ -425,7 +433,7 @@ pub(super) fn view(a: &super::agent::Agent) -> View {
             no_accept = c.into_iter().map(|((idx, v), n)| (name_of(idx), v.name(), n)).collect();
         }
     }
-    View { instances, scripts, verdicts, no_accept, receive: a.source.kind() }
+    View { instances, scripts, verdicts, no_accept, receive: a.source.kind(), attaching: a.attach.is_some() }
 }
 
 fn peer_addr(k: &vrrp_common::maps::PeerKey) -> IpAddr {
@@ -485,6 +493,7 @@ mod tests {
             verdicts: vec![("eth0".into(), "bad_ttl", 3)],
             no_accept: vec![],
             receive: "xdp",
+            attaching: false,
         }
     }
 

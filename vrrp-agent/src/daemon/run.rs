@@ -191,24 +191,38 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
     // Advertise at once, before the XDP program loads: the backups'
     // Master_Down_Timer runs since the previous process's last advert.
     let bridge = super::resume_start::Bridge::start(&insts, &resumed, live.clone());
-    let source = match opts.receive {
+    // The XDP attach may run beside the instances' start (`early`): they
+    // enter BACKUP deaf (`Machine::set_deaf`) and their Master_Down_Timers
+    // run from when it is done (`Agent::on_attached`). Not for instances
+    // without Accept Mode: the program drops the packets to a master's
+    // VIPs, so an address owner must not hold them before it is attached.
+    let early = !insts.iter().any(|i| i.conf.drops_to_vips());
+    let (source, attach) = match opts.receive {
         ReceiveMode::Socket => {
             refuse_no_accept(&insts, "raw sockets were asked for (--receive socket)")?;
-            sockets(&insts)?
+            (sockets(&insts)?, None)
         }
-        ReceiveMode::Xdp => xdp(&insts, &opts)?,
-        ReceiveMode::Auto => match xdp(&insts, &opts) {
+        ReceiveMode::Xdp => xdp(&insts, &opts, early)?,
+        ReceiveMode::Auto => match xdp(&insts, &opts, early) {
             Ok(s) => s,
             // Another agent serves our VRID there: no fallback (issue 12, case 9).
             Err(e @ DaemonError::Datapath(DatapathError::Taken { .. })) => return Err(e),
             Err(e) => {
                 refuse_no_accept(&insts, &format!("XDP is unavailable ({e})"))?;
                 log::warn!("XDP unavailable ({e}); receiving on raw sockets instead (more CPU per packet)");
-                sockets(&insts)?
+                (sockets(&insts)?, None)
             }
         },
     };
-    log::debug!("start-up: receive path ready");
+    if attach.is_some() {
+        for inst in &mut insts {
+            inst.machine.set_deaf();
+        }
+    }
+    match attach {
+        Some(_) => log::debug!("start-up: receive path attaching"),
+        None => log::info!("receive path up ({})", source.kind()),
+    }
     let deadline = Deadline::new().map_err(io("timerfd"))?;
     // Bound before the instances start, so that a taken port is an error
     // at start, not a silent absence of metrics.
@@ -294,13 +308,14 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
             None
         }
     };
-    let agent = Agent {
+    let mut agent = Agent {
         tx_thread,
         cfg_path: opts.config_path.clone(),
         opts,
         cfg,
         insts,
         source,
+        attach: None,
         deadline,
         checks,
         net_groups: net.groups(),
@@ -343,10 +358,12 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         due_ns: None,
         sched: super::timer::SchedStat::open(),
     };
+    if let Some(targets) = attach {
+        begin_attach(&mut agent, targets)?;
+    }
     log::debug!("start-up: serving");
     // Stopped just before the agent's own first advert (`Agent::start`).
-    agent.serve(net, health_rx, signals, shutdown, bridge).await;
-    Ok(())
+    agent.serve(net, health_rx, signals, shutdown, bridge).await
 }
 
 /// Open files an agent with `instances` instances may need: an advert
@@ -415,7 +432,41 @@ fn map_sizes<'a>(
     crate::datapath::MapSizes::for_config(confs.count(), vips)
 }
 
-fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
+/// An XDP attach running on its thread (`Datapath::attach_in_background`)
+/// while the instances start; `Agent::on_attached` takes its result.
+pub(super) struct PendingAttach {
+    pub(super) job: crate::datapath::attach::AttachJob,
+    /// What a failure does: `Auto` falls back to raw sockets, `Xdp` stops.
+    pub(super) mode: ReceiveMode,
+}
+
+/// Interfaces (name, index) the program is to be attached to.
+type Targets = Vec<(String, u32)>;
+
+/// Start the XDP attach on its thread (`Datapath::attach_in_background`),
+/// as late as can be: the attach holds the kernel's RTNL lock while it
+/// waits for an RCU grace period, and the start-up's netlink dumps (the
+/// interfaces, the addresses) would wait for it, so it starts after them,
+/// just before the instances enter their first state (measured: started
+/// before the dumps, the event loop waited 20 ms for them, the whole attach).
+fn begin_attach(agent: &mut Agent, targets: Targets) -> Result<(), DaemonError> {
+    let Source::Xdp(x) = &agent.source else { return Ok(()) };
+    agent.attach = Some(PendingAttach { job: x.dp.attach_in_background(targets)?, mode: agent.opts.receive });
+    log::debug!("start-up: attaching on a thread");
+    Ok(())
+}
+
+/// How the log names an attach mode.
+pub(super) fn mode_words(mode: Option<&AttachMode>) -> &'static str {
+    match mode {
+        Some(AttachMode::Generic) => "generic mode: the driver has no native XDP",
+        _ => "native mode",
+    }
+}
+
+/// Load (or reuse) the program and configure its maps; attach it now, or,
+/// if `early`, on a thread (the `PendingAttach` returned).
+fn xdp(insts: &[Inst], opts: &Options, early: bool) -> Result<(Source, Option<Targets>), DaemonError> {
     // A killed agent of this name left its XDP link pinned: remove it (the
     // kernel refuses a second program on the interface).
     Datapath::clear_stale(&opts.pin_root, &opts.name);
@@ -443,35 +494,49 @@ fn xdp(insts: &[Inst], opts: &Options) -> Result<Source, DaemonError> {
         dp.configure(inst.ifindex, inst.family, inst.conf.vrid, &inst.expect(), opts.pass_up)?;
     }
     log::debug!("start-up: maps configured");
-    let mut attached: HashMap<u32, ()> = HashMap::new();
     // An instance whose interface does not exist yet attaches when it appears.
+    let mut targets: Vec<(String, u32)> = Vec::new();
     for inst in insts.iter().filter(|i| i.bound()) {
-        if attached.insert(inst.ifindex, ()).is_none() {
-            dp.attach(&inst.conf.interface, AttachMode::Auto)?;
-            let mode = match dp.modes().last() {
-                Some(AttachMode::Generic) => "generic mode: the driver has no native XDP",
-                _ => "native mode",
-            };
-            log::info!("XDP program attached to {} ({mode})", inst.conf.interface);
+        if !targets.iter().any(|(_, idx)| *idx == inst.ifindex) {
+            targets.push((inst.conf.interface.clone(), inst.ifindex));
         }
     }
-    let pin_dir = if opts.no_pin { None } else { Some(dp.pin_for(&opts.pin_root, &opts.name)?) };
-    log::debug!("start-up: pinned");
+    let mut pending = None;
+    let mut pin_dir = None;
+    if early && !targets.is_empty() {
+        // Started by `begin_attach`, just before the instances start.
+        pending = Some(targets);
+        // A freshly verified program goes into the cache now (it needs
+        // every map, the event ring too, which `take_events` takes out
+        // below): a stop before the attach is done keeps it for the next
+        // start (`pin_for` would do it only after the attach).
+        if !opts.no_pin {
+            dp.cache_now();
+        }
+    } else {
+        for (iface, _) in &targets {
+            dp.attach(iface, AttachMode::Auto)?;
+            log::info!("XDP program attached to {iface} ({})", mode_words(dp.modes().last()));
+        }
+        pin_dir = if opts.no_pin { None } else { Some(dp.pin_for(&opts.pin_root, &opts.name)?) };
+        log::debug!("start-up: pinned");
+    }
     // SAFETY: `Events` owns the ring buffer's fd, and the AsyncFd owns the
     // `Events`, so the fd stays open and the same for the AsyncFd's life.
     let events = unsafe { AsyncFd::register_with_interest(dp.take_events()?, Interest::READABLE) }
         .map_err(|e| DaemonError::Io { instance: "-".into(), what: "event ring", source: e.into() })?;
-    Ok(Source::Xdp(Box::new(XdpSource {
+    let source = Source::Xdp(Box::new(XdpSource {
         dp,
         events,
         alive_at: timer::now(),
         pin_dir,
         pass_up: opts.pass_up,
         ah_rxs: ah_receivers(insts)?,
-    })))
+    }));
+    Ok((source, pending))
 }
 
-fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
+pub(super) fn sockets(insts: &[Inst]) -> Result<Source, DaemonError> {
     // Raw sockets would hear adverts beside another agent's live program
     // for the same VRID just as well: refuse here too (issue 12, case 9).
     for note in refuse_taken(insts)? {

@@ -127,6 +127,10 @@ pub struct AgentStatus {
     pub pid: u32,
     /// Receive path: "xdp" or "socket".
     pub receive: String,
+    /// The XDP attach still runs beside the start (the instances may be
+    /// BACKUP, but no backup takes over before it is done).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attaching: bool,
     /// Instances, in configuration order.
     pub instances: Vec<InstanceStatus>,
     /// Sync groups, in configuration order (absent without any).
@@ -313,7 +317,13 @@ mod tests {
     use super::*;
 
     fn status(pid: u32) -> AgentStatus {
-        AgentStatus { pid, receive: "xdp".into(), instances: Vec::new(), sync_groups: Vec::new() }
+        AgentStatus {
+            pid,
+            receive: "xdp".into(),
+            attaching: false,
+            instances: Vec::new(),
+            sync_groups: Vec::new(),
+        }
     }
 
     #[test]
