@@ -710,8 +710,42 @@ impl Agent {
         if !self.rule_keys.is_empty() {
             self.resync_rules().await;
         }
-        // Links: every tracked interface (an instance's own among them)
-        // as it is now; `on_link` acts only on a change.
+        // Links created or deleted meanwhile: every interface an instance
+        // runs on or tracks is followed to its index now (a re-created one
+        // is opened again), or, gone, treated as its deletion event would
+        // be. Then our macvlans as they should be.
+        let names: std::collections::BTreeSet<String> = self
+            .insts
+            .iter()
+            .flat_map(|i| std::iter::once(&i.conf.interface).chain(i.track_ifs.iter().map(|(_, n, _)| n)))
+            .cloned()
+            .collect();
+        for name in names {
+            match nix::net::if_::if_nametoindex(name.as_str()) {
+                Ok(ifindex) => self.follow(ifindex, &name).await,
+                Err(_) => {
+                    let known: std::collections::BTreeSet<u32> = self
+                        .insts
+                        .iter()
+                        .flat_map(|i| {
+                            let own = (i.bound() && i.conf.interface == name).then_some(i.ifindex);
+                            own.into_iter().chain(
+                                i.track_ifs
+                                    .iter()
+                                    .filter(|(t, n, _)| *t != 0 && *n == name)
+                                    .map(|(t, _, _)| *t),
+                            )
+                        })
+                        .collect();
+                    for ifindex in known {
+                        self.on_link_gone(ifindex, &name).await;
+                    }
+                }
+            }
+        }
+        self.vmacs.reconcile(&self.nl).await;
+        // Links up or down: every tracked interface (an instance's own
+        // among them) as it is now; `on_link` acts only on a change.
         let ifs = super::link::Ifaddrs::now();
         let tracked: std::collections::BTreeMap<u32, String> = self
             .insts
