@@ -109,6 +109,20 @@ impl Segment {
 
     /// As `agent`, with the given `--name` (to restart "the same" agent).
     pub fn agent_as(&self, i: usize, conf: &str, name: &str, extra: &[&str]) -> Result<Process> {
+        self.agent_env(i, conf, name, extra, &[])
+    }
+
+    /// As `agent_as`, with environment variables set for the agent only
+    /// (e.g. a test-only knob, without touching the test process's own
+    /// environment, which parallel tests share).
+    pub fn agent_env(
+        &self,
+        i: usize,
+        conf: &str,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Process> {
         let path = self.file(&format!("agent{i}-{}.conf", netns::unique("")), conf)?;
         if let Ok(mut names) = self.names.lock() {
             names.push(name.to_owned());
@@ -116,6 +130,7 @@ impl Segment {
         let bin = agent_bin()?;
         let mut cmd = self.nodes[i].ns.command(bin.to_str().context("agent path")?);
         cmd.arg("run").arg("-f").arg(&path).args(["--name", name]).args(extra);
+        cmd.envs(env.iter().copied());
         let mut p =
             Process::spawn(&format!("agent{i}"), &mut cmd, std::env::var_os("VRRP_TEST_ECHO").is_some())?;
         p.wait_for_line("Entering", Duration::from_secs(15))?;

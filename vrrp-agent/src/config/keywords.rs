@@ -77,7 +77,9 @@ const LVS_BLOCK: Support = Lost(
     "LVS virtual servers are not part of vrrp-agent: run keepalived's checker (`keepalived --check`) or another load balancer for them",
 );
 const SCHED: Support = NoEffect("CPU affinity: set it in the systemd unit (CPUAffinity=)");
-const BUFS: Support = NoEffect("vrrp-agent sizes its netlink and receive buffers itself");
+const BUFS: Support = NoEffect(
+    "vrrp-agent sizes its netlink event socket's receive buffer itself from the configuration (SO_RCVBUFFORCE, 4 MiB to 128 MiB) and reads the kernel again after an overrun; adverts reach it through its XDP program's ring and peer map, not socket receive buffers",
+);
 const NAMES: Support = NoEffect("vrrp-agent's processes are named vrrp-agent");
 const MAIL: Support = Lost("no e-mail is sent on state changes; use notify scripts");
 const SNMP: Support = Lost("there is no SNMP agent; read `vrrp-agent status` instead");

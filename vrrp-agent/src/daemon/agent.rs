@@ -409,9 +409,19 @@ impl Agent {
                     // batch: a failover's thousands of address events
                     // (our own adds) then cost one reconcile, not one each.
                     let b = self.begin_batch();
-                    self.on_net(ev).await;
-                    while let Some(Some(ev)) = futures_util::FutureExt::now_or_never(net.next()) {
-                        self.on_net(ev).await;
+                    // Overruns in one batch cost one re-read, after the
+                    // events queued with them (the dump is newer).
+                    let mut overrun = false;
+                    let mut ev = Some(ev);
+                    while let Some(e) = ev {
+                        match e {
+                            NetEvent::Overrun => overrun = true,
+                            e => self.on_net(e).await,
+                        }
+                        ev = futures_util::FutureExt::now_or_never(net.next()).flatten();
+                    }
+                    if overrun {
+                        self.on_net(NetEvent::Overrun).await;
                     }
                     self.finish_batch(b).await;
                 }
@@ -750,6 +760,94 @@ impl Agent {
             NetEvent::Addr { ifindex, addr, prefix, up } => self.on_addr(ifindex, addr, prefix, up).await,
             NetEvent::Route { key, up } => self.on_route(key, up).await,
             NetEvent::Rule { key, up } => self.on_rule(key, up).await,
+            NetEvent::Overrun => self.on_overrun().await,
+        }
+    }
+
+    /// The kernel dropped notifications (the event socket's buffer was
+    /// full): whatever changed in them is unknown, so the watch is lost
+    /// and the kernel is read again, as at start (Kubernetes informers
+    /// re-list, FRR's zebra re-reads; keepalived only logs it). Addresses,
+    /// routes and rules replace the reconciler's observed state (what we
+    /// installed stays ours: one gone is put back); tracked links take the
+    /// same path as their events, so one that went down meanwhile still
+    /// fails its instances over; then one reconcile.
+    async fn on_overrun(&mut self) {
+        log::warn!(
+            "the kernel dropped netlink events (event socket buffer full): reading links, addresses, routes and rules again"
+        );
+        match super::link::dump_addresses(&self.nl).await {
+            Ok(list) => self
+                .addrs
+                .resync(list.into_iter().map(|(ifindex, addr, prefix)| (AddrKey { ifindex, addr }, prefix))),
+            Err(e) => log::error!("reading the interfaces' addresses: {e}"),
+        }
+        if !self.route_keys.is_empty() {
+            self.resync_routes().await;
+        }
+        if !self.rule_keys.is_empty() {
+            self.resync_rules().await;
+        }
+        // Links created or deleted meanwhile: every interface an instance
+        // runs on or tracks is followed to its index now (a re-created one
+        // is opened again), or, gone, treated as its deletion event would
+        // be. Then our macvlans as they should be.
+        let names: std::collections::BTreeSet<String> = self
+            .insts
+            .iter()
+            .flat_map(|i| std::iter::once(&i.conf.interface).chain(i.track_ifs.iter().map(|(_, n, _)| n)))
+            .cloned()
+            .collect();
+        for name in names {
+            match nix::net::if_::if_nametoindex(name.as_str()) {
+                Ok(ifindex) => self.follow(ifindex, &name).await,
+                Err(_) => {
+                    let known: std::collections::BTreeSet<u32> = self
+                        .insts
+                        .iter()
+                        .flat_map(|i| {
+                            let own = (i.bound() && i.conf.interface == name).then_some(i.ifindex);
+                            own.into_iter().chain(
+                                i.track_ifs
+                                    .iter()
+                                    .filter(|(t, n, _)| *t != 0 && *n == name)
+                                    .map(|(t, _, _)| *t),
+                            )
+                        })
+                        .collect();
+                    for ifindex in known {
+                        self.on_link_gone(ifindex, &name).await;
+                    }
+                }
+            }
+        }
+        self.vmacs.reconcile(&self.nl).await;
+        // Links up or down: every tracked interface (an instance's own
+        // among them) as it is now; `on_link` acts only on a change.
+        let ifs = super::link::Ifaddrs::now();
+        let tracked: std::collections::BTreeMap<u32, String> = self
+            .insts
+            .iter()
+            .flat_map(|i| &i.track_ifs)
+            .filter(|(idx, _, _)| *idx != 0)
+            .map(|(idx, name, _)| (*idx, name.clone()))
+            .collect();
+        for (ifindex, name) in tracked {
+            let up = ifs.is_up(&name);
+            self.on_link(ifindex, up).await;
+            self.routes_after_link(&name, up).await;
+        }
+        self.reconcile().await;
+    }
+
+    /// Read the kernel's rules again (see `Reconciler::resync`).
+    pub(super) async fn resync_rules(&mut self) {
+        match routes::dump_rules(&self.nl).await {
+            Ok(list) => {
+                let keys = &self.rule_keys;
+                self.rules.resync(list.into_iter().filter(|k| keys.contains(k)).map(|k| (k, ())));
+            }
+            Err(e) => log::error!("reading the kernel's rules: {e}"),
         }
     }
 

@@ -121,6 +121,79 @@ pub enum NetEvent {
         /// Added or removed.
         up: bool,
     },
+    /// The kernel dropped notifications: the socket's receive buffer was
+    /// full (ENOBUFS, which netlink-proto turns into an overrun message).
+    /// Any link, address, route or rule change may have been lost, so the
+    /// watch is lost too: the caller must read the kernel again (a lost
+    /// watch is re-listed, as Kubernetes informers and FRR's zebra do).
+    Overrun,
+}
+
+/// The event socket's receive buffer floor: 4 MiB holds ~2,000 to 4,000
+/// notifications (see `event_buffer_size`), well above the kernel's
+/// default (net.core.rmem_default, 208 KiB: ~150 to 200 notifications,
+/// which a takeover of 200 VIPs already fills, since the agent's own
+/// address adds come back as events while it is busy adding more).
+pub const EVENT_BUFFER_FLOOR: usize = 4 << 20;
+/// Its cap: 128 MiB (net.core.rmem_max does not bind SO_RCVBUFFORCE; the
+/// memory is only charged while notifications are queued, but a config of
+/// hundreds of thousands of entries should not pin gigabytes).
+pub const EVENT_BUFFER_CAP: usize = 128 << 20;
+/// What one queued notification costs the receive buffer: not its payload
+/// (~60 to 200 bytes) but its skb's truesize (the data buffer rounded up
+/// plus struct sk_buff), which the kernel charges against SO_RCVBUF:
+/// ~1 to 2 KiB each for an address or route message. 2 KiB, to be safe.
+const NOTIFICATION_TRUESIZE: usize = 2 << 10;
+
+/// The event socket's receive buffer for a configuration whose takeover
+/// (or release) can produce `notifications` events at once: every VIP
+/// added or removed is one RTM_NEWADDR/DELADDR, and an IPv4 one also one
+/// RTM_NEWROUTE per local/broadcast route when routes are followed; every
+/// virtual route and rule one more; every instance a link event or two (a
+/// macvlan's, or a veth's when its peer's XDP program changes). Twice that
+/// (two takeovers back to back, a release then a takeover, before the
+/// agent reads), between the floor and the cap.
+pub fn event_buffer_size(notifications: usize) -> usize {
+    notifications
+        .saturating_mul(NOTIFICATION_TRUESIZE)
+        .saturating_mul(2)
+        .clamp(EVENT_BUFFER_FLOOR, EVENT_BUFFER_CAP)
+}
+
+/// For tests only: `VRRP_AGENT_TEST_NETLINK_RCVBUF=<bytes>` replaces the
+/// computed size, so a test can overrun the event socket at will (a tiny
+/// buffer) and check that the agent reads the kernel again.
+pub const TEST_RCVBUF_ENV: &str = "VRRP_AGENT_TEST_NETLINK_RCVBUF";
+
+/// Set `fd`'s receive buffer to `bytes`: SO_RCVBUFFORCE (the agent runs as
+/// root or with CAP_NET_ADMIN, and net.core.rmem_max, 208 KiB by default,
+/// would cap SO_RCVBUF far below what a takeover needs), else SO_RCVBUF
+/// (capped at rmem_max by the kernel). keepalived does the same with
+/// `vrrp_netlink_monitor_rcv_bufs` and its `_force` variant.
+fn set_rcvbuf(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let val = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let set = |opt| {
+        // SAFETY: a valid descriptor of ours and a c_int of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                std::ptr::from_ref(&val).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    };
+    if let Err(e) = set(libc::SO_RCVBUFFORCE) {
+        log::debug!(
+            "netlink event socket: SO_RCVBUFFORCE {bytes} refused ({e}); SO_RCVBUF instead (capped at net.core.rmem_max)"
+        );
+        if let Err(e) = set(libc::SO_RCVBUF) {
+            log::debug!("netlink event socket: SO_RCVBUF {bytes}: {e}");
+        }
+    }
 }
 
 /// Link and address events from the kernel.
@@ -167,7 +240,9 @@ impl NetEvents {
     /// our own (subscribe before dumping, so no change falls between), and
     /// to route and rule changes when the configuration has routes or
     /// rules (a router's route churn is not ours to read otherwise).
-    pub fn subscribe(routes: bool, rules: bool) -> io::Result<NetEvents> {
+    /// `rcvbuf`: the socket's receive buffer (`event_buffer_size`); the
+    /// test-only `VRRP_AGENT_TEST_NETLINK_RCVBUF` replaces it.
+    pub fn subscribe(routes: bool, rules: bool, rcvbuf: usize) -> io::Result<NetEvents> {
         use rtnetlink::constants::{
             RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE,
             RTMGRP_LINK,
@@ -187,6 +262,8 @@ impl NetEvents {
         if rules {
             sock.add_membership(RTNLGRP_IPV6_RULE)?;
         }
+        let rcvbuf = std::env::var(TEST_RCVBUF_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(rcvbuf);
+        set_rcvbuf(std::os::fd::AsFd::as_fd(&*sock), rcvbuf);
         // The same socket (a duplicate descriptor): the connection task
         // owns the original.
         let dup = std::os::fd::AsFd::as_fd(&*sock).try_clone_to_owned()?;
@@ -210,7 +287,11 @@ impl NetEvents {
     pub async fn next(&mut self) -> Option<NetEvent> {
         loop {
             let (msg, _) = self.rx.next().await?;
-            let NetlinkPayload::InnerMessage(m) = msg.payload else { continue };
+            let m = match msg.payload {
+                NetlinkPayload::InnerMessage(m) => m,
+                NetlinkPayload::Overrun(_) => return Some(NetEvent::Overrun),
+                _ => continue,
+            };
             let ev = match m {
                 RouteNetlinkMessage::NewLink(l) => {
                     let up =
@@ -276,4 +357,24 @@ pub async fn dump_addresses(handle: &rtnetlink::Handle) -> Result<Vec<(u32, IpAd
         out.extend(address_of(&a));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_buffer_holds_a_takeover_between_floor_and_cap() {
+        // A small configuration still gets the floor.
+        assert_eq!(event_buffer_size(0), EVENT_BUFFER_FLOOR);
+        assert_eq!(event_buffer_size(100), EVENT_BUFFER_FLOOR);
+        // 1,000 VIPs, their local routes and 1,000 instances' link
+        // events: twice their truesize, above the floor.
+        let n = 3_000;
+        assert_eq!(event_buffer_size(n), n * NOTIFICATION_TRUESIZE * 2);
+        assert!(event_buffer_size(n) > EVENT_BUFFER_FLOOR);
+        // A huge one is capped, without overflow.
+        assert_eq!(event_buffer_size(10_000_000), EVENT_BUFFER_CAP);
+        assert_eq!(event_buffer_size(usize::MAX), EVENT_BUFFER_CAP);
+    }
 }

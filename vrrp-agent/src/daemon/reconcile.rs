@@ -536,6 +536,37 @@ mod tests {
     }
 
     #[test]
+    fn a_resync_after_lost_events_repairs_addresses_both_ways() {
+        // A master holds 130 and 131; a backup's VIP 140 is absent. Then
+        // the event socket overflows: 130 was deleted by hand and 140 added
+        // by hand, and neither event arrived.
+        let mut r = Reconciler::new();
+        let wants = [want(130, true), want(131, true), want(140, false)];
+        for op in r.plan(&wants) {
+            r.applied(&op, Outcome::Done);
+        }
+        r.observed(key(1), 24, true);
+        assert!(r.plan(&wants).is_empty(), "no event: nothing seems to be wrong");
+        // The dump: the node's own address, 131 and the foreign 140.
+        r.resync([(key(1), 24), (key(131), 24), (key(140), 24)]);
+        assert!(!r.present(&key(130)), "the gone one is dropped");
+        assert!(r.present(&key(140)), "the appeared one is added");
+        assert_eq!(
+            r.plan(&wants),
+            vec![
+                Op::Add { key: key(130), detail: 24, owner: 0, restore: true },
+                Op::Remove { key: key(140), detail: 24, owner: 0, foreign: true },
+            ]
+        );
+        // What is held and present stays ours; the missing one is not held.
+        assert_eq!(r.installed().collect::<Vec<_>>(), vec![(2, key(131).addr, 24)]);
+        // A second dump identical to the state changes nothing.
+        let mut again = r.clone();
+        again.resync([(key(1), 24), (key(131), 24), (key(140), 24)]);
+        assert_eq!(again.plan(&wants), r.plan(&wants));
+    }
+
+    #[test]
     fn a_route_someone_else_added_is_never_removed() {
         let mut r: Reconciler<RouteKey> = Reconciler::only_own();
         r.observed(route(5), (), true);

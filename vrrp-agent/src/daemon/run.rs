@@ -271,8 +271,27 @@ pub async fn run(cfg: Config, opts: Options, shutdown: impl Future<Output = ()>)
         .chain(&cfg.static_rules)
         .map(super::routes::rule_key)
         .collect();
-    let mut net =
-        NetEvents::subscribe(!route_keys.is_empty(), !rule_keys.is_empty()).map_err(io("netlink events"))?;
+    // What one takeover (or release) can report at once: each VIP (and
+    // its local route), each virtual route and rule, each instance's
+    // links (see `link::event_buffer_size`).
+    let notifications = insts
+        .iter()
+        .map(|i| {
+            2 * (i.conf.vips.len() + i.conf.vips_excluded.len())
+                + i.conf.routes.len()
+                + i.conf.rules.len()
+                + 2
+        })
+        .sum::<usize>()
+        + 2 * cfg.static_addresses.len()
+        + cfg.static_routes.len()
+        + cfg.static_rules.len();
+    let mut net = NetEvents::subscribe(
+        !route_keys.is_empty(),
+        !rule_keys.is_empty(),
+        link::event_buffer_size(notifications),
+    )
+    .map_err(io("netlink events"))?;
     let mut addrs = Reconciler::new();
     match link::dump_addresses(&nl).await {
         Ok(list) => {
