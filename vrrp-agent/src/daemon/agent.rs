@@ -569,22 +569,25 @@ impl Agent {
     /// silence warning from the kernel's watch feeds the instance what the
     /// kernel saw last; the loop then waits for its deadline (`imminent`).
     async fn on_peer_events(&mut self, events: Vec<PeerEvent>) {
-        let silent: Vec<(u32, u8, u8, (u64, u64))> = events
+        // Sorted by instance key and searched: a mass failover warns
+        // thousands of instances in one batch, and a scan of the warnings
+        // per instance was O(instances × warnings) on the takeover's path.
+        let mut silent: Vec<_> = events
             .iter()
-            .filter_map(|e| Some((e.key.ifindex, e.key.family, e.key.vrid, e.silent_times()?)))
+            .filter_map(|e| Some(((e.key.ifindex, e.key.family, e.key.vrid), e.silent_times()?)))
             .collect();
         if !silent.is_empty() {
+            silent.sort_unstable_by_key(|(k, _)| *k);
             let warned = |inst: &Inst| {
-                silent
-                    .iter()
-                    .find(|(ix, f, v, _)| (inst.ifindex, inst.family.code(), inst.conf.vrid) == (*ix, *f, *v))
+                let key = (inst.ifindex, inst.family.code(), inst.conf.vrid);
+                silent.binary_search_by_key(&key, |(k, _)| *k).ok().map(|at| &silent[at])
             };
             let now = timer::now();
             // The late-agent rule first (what the kernel saw since), then
             // the warning: the kernel's timer has stopped, ours is exact.
             self.feed_from_table(now, |inst| warned(inst).is_some()).await;
             for inst in &mut self.insts {
-                if let Some((.., times)) = warned(inst) {
+                if let Some((_, times)) = warned(inst) {
                     inst.silence = Some(*times);
                     inst.watch_armed = false;
                 }
